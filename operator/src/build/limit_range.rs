@@ -1,0 +1,61 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{LimitRange, LimitRangeItem, LimitRangeSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
+
+use super::{BuildInput, meta};
+
+/// Defaults for containers that set no requests or limits, so the quota admits and
+/// counts them instead of rejecting them.
+pub(super) fn limit_range(input: &BuildInput<'_>, ns: &str) -> LimitRange {
+    let c = input.config;
+    let pair = |cpu: String, mem: String| {
+        BTreeMap::from([
+            ("cpu".to_owned(), K8sQuantity(cpu)),
+            ("memory".to_owned(), K8sQuantity(mem)),
+        ])
+    };
+    LimitRange {
+        metadata: meta(input, "sandbox-defaults", Some(ns)),
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".into(),
+                default: Some(pair(
+                    c.default_cpu_limit.to_cpu_string(),
+                    c.default_memory_limit.to_bytes_string(),
+                )),
+                default_request: Some(pair(
+                    c.default_cpu_request.to_cpu_string(),
+                    c.default_memory_request.to_bytes_string(),
+                )),
+                ..LimitRangeItem::default()
+            }],
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Workloads;
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::config::test_build_config;
+
+    #[test]
+    fn containers_get_default_requests_and_limits() {
+        let (t, r, c) = (tenant(), resources(None), test_build_config());
+        let lr = limit_range(&input(&t, &r, &[], Workloads::Running, &c), "ns");
+        let item = &lr.spec.unwrap().limits[0];
+        assert_eq!(item.type_, "Container");
+        let d = item.default.as_ref().unwrap();
+        let dr = item.default_request.as_ref().unwrap();
+        assert_eq!(
+            (d["cpu"].0.as_str(), d["memory"].0.as_str()),
+            ("1", "512Mi")
+        );
+        assert_eq!(
+            (dr["cpu"].0.as_str(), dr["memory"].0.as_str()),
+            ("100m", "128Mi")
+        );
+    }
+}

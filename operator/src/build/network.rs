@@ -1,0 +1,277 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{BuildInput, meta};
+
+/// Deny everything, then allow DNS, the Serre platform (object store, gateway) and
+/// the sandbox's own extra CIDRs. Policies without a destination are not created.
+pub(super) fn network_policies(input: &BuildInput<'_>, ns: &str) -> Vec<NetworkPolicy> {
+    let mut policies = vec![
+        policy(input, ns, "default-deny", vec!["Ingress", "Egress"], vec![]),
+        policy(
+            input,
+            ns,
+            "allow-dns",
+            vec!["Egress"],
+            vec![dns_rule(input)],
+        ),
+    ];
+    let platform: Vec<_> = input
+        .config
+        .platform_egress
+        .iter()
+        .filter_map(|e| parse_egress(e).ok())
+        .map(|(cidr, port)| egress_to(&cidr, port))
+        .collect();
+    if !platform.is_empty() {
+        policies.push(policy(
+            input,
+            ns,
+            "allow-serre-platform",
+            vec!["Egress"],
+            platform,
+        ));
+    }
+    if !input.extra_egress_cidrs.is_empty() {
+        let rules = input
+            .extra_egress_cidrs
+            .iter()
+            .map(|c| egress_to(c, None))
+            .collect();
+        policies.push(policy(
+            input,
+            ns,
+            "allow-extra-egress",
+            vec!["Egress"],
+            rules,
+        ));
+    }
+    policies
+}
+
+fn policy(
+    input: &BuildInput<'_>,
+    ns: &str,
+    name: &str,
+    types: Vec<&str>,
+    egress: Vec<NetworkPolicyEgressRule>,
+) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: meta(input, name, Some(ns)),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(types.into_iter().map(str::to_owned).collect()),
+            egress: if egress.is_empty() {
+                None
+            } else {
+                Some(egress)
+            },
+            ingress: None,
+        }),
+    }
+}
+
+fn dns_rule(input: &BuildInput<'_>) -> NetworkPolicyEgressRule {
+    let selector = |s: &str| LabelSelector {
+        match_labels: parse_selector(s)
+            .ok()
+            .map(|(k, v)| BTreeMap::from([(k, v)])),
+        ..LabelSelector::default()
+    };
+    let port = |protocol: &str| NetworkPolicyPort {
+        port: Some(IntOrString::Int(53)),
+        protocol: Some(protocol.to_owned()),
+        ..NetworkPolicyPort::default()
+    };
+    NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(selector(&input.config.dns_namespace_selector)),
+            pod_selector: Some(selector(&input.config.dns_pod_selector)),
+            ip_block: None,
+        }]),
+        ports: Some(vec![port("UDP"), port("TCP")]),
+    }
+}
+
+fn egress_to(cidr: &str, port: Option<u16>) -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: cidr.to_owned(),
+                except: None,
+            }),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: port.map(|p| {
+            vec![NetworkPolicyPort {
+                port: Some(IntOrString::Int(i32::from(p))),
+                protocol: Some("TCP".into()),
+                ..NetworkPolicyPort::default()
+            }]
+        }),
+    }
+}
+
+/// Parse an IPv4 or IPv6 CIDR, e.g. `10.0.0.0/8` or `2001:db8::/32`.
+pub fn parse_cidr(s: &str) -> Result<(), String> {
+    let (addr, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not a CIDR (missing /prefix)"))?;
+    let ip: std::net::IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    match prefix.parse::<u8>() {
+        Ok(p) if p <= max => Ok(()),
+        _ => Err(format!("{s:?}: prefix must be 0..={max}")),
+    }
+}
+
+/// Parse `CIDR` or `CIDR:PORT` (IPv6 with a port: `[2001:db8::/32]:443`).
+pub fn parse_egress(entry: &str) -> Result<(String, Option<u16>), String> {
+    let (cidr, port) = if let Some(rest) = entry.strip_prefix('[') {
+        let (cidr, tail) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{entry:?}: missing ]"))?;
+        (cidr, tail.strip_prefix(':'))
+    } else {
+        match entry.rsplit_once(':') {
+            Some((c, p)) if !c.contains(':') => (c, Some(p)),
+            _ => (entry, None),
+        }
+    };
+    parse_cidr(cidr)?;
+    let port = match port {
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{entry:?}: bad port {p:?}"))?,
+        ),
+        None => None,
+    };
+    Ok((cidr.to_owned(), port))
+}
+
+/// Parse a single `key=value` label selector.
+pub fn parse_selector(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Workloads;
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::config::test_build_config;
+
+    #[test]
+    fn deny_by_default_then_explicit_allows() {
+        let (t, r, c) = (tenant(), resources(None), test_build_config());
+        let cidrs = vec!["192.0.2.0/24".to_owned()];
+        let ps = network_policies(&input(&t, &r, &cidrs, Workloads::Running, &c), "ns");
+        let deny = ps[0].spec.as_ref().unwrap();
+        assert_eq!(deny.pod_selector, Some(LabelSelector::default()));
+        assert_eq!(
+            deny.policy_types.as_deref(),
+            Some(&["Ingress".to_owned(), "Egress".to_owned()][..])
+        );
+        assert!(deny.ingress.is_none() && deny.egress.is_none());
+
+        let dns = ps[1].spec.as_ref().unwrap().egress.as_ref().unwrap();
+        let ports = dns[0].ports.as_ref().unwrap();
+        assert_eq!(ports.len(), 2);
+        assert!(ports.iter().all(|p| p.port == Some(IntOrString::Int(53))));
+        let peer = &dns[0].to.as_ref().unwrap()[0];
+        assert_eq!(
+            peer.pod_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap()["k8s-app"],
+            "kube-dns"
+        );
+
+        let platform = ps[2].spec.as_ref().unwrap().egress.as_ref().unwrap();
+        assert_eq!(platform.len(), 2);
+        assert_eq!(
+            platform[0].to.as_ref().unwrap()[0]
+                .ip_block
+                .as_ref()
+                .unwrap()
+                .cidr,
+            "10.0.0.10/32"
+        );
+        assert_eq!(
+            platform[0].ports.as_ref().unwrap()[0].port,
+            Some(IntOrString::Int(3900))
+        );
+
+        let extra = ps[3].spec.as_ref().unwrap().egress.as_ref().unwrap();
+        assert_eq!(
+            extra[0].to.as_ref().unwrap()[0]
+                .ip_block
+                .as_ref()
+                .unwrap()
+                .cidr,
+            "192.0.2.0/24"
+        );
+        assert!(extra[0].ports.is_none());
+        assert!(
+            ps.iter()
+                .all(|p| p.spec.as_ref().unwrap().ingress.is_none()),
+            "no ingress is ever allowed"
+        );
+    }
+
+    #[test]
+    fn no_extra_policy_without_cidrs() {
+        let (t, r, c) = (tenant(), resources(None), test_build_config());
+        let ps = network_policies(&input(&t, &r, &[], Workloads::Running, &c), "ns");
+        let names: Vec<_> = ps
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["default-deny", "allow-dns", "allow-serre-platform"]);
+    }
+
+    #[test]
+    fn egress_entries_parse() {
+        assert_eq!(
+            parse_egress("10.0.0.0/8").unwrap(),
+            ("10.0.0.0/8".into(), None)
+        );
+        assert_eq!(
+            parse_egress("10.1.2.3/32:3900").unwrap(),
+            ("10.1.2.3/32".into(), Some(3900))
+        );
+        assert_eq!(
+            parse_egress("2001:db8::/32").unwrap(),
+            ("2001:db8::/32".into(), None)
+        );
+        assert_eq!(
+            parse_egress("[2001:db8::/32]:443").unwrap(),
+            ("2001:db8::/32".into(), Some(443))
+        );
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/33",
+            "nope/8",
+            "10.0.0.0/8:0",
+            "10.0.0.0/8:http",
+            "[::/0",
+        ] {
+            assert!(parse_egress(bad).is_err(), "{bad}");
+        }
+    }
+}

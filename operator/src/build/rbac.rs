@@ -1,0 +1,172 @@
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::{BuildInput, meta};
+
+/// ClusterRole whose rules the tenant's groups get inside their sandbox namespaces
+/// only (through a RoleBinding). Shipped by the chart; the operator may bind it
+/// (`bind` on this one name) but holds none of its permissions itself.
+pub const EDITOR_CLUSTER_ROLE: &str = "serre-sandbox-editor";
+
+/// Service account for workloads; its token is never mounted unless a pod asks.
+pub(super) fn workload_service_account(input: &BuildInput<'_>, ns: &str) -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta(input, "sandbox-workload", Some(ns)),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    }
+}
+
+/// Binds the tenant's member groups (admins and members) to the editor role in
+/// this namespace.
+pub(super) fn editors_role_binding(input: &BuildInput<'_>, ns: &str) -> RoleBinding {
+    let mut groups: Vec<&str> = input
+        .tenant
+        .members
+        .iter()
+        .map(|m| m.group.as_str())
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    RoleBinding {
+        metadata: meta(input, "sandbox-editors", Some(ns)),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: input.config.editor_cluster_role.clone(),
+        },
+        subjects: Some(
+            groups
+                .into_iter()
+                .map(|g| Subject {
+                    kind: "Group".into(),
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    name: g.to_owned(),
+                    namespace: None,
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// The editor ClusterRole: run and inspect workloads, nothing that changes the
+/// sandbox's limits (no quotas, limit ranges, network policies or RBAC).
+pub fn editor_cluster_role() -> ClusterRole {
+    let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| PolicyRule {
+        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        ..PolicyRule::default()
+    };
+    let edit = [
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ];
+    let read = ["get", "list", "watch"];
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(EDITOR_CLUSTER_ROLE.into()),
+            labels: Some(
+                [
+                    ("app.kubernetes.io/managed-by".to_owned(), "Helm".to_owned()),
+                    ("app.kubernetes.io/part-of".to_owned(), "serre".to_owned()),
+                ]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        rules: Some(vec![
+            rule(
+                &[""],
+                &[
+                    "pods",
+                    "services",
+                    "configmaps",
+                    "secrets",
+                    "persistentvolumeclaims",
+                ],
+                &edit,
+            ),
+            rule(
+                &[""],
+                &[
+                    "pods/log",
+                    "events",
+                    "resourcequotas",
+                    "limitranges",
+                    "serviceaccounts",
+                ],
+                &read,
+            ),
+            rule(
+                &["apps"],
+                &["deployments", "statefulsets", "replicasets"],
+                &edit,
+            ),
+            rule(&["batch"], &["jobs", "cronjobs"], &edit),
+            rule(&["networking.k8s.io"], &["networkpolicies"], &read),
+        ]),
+        ..ClusterRole::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Workloads;
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::config::test_build_config;
+
+    #[test]
+    fn tenant_groups_are_bound_in_the_namespace_only() {
+        let (t, r, c) = (tenant(), resources(None), test_build_config());
+        let rb = editors_role_binding(&input(&t, &r, &[], Workloads::Running, &c), "serre-x");
+        assert_eq!(rb.metadata.namespace.as_deref(), Some("serre-x"));
+        assert_eq!(rb.role_ref.kind, "ClusterRole");
+        assert_eq!(rb.role_ref.name, EDITOR_CLUSTER_ROLE);
+        let names: Vec<_> = rb
+            .subjects
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.kind, s.name))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("Group".to_owned(), "ept-est-ensemble-admins".to_owned()),
+                ("Group".to_owned(), "ept-est-ensemble-data".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn workload_account_mounts_no_token() {
+        let (t, r, c) = (tenant(), resources(None), test_build_config());
+        let sa = workload_service_account(&input(&t, &r, &[], Workloads::Running, &c), "ns");
+        assert_eq!(sa.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn editors_cannot_touch_limits_or_rbac() {
+        let role = editor_cluster_role();
+        for rule in role.rules.unwrap() {
+            let resources = rule.resources.unwrap();
+            let writes = rule
+                .verbs
+                .iter()
+                .any(|v| v != "get" && v != "list" && v != "watch");
+            for forbidden in [
+                "resourcequotas",
+                "limitranges",
+                "networkpolicies",
+                "rolebindings",
+                "roles",
+            ] {
+                assert!(
+                    !(writes && resources.iter().any(|r| r == forbidden)),
+                    "{forbidden} writable"
+                );
+            }
+        }
+    }
+}

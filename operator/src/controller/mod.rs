@@ -1,0 +1,230 @@
+//! The two controllers (Sandbox and Tenant), their shared context and how they run.
+
+mod children;
+mod error;
+pub mod sandbox;
+pub mod tenant;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{info, warn};
+
+pub use children::ChildCaches;
+pub use error::Error;
+
+use crate::config::BuildConfig;
+use crate::resources::{MANAGER, Sandbox, Tenant};
+use crate::telemetry::Metrics;
+
+/// What every reconciliation can use.
+pub struct Context {
+    pub client: Client,
+    pub config: BuildConfig,
+    pub caches: ChildCaches,
+    pub tenants: Store<Tenant>,
+    pub sandboxes: Store<Sandbox>,
+    pub metrics: Arc<Metrics>,
+    recorder: Recorder,
+    events_namespace: String,
+    tenant_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Context {
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    /// The lock serialising admissions within one tenant.
+    pub fn tenant_lock(&self, tenant: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.tenant_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(tenant.to_owned()).or_default().clone()
+    }
+
+    /// Publish an Event about a sandbox. Sandboxes are cluster-scoped, so the Event
+    /// lives in the operator's namespace. Failing to publish never fails a reconcile.
+    pub async fn event(
+        &self,
+        sandbox: &Sandbox,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let mut reference = sandbox.object_ref(&());
+        reference.namespace = Some(self.events_namespace.clone());
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        match self.recorder.publish(&event, &reference).await {
+            Ok(()) => self.metrics.write("Event", "create"),
+            Err(e) => warn!(sandbox = %sandbox.name_any(), error = %e, "could not publish event"),
+        }
+    }
+}
+
+/// Settings for [`run`].
+pub struct RunOptions {
+    pub concurrency: u16,
+    pub resync: Duration,
+    pub events_namespace: String,
+}
+
+/// Run both controllers until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    config: BuildConfig,
+    options: RunOptions,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (caches, streams) = ChildCaches::new(&client);
+    let controller_config = controller::Config::default().concurrency(options.concurrency);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let resync = move || tokio_stream_interval(options.resync);
+
+    let sandboxes = Controller::new(
+        Api::<Sandbox>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let sandbox_store = sandboxes.store();
+    let tenants = Controller::new(
+        Api::<Tenant>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let tenant_store = tenants.store();
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config,
+        caches,
+        tenants: tenant_store,
+        sandboxes: sandbox_store.clone(),
+        metrics,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: hostname(),
+            },
+        ),
+        events_namespace: options.events_namespace,
+        tenant_locks: Mutex::default(),
+    });
+
+    let by_tenant = sandbox_store.clone();
+    let sandbox_loop = sandboxes
+        .with_config(controller_config.clone())
+        .owns_stream(streams.namespaces)
+        .owns_stream(streams.quotas)
+        .owns_stream(streams.limit_ranges)
+        .owns_stream(streams.service_accounts)
+        .owns_stream(streams.role_bindings)
+        .owns_stream(streams.network_policies)
+        .watches(
+            Api::<Tenant>::all(client.clone()),
+            watcher::Config::default(),
+            move |t: Tenant| {
+                let name = t.name_any();
+                by_tenant
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.spec.tenant == name)
+                    .map(|s| ObjectRef::from(s.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_all_on(resync())
+        .graceful_shutdown_on(stopped())
+        .run(gated_sandbox, error_policy_sandbox, ctx.clone())
+        .for_each(|_| async {});
+
+    let tenant_loop = tenants
+        .with_config(controller_config)
+        .watches(
+            Api::<Sandbox>::all(client),
+            watcher::Config::default(),
+            |s: Sandbox| Some(ObjectRef::<Tenant>::new(&s.spec.tenant)),
+        )
+        .reconcile_all_on(resync())
+        .graceful_shutdown_on(stopped())
+        .run(gated_tenant, error_policy_tenant, ctx)
+        .for_each(|_| async {});
+
+    info!("controllers started");
+    tokio::join!(sandbox_loop, tenant_loop);
+    info!("controllers stopped");
+}
+
+fn tokio_stream_interval(period: Duration) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(
+        tokio::time::interval_at(tokio::time::Instant::now() + period, period),
+        |mut i| async move {
+            i.tick().await;
+            Some(((), i))
+        },
+    )
+}
+
+/// Reconcile only once every cache has its first full list, so a restart does
+/// not mistake "not cached yet" for "missing" and rewrite everything.
+async fn gated_sandbox(s: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.caches.ready().await;
+    let _ = ctx.tenants.wait_until_ready().await;
+    sandbox::reconcile(s, ctx).await
+}
+
+async fn gated_tenant(t: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _ = ctx.sandboxes.wait_until_ready().await;
+    tenant::reconcile(t, ctx).await
+}
+
+fn error_policy_sandbox(s: Arc<Sandbox>, e: &Error, ctx: Arc<Context>) -> Action {
+    policy("sandbox", &s.name_any(), e, &ctx)
+}
+
+fn error_policy_tenant(t: Arc<Tenant>, e: &Error, ctx: Arc<Context>) -> Action {
+    policy("tenant", &t.name_any(), e, &ctx)
+}
+
+fn policy(controller: &'static str, name: &str, e: &Error, ctx: &Context) -> Action {
+    ctx.metrics.failure(controller, e.category());
+    if e.is_waiting() {
+        info!(%controller, %name, reason = %e, "waiting");
+        Action::requeue(Duration::from_secs(2))
+    } else {
+        warn!(%controller, %name, error = %e, category = e.category(), "reconcile failed; retrying");
+        Action::requeue(Duration::from_secs(10))
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::env::var("POD_NAME").ok().or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|s| s.trim().to_owned())
+    })
+}

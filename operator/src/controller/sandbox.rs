@@ -1,0 +1,536 @@
+//! Sandbox reconciliation: fetch → validate → admit → build → apply → status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use super::Context;
+use super::error::{Error, Result};
+use crate::admission::{self, Usage};
+use crate::build::{self, BuildInput, Workloads, namespace_name};
+use crate::controller::children::apply_children;
+use crate::resources::{
+    Condition, ConditionStatus, MANAGER, Sandbox, SandboxPhase, SandboxResources, SandboxStatus,
+    Tenant, set_condition,
+};
+use crate::validate::{describe, validate_sandbox};
+
+pub const FINALIZER: &str = "serre.metropolegrandparis.fr/cleanup";
+
+/// Entry point used by the controller.
+pub async fn reconcile(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.measure("sandbox");
+    let api: Api<Sandbox> = Api::all(ctx.client.clone());
+    finalizer(&api, FINALIZER, sandbox, |event| async {
+        match event {
+            Finalizer::Apply(s) => apply(s, ctx.clone()).await,
+            Finalizer::Cleanup(s) => cleanup(s, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Outcome of the admission step.
+enum Admission {
+    /// Build with these resources (the admitted ones).
+    Admitted(SandboxResources),
+    /// Nothing may be created; the status says why.
+    Denied,
+}
+
+#[instrument(skip_all, fields(sandbox = %sandbox.name_any()))]
+async fn apply(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
+    let name = sandbox.name_any();
+    let uid = sandbox.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let now = ctx.now();
+    let generation = sandbox.metadata.generation;
+    let created = sandbox
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
+        .unwrap_or(now);
+    let old_status = sandbox.status.clone().unwrap_or_default();
+    let mut status = old_status.clone();
+    status.observed_generation = generation;
+    let cond = |t: &str, s: ConditionStatus, reason: &str, msg: String| {
+        Condition::new(t, s, reason, msg, generation, now)
+    };
+
+    // Validate.
+    if let Err(errors) = validate_sandbox(&name, &sandbox.spec, created, &ctx.config) {
+        let message = format!("The spec is invalid: {}", describe(&errors));
+        set_condition(
+            &mut status.conditions,
+            cond(
+                "Admitted",
+                ConditionStatus::False,
+                "InvalidSpec",
+                message.clone(),
+            ),
+        );
+        if status.admitted.is_none() {
+            status.phase = SandboxPhase::Denied;
+            set_condition(
+                &mut status.conditions,
+                cond("Ready", ConditionStatus::False, "Denied", message),
+            );
+        }
+        write_status(&ctx, &sandbox, &old_status, status).await?;
+        return Ok(Action::await_change());
+    }
+
+    // Tenant.
+    let tenant = ctx.tenants.get(&ObjectRef::new(&sandbox.spec.tenant));
+    let Some(tenant) = tenant.filter(|t| t.meta().deletion_timestamp.is_none()) else {
+        if status.admitted.is_none() {
+            let message = format!(
+                "Tenant {:?} does not exist or is being deleted; create it or fix spec.tenant.",
+                sandbox.spec.tenant
+            );
+            status.phase = SandboxPhase::Denied;
+            set_condition(
+                &mut status.conditions,
+                cond(
+                    "Admitted",
+                    ConditionStatus::False,
+                    "TenantNotFound",
+                    message.clone(),
+                ),
+            );
+            set_condition(
+                &mut status.conditions,
+                cond("Ready", ConditionStatus::False, "Denied", message),
+            );
+            write_status(&ctx, &sandbox, &old_status, status).await?;
+        }
+        return Ok(Action::await_change());
+    };
+
+    // Admit against the tenant's allowance.
+    let resources = match admit(&ctx, &sandbox, &tenant, &mut status, generation, now).await? {
+        Admission::Admitted(r) => r,
+        Admission::Denied => return Ok(Action::await_change()),
+    };
+
+    // Expiry.
+    let expires = sandbox.spec.expires_at;
+    let delete_at = expires + chrono_duration(ctx.config.expiry_grace);
+    if now >= delete_at {
+        info!("grace period after expiry is over: deleting the sandbox");
+        ctx.event(
+            &sandbox,
+            EventType::Normal,
+            "Deleted",
+            "Delete",
+            format!("Expired at {expires}; grace period over, deleting."),
+        )
+        .await;
+        Api::<Sandbox>::all(ctx.client.clone())
+            .delete(&name, &DeleteParams::default())
+            .await?;
+        ctx.metrics.write("Sandbox", "delete");
+        return Ok(Action::await_change());
+    }
+    let expired = now >= expires;
+    let suspended = tenant.spec.suspended;
+    let workloads = if expired || suspended {
+        Workloads::Stopped
+    } else {
+        Workloads::Running
+    };
+
+    // Build and apply.
+    let input = BuildInput {
+        sandbox_name: &name,
+        sandbox_uid: &uid,
+        tenant_name: &tenant.name_any(),
+        tenant: &tenant.spec,
+        resources: &resources,
+        extra_egress_cidrs: &sandbox.spec.extra_egress_cidrs,
+        workloads,
+        config: &ctx.config,
+    };
+    let children = build::desired(&input);
+    apply_children(&ctx.client, &ctx.caches, &ctx.metrics, &name, &children).await?;
+    let ns = namespace_name(&ctx.config, &name);
+    status.namespace = Some(ns.clone());
+
+    // Stop running work when the sandbox stops (the quota alone only blocks new pods).
+    let stopping = workloads == Workloads::Stopped
+        && !matches!(
+            old_status.phase,
+            SandboxPhase::Expired | SandboxPhase::Suspended
+        );
+    if stopping {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        pods.delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await?;
+        ctx.metrics.write("Pod", "deletecollection");
+    }
+
+    // Status.
+    let quota = children.iter().find(|c| c.resource.kind == "ResourceQuota");
+    let enforced = quota.is_some_and(|q| ctx.caches.is_enforced(&ns, q));
+    let (phase, ready) = if expired {
+        (
+            SandboxPhase::Expired,
+            cond(
+                "Ready",
+                ConditionStatus::False,
+                "Expired",
+                format!(
+                    "Expired at {expires}: no pods may run. It will be deleted at {delete_at}; extend spec.expiresAt to keep it."
+                ),
+            ),
+        )
+    } else if suspended {
+        (
+            SandboxPhase::Suspended,
+            cond(
+                "Ready",
+                ConditionStatus::False,
+                "TenantSuspended",
+                "The tenant is suspended: no pods may run until it is resumed.".into(),
+            ),
+        )
+    } else if enforced {
+        (
+            SandboxPhase::Ready,
+            cond(
+                "Ready",
+                ConditionStatus::True,
+                "Provisioned",
+                format!(
+                    "Namespace {ns} is ready with its quota, network policies and access rights."
+                ),
+            ),
+        )
+    } else {
+        (
+            SandboxPhase::Provisioning,
+            cond(
+                "Ready",
+                ConditionStatus::False,
+                "Provisioning",
+                format!("Waiting for namespace {ns} and its quota to be in force."),
+            ),
+        )
+    };
+    status.phase = phase;
+    set_condition(&mut status.conditions, ready);
+    let notice_at = expires - chrono_duration(ctx.config.expiry_notice);
+    let expiring = now >= notice_at && !expired;
+    if expiring || status.conditions.iter().any(|c| c.type_ == "ExpiringSoon") {
+        let c = if expiring {
+            cond(
+                "ExpiringSoon",
+                ConditionStatus::True,
+                "ExpiryNear",
+                format!(
+                    "The sandbox expires at {expires}; extend spec.expiresAt or save your results."
+                ),
+            )
+        } else {
+            cond(
+                "ExpiringSoon",
+                ConditionStatus::False,
+                if expired { "Expired" } else { "ExpiryExtended" },
+                format!("Expiry is {expires}."),
+            )
+        };
+        set_condition(&mut status.conditions, c);
+    }
+
+    if old_status.phase != status.phase {
+        let (kind, reason, note) = match status.phase {
+            SandboxPhase::Ready => (
+                EventType::Normal,
+                "Ready",
+                format!("Namespace {ns} is ready."),
+            ),
+            SandboxPhase::Expired => (
+                EventType::Warning,
+                "Expired",
+                format!("Expired at {expires}; pods stopped, deletion at {delete_at}."),
+            ),
+            SandboxPhase::Suspended => (
+                EventType::Warning,
+                "Suspended",
+                "Tenant suspended; pods stopped.".to_owned(),
+            ),
+            _ => (
+                EventType::Normal,
+                "Provisioning",
+                format!("Creating namespace {ns}."),
+            ),
+        };
+        ctx.event(&sandbox, kind, reason, "Reconcile", note).await;
+    }
+    if expiring
+        && !old_status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "ExpiringSoon" && c.status == ConditionStatus::True)
+    {
+        ctx.event(
+            &sandbox,
+            EventType::Warning,
+            "ExpiringSoon",
+            "Reconcile",
+            format!("The sandbox expires at {expires}."),
+        )
+        .await;
+    }
+    write_status(&ctx, &sandbox, &old_status, status).await?;
+
+    // Come back at the next deadline (notice, expiry, deletion), or soon while provisioning.
+    let next = [notice_at, expires, delete_at]
+        .into_iter()
+        .filter(|t| *t > now)
+        .min();
+    let mut wait = next.map_or(Duration::from_secs(3600), |t| {
+        (t - now).to_std().unwrap_or_default() + Duration::from_secs(1)
+    });
+    if phase == SandboxPhase::Provisioning {
+        wait = wait.min(Duration::from_secs(5));
+    }
+    Ok(Action::requeue(wait.min(Duration::from_secs(3600))))
+}
+
+/// Admission by the tenant's allowance. Sandboxes are counted from a fresh list of
+/// the API server under a per-tenant lock, so two sandboxes cannot both take the
+/// last share of an allowance.
+async fn admit(
+    ctx: &Context,
+    sandbox: &Sandbox,
+    tenant: &Tenant,
+    status: &mut SandboxStatus,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<Admission> {
+    let requested = &sandbox.spec.resources;
+    if status.admitted.as_ref() == Some(requested) {
+        return Ok(Admission::Admitted(requested.clone()));
+    }
+    let cond = |s: ConditionStatus, reason: &str, msg: String| {
+        Condition::new("Admitted", s, reason, msg, generation, now)
+    };
+    let request = match Usage::of(requested) {
+        Ok(u) => u,
+        Err(e) => {
+            return deny(
+                ctx,
+                sandbox,
+                status,
+                cond(ConditionStatus::False, "InvalidSpec", e.to_string()),
+            )
+            .await;
+        }
+    };
+    let limit = match admission::limits(&tenant.spec.allowance) {
+        Ok(l) => l,
+        Err(e) => {
+            let message = format!(
+                "Tenant {} has an invalid allowance ({e}); a Métropole admin must fix it.",
+                tenant.name_any()
+            );
+            return deny(
+                ctx,
+                sandbox,
+                status,
+                cond(ConditionStatus::False, "TenantAllowanceInvalid", message),
+            )
+            .await;
+        }
+    };
+    let lock = ctx.tenant_lock(&tenant.name_any());
+    let _guard = lock.lock().await;
+    let all = Api::<Sandbox>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let name = sandbox.name_any();
+    let reserved = all
+        .items
+        .iter()
+        .filter(|s| s.spec.tenant == sandbox.spec.tenant && s.name_any() != name)
+        .filter_map(|s| s.status.as_ref()?.admitted.as_ref())
+        .filter_map(|r| Usage::of(r).ok())
+        .fold(Usage::default(), Usage::add);
+    // Growing from an earlier admission only needs room for the difference.
+    let previous = status.admitted.as_ref().and_then(|r| Usage::of(r).ok());
+    let counted = previous.map_or(request, |_| Usage {
+        sandboxes: 0,
+        ..request
+    });
+    let shrinking = previous.is_some_and(|p| {
+        request.cpu <= p.cpu
+            && request.memory <= p.memory
+            && request.gpus <= p.gpus
+            && request.storage <= p.storage
+    });
+    match admission::check(limit, reserved, counted) {
+        Ok(()) => {}
+        Err(_) if shrinking => {}
+        Err(excess) => {
+            let detail = excess
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let message = format!(
+                "Over tenant {}'s allowance: {detail}. Ask for less, free resources, or ask a Métropole admin to raise the allowance.",
+                tenant.name_any()
+            );
+            return deny(
+                ctx,
+                sandbox,
+                status,
+                cond(ConditionStatus::False, "OverAllowance", message),
+            )
+            .await;
+        }
+    }
+    status.admitted = Some(requested.clone());
+    set_condition(
+        &mut status.conditions,
+        cond(
+            ConditionStatus::True,
+            "WithinAllowance",
+            format!("Admitted within tenant {}'s allowance.", tenant.name_any()),
+        ),
+    );
+    if status.phase == SandboxPhase::Denied || status.phase == SandboxPhase::Pending {
+        status.phase = SandboxPhase::Provisioning;
+    }
+    // Record the admission before releasing the lock, so the next count sees it.
+    let old = sandbox.status.clone().unwrap_or_default();
+    write_status(ctx, sandbox, &old, status.clone()).await?;
+    Ok(Admission::Admitted(requested.clone()))
+}
+
+async fn deny(
+    ctx: &Context,
+    sandbox: &Sandbox,
+    status: &mut SandboxStatus,
+    condition: Condition,
+) -> Result<Admission> {
+    let message = condition.message.clone();
+    let reason = condition.reason.clone();
+    set_condition(&mut status.conditions, condition.clone());
+    let old = sandbox.status.clone().unwrap_or_default();
+    if let Some(admitted) = status.admitted.clone() {
+        // Already running: keep the admitted size and say the change was refused.
+        write_status(ctx, sandbox, &old, status.clone()).await?;
+        return Ok(Admission::Admitted(admitted));
+    }
+    status.phase = SandboxPhase::Denied;
+    let ready = Condition {
+        type_: "Ready".into(),
+        reason: "Denied".into(),
+        ..condition
+    };
+    set_condition(&mut status.conditions, ready);
+    if old.phase != SandboxPhase::Denied {
+        ctx.event(sandbox, EventType::Warning, &reason, "Admit", message)
+            .await;
+    }
+    write_status(ctx, sandbox, &old, status.clone()).await?;
+    Ok(Admission::Denied)
+}
+
+/// Remove everything the sandbox owns, then let the object go.
+#[instrument(skip_all, fields(sandbox = %sandbox.name_any()))]
+async fn cleanup(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
+    let name = sandbox.name_any();
+    let old_status = sandbox.status.clone().unwrap_or_default();
+    if old_status.phase != SandboxPhase::Terminating {
+        let mut status = old_status.clone();
+        status.phase = SandboxPhase::Terminating;
+        let now = ctx.now();
+        set_condition(
+            &mut status.conditions,
+            Condition::new(
+                "Ready",
+                ConditionStatus::False,
+                "Terminating",
+                "The sandbox is being deleted with everything it holds.",
+                sandbox.metadata.generation,
+                now,
+            ),
+        );
+        write_status(&ctx, &sandbox, &old_status, status).await?;
+    }
+    let ns = namespace_name(&ctx.config, &name);
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    match namespaces.get_opt(&ns).await? {
+        None => {
+            info!(namespace = %ns, "namespace gone; releasing the sandbox");
+            ctx.event(
+                &sandbox,
+                EventType::Normal,
+                "Deleted",
+                "Cleanup",
+                format!("Namespace {ns} and everything in it were deleted."),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        Some(n) => {
+            let owned = n
+                .owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == sandbox.uid().as_ref());
+            if !owned {
+                warn!(namespace = %ns, "namespace exists but is not owned by this sandbox; leaving it");
+                return Ok(Action::await_change());
+            }
+            if n.metadata.deletion_timestamp.is_none() {
+                namespaces.delete(&ns, &DeleteParams::background()).await?;
+                ctx.metrics.write("Namespace", "delete");
+            }
+            Err(Error::NamespaceTerminating(ns))
+        }
+    }
+}
+
+/// Write the status with server-side apply, only when it changed.
+async fn write_status(
+    ctx: &Context,
+    sandbox: &Sandbox,
+    old: &SandboxStatus,
+    new: SandboxStatus,
+) -> Result<()> {
+    if *old == new && sandbox.status.is_some() {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": "serre.metropolegrandparis.fr/v1alpha1",
+        "kind": "Sandbox",
+        "status": new,
+    });
+    Api::<Sandbox>::all(ctx.client.clone())
+        .patch_status(
+            &sandbox.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    ctx.metrics.write("Sandbox", "status");
+    Ok(())
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,27 @@
+//! Serre's custom resources. Group `serre.metropolegrandparis.fr`, version `v1alpha1`.
+//! The CRD YAML in `charts/serre/crds/` is generated from these types (`serre-operator crds`).
+
+mod condition;
+mod sandbox;
+mod tenant;
+
+pub use condition::{Condition, ConditionStatus, set_condition};
+pub use sandbox::{
+    GpuRequest, Sandbox, SandboxPhase, SandboxResources, SandboxSpec, SandboxStatus, StorageStatus,
+};
+pub use tenant::{
+    Allowance, MemberGroup, MemberRole, Reserved, Tenant, TenantKind, TenantSpec, TenantStatus,
+};
+
+/// API group of every Serre resource.
+pub const GROUP: &str = "serre.metropolegrandparis.fr";
+/// Label carried by every object the operator creates for a sandbox.
+pub const LABEL_SANDBOX: &str = "serre.metropolegrandparis.fr/sandbox";
+/// Label naming the tenant a sandbox's objects belong to.
+pub const LABEL_TENANT: &str = "serre.metropolegrandparis.fr/tenant";
+/// Standard label marking objects managed by the operator (used to select its caches).
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`LABEL_MANAGED_BY`].
+pub const MANAGER: &str = "serre-operator";
+/// Annotation holding the hash of the desired state last applied to a child object.
+pub const ANNOTATION_HASH: &str = "serre.metropolegrandparis.fr/applied-hash";

@@ -1,0 +1,105 @@
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Condition;
+
+/// A commune, an EPT (territorial body) or the Métropole itself.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "serre.metropolegrandparis.fr",
+    version = "v1alpha1",
+    kind = "Tenant",
+    status = "TenantStatus",
+    shortname = "stn",
+    printcolumn = r#"{"name":"Display name","type":"string","jsonPath":".spec.displayName"}"#,
+    printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.kind"}"#,
+    printcolumn = r#"{"name":"Sandboxes","type":"integer","jsonPath":".status.reserved.sandboxes"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSpec {
+    /// Human-readable name, e.g. "Est Ensemble" or "Commune de Montreuil".
+    pub display_name: String,
+    pub kind: TenantKind,
+    /// OIDC groups whose members act for this tenant, with their role.
+    #[serde(default)]
+    pub members: Vec<MemberGroup>,
+    /// Upper bound on what all the tenant's sandboxes may reserve together.
+    pub allowance: Allowance,
+    /// Image registries (host or host/path prefixes) the tenant's workloads may pull from.
+    #[serde(default)]
+    pub allowed_registries: Vec<String>,
+    /// A suspended tenant's sandboxes are scaled to zero pods until it is resumed.
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TenantKind {
+    Commune,
+    #[serde(rename = "EPT")]
+    Ept,
+    Metropole,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberGroup {
+    /// Group name exactly as the identity provider puts it in tokens.
+    pub group: String,
+    pub role: MemberRole,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    Admin,
+    Member,
+}
+
+/// Aggregate allowance over all of a tenant's sandboxes. Quantities use Kubernetes
+/// syntax (`500m`, `4`, `16Gi`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Allowance {
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    pub cpu: String,
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    pub memory: String,
+    /// GPUs of any resource name (a MIG slice counts as one).
+    #[serde(default)]
+    pub gpus: u32,
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    pub storage: String,
+    /// Number of sandboxes that may exist at once.
+    pub sandboxes: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    /// What the tenant's admitted sandboxes currently reserve.
+    #[serde(default)]
+    pub reserved: Reserved,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Reserved quantities, in canonical Kubernetes syntax.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Reserved {
+    #[serde(default)]
+    pub cpu: String,
+    #[serde(default)]
+    pub memory: String,
+    #[serde(default)]
+    pub gpus: u32,
+    #[serde(default)]
+    pub storage: String,
+    #[serde(default)]
+    pub sandboxes: u32,
+}
