@@ -98,6 +98,10 @@ pub struct RuntimeConfig {
     )]
     pub lease_name: String,
 
+    /// How long a Lease stays valid without renewal; a new leader waits at most this long.
+    #[arg(long, env = "SERRE_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
     /// Identity written into the Lease (defaults to the host name).
     #[arg(long, env = "SERRE_IDENTITY")]
     pub identity: Option<String>,

@@ -89,17 +89,24 @@ pub struct TenantStatus {
 }
 
 /// Reserved quantities, in canonical Kubernetes syntax.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Reserved {
-    #[serde(default)]
     pub cpu: String,
-    #[serde(default)]
     pub memory: String,
-    #[serde(default)]
     pub gpus: u32,
-    #[serde(default)]
     pub storage: String,
-    #[serde(default)]
     pub sandboxes: u32,
+}
+
+impl Default for Reserved {
+    fn default() -> Self {
+        Self {
+            cpu: "0".into(),
+            memory: "0".into(),
+            gpus: 0,
+            storage: "0".into(),
+            sandboxes: 0,
+        }
+    }
 }
