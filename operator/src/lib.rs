@@ -7,6 +7,7 @@ pub mod admission;
 pub mod build;
 pub mod config;
 pub mod controller;
+pub mod crypto;
 pub mod manifests;
 pub mod quantity;
 pub mod resources;
