@@ -1,0 +1,396 @@
+//! Gateway configuration: every setting is a CLI flag with an environment variable and a
+//! default; the one secret (the database URL, which may carry a password) can also come
+//! from a file. No global state: the parsed [`Config`] is passed down explicitly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the gateway runs. `production` refuses development conveniences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    Production,
+    Development,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{flag}: {message}")]
+    Invalid { flag: &'static str, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        message: message.into(),
+    }
+}
+
+/// Everything `serre-api serve` needs.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "SERRE_API_LISTEN", default_value = "127.0.0.1:15480")]
+    pub listen: SocketAddr,
+
+    /// `production` refuses the development issuer and plain-HTTP identity providers
+    /// outside loopback.
+    #[arg(
+        long,
+        env = "SERRE_API_ENVIRONMENT",
+        value_enum,
+        default_value = "production"
+    )]
+    pub environment: Environment,
+
+    /// Directory for the embedded SQLite database and the development issuer's key.
+    #[arg(long, env = "SERRE_API_DATA_DIR", default_value = ".serre/api")]
+    pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    /// Directory holding the Cedar policies (`*.cedar`) and schema (`*.cedarschema`).
+    #[arg(long, env = "SERRE_API_POLICIES_DIR", default_value = "policies")]
+    pub policies_dir: PathBuf,
+
+    #[command(flatten)]
+    pub oidc: OidcConfig,
+
+    /// Trust tokens minted by `serre-api dev-token` (development environment only).
+    #[arg(long, env = "SERRE_API_DEV_ISSUER", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub dev_issuer: bool,
+
+    /// Groups whose members are Métropole admins, in addition to the admin groups of
+    /// every Tenant of kind `Metropole` (comma-separated).
+    #[arg(long, env = "SERRE_API_METROPOLE_ADMIN_GROUPS", value_delimiter = ',')]
+    pub metropole_admin_groups: Vec<String>,
+
+    #[command(flatten)]
+    pub cluster: ClusterConfig,
+
+    #[command(flatten)]
+    pub sandboxes: SandboxConfig,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "SERRE_API_BODY_LIMIT", default_value_t = 65_536)]
+    pub body_limit: usize,
+
+    /// Longest time a request may take before it is answered 503.
+    #[arg(long, env = "SERRE_API_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How long shutdown waits for requests in flight before giving up.
+    #[arg(long, env = "SERRE_API_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://…`. Default: SQLite in the data directory.
+    #[arg(long, env = "SERRE_API_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// File holding the database URL (for URLs carrying a password).
+    #[arg(
+        long,
+        env = "SERRE_API_DATABASE_URL_FILE",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<PathBuf>,
+
+    /// Connections in the pool.
+    #[arg(long, env = "SERRE_API_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
+    pub database_max_connections: u32,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct OidcConfig {
+    /// OpenID Connect issuer URL (discovery at `<issuer>/.well-known/openid-configuration`).
+    #[arg(long, env = "SERRE_API_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// Audience the tokens must carry (`aud`); also the dev issuer's audience.
+    #[arg(long, env = "SERRE_API_OIDC_AUDIENCE", default_value = "serre-api")]
+    pub oidc_audience: String,
+
+    /// Claim holding the principal's stable identifier.
+    #[arg(long, env = "SERRE_API_OIDC_SUBJECT_CLAIM", default_value = "sub")]
+    pub oidc_subject_claim: String,
+
+    /// Claim holding the principal's groups (array of strings, or one string).
+    #[arg(long, env = "SERRE_API_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+
+    /// Claim holding the principal's organisation (e.g. `siret` for ProConnect).
+    #[arg(
+        long,
+        env = "SERRE_API_OIDC_ORGANISATION_CLAIM",
+        default_value = "organisation"
+    )]
+    pub oidc_organisation_claim: String,
+
+    /// Signature algorithms accepted (asymmetric only; `none` and HMAC are never accepted).
+    #[arg(
+        long,
+        env = "SERRE_API_OIDC_ALGORITHMS",
+        value_delimiter = ',',
+        default_value = "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,EdDSA"
+    )]
+    pub oidc_algorithms: Vec<String>,
+
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[arg(long, env = "SERRE_API_OIDC_CLOCK_SKEW", default_value = "60s", value_parser = parse_duration)]
+    pub oidc_clock_skew: Duration,
+
+    /// Shortest interval between two JWKS fetches (a token with an unknown `kid`
+    /// triggers a refresh at most this often).
+    #[arg(long, env = "SERRE_API_OIDC_JWKS_MIN_REFRESH", default_value = "10s", value_parser = parse_duration)]
+    pub oidc_jwks_min_refresh: Duration,
+
+    /// Age after which the JWKS is fetched again on the next request.
+    #[arg(long, env = "SERRE_API_OIDC_JWKS_MAX_AGE", default_value = "1h", value_parser = parse_duration)]
+    pub oidc_jwks_max_age: Duration,
+
+    /// Timeout of each request to the identity provider.
+    #[arg(long, env = "SERRE_API_OIDC_HTTP_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub oidc_http_timeout: Duration,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct ClusterConfig {
+    /// Run without a Kubernetes cluster: requests are stored and shown as waiting for a
+    /// cluster; tenants come from `--tenants-file`.
+    #[arg(long, env = "SERRE_API_NO_CLUSTER", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_cluster: bool,
+
+    /// Kubeconfig file (default: `KUBECONFIG`, `~/.kube/config`, or in-cluster).
+    #[arg(long, env = "SERRE_API_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// YAML file of `Tenant` manifests used instead of the cluster's Tenants.
+    #[arg(long, env = "SERRE_API_TENANTS_FILE")]
+    pub tenants_file: Option<PathBuf>,
+
+    /// Interval between two passes that push approved requests to the cluster.
+    #[arg(long, env = "SERRE_API_PUSH_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub push_interval: Duration,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct SandboxConfig {
+    /// Longest lifetime a sandbox may ask for (the operator's maximum).
+    #[arg(long, env = "SERRE_API_MAX_LIFETIME", default_value = "90d", value_parser = parse_duration)]
+    pub max_lifetime: Duration,
+
+    /// Self-service limit for tenants without their own policy: longest lifetime in days
+    /// created without approval.
+    #[arg(long, env = "SERRE_API_SELF_SERVICE_MAX_DAYS", default_value_t = 30)]
+    pub self_service_max_days: u32,
+
+    /// Self-service limit for tenants without their own policy: whether GPUs are
+    /// granted without approval.
+    #[arg(long, env = "SERRE_API_SELF_SERVICE_ALLOW_GPU", default_value_t = false, action = clap::ArgAction::Set)]
+    pub self_service_allow_gpu: bool,
+
+    /// GPU resource names the cluster offers (comma-separated).
+    #[arg(
+        long,
+        env = "SERRE_API_GPU_RESOURCES",
+        value_delimiter = ',',
+        default_value = "nvidia.com/gpu"
+    )]
+    pub gpu_resources: Vec<String>,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (expected e.g. \"30s\", \"10m\", \"90d\")"))
+}
+
+impl Config {
+    /// Check what clap cannot check alone; the message names the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.environment == Environment::Production && self.dev_issuer {
+            return Err(invalid(
+                "--dev-issuer",
+                "the development issuer is refused in production (set --environment development)",
+            ));
+        }
+        if self.oidc.oidc_issuer.is_none() && !self.dev_issuer {
+            return Err(invalid(
+                "--oidc-issuer",
+                "no identity provider: set an OIDC issuer (or --dev-issuer in development)",
+            ));
+        }
+        if let Some(issuer) = &self.oidc.oidc_issuer {
+            let url = reqwest::Url::parse(issuer)
+                .map_err(|e| invalid("--oidc-issuer", format!("{issuer:?}: {e}")))?;
+            let loopback = matches!(
+                url.host_str(),
+                Some("localhost") | Some("127.0.0.1") | Some("[::1]")
+            );
+            match url.scheme() {
+                "https" => {}
+                "http" if loopback => {}
+                _ => {
+                    return Err(invalid(
+                        "--oidc-issuer",
+                        format!("{issuer:?} must use https (plain http only on loopback)"),
+                    ));
+                }
+            }
+        }
+        for alg in &self.oidc.oidc_algorithms {
+            crate::identity::parse_allowed_algorithm(alg)
+                .map_err(|m| invalid("--oidc-algorithms", m))?;
+        }
+        if self.oidc.oidc_subject_claim.is_empty() {
+            return Err(invalid("--oidc-subject-claim", "must not be empty"));
+        }
+        if self.sandboxes.max_lifetime.is_zero() {
+            return Err(invalid("--max-lifetime", "must be more than zero"));
+        }
+        let max_days = self.sandboxes.max_lifetime.as_secs() / 86_400;
+        if u64::from(self.sandboxes.self_service_max_days) > max_days {
+            return Err(invalid(
+                "--self-service-max-days",
+                format!("is above --max-lifetime ({max_days} days)"),
+            ));
+        }
+        if self.body_limit < 1024 {
+            return Err(invalid("--body-limit", "must be at least 1024 bytes"));
+        }
+        if self.cluster.no_cluster && self.cluster.tenants_file.is_none() {
+            return Err(invalid(
+                "--no-cluster",
+                "without a cluster, tenants must come from --tenants-file",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL: the flag, the file, or SQLite under the data directory.
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        if let Some(url) = &self.database.database_url {
+            return Ok(url.clone());
+        }
+        if let Some(path) = &self.database.database_url_file {
+            return read_secret(path);
+        }
+        Ok(format!(
+            "sqlite://{}",
+            self.data_dir.join("serre-api.db").display()
+        ))
+    }
+}
+
+/// Read a secret from a file, without its trailing newline.
+pub fn read_secret(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+        .map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct P {
+        #[command(flatten)]
+        c: Config,
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["serre-api"];
+        all.extend_from_slice(args);
+        P::try_parse_from(all).expect("parse").c
+    }
+
+    #[test]
+    fn production_refuses_the_dev_issuer() {
+        let c = parse(&["--dev-issuer"]);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.starts_with("--dev-issuer:"), "{e}");
+        let c = parse(&["--dev-issuer", "--environment", "development"]);
+        c.validate().expect("development accepts it");
+    }
+
+    #[test]
+    fn an_identity_provider_is_required_and_must_use_https() {
+        let e = parse(&[]).validate().unwrap_err().to_string();
+        assert!(e.starts_with("--oidc-issuer:"), "{e}");
+        let e = parse(&["--oidc-issuer", "http://idp.example.fr"])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must use https"), "{e}");
+        parse(&["--oidc-issuer", "http://127.0.0.1:15433"])
+            .validate()
+            .expect("loopback http is fine");
+        parse(&["--oidc-issuer", "https://idp.example.fr/realms/serre"])
+            .validate()
+            .expect("https is fine");
+    }
+
+    #[test]
+    fn hmac_and_none_cannot_be_allowed() {
+        for alg in ["HS256", "none", "XYZ"] {
+            let e = parse(&[
+                "--oidc-issuer",
+                "https://idp.example.fr",
+                "--oidc-algorithms",
+                alg,
+            ])
+            .validate()
+            .unwrap_err()
+            .to_string();
+            assert!(e.starts_with("--oidc-algorithms:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn database_url_defaults_to_sqlite_in_the_data_dir_or_comes_from_a_file() {
+        let c = parse(&["--data-dir", "/var/lib/serre"]);
+        assert_eq!(
+            c.database_url().unwrap(),
+            "sqlite:///var/lib/serre/serre-api.db"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("url");
+        std::fs::write(&f, "postgres://u:secret@db/serre\n").unwrap();
+        let c = parse(&["--database-url-file", f.to_str().unwrap()]);
+        assert_eq!(c.database_url().unwrap(), "postgres://u:secret@db/serre");
+    }
+
+    #[test]
+    fn self_service_cannot_exceed_the_maximum_lifetime() {
+        let e = parse(&[
+            "--dev-issuer",
+            "--environment",
+            "development",
+            "--max-lifetime",
+            "20d",
+        ])
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("--self-service-max-days:"), "{e}");
+    }
+}

@@ -1,0 +1,268 @@
+//! The HTTP layer: shared state, extractors, the router and its middleware. Handlers
+//! read in three sections: validation, authorization, business logic.
+
+mod audit;
+mod extract;
+mod ops;
+mod sandboxes;
+mod tenants;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use extract::{Body, Ctx, MaybeBody};
+pub use ops::ApiDoc;
+
+use crate::audit::{AuditLog, Draft, Outcome};
+use crate::authz::{Action, Authorizer, Decision, Resource};
+use crate::cluster::Cluster;
+use crate::config::SandboxConfig;
+use crate::error::ApiError;
+use crate::identity::Verifier;
+use crate::metrics::{DecisionLabels, Metrics, RequestLabels, RouteLabels};
+use crate::store::Store;
+use crate::tenants::Directory;
+
+/// Everything handlers need; built once at start.
+pub struct App {
+    pub verifier: Verifier,
+    pub authz: Authorizer,
+    pub tenants: Directory,
+    pub store: Store,
+    pub audit: AuditLog,
+    pub cluster: Option<Arc<Cluster>>,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the pusher after a request was approved or withdrawn.
+    pub push: Arc<Notify>,
+    pub sandboxes: SandboxConfig,
+}
+
+pub type AppState = Arc<App>;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+impl App {
+    /// Ask the authorizer, record the decision in the audit log, and turn a denial into
+    /// 403 — or into `hidden` when the caller may not even see the resource (tenant
+    /// isolation: a foreign resource answers exactly like a missing one).
+    pub async fn authorize(
+        &self,
+        ctx: &Ctx,
+        action: Action,
+        resource: &Resource<'_>,
+        hidden: impl FnOnce() -> ApiError,
+    ) -> Result<Decision, ApiError> {
+        let decision = self.decide_recorded(ctx, action, resource).await?;
+        if decision.allowed {
+            return Ok(decision);
+        }
+        if self.visible(ctx, action, resource)? {
+            Err(ApiError::Forbidden(format!(
+                "you may not {} on {}",
+                action.name(),
+                resource.describe()
+            )))
+        } else {
+            Err(hidden())
+        }
+    }
+
+    /// Ask the authorizer and record the decision (allowed or not) in the audit log.
+    pub async fn decide_recorded(
+        &self,
+        ctx: &Ctx,
+        action: Action,
+        resource: &Resource<'_>,
+    ) -> Result<Decision, ApiError> {
+        let decision = self.authz.decide(&ctx.caller, action, resource)?;
+        let outcome = if decision.allowed {
+            Outcome::Allow
+        } else {
+            Outcome::Deny
+        };
+        self.metrics
+            .decisions
+            .get_or_create(&DecisionLabels {
+                action: action.name().to_owned(),
+                decision: outcome.as_str().to_owned(),
+            })
+            .inc();
+        let mut draft = ctx.draft(action.name(), resource.describe(), outcome);
+        draft.tenant = resource.tenant().map(str::to_owned);
+        draft.policies = decision.policies.clone();
+        self.audit.append(vec![draft]).await?;
+        Ok(decision)
+    }
+
+    /// Whether the caller may see the resource at all (not audited: it only chooses
+    /// between 403 and 404 after a recorded denial).
+    pub fn visible(
+        &self,
+        ctx: &Ctx,
+        action: Action,
+        resource: &Resource<'_>,
+    ) -> Result<bool, ApiError> {
+        let probe = match resource {
+            Resource::Platform => return Ok(true),
+            Resource::Tenant(_) => Action::TenantRead,
+            Resource::Sandbox { .. } => Action::SandboxRead,
+        };
+        if probe == action {
+            return Ok(false);
+        }
+        Ok(self.authz.decide(&ctx.caller, probe, resource)?.allowed)
+    }
+
+    /// Record a state change.
+    pub async fn record(
+        &self,
+        ctx: &Ctx,
+        action: &str,
+        resource: String,
+        tenant: Option<&str>,
+        details: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let mut draft = ctx.draft(action, resource, Outcome::Change);
+        draft.tenant = tenant.map(str::to_owned);
+        draft.details = details;
+        self.audit.append(vec![draft]).await?;
+        Ok(())
+    }
+
+    /// Record an attempt on something that does not exist.
+    pub async fn record_missing(
+        &self,
+        ctx: &Ctx,
+        action: Action,
+        resource: String,
+    ) -> Result<(), ApiError> {
+        let draft = ctx.draft(action.name(), resource, Outcome::NotFound);
+        self.audit.append(vec![draft]).await?;
+        Ok(())
+    }
+}
+
+impl Ctx {
+    pub fn draft(&self, action: &str, resource: String, outcome: Outcome) -> Draft {
+        let mut d = Draft::new(&self.caller.principal.subject, action, resource, outcome);
+        d.request_id = self.request_id.clone();
+        d
+    }
+}
+
+/// The full router with its middleware.
+pub fn router(app: AppState, body_limit: usize, timeout: Duration) -> Router {
+    let v1 = Router::new()
+        .route("/me", get(tenants::me))
+        .route("/sandboxes", post(sandboxes::create).get(sandboxes::list))
+        .route(
+            "/sandboxes/{name}",
+            get(sandboxes::get_one).delete(sandboxes::delete),
+        )
+        .route("/sandboxes/{name}/approve", post(sandboxes::approve))
+        .route("/sandboxes/{name}/reject", post(sandboxes::reject))
+        .route("/sandboxes/{name}/members", post(sandboxes::add_member))
+        .route(
+            "/sandboxes/{name}/members/{subject}",
+            axum::routing::delete(sandboxes::remove_member),
+        )
+        .route(
+            "/tenants/{tenant}/policy",
+            get(tenants::get_policy).put(tenants::put_policy),
+        )
+        .route("/audit", get(audit::list))
+        .route("/admin/policies/reload", post(ops::reload_policies));
+
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .with_state(app)
+        .layer(
+            ServiceBuilder::new()
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::Internal("handler panicked".into()).into_response()
+                }))
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::AUTHORIZATION,
+                    header::COOKIE,
+                ]))
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                        // Method, path and request id only: never headers or query strings.
+                        let id = req
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    }),
+                ),
+        )
+}
+
+/// Count requests by route and status and time them.
+async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    app.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method,
+            route: route.clone(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    app.metrics
+        .latency
+        .get_or_create(&RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Give error responses produced by tower layers (timeout, body limit) a JSON body.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return ApiError::from_status(status).into_response();
+    }
+    response
+}

@@ -1,0 +1,15 @@
+//! Serre gateway: OIDC sign-in, Cedar authorization, self-service sandbox requests with
+//! approval, and a hash-chained audit log.
+
+pub mod app;
+pub mod audit;
+pub mod authz;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod metrics;
+pub mod sandboxes;
+pub mod store;
+pub mod tenants;

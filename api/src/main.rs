@@ -1,0 +1,252 @@
+//! `serre-api`: the gateway (`serve`), development tokens (`dev-token`), the audit log
+//! (`audit verify`, `audit export`) and the OpenAPI document (`openapi`).
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serre_api::audit::{self, ChainChecker, VerifyReport};
+use serre_api::config::{Config, LogFormat, parse_duration, read_secret};
+use serre_api::identity::dev::{DevClaims, DevIssuer};
+use serre_api::store::{AuditRow, Store};
+use utoipa::OpenApi;
+
+#[derive(Parser)]
+#[command(name = "serre-api", version, about = "Serre gateway")]
+struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        env = "SERRE_API_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(Box<Config>),
+    /// Mint a token the development issuer signs (trusted only with --dev-issuer).
+    DevToken(DevToken),
+    /// Inspect the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(clap::Args)]
+struct DevToken {
+    /// Subject (`sub`).
+    #[arg(long)]
+    sub: String,
+    /// Groups, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    groups: Vec<String>,
+    /// Organisation claim.
+    #[arg(long)]
+    organisation: Option<String>,
+    /// Lifetime of the token.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    ttl: Duration,
+    /// Data directory holding the development issuer's key (same as the gateway's).
+    #[arg(long, env = "SERRE_API_DATA_DIR", default_value = ".serre/api")]
+    data_dir: PathBuf,
+    /// Audience (`aud`).
+    #[arg(long, env = "SERRE_API_OIDC_AUDIENCE", default_value = "serre-api")]
+    audience: String,
+}
+
+#[derive(clap::Args)]
+struct Database {
+    /// Database URL (default: SQLite in the data directory).
+    #[arg(long, env = "SERRE_API_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// File holding the database URL.
+    #[arg(
+        long,
+        env = "SERRE_API_DATABASE_URL_FILE",
+        conflicts_with = "database_url"
+    )]
+    database_url_file: Option<PathBuf>,
+    #[arg(long, env = "SERRE_API_DATA_DIR", default_value = ".serre/api")]
+    data_dir: PathBuf,
+}
+
+impl Database {
+    fn url(&self) -> anyhow::Result<String> {
+        if let Some(u) = &self.database_url {
+            return Ok(u.clone());
+        }
+        if let Some(p) = &self.database_url_file {
+            return Ok(read_secret(p)?);
+        }
+        Ok(format!(
+            "sqlite://{}",
+            self.data_dir.join("serre-api.db").display()
+        ))
+    }
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain and name the first broken entry (exit status 1).
+    Verify {
+        #[command(flatten)]
+        db: Database,
+        /// Verify a JSON-lines export (`GET /v1/audit?format=jsonl` or `audit export`)
+        /// instead of the database.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// `SEQ:HASH` recorded earlier (e.g. from a previous verify): that entry must
+        /// still have that hash.
+        #[arg(long)]
+        anchor: Option<String>,
+    },
+    /// Write entries as JSON lines (as stored, verifiable with `verify --file`).
+    Export {
+        #[command(flatten)]
+        db: Database,
+        /// Only this tenant's entries.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("serre-api: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(config) => {
+            let running = serre_api::app::start(*config, true).await?;
+            running.wait().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DevToken(t) => {
+            let issuer = DevIssuer::load_or_create(&t.data_dir)?;
+            let token = issuer.mint(
+                &DevClaims {
+                    subject: t.sub,
+                    groups: t.groups,
+                    organisation: t.organisation,
+                    ttl: t.ttl,
+                },
+                &t.audience,
+            )?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify { db, file, anchor }) => {
+            let anchor = match &anchor {
+                None => None,
+                Some(a) => {
+                    let (seq, hash) = a
+                        .split_once(':')
+                        .ok_or_else(|| anyhow::anyhow!("--anchor must be SEQ:HASH"))?;
+                    Some((seq.parse::<i64>()?, hash.to_owned()))
+                }
+            };
+            let anchor = anchor.as_ref().map(|(s, h)| (*s, h.as_str()));
+            let report = match file {
+                Some(path) => verify_file(&path, anchor)?,
+                None => {
+                    let store = Store::connect(&db.url()?, 1).await?;
+                    audit::verify(&store, anchor).await?
+                }
+            };
+            Ok(print_report(&report))
+        }
+        Command::Audit(AuditCommand::Export { db, tenant, after }) => {
+            let store = Store::connect(&db.url()?, 1).await?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut cursor = after;
+            loop {
+                let page = store.audit_page(tenant.as_deref(), cursor, 1000).await?;
+                let Some(last) = page.last() else { break };
+                cursor = last.seq;
+                for row in &page {
+                    serde_json::to_writer(&mut out, row)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            println!("{}", serre_api::http::ApiDoc::openapi().to_pretty_json()?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn verify_file(path: &PathBuf, anchor: Option<(i64, &str)>) -> anyhow::Result<VerifyReport> {
+    let f = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut checker = ChainChecker::new(anchor);
+    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: AuditRow = serde_json::from_str(&line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))?;
+        if !checker.push(&row) {
+            break;
+        }
+    }
+    Ok(checker.finish())
+}
+
+fn print_report(r: &VerifyReport) -> ExitCode {
+    match &r.broken {
+        None => {
+            match &r.head {
+                Some((seq, hash)) => println!(
+                    "audit chain intact: {} entries; head {seq}:{hash} (record it, then verify later with --anchor {seq}:{hash})",
+                    r.entries
+                ),
+                None => println!("audit chain intact: no entries"),
+            }
+            ExitCode::SUCCESS
+        }
+        Some(b) => {
+            println!(
+                "audit chain BROKEN at entry {}: {} ({} entries verified before it)",
+                b.seq, b.reason, r.entries
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

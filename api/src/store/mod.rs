@@ -1,0 +1,475 @@
+//! State in SQL: SQLite (embedded, default) or PostgreSQL (production), chosen by the
+//! URL. The SQL text is shared (both accept `$n` parameters, `ON CONFLICT`, `BOOLEAN`);
+//! each statement is compiled for both drivers through [`run!`]. Migrations are per
+//! backend under `api/migrations/`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+mod model;
+pub use model::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                StoreError::Conflict(d.message().to_owned())
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Run `$body` with `$p` bound to the concrete pool; the body compiles once per driver.
+macro_rules! run {
+    ($self:expr, |$p:ident| $body:expr) => {
+        match &$self.pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// The gateway's database.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Connect (creating a SQLite file and its directory if needed) and migrate.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            if let Some(parent) = options.get_filename().parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                        path: parent.display().to_string(),
+                        source,
+                    })?;
+                }
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .connect_with(options)
+                .await?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            Pool::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Pool::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        Ok(Self { pool })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub async fn close(&self) {
+        run!(self, |p| p.close().await)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        run!(self, |p| sqlx::query("SELECT 1")
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Run a raw statement (tests use it to tamper with the audit log).
+    #[doc(hidden)]
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        let sql = sql.to_owned();
+        Ok(run!(self, |p| sqlx::raw_sql(&sql)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?)
+    }
+
+    // ---- Sandboxes -------------------------------------------------------------------
+
+    pub async fn insert_sandbox(&self, s: &SandboxRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO sandboxes (name, tenant, spec, state, self_service, \
+            created_by, created_at, decided_by, decided_at, decision_reason, approval_reasons, \
+            version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+        let result = run!(self, |p| sqlx::query(SQL)
+            .bind(&s.name)
+            .bind(&s.tenant)
+            .bind(&s.spec)
+            .bind(&s.state)
+            .bind(s.self_service)
+            .bind(&s.created_by)
+            .bind(&s.created_at)
+            .bind(&s.decided_by)
+            .bind(&s.decided_at)
+            .bind(&s.decision_reason)
+            .bind(&s.approval_reasons)
+            .bind(s.version)
+            .execute(p)
+            .await
+            .map(|_| ()));
+        match result.map_err(StoreError::from) {
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
+                "a sandbox named {:?} already exists",
+                s.name
+            ))),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// A sandbox and its vendor members.
+    pub async fn get_sandbox(&self, name: &str) -> Result<Option<SandboxRecord>, StoreError> {
+        const ROW: &str = "SELECT * FROM sandboxes WHERE name = $1";
+        const MEMBERS: &str = "SELECT * FROM sandbox_members WHERE sandbox = $1 ORDER BY subject";
+        let found = run!(self, |p| {
+            let mut conn = p.acquire().await?;
+            let row: Option<SandboxRow> = sqlx::query_as(ROW)
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await?;
+            match row {
+                None => Ok::<_, sqlx::Error>(None),
+                Some(row) => {
+                    let members: Vec<MemberRow> = sqlx::query_as(MEMBERS)
+                        .bind(name)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    Ok(Some(SandboxRecord { row, members }))
+                }
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Sandboxes of the given tenants (all tenants with `all`), plus those where
+    /// `vendor` is a member. Ordered by name.
+    pub async fn list_sandboxes(
+        &self,
+        tenants: &[String],
+        vendor: Option<&str>,
+        all: bool,
+    ) -> Result<Vec<SandboxRecord>, StoreError> {
+        const ALL: &str = "SELECT * FROM sandboxes ORDER BY name";
+        const OF_TENANT: &str = "SELECT * FROM sandboxes WHERE tenant = $1 ORDER BY name";
+        const OF_VENDOR: &str = "SELECT s.* FROM sandboxes s JOIN sandbox_members m \
+            ON m.sandbox = s.name WHERE m.subject = $1 ORDER BY s.name";
+        const MEMBERS: &str = "SELECT * FROM sandbox_members ORDER BY sandbox, subject";
+        let (mut rows, members) = run!(self, |p| {
+            let mut conn = p.acquire().await?;
+            let mut rows: Vec<SandboxRow> = Vec::new();
+            if all {
+                rows = sqlx::query_as(ALL).fetch_all(&mut *conn).await?;
+            } else {
+                for t in tenants {
+                    let mut of: Vec<SandboxRow> = sqlx::query_as(OF_TENANT)
+                        .bind(t)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    rows.append(&mut of);
+                }
+                if let Some(v) = vendor {
+                    let mut of: Vec<SandboxRow> = sqlx::query_as(OF_VENDOR)
+                        .bind(v)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    rows.append(&mut of);
+                }
+            }
+            let members: Vec<MemberRow> = if rows.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query_as(MEMBERS).fetch_all(&mut *conn).await?
+            };
+            Ok::<_, sqlx::Error>((rows, members))
+        })?;
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows.dedup_by(|a, b| a.name == b.name);
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let members = members
+                    .iter()
+                    .filter(|m| m.sandbox == row.name)
+                    .cloned()
+                    .collect();
+                SandboxRecord { row, members }
+            })
+            .collect())
+    }
+
+    /// Set the request state if the row is still at `version`; bumps the version.
+    /// Returns false if someone else changed it first.
+    pub async fn decide(
+        &self,
+        name: &str,
+        version: i64,
+        state: &str,
+        by: &str,
+        at: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE sandboxes SET state = $1, decided_by = $2, decided_at = $3, \
+            decision_reason = $4, version = version + 1 WHERE name = $5 AND version = $6";
+        let n = run!(self, |p| sqlx::query(SQL)
+            .bind(state)
+            .bind(by)
+            .bind(at)
+            .bind(reason)
+            .bind(name)
+            .bind(version)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Mark a sandbox for deletion from the cluster (optimistic on `version`).
+    pub async fn mark_deleting(&self, name: &str, version: i64) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE sandboxes SET state = 'Deleting', version = version + 1 \
+            WHERE name = $1 AND version = $2";
+        let n = run!(self, |p| sqlx::query(SQL)
+            .bind(name)
+            .bind(version)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    pub async fn delete_sandbox(&self, name: &str) -> Result<bool, StoreError> {
+        const MEMBERS: &str = "DELETE FROM sandbox_members WHERE sandbox = $1";
+        const SQL: &str = "DELETE FROM sandboxes WHERE name = $1";
+        let n = run!(self, |p| {
+            let mut tx = p.begin().await?;
+            sqlx::query(MEMBERS).bind(name).execute(&mut *tx).await?;
+            let n = sqlx::query(SQL)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(n)
+        })?;
+        Ok(n == 1)
+    }
+
+    /// Add a vendor member; false if already a member.
+    pub async fn add_member(&self, m: &MemberRow) -> Result<bool, StoreError> {
+        const SQL: &str = "INSERT INTO sandbox_members (sandbox, subject, added_by, added_at) \
+            VALUES ($1, $2, $3, $4) ON CONFLICT (sandbox, subject) DO NOTHING";
+        let n = run!(self, |p| sqlx::query(SQL)
+            .bind(&m.sandbox)
+            .bind(&m.subject)
+            .bind(&m.added_by)
+            .bind(&m.added_at)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    pub async fn remove_member(&self, sandbox: &str, subject: &str) -> Result<bool, StoreError> {
+        const SQL: &str = "DELETE FROM sandbox_members WHERE sandbox = $1 AND subject = $2";
+        let n = run!(self, |p| sqlx::query(SQL)
+            .bind(sandbox)
+            .bind(subject)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Requests the cluster has not caught up with: approved ones not applied at their
+    /// current version (and not failed at it), and those marked for deletion.
+    pub async fn pending_pushes(&self) -> Result<Vec<SandboxRow>, StoreError> {
+        const SQL: &str = "SELECT * FROM sandboxes WHERE (state = 'Approved' \
+            AND (applied_version IS NULL OR applied_version < version) \
+            AND (push_failed_version IS NULL OR push_failed_version < version)) \
+            OR state = 'Deleting' ORDER BY created_at";
+        Ok(run!(self, |p| sqlx::query_as(SQL).fetch_all(p).await)?)
+    }
+
+    pub async fn mark_applied(&self, name: &str, version: i64, at: &str) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE sandboxes SET applied_version = $1, applied_at = $2, \
+            push_error = NULL WHERE name = $3 AND version = $1";
+        run!(self, |p| sqlx::query(SQL)
+            .bind(version)
+            .bind(at)
+            .bind(name)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn mark_push_failed(
+        &self,
+        name: &str,
+        version: i64,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE sandboxes SET push_failed_version = $1, push_error = $2 \
+            WHERE name = $3 AND version = $1";
+        run!(self, |p| sqlx::query(SQL)
+            .bind(version)
+            .bind(message)
+            .bind(name)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    // ---- Tenant self-service policies ------------------------------------------------
+
+    pub async fn tenant_policy(&self, tenant: &str) -> Result<Option<TenantPolicyRow>, StoreError> {
+        const SQL: &str = "SELECT * FROM tenant_policies WHERE tenant = $1";
+        Ok(run!(self, |p| sqlx::query_as(SQL)
+            .bind(tenant)
+            .fetch_optional(p)
+            .await)?)
+    }
+
+    pub async fn put_tenant_policy(&self, t: &TenantPolicyRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO tenant_policies (tenant, max_days, allow_gpu, max_cpu, \
+            max_memory, max_storage, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+            ON CONFLICT (tenant) DO UPDATE SET max_days = excluded.max_days, \
+            allow_gpu = excluded.allow_gpu, max_cpu = excluded.max_cpu, \
+            max_memory = excluded.max_memory, max_storage = excluded.max_storage, \
+            updated_by = excluded.updated_by, updated_at = excluded.updated_at";
+        run!(self, |p| sqlx::query(SQL)
+            .bind(&t.tenant)
+            .bind(t.max_days)
+            .bind(t.allow_gpu)
+            .bind(&t.max_cpu)
+            .bind(&t.max_memory)
+            .bind(&t.max_storage)
+            .bind(&t.updated_by)
+            .bind(&t.updated_at)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    // ---- Audit log -------------------------------------------------------------------
+
+    /// The last entry's sequence number and hash.
+    pub async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        const SQL: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+        Ok(run!(self, |p| sqlx::query_as(SQL).fetch_optional(p).await)?)
+    }
+
+    /// Append entries in one transaction. A sequence number already taken (another
+    /// replica appended first) is a [`StoreError::Conflict`].
+    pub async fn audit_insert(&self, entries: &[AuditRow]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        const HEAD: &str = "INSERT INTO audit_log (seq, time, principal, tenant, action, \
+            resource, decision, policies, request_id, details, prev_hash, hash) ";
+        // 12 columns: stay far below SQLite's limit on bound parameters.
+        for chunk in entries.chunks(512) {
+            run!(self, |p| {
+                let mut qb = sqlx::QueryBuilder::new(HEAD);
+                qb.push_values(chunk, |mut b, e| {
+                    b.push_bind(e.seq)
+                        .push_bind(&e.time)
+                        .push_bind(&e.principal)
+                        .push_bind(&e.tenant)
+                        .push_bind(&e.action)
+                        .push_bind(&e.resource)
+                        .push_bind(&e.decision)
+                        .push_bind(&e.policies)
+                        .push_bind(&e.request_id)
+                        .push_bind(&e.details)
+                        .push_bind(&e.prev_hash)
+                        .push_bind(&e.hash);
+                });
+                let mut tx = p.begin().await?;
+                qb.build().execute(&mut *tx).await?;
+                tx.commit().await
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Entries after `after` (by sequence number), optionally of one tenant.
+    pub async fn audit_page(
+        &self,
+        tenant: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        const ALL: &str = "SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2";
+        const OF_TENANT: &str =
+            "SELECT * FROM audit_log WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+        Ok(match tenant {
+            None => run!(self, |p| sqlx::query_as(ALL)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(p)
+                .await)?,
+            Some(t) => run!(self, |p| sqlx::query_as(OF_TENANT)
+                .bind(t)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(p)
+                .await)?,
+        })
+    }
+}
