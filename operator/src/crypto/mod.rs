@@ -139,16 +139,14 @@ impl CryptoError {
 
 impl From<std::io::Error> for CryptoError {
     fn from(e: std::io::Error) -> Self {
-        if e.get_ref().is_some_and(|inner| inner.is::<CryptoError>()) {
-            if let Some(inner) = e.into_inner() {
-                if let Ok(crypto) = inner.downcast::<CryptoError>() {
-                    return *crypto;
-                }
-            }
-            // Unreachable: checked above. Keep a sensible value rather than panic.
-            return CryptoError::Io(std::io::Error::other("unreadable I/O error"));
+        if !e.get_ref().is_some_and(|inner| inner.is::<CryptoError>()) {
+            return CryptoError::Io(e);
         }
-        CryptoError::Io(e)
+        match e.into_inner().map(|inner| inner.downcast::<CryptoError>()) {
+            Some(Ok(crypto)) => *crypto,
+            // Unreachable: checked above. Keep a sensible value rather than panic.
+            _ => CryptoError::Io(std::io::Error::other("unreadable I/O error")),
+        }
     }
 }
 

@@ -134,7 +134,8 @@ fn changed_certificate_or_signature_fails_with_the_right_error() {
 #[test]
 fn invalid_certificates_are_refused() {
     let signer = signer();
-    let cases: Vec<(&str, Box<dyn Fn(&mut DeletionCertificate)>)> = vec![
+    type Change = Box<dyn Fn(&mut DeletionCertificate)>;
+    let cases: Vec<(&str, Change)> = vec![
         ("version", Box::new(|c| c.version = 2)),
         ("empty sandbox", Box::new(|c| c.sandbox.clear())),
         ("non-ASCII", Box::new(|c| c.tenant = "acmé".into())),
