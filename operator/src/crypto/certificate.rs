@@ -57,7 +57,7 @@ pub struct DeletionCertificate {
     pub bucket: String,
     pub objects_removed: u64,
     pub bytes_removed: u64,
-    /// Id of the destroyed data key (or of the wrapped key record).
+    /// The destroyed wrapped data key, [`WrappedKey::fingerprint`](super::WrappedKey::fingerprint).
     pub key_id_destroyed: String,
     /// Whole seconds, UTC (sub-seconds are dropped when signing).
     #[serde(with = "utc_seconds")]

@@ -269,6 +269,16 @@ impl WrappedKey {
         &self.kek_id
     }
 
+    /// Stable public name of this wrapped key: `wk-` and the first 16 hex digits of
+    /// SHA-256 over its compact form. Needs no secret; what a deletion certificate
+    /// records as `keyIdDestroyed`. Re-wrapping (KEK rotation) gives a new name.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.to_string().as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("wk-{hex}")
+    }
+
     fn from_parts(kek_id: &str, nonce_b64: &str, ciphertext_b64: &str) -> Result<Self> {
         validate_kek_id(kek_id).map_err(|e| CryptoError::InvalidWrappedKey(e.to_string()))?;
         let bad = |what: &str| CryptoError::InvalidWrappedKey(format!("bad {what}"));

@@ -14,7 +14,7 @@ fn certificate() -> DeletionCertificate {
         bucket: r#"serre-acme/"quoted"\back<>&'"#.into(),
         objects_removed: 1234,
         bytes_removed: MAX_COUNT,
-        key_id_destroyed: "serre-wk1:kek-2025-01:sbx-42".into(),
+        key_id_destroyed: "wk-0123456789abcdef".into(),
         started_at: Utc
             .with_ymd_and_hms(2025, 3, 1, 9, 0, 0)
             .single()
@@ -37,7 +37,7 @@ fn canonical_bytes_are_fixed() {
     let expected = concat!(
         r#"{"version":1,"sandbox":"sbx-42","tenant":"acme","#,
         r#""bucket":"serre-acme/\"quoted\"\\back<>&'","objectsRemoved":1234,"#,
-        r#""bytesRemoved":9007199254740991,"keyIdDestroyed":"serre-wk1:kek-2025-01:sbx-42","#,
+        r#""bytesRemoved":9007199254740991,"keyIdDestroyed":"wk-0123456789abcdef","#,
         r#""startedAt":"2025-03-01T09:00:00Z","completedAt":"2025-03-01T09:00:07Z","#,
         r#""issuer":"serre-operator/test"}"#
     );
@@ -343,4 +343,37 @@ fn openssl_verifies_without_serre() {
     );
 
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The example in docs/storage-crypto.md verifies (made with openssl alone).
+#[test]
+fn documented_example_verifies() {
+    let public = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAm6r5gNfcFogVJGzGPzPHUSsFdby4lkwi7K4pPqTHHaQ=\n-----END PUBLIC KEY-----\n";
+    let document = r#"{
+  "certificate": {
+    "version": 1,
+    "sandbox": "sbx-42",
+    "tenant": "acme",
+    "bucket": "serre-acme",
+    "objectsRemoved": 1234,
+    "bytesRemoved": 5368709120,
+    "keyIdDestroyed": "wk-5b0c3e9d2a7f4168",
+    "startedAt": "2025-03-01T09:00:00Z",
+    "completedAt": "2025-03-01T09:00:07Z",
+    "issuer": "serre-operator/paris-1"
+  },
+  "signature": "SQwBwLQLrDfKnMI8y3K5aQI3z+3v1xprDZS6FaHTTHbdyGj78Uu6r68So5ibjnMO50YUcfYSn7UP3CGt9VqdAg==",
+  "keyId": "ed25519:166a17a746045da9"
+}"#;
+    let verifier = CertificateVerifier::from_public_key_pem(public).expect("pem");
+    assert_eq!(verifier.key_id(), "ed25519:166a17a746045da9");
+    let cert = verifier
+        .verify_json(document)
+        .expect("documented example verifies");
+    assert_eq!(cert.bytes_removed, 5_368_709_120);
+    let forged = document.replace("\"objectsRemoved\": 1234", "\"objectsRemoved\": 1235");
+    assert!(matches!(
+        verifier.verify_json(&forged),
+        Err(CryptoError::BadSignature)
+    ));
 }

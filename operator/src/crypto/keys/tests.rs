@@ -21,6 +21,16 @@ fn wrap_round_trip_compact_and_json() {
     let from_json: WrappedKey = serde_json::from_str(&json).expect("parse json");
     assert_eq!(from_json, wrapped);
 
+    let fp = wrapped.fingerprint();
+    assert!(fp.starts_with("wk-") && fp.len() == 19, "{fp}");
+    assert_eq!(parsed.fingerprint(), fp);
+    assert_ne!(
+        kek.wrap_key(&key, "acme/sbx-1")
+            .expect("wrap")
+            .fingerprint(),
+        fp
+    );
+
     let back = kek.unwrap_key(&parsed, "acme/sbx-1").expect("unwrap");
     assert_eq!(back.expose(), key.expose());
 }
