@@ -13,3 +13,9 @@ pub mod metrics;
 pub mod sandboxes;
 pub mod store;
 pub mod tenants;
+
+/// Select rustls' ring provider for TLS clients (reqwest to the identity provider),
+/// once per process; harmless if a provider is already installed.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -123,9 +123,9 @@ enum AuditCommand {
     },
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -138,7 +138,12 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The tools print their results; only the server logs at info level by default.
+    let default = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default);
     match run(cli.command).await {
         Ok(code) => code,
         Err(e) => {
@@ -183,14 +188,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let report = match file {
                 Some(path) => verify_file(&path, anchor)?,
                 None => {
-                    let store = Store::connect(&db.url()?, 1).await?;
+                    let store = Store::connect_existing(&db.url()?).await?;
                     audit::verify(&store, anchor).await?
                 }
             };
             Ok(print_report(&report))
         }
         Command::Audit(AuditCommand::Export { db, tenant, after }) => {
-            let store = Store::connect(&db.url()?, 1).await?;
+            let store = Store::connect_existing(&db.url()?).await?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut cursor = after;
             loop {

@@ -49,6 +49,7 @@ impl RemoteKeys {
         min_refresh: Duration,
         max_age: Duration,
     ) -> Result<Self, String> {
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(http_timeout)
             .redirect(reqwest::redirect::Policy::none())

@@ -75,14 +75,23 @@ pub struct Store {
 impl Store {
     /// Connect (creating a SQLite file and its directory if needed) and migrate.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::open(url, max_connections, true).await
+    }
+
+    /// Connect to an existing database without migrating it (for inspection tools).
+    pub async fn connect_existing(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, 1, false).await
+    }
+
+    async fn open(url: &str, max_connections: u32, migrate: bool) -> Result<Self, StoreError> {
         let pool = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
+                .create_if_missing(migrate)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true);
-            if let Some(parent) = options.get_filename().parent() {
+            if let Some(parent) = options.get_filename().parent().filter(|_| migrate) {
                 if !parent.as_os_str().is_empty() {
                     std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
                         path: parent.display().to_string(),
@@ -94,7 +103,9 @@ impl Store {
                 .max_connections(max_connections.max(1))
                 .connect_with(options)
                 .await?;
-            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            if migrate {
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            }
             Pool::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;
@@ -103,7 +114,9 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(options)
                 .await?;
-            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            if migrate {
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            }
             Pool::Postgres(pool)
         } else {
             return Err(StoreError::UnsupportedUrl);

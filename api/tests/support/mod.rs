@@ -1,0 +1,507 @@
+//! Test harness: real services started with the project's scripts (or shared through
+//! environment variables), and the gateway itself, started in-process on a free port.
+//!
+//! - PostgreSQL: `SERRE_TEST_DATABASE_URL` (a superuser URL; each test creates its own
+//!   database) or `deploy/dev/postgres.sh start`.
+//! - OpenID provider: `SERRE_TEST_OIDC_DIR` (a directory where `deploy/dev/oidc-provider.sh
+//!   start` ran: `issuer`, `signing-key.pem`, `kid`) or the script itself.
+//! - Kubernetes: `SERRE_TEST_KUBECONFIG` or `deploy/dev/control-plane.sh start`.
+//!
+//! Services started here stop when the test binary exits (parent-pid watchdogs). Their
+//! ports are free ones in 15400–15497.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::Value;
+use serre_api::app::Running;
+use serre_api::config::Config;
+use serre_api::identity::dev::{DevClaims, DevIssuer};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn script(name: &str) -> PathBuf {
+    repo_root().join("deploy/dev").join(name)
+}
+
+/// `count` consecutive free loopback ports in 15400–15497, searched from a point that
+/// depends on the process id (so concurrent test binaries rarely collide).
+pub fn free_ports(count: u16) -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = 98 - u32::from(count);
+    let start =
+        (std::process::id() * 7 + NEXT.fetch_add(u32::from(count), Ordering::Relaxed)) % span;
+    for i in 0..span {
+        let base = 15400 + ((start + i) % span) as u16;
+        if (0..count).all(|k| TcpListener::bind(("127.0.0.1", base + k)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {count} free consecutive ports in 15400-15497");
+}
+
+fn run_script(name: &str, args: &[&str], env: &[(&str, String)]) {
+    let mut cmd = Command::new(script(name));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("run deploy/dev/{name}: {e}"));
+    assert!(status.success(), "deploy/dev/{name} {args:?} failed");
+}
+
+/// A scratch directory for this test binary, removed once the binary exits.
+pub fn scratch_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("serre-api-test-{pid}"));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "(trap '' HUP; while kill -0 {pid} 2>/dev/null; do sleep 1; done; rm -rf '{}') >/dev/null 2>&1 </dev/null &",
+                dir.display()
+            ))
+            .status();
+        dir
+    })
+}
+
+/// A new directory inside [`scratch_dir`].
+pub fn new_dir(prefix: &str) -> PathBuf {
+    let dir = scratch_dir().join(unique(prefix));
+    std::fs::create_dir_all(&dir).expect("create dir");
+    dir
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+// ---- PostgreSQL -----------------------------------------------------------------------------
+
+/// Superuser URL of a PostgreSQL server for this test binary.
+pub fn postgres_admin_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("SERRE_TEST_DATABASE_URL") {
+            return url;
+        }
+        // Services keep their own directories: their watchdogs need them to stop.
+        let dir = std::env::temp_dir().join(format!("serre-api-pg-{}", std::process::id()));
+        let port = free_ports(1);
+        run_script(
+            "postgres.sh",
+            &["start", dir.to_str().expect("utf-8 path")],
+            &[
+                ("SERRE_PG_PORT", port.to_string()),
+                ("SERRE_PG_PARENT_PID", std::process::id().to_string()),
+                ("SERRE_PG_REMOVE_ON_EXIT", "1".into()),
+            ],
+        );
+        std::fs::read_to_string(dir.join("url"))
+            .expect("postgres.sh wrote DIR/url")
+            .trim()
+            .to_owned()
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database of the given backend.
+pub async fn fresh_database(backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let dir = new_dir("sqlite");
+            format!("sqlite://{}", dir.join("serre-api.db").display())
+        }
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let admin = postgres_admin_url();
+            let name = unique("serre_test");
+            let mut conn = sqlx::PgConnection::connect(admin)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            let (base, _) = admin.rsplit_once('/').expect("URL with a database");
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// Run the same async test body against SQLite and PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+// ---- OpenID provider ------------------------------------------------------------------------
+
+pub struct Oidc {
+    pub issuer: String,
+    pub dir: PathBuf,
+}
+
+impl Oidc {
+    pub fn signing_key_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("signing-key.pem")).expect("signing-key.pem")
+    }
+
+    pub fn kid(&self) -> String {
+        std::fs::read_to_string(self.dir.join("kid"))
+            .expect("kid")
+            .trim()
+            .to_owned()
+    }
+
+    /// A real access token from the provider (client-credentials grant).
+    pub async fn token(&self, client: &str, resource: &str) -> String {
+        serre_api::install_crypto_provider();
+        let secret = format!("dev-secret-{client}");
+        let r: Value = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(client, Some(secret))
+            .form(&[("grant_type", "client_credentials"), ("resource", resource)])
+            .send()
+            .await
+            .expect("token request")
+            .error_for_status()
+            .expect("token issued")
+            .json()
+            .await
+            .expect("token response");
+        r["access_token"].as_str().expect("access_token").to_owned()
+    }
+}
+
+/// The OpenID provider for this test binary.
+pub fn oidc() -> &'static Oidc {
+    static OIDC: OnceLock<Oidc> = OnceLock::new();
+    OIDC.get_or_init(|| {
+        let dir = match std::env::var("SERRE_TEST_OIDC_DIR") {
+            Ok(d) => PathBuf::from(d),
+            Err(_) => {
+                let dir =
+                    std::env::temp_dir().join(format!("serre-api-oidc-{}", std::process::id()));
+                run_script(
+                    "oidc-provider.sh",
+                    &["start", dir.to_str().expect("utf-8 path")],
+                    &[
+                        ("SERRE_OIDC_PORT", free_ports(1).to_string()),
+                        ("SERRE_OIDC_PARENT_PID", std::process::id().to_string()),
+                        ("SERRE_OIDC_REMOVE_ON_EXIT", "1".into()),
+                    ],
+                );
+                dir
+            }
+        };
+        let issuer = std::fs::read_to_string(dir.join("issuer"))
+            .expect("DIR/issuer")
+            .trim()
+            .to_owned();
+        Oidc { issuer, dir }
+    })
+}
+
+// ---- Kubernetes -----------------------------------------------------------------------------
+
+/// Path of a kubeconfig for a running control plane (SERRE_TEST_KUBECONFIG, or one
+/// started for this test binary with deploy/dev/control-plane.sh).
+pub fn kubeconfig() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Ok(p) = std::env::var("SERRE_TEST_KUBECONFIG") {
+            return PathBuf::from(p);
+        }
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("serre-api-cp-{pid}"));
+        run_script(
+            "control-plane.sh",
+            &["start", dir.to_str().expect("utf-8 path")],
+            &[
+                ("SERRE_CP_PORT_BASE", free_ports(4).to_string()),
+                ("SERRE_CP_PARENT_PID", pid.to_string()),
+            ],
+        );
+        dir.join("kubeconfig")
+    })
+}
+
+// ---- Tenants --------------------------------------------------------------------------------
+
+/// Tenants of the tests: the Métropole, Est Ensemble (EPT) and Montreuil (commune).
+pub const TENANTS_YAML: &str = r#"
+apiVersion: serre.metropolegrandparis.fr/v1alpha1
+kind: Tenant
+metadata: {name: metropole}
+spec:
+  displayName: Métropole du Grand Paris
+  kind: Metropole
+  members: [{group: mgp-admins, role: admin}]
+  allowance: {cpu: "64", memory: 256Gi, storage: 2Ti, gpus: 4, sandboxes: 20}
+---
+apiVersion: serre.metropolegrandparis.fr/v1alpha1
+kind: Tenant
+metadata: {name: est-ensemble}
+spec:
+  displayName: Est Ensemble
+  kind: EPT
+  members:
+  - {group: est-ensemble-admins, role: admin}
+  - {group: est-ensemble-data, role: member}
+  allowance: {cpu: "16", memory: 64Gi, storage: 500Gi, gpus: 1, sandboxes: 5}
+---
+apiVersion: serre.metropolegrandparis.fr/v1alpha1
+kind: Tenant
+metadata: {name: montreuil}
+spec:
+  displayName: Commune de Montreuil
+  kind: Commune
+  members:
+  - {group: montreuil-admins, role: admin}
+  - {group: montreuil-data, role: member}
+  allowance: {cpu: "8", memory: 32Gi, storage: 200Gi, sandboxes: 3}
+"#;
+
+// ---- The gateway ----------------------------------------------------------------------------
+
+/// A gateway running in this process.
+pub struct Gateway {
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    running: Option<Running>,
+}
+
+/// How to start a gateway.
+pub struct Setup {
+    pub database_url: String,
+    /// Trust the development issuer (and run as `development`).
+    pub dev_issuer: bool,
+    pub oidc_issuer: Option<String>,
+    /// Use this kubeconfig (tenants from the cluster unless `tenants_yaml` is set);
+    /// without it the gateway runs with `--no-cluster`.
+    pub kubeconfig: Option<PathBuf>,
+    pub tenants_yaml: Option<String>,
+    pub policies_dir: Option<PathBuf>,
+    pub extra: Vec<String>,
+}
+
+impl Setup {
+    /// Dev issuer, tenant file, no cluster.
+    pub fn local(database_url: String) -> Self {
+        Self {
+            database_url,
+            dev_issuer: true,
+            oidc_issuer: None,
+            kubeconfig: None,
+            tenants_yaml: Some(TENANTS_YAML.to_owned()),
+            policies_dir: None,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl Gateway {
+    pub async fn start(setup: Setup) -> Gateway {
+        serre_api::install_crypto_provider();
+        let data_dir = new_dir("gateway");
+        let mut args: Vec<String> = vec![
+            "serre-api".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--database-url".into(),
+            setup.database_url.clone(),
+            "--policies-dir".into(),
+            setup
+                .policies_dir
+                .unwrap_or_else(|| repo_root().join("policies"))
+                .display()
+                .to_string(),
+            "--push-interval".into(),
+            "1s".into(),
+        ];
+        if setup.dev_issuer {
+            args.extend([
+                "--dev-issuer".into(),
+                "--environment".into(),
+                "development".into(),
+            ]);
+        }
+        if let Some(i) = setup.oidc_issuer {
+            args.extend(["--oidc-issuer".into(), i]);
+        }
+        if let Some(yaml) = setup.tenants_yaml {
+            let path = data_dir.join("tenants.yaml");
+            std::fs::write(&path, yaml).expect("write tenants");
+            args.extend(["--tenants-file".into(), path.display().to_string()]);
+        }
+        match setup.kubeconfig {
+            Some(k) => args.extend(["--kubeconfig".into(), k.display().to_string()]),
+            None => args.push("--no-cluster".into()),
+        }
+        args.extend(setup.extra);
+
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            config: Config,
+        }
+        let config = Flags::try_parse_from(&args)
+            .unwrap_or_else(|e| panic!("gateway flags {args:?}: {e}"))
+            .config;
+        let running = serre_api::app::start(config, false)
+            .await
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
+        Gateway {
+            url: format!("http://{}", running.addr),
+            data_dir,
+            database_url: setup.database_url,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            running: Some(running),
+        }
+    }
+
+    pub fn app(&self) -> &serre_api::http::App {
+        &self.running.as_ref().expect("running").app
+    }
+
+    /// A development token for `sub` with `groups`.
+    pub fn token(&self, sub: &str, groups: &[&str]) -> String {
+        DevIssuer::load_or_create(&self.data_dir)
+            .expect("dev issuer")
+            .mint(
+                &DevClaims {
+                    subject: sub.into(),
+                    groups: groups.iter().map(|g| g.to_string()).collect(),
+                    organisation: None,
+                    ttl: Duration::from_secs(600),
+                },
+                "serre-api",
+            )
+            .expect("mint")
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (status, _, body) = self.call_raw(method, path, token, body).await;
+        let json = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap_or_else(|_| {
+                panic!(
+                    "{method} {path}: not JSON: {}",
+                    String::from_utf8_lossy(&body)
+                )
+            })
+        };
+        (status, json)
+    }
+
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body").to_vec();
+        (status, headers, bytes)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// A sandbox request body expiring in `days` days.
+pub fn sandbox_body(tenant: &str, name: &str, days: i64) -> Value {
+    serde_json::json!({
+        "tenant": tenant,
+        "name": name,
+        "purpose": "Forecast bus ridership for the 2026 network plan",
+        "resources": { "cpu": "2", "memory": "4Gi", "storage": "10Gi" },
+        "expiresAt": (chrono::Utc::now() + chrono::Duration::days(days)).to_rfc3339(),
+    })
+}
+
+/// Assert an error body: status, code, and that the message is not empty.
+#[track_caller]
+pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        got.1
+    );
+}
