@@ -151,7 +151,7 @@ EOF
     --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$pki/sa.pub" \
     --service-account-signing-key-file "$pki/sa.key" --api-audiences https://kubernetes.default.svc \
     --token-auth-file "$pki/tokens.csv" --authorization-mode RBAC \
-    --service-cluster-ip-range 10.96.0.0/16 \
+    --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
     --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota \
     --cert-dir "$dir/apiserver-certs" --logtostderr=true --v=0 >"$dir/apiserver.log" 2>&1 &
   echo $! >"$dir/apiserver.pid"

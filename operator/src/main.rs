@@ -21,7 +21,11 @@ use tracing::{error, info};
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
     #[command(flatten)]
     build: BuildConfig,
     #[command(flatten)]
@@ -30,8 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the operator (the default).
-    Run,
+    /// Run the operator (the default when no subcommand is given).
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
     /// Write the generated chart files (CRDs, editor ClusterRole); with --check, fail on drift.
@@ -43,14 +47,26 @@ enum Command {
     },
     /// Apply the CRDs, the editor ClusterRole and the operator namespace to the
     /// current cluster (development clusters; production installs with Helm).
-    Install,
+    Install {
+        /// Namespace of the operator (leader Lease, Events).
+        #[arg(long, env = "SERRE_NAMESPACE", default_value = "serre-system")]
+        namespace: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let cli = Cli::parse();
+    // `serre-operator [FLAGS]` means `serre-operator run [FLAGS]`.
+    let mut args: Vec<String> = std::env::args().collect();
+    let first = args.get(1).map(String::as_str);
+    if first
+        .is_none_or(|a| a.starts_with('-') && !matches!(a, "-h" | "--help" | "-V" | "--version"))
+    {
+        args.insert(1, "run".into());
+    }
+    let cli = Cli::parse_from(args);
     init_logging();
-    match cli.command.unwrap_or(Command::Run) {
+    match cli.command {
         Command::Crds => {
             for crd in manifests::crds() {
                 print!("---\n{}", serde_yaml::to_string(&crd)?);
@@ -61,18 +77,15 @@ async fn main() -> Result<()> {
             manifests::write(&chart, check)?;
             Ok(())
         }
-        Command::Install => {
+        Command::Install { namespace } => {
             let client = Client::try_default()
                 .await
                 .context("no usable kubeconfig (KUBECONFIG or in-cluster)")?;
-            manifests::install(&client, &cli.runtime.namespace).await?;
-            info!(
-                "CRDs, ClusterRole and namespace {} installed",
-                cli.runtime.namespace
-            );
+            manifests::install(&client, &namespace).await?;
+            info!("CRDs, ClusterRole and namespace {namespace} installed");
             Ok(())
         }
-        Command::Run => run(cli.build, cli.runtime).await,
+        Command::Run(a) => run(a.build, a.runtime).await,
     }
 }
 

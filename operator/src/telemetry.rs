@@ -151,6 +151,9 @@ pub fn init_logging() {
             .with_current_span(false)
             .try_init();
     } else {
-        let _ = fmt().with_env_filter(filter).try_init();
+        let _ = fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .try_init();
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -17,8 +17,9 @@ use serde::de::DeserializeOwned;
 
 use super::error::Result;
 use crate::build::Child;
-use crate::resources::{ANNOTATION_HASH, LABEL_MANAGED_BY, LABEL_SANDBOX, MANAGER};
+use crate::resources::{ANNOTATION_HASH, LABEL_MANAGED_BY, LABEL_SANDBOX, MANAGER, Sandbox};
 use crate::telemetry::Metrics;
+use tracing::warn;
 
 /// Read-only caches of every kind of child object, filtered by the managed-by label.
 #[derive(Clone)]
@@ -31,20 +32,14 @@ pub struct ChildCaches {
     pub network_policies: Store<NetworkPolicy>,
 }
 
-/// A stream of child changes, for the controller's `owns_stream`.
-pub type ChildStream<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+/// Sender of "this sandbox's children changed" notifications.
+pub type Triggers = futures::channel::mpsc::UnboundedSender<ObjectRef<Sandbox>>;
 
-/// Streams that keep the caches filled; each must be polled by the controller.
-pub struct ChildStreams {
-    pub namespaces: ChildStream<Namespace>,
-    pub quotas: ChildStream<ResourceQuota>,
-    pub limit_ranges: ChildStream<LimitRange>,
-    pub service_accounts: ChildStream<ServiceAccount>,
-    pub role_bindings: ChildStream<RoleBinding>,
-    pub network_policies: ChildStream<NetworkPolicy>,
-}
-
-fn cached<K>(client: &Client) -> (Store<K>, ChildStream<K>)
+/// Fill a cache from a label-selected watch in its own task, so caches stay current
+/// whatever the controller is doing, and notify the owning sandbox of each change.
+/// The owner is found by label: Sandboxes are cluster-scoped, and a reference built
+/// from a namespaced child's owner reference would carry the child's namespace.
+fn cached<K>(client: &Client, triggers: Triggers) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -58,37 +53,43 @@ where
     let (reader, writer) = reflector::store();
     let stream = reflector(writer, watcher(Api::<K>::all(client.clone()), config))
         .default_backoff()
-        .touched_objects()
-        .boxed();
-    (reader, stream)
+        .touched_objects();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(obj) => {
+                    if let Some(sandbox) = obj.labels().get(LABEL_SANDBOX) {
+                        let _ = triggers.unbounded_send(ObjectRef::new(sandbox));
+                    }
+                }
+                Err(e) => {
+                    warn!(kind = %K::kind(&()), error = %e, "watch of child objects failed; retrying")
+                }
+            }
+        }
+    });
+    reader
 }
 
 impl ChildCaches {
-    pub fn new(client: &Client) -> (Self, ChildStreams) {
-        let (namespaces, ns) = cached(client);
-        let (quotas, q) = cached(client);
-        let (limit_ranges, lr) = cached(client);
-        let (service_accounts, sa) = cached(client);
-        let (role_bindings, rb) = cached(client);
-        let (network_policies, np) = cached(client);
-        (
-            Self {
-                namespaces,
-                quotas,
-                limit_ranges,
-                service_accounts,
-                role_bindings,
-                network_policies,
-            },
-            ChildStreams {
-                namespaces: ns,
-                quotas: q,
-                limit_ranges: lr,
-                service_accounts: sa,
-                role_bindings: rb,
-                network_policies: np,
-            },
-        )
+    /// Start the caches; returns them and the stream of sandboxes to reconcile.
+    pub fn start(
+        client: &Client,
+    ) -> (
+        Self,
+        futures::channel::mpsc::UnboundedReceiver<ObjectRef<Sandbox>>,
+    ) {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let caches = Self {
+            namespaces: cached(client, tx.clone()),
+            quotas: cached(client, tx.clone()),
+            limit_ranges: cached(client, tx.clone()),
+            service_accounts: cached(client, tx.clone()),
+            role_bindings: cached(client, tx.clone()),
+            network_policies: cached(client, tx),
+        };
+        (caches, rx)
     }
 
     /// Wait until every cache holds its first full list.

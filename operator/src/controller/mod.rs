@@ -15,7 +15,7 @@ use futures::StreamExt;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -91,7 +91,14 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (caches, streams) = ChildCaches::new(&client);
+    // Caches read by reconcilers, each driven by its own task and awaited once here
+    // (a store's readiness wakes a single waiter reliably, so nothing else waits on it).
+    let (caches, child_triggers) = ChildCaches::start(&client);
+    let tenant_store = spawn_reflector(Api::<Tenant>::all(client.clone()));
+    let sandbox_store = spawn_reflector(Api::<Sandbox>::all(client.clone()));
+    caches.ready().await;
+    let _ = tenant_store.wait_until_ready().await;
+    let _ = sandbox_store.wait_until_ready().await;
     let controller_config = controller::Config::default().concurrency(options.concurrency);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -104,18 +111,16 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let resync = move || tokio_stream_interval(options.resync);
+    let period = options.resync;
 
     let sandboxes = Controller::new(
         Api::<Sandbox>::all(client.clone()),
         watcher::Config::default(),
     );
-    let sandbox_store = sandboxes.store();
     let tenants = Controller::new(
         Api::<Tenant>::all(client.clone()),
         watcher::Config::default(),
     );
-    let tenant_store = tenants.store();
 
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -138,12 +143,7 @@ pub async fn run(
     let by_tenant = sandbox_store.clone();
     let sandbox_loop = sandboxes
         .with_config(controller_config.clone())
-        .owns_stream(streams.namespaces)
-        .owns_stream(streams.quotas)
-        .owns_stream(streams.limit_ranges)
-        .owns_stream(streams.service_accounts)
-        .owns_stream(streams.role_bindings)
-        .owns_stream(streams.network_policies)
+        .reconcile_on(child_triggers)
         .watches(
             Api::<Tenant>::all(client.clone()),
             watcher::Config::default(),
@@ -157,10 +157,10 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
-        .reconcile_all_on(resync())
+        .reconcile_all_on(resync(period))
         .graceful_shutdown_on(stopped())
-        .run(gated_sandbox, error_policy_sandbox, ctx.clone())
-        .for_each(|_| async {});
+        .run(sandbox::reconcile, error_policy_sandbox, ctx.clone())
+        .for_each(log_outcome);
 
     let tenant_loop = tenants
         .with_config(controller_config)
@@ -169,17 +169,18 @@ pub async fn run(
             watcher::Config::default(),
             |s: Sandbox| Some(ObjectRef::<Tenant>::new(&s.spec.tenant)),
         )
-        .reconcile_all_on(resync())
+        .reconcile_all_on(resync(period))
         .graceful_shutdown_on(stopped())
-        .run(gated_tenant, error_policy_tenant, ctx)
-        .for_each(|_| async {});
+        .run(tenant::reconcile, error_policy_tenant, ctx)
+        .for_each(log_outcome);
 
     info!("controllers started");
     tokio::join!(sandbox_loop, tenant_loop);
     info!("controllers stopped");
 }
 
-fn tokio_stream_interval(period: Duration) -> impl futures::Stream<Item = ()> + Send {
+/// Periodic full resync: every object is reconciled again even without events.
+fn resync(period: Duration) -> impl futures::Stream<Item = ()> + Send {
     futures::stream::unfold(
         tokio::time::interval_at(tokio::time::Instant::now() + period, period),
         |mut i| async move {
@@ -189,17 +190,40 @@ fn tokio_stream_interval(period: Duration) -> impl futures::Stream<Item = ()> + 
     )
 }
 
-/// Reconcile only once every cache has its first full list, so a restart does
-/// not mistake "not cached yet" for "missing" and rewrite everything.
-async fn gated_sandbox(s: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.caches.ready().await;
-    let _ = ctx.tenants.wait_until_ready().await;
-    sandbox::reconcile(s, ctx).await
+/// A cache of `K` kept current by its own task.
+fn spawn_reflector<K>(api: Api<K>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let stream = kube::runtime::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(e) = stream.next().await {
+            if let Err(e) = e {
+                warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+            }
+        }
+    });
+    reader
 }
 
-async fn gated_tenant(t: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _ = ctx.sandboxes.wait_until_ready().await;
-    tenant::reconcile(t, ctx).await
+async fn log_outcome<K: Resource, E: std::fmt::Debug, Q: std::fmt::Debug>(
+    outcome: Result<(ObjectRef<K>, Action), controller::Error<E, Q>>,
+) {
+    match outcome {
+        Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+        Err(controller::Error::ReconcilerFailed(..)) => {} // already counted by the error policy
+        Err(e) => warn!(error = ?e, "controller error"),
+    }
 }
 
 fn error_policy_sandbox(s: Arc<Sandbox>, e: &Error, ctx: Arc<Context>) -> Action {

@@ -200,3 +200,4 @@ pub async fn patch_sandbox(client: &Client, name: &str, patch: serde_json::Value
         .expect("patch sandbox");
 }
 pub mod operator;
+pub mod process;

@@ -1,0 +1,90 @@
+//! The operator binary as a separate process, to kill and restart it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+pub struct OperatorProcess {
+    pub child: Child,
+    pub http: String,
+}
+
+impl OperatorProcess {
+    pub fn start(http_port: u16, extra: &[&str]) -> Self {
+        let http = format!("127.0.0.1:{http_port}");
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("serre-operator-{http_port}.log")),
+        )
+        .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_serre-operator"))
+            .args([
+                "run",
+                "--http-addr",
+                &http,
+                "--namespace",
+                super::OPERATOR_NAMESPACE,
+                "--lease-duration",
+                "4s",
+            ])
+            .args(extra)
+            .env("KUBECONFIG", super::kubeconfig())
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start serre-operator");
+        Self { child, http }
+    }
+
+    /// SIGKILL: no cleanup, no lease release.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Sum of a counter family from `/metrics` (all label sets).
+    pub fn counter(&self, family: &str) -> Option<f64> {
+        let body = http_get(&self.http, "/metrics")?;
+        let prefix = format!("{family}_total");
+        Some(
+            body.lines()
+                .filter(|l| l.starts_with(&prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal HTTP GET on loopback (status 200 only; the body is read to the close).
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.lines().next()?;
+    status
+        .split(' ')
+        .nth(1)
+        .filter(|c| *c == "200")
+        .map(|_| body.to_owned())
+}
