@@ -12,5 +12,12 @@ pub mod manifests;
 pub mod quantity;
 pub mod resources;
 pub mod server;
+pub mod storage;
 pub mod telemetry;
 pub mod validate;
+
+/// Select rustls' ring provider once per process (several TLS stacks in the tree
+/// enable different providers, so none is chosen automatically).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

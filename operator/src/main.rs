@@ -9,6 +9,11 @@ use clap::{Parser, Subcommand};
 use kube::Client;
 use serre_operator::config::{BuildConfig, RuntimeConfig};
 use serre_operator::controller::{self, RunOptions};
+use serre_operator::crypto::CertificateVerifier;
+use serre_operator::storage::config::StorageConfig;
+use serre_operator::storage::garage::GarageAdmin;
+use serre_operator::storage::keys::StorageKeys;
+use serre_operator::storage::lifecycle::Storage;
 use serre_operator::telemetry::{Metrics, init_logging};
 use serre_operator::{manifests, server};
 use tracing::{error, info};
@@ -30,6 +35,8 @@ struct RunArgs {
     build: BuildConfig,
     #[command(flatten)]
     runtime: RuntimeConfig,
+    #[command(flatten)]
+    storage: StorageConfig,
 }
 
 #[derive(Subcommand)]
@@ -52,6 +59,26 @@ enum Command {
         #[arg(long, env = "SERRE_NAMESPACE", default_value = "serre-system")]
         namespace: String,
     },
+    /// Create the storage keys Secret (KEK and certificate signing key) in the
+    /// operator namespace if it does not exist yet; never overwrites one.
+    StorageKeys {
+        #[arg(long, env = "SERRE_NAMESPACE", default_value = "serre-system")]
+        namespace: String,
+        #[arg(
+            long,
+            env = "SERRE_STORAGE_KEYS_SECRET",
+            default_value = "serre-storage-keys"
+        )]
+        secret: String,
+    },
+    /// Verify a deletion certificate (JSON file) with a public key (PEM file).
+    VerifyCertificate {
+        /// The certificate JSON, as stored in the `serre-deletion-…` ConfigMap.
+        certificate: PathBuf,
+        /// The public key PEM, as published in the `serre-signing-public-key` ConfigMap.
+        #[arg(long)]
+        public_key: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -66,6 +93,7 @@ async fn main() -> Result<()> {
     }
     let cli = Cli::parse_from(args);
     init_logging();
+    serre_operator::install_crypto_provider();
     match cli.command {
         Command::Crds => {
             for crd in manifests::crds() {
@@ -85,17 +113,81 @@ async fn main() -> Result<()> {
             info!("CRDs, ClusterRole and namespace {namespace} installed");
             Ok(())
         }
-        Command::Run(a) => run(a.build, a.runtime).await,
+        Command::StorageKeys { namespace, secret } => {
+            let client = Client::try_default()
+                .await
+                .context("no usable kubeconfig (KUBECONFIG or in-cluster)")?;
+            let api =
+                kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, &namespace);
+            if api.get_opt(&secret).await?.is_some() {
+                info!("Secret {namespace}/{secret} already exists; left unchanged");
+                return Ok(());
+            }
+            let new = StorageKeys::generate_secret(&namespace, &secret)?;
+            api.create(&Default::default(), &new).await?;
+            info!("Secret {namespace}/{secret} created with a new KEK and signing key");
+            Ok(())
+        }
+        Command::VerifyCertificate {
+            certificate,
+            public_key,
+        } => {
+            let pem = std::fs::read_to_string(&public_key)
+                .with_context(|| format!("{}", public_key.display()))?;
+            let json = std::fs::read_to_string(&certificate)
+                .with_context(|| format!("{}", certificate.display()))?;
+            let verifier = CertificateVerifier::from_public_key_pem(&pem)?;
+            match verifier.verify_json(&json) {
+                Ok(c) => {
+                    println!(
+                        "valid: sandbox {} of tenant {}: bucket {} emptied ({} objects, {} bytes), key {} destroyed at {}",
+                        c.sandbox,
+                        c.tenant,
+                        c.bucket,
+                        c.objects_removed,
+                        c.bytes_removed,
+                        c.key_id_destroyed,
+                        c.completed_at
+                    );
+                    Ok(())
+                }
+                Err(e) => bail!("INVALID certificate: {e}"),
+            }
+        }
+        Command::Run(a) => run(a.build, a.runtime, a.storage).await,
     }
 }
 
-async fn run(build: BuildConfig, runtime: RuntimeConfig) -> Result<()> {
+async fn run(build: BuildConfig, runtime: RuntimeConfig, storage: StorageConfig) -> Result<()> {
     if let Err(e) = build.validate() {
         bail!("invalid configuration: {e}");
     }
     let client = Client::try_default()
         .await
         .context("no usable kubeconfig (set KUBECONFIG, or run in a cluster)")?;
+    let storage = match &storage.garage_admin_endpoint {
+        None => {
+            info!("no object store configured (--garage-admin-endpoint): sandboxes get no bucket");
+            None
+        }
+        Some(endpoint) => {
+            let token = storage
+                .admin_token()
+                .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+            let provisioner = GarageAdmin::new(endpoint, token)?;
+            let keys = StorageKeys::load(&client, &runtime.namespace, &storage.storage_keys_secret)
+                .await
+                .context("--storage-keys-secret")?;
+            keys.publish_public_key(&client, &runtime.namespace).await?;
+            info!(endpoint = %endpoint, "object store configured");
+            Some(Storage {
+                provisioner: Arc::new(provisioner),
+                keys,
+                config: storage,
+                namespace: runtime.namespace.clone(),
+            })
+        }
+    };
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let http = tokio::spawn(server::serve(
@@ -160,6 +252,7 @@ async fn run(build: BuildConfig, runtime: RuntimeConfig) -> Result<()> {
     };
     let options = RunOptions {
         concurrency: runtime.concurrency,
+        storage,
         resync: runtime.resync,
         events_namespace: runtime.namespace.clone(),
     };

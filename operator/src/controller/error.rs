@@ -18,6 +18,9 @@ pub enum Error {
 
     #[error("object is missing {0}")]
     MissingField(&'static str),
+
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
 }
 
 impl Error {
@@ -36,6 +39,7 @@ impl Error {
             Error::TenantHasSandboxes { .. } => "tenant_in_use",
             Error::NamespaceTerminating(_) => "waiting_namespace",
             Error::MissingField(_) => "invalid_object",
+            Error::Storage(_) => "storage",
         }
     }
 

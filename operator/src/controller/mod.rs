@@ -3,6 +3,7 @@
 mod children;
 mod error;
 pub mod sandbox;
+mod storage;
 pub mod tenant;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ pub use error::Error;
 
 use crate::config::BuildConfig;
 use crate::resources::{MANAGER, Sandbox, Tenant};
+use crate::storage::lifecycle::Storage;
 use crate::telemetry::Metrics;
 
 /// What every reconciliation can use.
@@ -34,6 +36,8 @@ pub struct Context {
     pub tenants: Store<Tenant>,
     pub sandboxes: Store<Sandbox>,
     pub metrics: Arc<Metrics>,
+    /// Object storage, when configured.
+    pub storage: Option<Storage>,
     recorder: Recorder,
     events_namespace: String,
     tenant_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -79,6 +83,7 @@ impl Context {
 /// Settings for [`run`].
 pub struct RunOptions {
     pub concurrency: u16,
+    pub storage: Option<Storage>,
     pub resync: Duration,
     pub events_namespace: String,
 }
@@ -129,6 +134,7 @@ pub async fn run(
         tenants: tenant_store,
         sandboxes: sandbox_store.clone(),
         metrics,
+        storage: options.storage,
         recorder: Recorder::new(
             client.clone(),
             Reporter {

@@ -16,6 +16,7 @@ use tracing::{info, instrument, warn};
 
 use super::Context;
 use super::error::{Error, Result};
+use super::storage;
 use crate::admission::{self, Usage};
 use crate::build::{self, BuildInput, Workloads, namespace_name};
 use crate::controller::children::apply_children;
@@ -23,6 +24,7 @@ use crate::resources::{
     Condition, ConditionStatus, MANAGER, Sandbox, SandboxPhase, SandboxResources, SandboxStatus,
     Tenant, set_condition,
 };
+use crate::storage::lifecycle::Target;
 use crate::validate::{describe, validate_sandbox};
 
 pub const FINALIZER: &str = "serre.metropolegrandparis.fr/cleanup";
@@ -167,6 +169,31 @@ async fn apply(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
     let ns = namespace_name(&ctx.config, &name);
     status.namespace = Some(ns.clone());
 
+    // Storage: bucket, key, data key and the namespace Secret.
+    let tenant_name = tenant.name_any();
+    let target = Target {
+        sandbox: &name,
+        uid: &uid,
+        tenant: &tenant_name,
+        namespace: &ns,
+    };
+    let storage_ready = match storage::provision(
+        &ctx,
+        &sandbox,
+        &target,
+        &resources.storage,
+        &mut status,
+        now,
+    )
+    .await
+    {
+        Ok(ready) => ready,
+        Err(e) => {
+            write_status(&ctx, &sandbox, &old_status, status).await?;
+            return Err(e.into());
+        }
+    };
+
     // Stop running work when the sandbox stops (the quota alone only blocks new pods).
     let stopping = workloads == Workloads::Stopped
         && !matches!(
@@ -182,7 +209,7 @@ async fn apply(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
 
     // Status.
     let quota = children.iter().find(|c| c.resource.kind == "ResourceQuota");
-    let enforced = quota.is_some_and(|q| ctx.caches.is_enforced(&ns, q));
+    let enforced = quota.is_some_and(|q| ctx.caches.is_enforced(&ns, q)) && storage_ready;
     let (phase, ready) = if expired {
         (
             SandboxPhase::Expired,
@@ -455,10 +482,11 @@ async fn deny(
 async fn cleanup(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
     let name = sandbox.name_any();
     let old_status = sandbox.status.clone().unwrap_or_default();
+    let mut status = old_status.clone();
+    let now = ctx.now();
+    let generation = sandbox.metadata.generation;
     if old_status.phase != SandboxPhase::Terminating {
-        let mut status = old_status.clone();
         status.phase = SandboxPhase::Terminating;
-        let now = ctx.now();
         set_condition(
             &mut status.conditions,
             Condition::new(
@@ -466,13 +494,61 @@ async fn cleanup(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
                 ConditionStatus::False,
                 "Terminating",
                 "The sandbox is being deleted with everything it holds.",
-                sandbox.metadata.generation,
+                generation,
                 now,
             ),
         );
-        write_status(&ctx, &sandbox, &old_status, status).await?;
+        write_status(&ctx, &sandbox, &old_status, status.clone()).await?;
     }
     let ns = namespace_name(&ctx.config, &name);
+
+    // Storage first: empty, delete, shred the data key, certify.
+    let destroyed = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "StorageReady" && c.reason == "Destroyed");
+    if ctx.storage.is_some() && !destroyed {
+        let uid = sandbox.uid().unwrap_or_default();
+        let target = Target {
+            sandbox: &name,
+            uid: &uid,
+            tenant: &sandbox.spec.tenant,
+            namespace: &ns,
+        };
+        let before = status.clone();
+        match storage::teardown(&ctx, &sandbox, &target, &mut status).await {
+            Ok(()) => set_condition(
+                &mut status.conditions,
+                Condition::new(
+                    "StorageReady",
+                    ConditionStatus::False,
+                    "Destroyed",
+                    "Bucket and key deleted, data key destroyed, deletion certificate issued.",
+                    generation,
+                    now,
+                ),
+            ),
+            Err(e) => {
+                set_condition(
+                    &mut status.conditions,
+                    Condition::new(
+                        "StorageReady",
+                        ConditionStatus::False,
+                        "TeardownPending",
+                        format!(
+                            "Storage could not be removed yet ({e}); retrying. The sandbox stays until it is."
+                        ),
+                        generation,
+                        now,
+                    ),
+                );
+                write_status(&ctx, &sandbox, &before, status).await?;
+                return Err(e.into());
+            }
+        }
+        write_status_now(&ctx, &sandbox, status).await?;
+    }
+
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     match namespaces.get_opt(&ns).await? {
         None => {
@@ -505,16 +581,12 @@ async fn cleanup(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
     }
 }
 
-/// Write the status with server-side apply, only when it changed.
-async fn write_status(
+/// Write the status with server-side apply, whatever it was.
+pub(super) async fn write_status_now(
     ctx: &Context,
     sandbox: &Sandbox,
-    old: &SandboxStatus,
     new: SandboxStatus,
 ) -> Result<()> {
-    if *old == new && sandbox.status.is_some() {
-        return Ok(());
-    }
     let patch = json!({
         "apiVersion": "serre.metropolegrandparis.fr/v1alpha1",
         "kind": "Sandbox",
@@ -529,6 +601,19 @@ async fn write_status(
         .await?;
     ctx.metrics.write("Sandbox", "status");
     Ok(())
+}
+
+/// Write the status with server-side apply, only when it changed.
+async fn write_status(
+    ctx: &Context,
+    sandbox: &Sandbox,
+    old: &SandboxStatus,
+    new: SandboxStatus,
+) -> Result<()> {
+    if *old == new && sandbox.status.is_some() {
+        return Ok(());
+    }
+    write_status_now(ctx, sandbox, new).await
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {

@@ -7,7 +7,8 @@ mod tenant;
 
 pub use condition::{Condition, ConditionStatus, set_condition};
 pub use sandbox::{
-    GpuRequest, Sandbox, SandboxPhase, SandboxResources, SandboxSpec, SandboxStatus, StorageStatus,
+    GpuRequest, RemovedData, Sandbox, SandboxPhase, SandboxResources, SandboxSpec, SandboxStatus,
+    StorageStatus,
 };
 pub use tenant::{
     Allowance, MemberGroup, MemberRole, Reserved, Tenant, TenantKind, TenantSpec, TenantStatus,

@@ -110,9 +110,27 @@ pub struct SandboxStatus {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageStatus {
+    /// Bucket on the object store.
     pub bucket: String,
+    /// S3 endpoint of the store.
     pub endpoint: String,
+    /// S3 access key id of the sandbox's key (the secret is only in the namespace Secret).
     pub key_id: String,
+    /// Fingerprint of the sandbox's wrapped data key (derived from the wrapped blob).
+    pub data_key_id: String,
+    /// Size quota set on the bucket.
+    pub max_size: String,
+    /// Teardown progress: objects and bytes removed so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<RemovedData>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedData {
+    pub objects: u64,
+    pub bytes: u64,
+    pub started_at: DateTime<Utc>,
 }
 
 impl Sandbox {

@@ -54,6 +54,7 @@ pub fn kubeconfig() -> &'static Path {
 }
 
 pub async fn client() -> Client {
+    serre_operator::install_crypto_provider();
     let kc = Kubeconfig::read_from(kubeconfig()).expect("read kubeconfig");
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await

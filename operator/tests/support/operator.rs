@@ -44,6 +44,7 @@ pub fn shared_operator() -> Arc<Metrics> {
                     ]);
                     let options = RunOptions {
                         concurrency: 8,
+                        storage: None,
                         resync: Duration::from_secs(600),
                         events_namespace: super::OPERATOR_NAMESPACE.into(),
                     };
