@@ -200,5 +200,6 @@ pub async fn patch_sandbox(client: &Client, name: &str, patch: serde_json::Value
         .await
         .expect("patch sandbox");
 }
+pub mod garage;
 pub mod operator;
 pub mod process;
