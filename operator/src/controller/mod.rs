@@ -1,5 +1,6 @@
 //! The two controllers (Sandbox and Tenant), their shared context and how they run.
 
+mod admit;
 mod children;
 mod error;
 pub mod sandbox;

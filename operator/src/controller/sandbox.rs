@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -15,14 +15,13 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use super::Context;
+use super::admit::{Admission, admit};
 use super::error::{Error, Result};
 use super::storage;
-use crate::admission::{self, Usage};
 use crate::build::{self, BuildInput, Workloads, namespace_name};
 use crate::controller::children::apply_children;
 use crate::resources::{
-    Condition, ConditionStatus, MANAGER, Sandbox, SandboxPhase, SandboxResources, SandboxStatus,
-    Tenant, set_condition,
+    Condition, ConditionStatus, MANAGER, Sandbox, SandboxPhase, SandboxStatus, set_condition,
 };
 use crate::storage::lifecycle::Target;
 use crate::validate::{describe, validate_sandbox};
@@ -41,14 +40,6 @@ pub async fn reconcile(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Actio
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
-}
-
-/// Outcome of the admission step.
-enum Admission {
-    /// Build with these resources (the admitted ones).
-    Admitted(SandboxResources),
-    /// Nothing may be created; the status says why.
-    Denied,
 }
 
 #[instrument(skip_all, fields(sandbox = %sandbox.name_any()))]
@@ -336,147 +327,6 @@ async fn apply(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
     Ok(Action::requeue(wait.min(Duration::from_secs(3600))))
 }
 
-/// Admission by the tenant's allowance. Sandboxes are counted from a fresh list of
-/// the API server under a per-tenant lock, so two sandboxes cannot both take the
-/// last share of an allowance.
-async fn admit(
-    ctx: &Context,
-    sandbox: &Sandbox,
-    tenant: &Tenant,
-    status: &mut SandboxStatus,
-    generation: Option<i64>,
-    now: DateTime<Utc>,
-) -> Result<Admission> {
-    let requested = &sandbox.spec.resources;
-    if status.admitted.as_ref() == Some(requested) {
-        return Ok(Admission::Admitted(requested.clone()));
-    }
-    let cond = |s: ConditionStatus, reason: &str, msg: String| {
-        Condition::new("Admitted", s, reason, msg, generation, now)
-    };
-    let request = match Usage::of(requested) {
-        Ok(u) => u,
-        Err(e) => {
-            return deny(
-                ctx,
-                sandbox,
-                status,
-                cond(ConditionStatus::False, "InvalidSpec", e.to_string()),
-            )
-            .await;
-        }
-    };
-    let limit = match admission::limits(&tenant.spec.allowance) {
-        Ok(l) => l,
-        Err(e) => {
-            let message = format!(
-                "Tenant {} has an invalid allowance ({e}); a Métropole admin must fix it.",
-                tenant.name_any()
-            );
-            return deny(
-                ctx,
-                sandbox,
-                status,
-                cond(ConditionStatus::False, "TenantAllowanceInvalid", message),
-            )
-            .await;
-        }
-    };
-    let lock = ctx.tenant_lock(&tenant.name_any());
-    let _guard = lock.lock().await;
-    let all = Api::<Sandbox>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?;
-    let name = sandbox.name_any();
-    let reserved = all
-        .items
-        .iter()
-        .filter(|s| s.spec.tenant == sandbox.spec.tenant && s.name_any() != name)
-        .filter_map(|s| s.status.as_ref()?.admitted.as_ref())
-        .filter_map(|r| Usage::of(r).ok())
-        .fold(Usage::default(), Usage::add);
-    // Growing from an earlier admission only needs room for the difference.
-    let previous = status.admitted.as_ref().and_then(|r| Usage::of(r).ok());
-    let counted = previous.map_or(request, |_| Usage {
-        sandboxes: 0,
-        ..request
-    });
-    let shrinking = previous.is_some_and(|p| {
-        request.cpu <= p.cpu
-            && request.memory <= p.memory
-            && request.gpus <= p.gpus
-            && request.storage <= p.storage
-    });
-    match admission::check(limit, reserved, counted) {
-        Ok(()) => {}
-        Err(_) if shrinking => {}
-        Err(excess) => {
-            let detail = excess
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            let message = format!(
-                "Over tenant {}'s allowance: {detail}. Ask for less, free resources, or ask a Métropole admin to raise the allowance.",
-                tenant.name_any()
-            );
-            return deny(
-                ctx,
-                sandbox,
-                status,
-                cond(ConditionStatus::False, "OverAllowance", message),
-            )
-            .await;
-        }
-    }
-    status.admitted = Some(requested.clone());
-    set_condition(
-        &mut status.conditions,
-        cond(
-            ConditionStatus::True,
-            "WithinAllowance",
-            format!("Admitted within tenant {}'s allowance.", tenant.name_any()),
-        ),
-    );
-    if status.phase == SandboxPhase::Denied || status.phase == SandboxPhase::Pending {
-        status.phase = SandboxPhase::Provisioning;
-    }
-    // Record the admission before releasing the lock, so the next count sees it.
-    let old = sandbox.status.clone().unwrap_or_default();
-    write_status(ctx, sandbox, &old, status.clone()).await?;
-    Ok(Admission::Admitted(requested.clone()))
-}
-
-async fn deny(
-    ctx: &Context,
-    sandbox: &Sandbox,
-    status: &mut SandboxStatus,
-    condition: Condition,
-) -> Result<Admission> {
-    let message = condition.message.clone();
-    let reason = condition.reason.clone();
-    set_condition(&mut status.conditions, condition.clone());
-    let old = sandbox.status.clone().unwrap_or_default();
-    if let Some(admitted) = status.admitted.clone() {
-        // Already running: keep the admitted size and say the change was refused.
-        write_status(ctx, sandbox, &old, status.clone()).await?;
-        return Ok(Admission::Admitted(admitted));
-    }
-    status.phase = SandboxPhase::Denied;
-    let ready = Condition {
-        type_: "Ready".into(),
-        reason: "Denied".into(),
-        ..condition
-    };
-    set_condition(&mut status.conditions, ready);
-    if old.phase != SandboxPhase::Denied {
-        ctx.event(sandbox, EventType::Warning, &reason, "Admit", message)
-            .await;
-    }
-    write_status(ctx, sandbox, &old, status.clone()).await?;
-    Ok(Admission::Denied)
-}
-
 /// Remove everything the sandbox owns, then let the object go.
 #[instrument(skip_all, fields(sandbox = %sandbox.name_any()))]
 async fn cleanup(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
@@ -604,7 +454,7 @@ pub(super) async fn write_status_now(
 }
 
 /// Write the status with server-side apply, only when it changed.
-async fn write_status(
+pub(super) async fn write_status(
     ctx: &Context,
     sandbox: &Sandbox,
     old: &SandboxStatus,
