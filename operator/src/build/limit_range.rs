@@ -4,11 +4,22 @@ use k8s_openapi::api::core::v1::{LimitRange, LimitRangeItem, LimitRangeSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
 use super::{BuildInput, meta};
+use crate::quantity::Quantity;
 
 /// Defaults for containers that set no requests or limits, so the quota admits and
 /// counts them instead of rejecting them.
 pub(super) fn limit_range(input: &BuildInput<'_>, ns: &str) -> LimitRange {
     let c = input.config;
+    // Never default above the sandbox's own total, or such pods could never be admitted.
+    let cap = |default: Quantity, total: &str| {
+        total
+            .parse::<Quantity>()
+            .map_or(default, |t| default.min(t))
+    };
+    let cpu_limit = cap(c.default_cpu_limit, &input.resources.cpu);
+    let mem_limit = cap(c.default_memory_limit, &input.resources.memory);
+    let cpu_request = c.default_cpu_request.min(cpu_limit);
+    let mem_request = c.default_memory_request.min(mem_limit);
     let pair = |cpu: String, mem: String| {
         BTreeMap::from([
             ("cpu".to_owned(), K8sQuantity(cpu)),
@@ -20,13 +31,10 @@ pub(super) fn limit_range(input: &BuildInput<'_>, ns: &str) -> LimitRange {
         spec: Some(LimitRangeSpec {
             limits: vec![LimitRangeItem {
                 type_: "Container".into(),
-                default: Some(pair(
-                    c.default_cpu_limit.to_cpu_string(),
-                    c.default_memory_limit.to_bytes_string(),
-                )),
+                default: Some(pair(cpu_limit.to_cpu_string(), mem_limit.to_bytes_string())),
                 default_request: Some(pair(
-                    c.default_cpu_request.to_cpu_string(),
-                    c.default_memory_request.to_bytes_string(),
+                    cpu_request.to_cpu_string(),
+                    mem_request.to_bytes_string(),
                 )),
                 ..LimitRangeItem::default()
             }],
