@@ -18,7 +18,7 @@ use super::Context;
 use super::admit::{Admission, admit};
 use super::error::{Error, Result};
 use super::storage;
-use crate::build::{self, BuildInput, Workloads, namespace_name};
+use crate::build::{self, BuildInput, Workloads, namespace_name, parse_cidr};
 use crate::controller::children::apply_children;
 use crate::resources::{
     Condition, ConditionStatus, MANAGER, Sandbox, SandboxPhase, SandboxStatus, set_condition,
@@ -61,27 +61,40 @@ async fn apply(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
         Condition::new(t, s, reason, msg, generation, now)
     };
 
-    // Validate.
-    if let Err(errors) = validate_sandbox(&name, &sandbox.spec, created, &ctx.config) {
-        let message = format!("The spec is invalid: {}", describe(&errors));
+    // Validate. An admitted sandbox whose spec became invalid keeps running as it was
+    // admitted (and still expires): only a never-admitted one is Denied.
+    let spec_errors = validate_sandbox(&name, &sandbox.spec, created, &ctx.config).err();
+    if let Some(errors) = &spec_errors {
+        let message = format!("The spec is invalid: {}", describe(errors));
+        if status.admitted.is_none() {
+            set_condition(
+                &mut status.conditions,
+                cond(
+                    "Admitted",
+                    ConditionStatus::False,
+                    "InvalidSpec",
+                    message.clone(),
+                ),
+            );
+            status.phase = SandboxPhase::Denied;
+            set_condition(
+                &mut status.conditions,
+                cond("Ready", ConditionStatus::False, "Denied", message),
+            );
+            write_status(&ctx, &sandbox, &old_status, status).await?;
+            return Ok(Action::await_change());
+        }
         set_condition(
             &mut status.conditions,
             cond(
                 "Admitted",
                 ConditionStatus::False,
                 "InvalidSpec",
-                message.clone(),
+                format!(
+                    "{message}. The sandbox keeps the resources it was admitted with until the spec is fixed."
+                ),
             ),
         );
-        if status.admitted.is_none() {
-            status.phase = SandboxPhase::Denied;
-            set_condition(
-                &mut status.conditions,
-                cond("Ready", ConditionStatus::False, "Denied", message),
-            );
-        }
-        write_status(&ctx, &sandbox, &old_status, status).await?;
-        return Ok(Action::await_change());
     }
 
     // Tenant.
@@ -112,13 +125,27 @@ async fn apply(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
     };
 
     // Admit against the tenant's allowance.
-    let resources = match admit(&ctx, &sandbox, &tenant, &mut status, generation, now).await? {
-        Admission::Admitted(r) => r,
-        Admission::Denied => return Ok(Action::await_change()),
+    let resources = match (&spec_errors, status.admitted.clone()) {
+        (Some(_), Some(admitted)) => admitted,
+        _ => match admit(&ctx, &sandbox, &tenant, &mut status, generation, now).await? {
+            Admission::Admitted(r) => r,
+            Admission::Denied => return Ok(Action::await_change()),
+        },
     };
 
     // Expiry.
-    let expires = sandbox.spec.expires_at;
+    // Never later than the maximum lifetime, even if that maximum was lowered since.
+    let expires = sandbox
+        .spec
+        .expires_at
+        .min(created + chrono_duration(ctx.config.max_lifetime));
+    let extra_egress: Vec<String> = sandbox
+        .spec
+        .extra_egress_cidrs
+        .iter()
+        .filter(|c| parse_cidr(c).is_ok())
+        .cloned()
+        .collect();
     let delete_at = expires + chrono_duration(ctx.config.expiry_grace);
     if now >= delete_at {
         info!("grace period after expiry is over: deleting the sandbox");
@@ -151,7 +178,7 @@ async fn apply(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
         tenant_name: &tenant.name_any(),
         tenant: &tenant.spec,
         resources: &resources,
-        extra_egress_cidrs: &sandbox.spec.extra_egress_cidrs,
+        extra_egress_cidrs: &extra_egress,
         workloads,
         config: &ctx.config,
     };
