@@ -55,7 +55,7 @@ async fn sandbox_is_provisioned_enforced_resized_and_cleaned_up() {
     )
     .await;
 
-    let sb = wait_phase(&client, &name, "Ready", 60).await;
+    let sb = wait_phase(&client, &name, "Ready", 120).await;
     let ns = format!("serre-{name}");
     assert_eq!(
         sb.status.as_ref().unwrap().namespace.as_deref(),
@@ -238,7 +238,7 @@ async fn over_allowance_is_denied_and_nothing_is_created() {
         sandbox_spec(&tenant, "3", Duration::days(10)),
     )
     .await;
-    wait_phase(&client, &first, "Ready", 60).await;
+    wait_phase(&client, &first, "Ready", 120).await;
 
     let second = unique("toobig");
     create_sandbox(
@@ -276,7 +276,7 @@ async fn over_allowance_is_denied_and_nothing_is_created() {
         json!({"metadata": {"annotations": {"touch": "1"}}}),
     )
     .await;
-    wait_phase(&client, &second, "Ready", 60).await;
+    wait_phase(&client, &second, "Ready", 120).await;
     sandboxes
         .delete(&second, &DeleteParams::default())
         .await
@@ -325,7 +325,7 @@ async fn invalid_specs_and_unknown_tenants_get_a_status_not_a_stall() {
         sandbox_spec(&tenant, "1", Duration::days(1)),
     )
     .await;
-    wait_phase(&client, &good, "Ready", 60).await;
+    wait_phase(&client, &good, "Ready", 120).await;
 
     // A tenant with sandboxes cannot be deleted until they are gone.
     let tenants = Api::<Tenant>::all(client.clone());

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::DeleteParams;
 use kube::{Api, Client};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
 use serre_operator::crypto::{CertificateVerifier, DataKey};
 use serre_operator::resources::{Sandbox, Tenant};
@@ -83,8 +83,8 @@ async fn bucket_is_encrypted_isolated_quota_limited_and_shredded_with_a_certific
     spec.resources.storage = "2Mi".into();
     create_sandbox(&client, &a, spec.clone()).await;
     create_sandbox(&client, &b, sandbox_spec(&tenant, "1", Duration::days(3))).await;
-    let ready = wait_phase(&client, &a, "Ready", 60).await;
-    wait_phase(&client, &b, "Ready", 60).await;
+    let ready = wait_phase(&client, &a, "Ready", 120).await;
+    wait_phase(&client, &b, "Ready", 120).await;
     assert_eq!(condition(&ready, "StorageReady").reason, "Provisioned");
     let st = ready
         .status

@@ -31,6 +31,26 @@ async fn inventory() -> (Vec<String>, Vec<String>) {
     admin.inventory().await.expect("inventory")
 }
 
+/// Wait for the StorageReady condition to carry `reason`; returns it.
+async fn storage_reason(
+    api: &Api<Sandbox>,
+    name: &str,
+    reason: &str,
+) -> serre_operator::resources::Condition {
+    eventually(30, &format!("StorageReady reason {reason}"), || async {
+        let s = api.get_opt(name).await.ok()??;
+        let c = s
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "StorageReady")?
+            .clone();
+        (c.reason == reason).then_some(c)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn store_outages_during_provisioning_and_teardown_converge_without_orphans() {
     shared_storage_operator(garage());
@@ -48,18 +68,8 @@ async fn store_outages_during_provisioning_and_teardown_converge_without_orphans
     )
     .await;
     let api = Api::<Sandbox>::all(client.clone());
-    let waiting = eventually(30, "StorageReady=False while the store is down", || async {
-        let s = api.get(&name).await.ok()?;
-        let c = s
-            .status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "StorageReady")?
-            .clone();
-        (c.reason == "StoreUnavailable").then_some(s)
-    })
-    .await;
+    storage_reason(&api, &name, "StoreUnavailable").await;
+    let waiting = api.get(&name).await.unwrap();
     assert_ne!(
         format!("{:?}", waiting.status.as_ref().unwrap().phase),
         "Ready"
@@ -80,18 +90,7 @@ async fn store_outages_during_provisioning_and_teardown_converge_without_orphans
     // Teardown while the store is down: the finalizer holds the sandbox.
     garage().stop();
     api.delete(&name, &DeleteParams::default()).await.unwrap();
-    let held = eventually(30, "TeardownPending while the store is down", || async {
-        let s = api.get_opt(&name).await.ok()??;
-        let c = s
-            .status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "StorageReady")?
-            .clone();
-        (c.reason == "TeardownPending").then_some(c)
-    })
-    .await;
+    let held = storage_reason(&api, &name, "TeardownPending").await;
     assert!(held.message.contains("retrying"), "{}", held.message);
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert!(

@@ -1,152 +1,130 @@
 //! The operator under test, run in-process on its own thread and runtime, shared by
 //! every test of a binary (one operator per cluster, as in production).
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Parser;
+use kube::Client;
 use serre_operator::config::BuildConfig;
 use serre_operator::controller::{self, RunOptions};
+use serre_operator::storage::config::StorageConfig;
+use serre_operator::storage::garage::GarageAdmin;
+use serre_operator::storage::keys::StorageKeys;
+use serre_operator::storage::lifecycle::Storage;
 use serre_operator::telemetry::Metrics;
 
 #[derive(Parser)]
 struct Flags {
     #[command(flatten)]
     build: BuildConfig,
+    #[command(flatten)]
+    storage: StorageConfig,
 }
 
-/// Start the shared operator once; returns its metrics.
+/// Run an operator on a dedicated thread; `storage` prepares its storage side (or
+/// none) once the CRDs are installed. Returns when the controllers are starting.
+fn spawn_operator<F, Fut>(args: Vec<String>, storage: F) -> Arc<Metrics>
+where
+    F: FnOnce(Client, StorageConfig) -> Fut + Send + 'static,
+    Fut: Future<Output = Option<Storage>>,
+{
+    let metrics = Arc::new(Metrics::default());
+    let m = metrics.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let client = super::client().await;
+            super::install(&client).await;
+            let flags = Flags::parse_from(std::iter::once("test".to_owned()).chain(args));
+            let storage = storage(client.clone(), flags.storage).await;
+            let options = RunOptions {
+                concurrency: 8,
+                storage,
+                resync: Duration::from_secs(600),
+                events_namespace: super::OPERATOR_NAMESPACE.into(),
+            };
+            let _ = tx.send(());
+            controller::run(client, flags.build, options, m, std::future::pending()).await;
+        });
+    });
+    rx.recv().expect("operator thread started");
+    metrics
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Start the shared operator (no object store) once; returns its metrics.
+/// Short notice and grace so expiry can be observed in a test.
 pub fn shared_operator() -> Arc<Metrics> {
     static METRICS: OnceLock<Arc<Metrics>> = OnceLock::new();
     METRICS
         .get_or_init(|| {
-            let metrics = Arc::new(Metrics::default());
-            let m = metrics.clone();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    let client = super::client().await;
-                    super::install(&client).await;
-                    // Short notice and grace so expiry can be observed in a test.
-                    let flags = Flags::parse_from([
-                        "test",
-                        "--expiry-notice",
-                        "1h",
-                        "--expiry-grace",
-                        "6s",
-                        "--platform-egress",
-                        "127.0.0.1/32:13900",
-                    ]);
-                    let options = RunOptions {
-                        concurrency: 8,
-                        storage: None,
-                        resync: Duration::from_secs(600),
-                        events_namespace: super::OPERATOR_NAMESPACE.into(),
-                    };
-                    let _ = tx.send(());
-                    controller::run(client, flags.build, options, m, std::future::pending()).await;
-                });
-            });
-            rx.recv().expect("operator thread started");
-            metrics
+            let flags = args(&[
+                "--expiry-notice",
+                "1h",
+                "--expiry-grace",
+                "6s",
+                "--platform-egress",
+                "127.0.0.1/32:13900",
+            ]);
+            spawn_operator(flags, |_, _| async { None })
         })
         .clone()
 }
 
 /// Start (once) an operator with object storage on the given Garage node.
 pub fn shared_storage_operator(garage: &'static super::garage::Garage) -> Arc<Metrics> {
-    use serre_operator::storage::config::StorageConfig;
-    use serre_operator::storage::garage::GarageAdmin;
-    use serre_operator::storage::keys::StorageKeys;
-    use serre_operator::storage::lifecycle::Storage;
-
-    #[derive(Parser)]
-    struct StorageFlags {
-        #[command(flatten)]
-        build: BuildConfig,
-        #[command(flatten)]
-        storage: StorageConfig,
-    }
     static METRICS: OnceLock<Arc<Metrics>> = OnceLock::new();
     METRICS
         .get_or_init(|| {
-            let metrics = Arc::new(Metrics::default());
-            let m = metrics.clone();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    let client = super::client().await;
-                    super::install(&client).await;
-                    let ns = super::OPERATOR_NAMESPACE;
-                    let secrets = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
-                        client.clone(),
-                        ns,
-                    );
-                    if secrets
-                        .get_opt("serre-storage-keys")
-                        .await
-                        .expect("get keys")
-                        .is_none()
-                    {
-                        let s =
-                            StorageKeys::generate_secret(ns, "serre-storage-keys").expect("keys");
-                        let _ = secrets.create(&Default::default(), &s).await;
-                    }
-                    let flags = StorageFlags::parse_from([
-                        "test",
-                        "--expiry-grace",
-                        "6s",
-                        "--garage-admin-endpoint",
-                        garage.get("SERRE_GARAGE_ADMIN_ENDPOINT"),
-                        "--garage-admin-token-file",
-                        garage.get("SERRE_GARAGE_ADMIN_TOKEN_FILE"),
-                        "--s3-endpoint",
-                        garage.get("SERRE_S3_ENDPOINT"),
-                    ]);
-                    let token = flags.storage.admin_token().expect("token");
-                    let provisioner = GarageAdmin::new(
-                        flags
-                            .storage
-                            .garage_admin_endpoint
-                            .as_deref()
-                            .unwrap_or_default(),
-                        token,
-                    )
-                    .expect("admin client");
-                    let keys = StorageKeys::load(&client, ns, "serre-storage-keys")
-                        .await
-                        .expect("load keys");
-                    keys.publish_public_key(&client, ns)
-                        .await
-                        .expect("publish key");
-                    let storage = Storage {
-                        provisioner: Arc::new(provisioner),
-                        keys,
-                        config: flags.storage,
-                        namespace: ns.into(),
-                    };
-                    let options = RunOptions {
-                        concurrency: 8,
-                        storage: Some(storage),
-                        resync: Duration::from_secs(600),
-                        events_namespace: ns.into(),
-                    };
-                    let _ = tx.send(());
-                    controller::run(client, flags.build, options, m, std::future::pending()).await;
-                });
-            });
-            rx.recv().expect("operator thread started");
-            metrics
+            let flags = args(&[
+                "--expiry-grace",
+                "6s",
+                "--garage-admin-endpoint",
+                garage.get("SERRE_GARAGE_ADMIN_ENDPOINT"),
+                "--garage-admin-token-file",
+                garage.get("SERRE_GARAGE_ADMIN_TOKEN_FILE"),
+                "--s3-endpoint",
+                garage.get("SERRE_S3_ENDPOINT"),
+            ]);
+            spawn_operator(flags, |client, config| async move {
+                let ns = super::OPERATOR_NAMESPACE;
+                let secrets =
+                    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
+                if secrets
+                    .get_opt("serre-storage-keys")
+                    .await
+                    .expect("get keys")
+                    .is_none()
+                {
+                    let s = StorageKeys::generate_secret(ns, "serre-storage-keys").expect("keys");
+                    let _ = secrets.create(&Default::default(), &s).await;
+                }
+                let token = config.admin_token().expect("token");
+                let endpoint = config.garage_admin_endpoint.clone().unwrap_or_default();
+                let provisioner = GarageAdmin::new(&endpoint, token).expect("admin client");
+                let keys = StorageKeys::load(&client, ns, "serre-storage-keys")
+                    .await
+                    .expect("load keys");
+                keys.publish_public_key(&client, ns)
+                    .await
+                    .expect("publish key");
+                Some(Storage {
+                    provisioner: Arc::new(provisioner),
+                    keys,
+                    config,
+                    namespace: ns.into(),
+                })
+            })
         })
         .clone()
 }
