@@ -184,26 +184,31 @@ impl Store {
         }
     }
 
-    /// A sandbox and its vendor members.
+    /// A sandbox and its vendor members (one query: this is the hot read path).
     pub async fn get_sandbox(&self, name: &str) -> Result<Option<SandboxRecord>, StoreError> {
-        const ROW: &str = "SELECT * FROM sandboxes WHERE name = $1";
-        const MEMBERS: &str = "SELECT * FROM sandbox_members WHERE sandbox = $1 ORDER BY subject";
+        const SQL: &str = "SELECT s.*, m.subject AS m_subject, m.added_by AS m_added_by, \
+            m.added_at AS m_added_at FROM sandboxes s \
+            LEFT JOIN sandbox_members m ON m.sandbox = s.name \
+            WHERE s.name = $1 ORDER BY m.subject";
         let found = run!(self, |p| {
-            let mut conn = p.acquire().await?;
-            let row: Option<SandboxRow> = sqlx::query_as(ROW)
-                .bind(name)
-                .fetch_optional(&mut *conn)
-                .await?;
-            match row {
-                None => Ok::<_, sqlx::Error>(None),
-                Some(row) => {
-                    let members: Vec<MemberRow> = sqlx::query_as(MEMBERS)
-                        .bind(name)
-                        .fetch_all(&mut *conn)
-                        .await?;
-                    Ok(Some(SandboxRecord { row, members }))
+            use sqlx::{FromRow, Row};
+            let rows = sqlx::query(SQL).bind(name).fetch_all(p).await?;
+            let Some(first) = rows.first() else {
+                return Ok(None);
+            };
+            let row = SandboxRow::from_row(first)?;
+            let mut members = Vec::new();
+            for r in &rows {
+                if let Some(subject) = r.try_get::<Option<String>, _>("m_subject")? {
+                    members.push(MemberRow {
+                        sandbox: row.name.clone(),
+                        subject,
+                        added_by: r.try_get("m_added_by")?,
+                        added_at: r.try_get("m_added_at")?,
+                    });
                 }
             }
+            Ok::<_, sqlx::Error>(Some(SandboxRecord { row, members }))
         })?;
         Ok(found)
     }
@@ -427,8 +432,9 @@ impl Store {
         Ok(run!(self, |p| sqlx::query_as(SQL).fetch_optional(p).await)?)
     }
 
-    /// Append entries in one transaction. A sequence number already taken (another
-    /// replica appended first) is a [`StoreError::Conflict`].
+    /// Append entries atomically (one multi-row statement; a transaction when more than
+    /// one statement is needed). A sequence number already taken (another replica
+    /// appended first) is a [`StoreError::Conflict`].
     pub async fn audit_insert(&self, entries: &[AuditRow]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
@@ -436,28 +442,22 @@ impl Store {
         const HEAD: &str = "INSERT INTO audit_log (seq, time, principal, tenant, action, \
             resource, decision, policies, request_id, details, prev_hash, hash) ";
         // 12 columns: stay far below SQLite's limit on bound parameters.
-        for chunk in entries.chunks(512) {
-            run!(self, |p| {
+        const CHUNK: usize = 512;
+        run!(self, |p| {
+            if entries.len() <= CHUNK {
                 let mut qb = sqlx::QueryBuilder::new(HEAD);
-                qb.push_values(chunk, |mut b, e| {
-                    b.push_bind(e.seq)
-                        .push_bind(&e.time)
-                        .push_bind(&e.principal)
-                        .push_bind(&e.tenant)
-                        .push_bind(&e.action)
-                        .push_bind(&e.resource)
-                        .push_bind(&e.decision)
-                        .push_bind(&e.policies)
-                        .push_bind(&e.request_id)
-                        .push_bind(&e.details)
-                        .push_bind(&e.prev_hash)
-                        .push_bind(&e.hash);
-                });
+                push_audit_values(&mut qb, entries);
+                qb.build().execute(p).await.map(|_| ())
+            } else {
                 let mut tx = p.begin().await?;
-                qb.build().execute(&mut *tx).await?;
+                for chunk in entries.chunks(CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::new(HEAD);
+                    push_audit_values(&mut qb, chunk);
+                    qb.build().execute(&mut *tx).await?;
+                }
                 tx.commit().await
-            })?;
-        }
+            }
+        })?;
         Ok(())
     }
 
@@ -485,4 +485,27 @@ impl Store {
                 .await)?,
         })
     }
+}
+
+fn push_audit_values<'a, DB>(qb: &mut sqlx::QueryBuilder<'a, DB>, entries: &'a [AuditRow])
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push_values(entries, |mut b, e| {
+        b.push_bind(e.seq)
+            .push_bind(&e.time)
+            .push_bind(&e.principal)
+            .push_bind(&e.tenant)
+            .push_bind(&e.action)
+            .push_bind(&e.resource)
+            .push_bind(&e.decision)
+            .push_bind(&e.policies)
+            .push_bind(&e.request_id)
+            .push_bind(&e.details)
+            .push_bind(&e.prev_hash)
+            .push_bind(&e.hash);
+    });
 }
