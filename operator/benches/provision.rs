@@ -4,8 +4,12 @@
 //! Measures the time from the first create until every sandbox is `Ready`, the API
 //! writes per sandbox (from the operator's own counter and, independently, from the
 //! kube-apiserver's `apiserver_request_total`), the writes of a full resync with nothing
-//! changed (target 0) and the operator's peak RSS. Prints a summary and writes the
-//! figures to `target/bench/provision.json`.
+//! changed (target 0) and the operator's peak RSS; and, to show where the time goes,
+//! per-sandbox create → admitted → Ready spans, reconciles per sandbox, the status
+//! changes seen by a watch, CPU seconds per process and the apiserver's time by request.
+//! Prints a summary and writes the figures to `target/bench/provision.json` (the
+//! operator's log to `target/bench/provision-operator.log`). `cargo bench` builds the
+//! operator binary (bench profile = release) before running this.
 //!
 //! ```sh
 //! cargo bench -p serre-operator --bench provision
@@ -214,25 +218,29 @@ async fn run(p: Params) -> Result<()> {
         all_created.as_secs_f64()
     );
     let (ready_all, timeline) = wait_all_ready(&p, &progress, &op, t0).await;
+    // CPU, apiserver time and reconciles up to the moment all are Ready; writes once
+    // the trailing ones (Events, tenant status) have settled.
     let load_provisioned = loadavg();
+    let ready_window = t0.elapsed();
+    let cpu1 = CpuSample::take(&pids);
+    let api_ready = cp.apiserver_metrics()?;
+    let op_ready = scrape(&op).context("operator metrics")?;
     settle(&op, Duration::from_secs(5), Duration::from_secs(90)).await;
-    let provision_window = t0.elapsed();
     let op1 = scrape(&op).context("operator metrics")?;
     let api1 = cp.apiserver_metrics()?;
     let kcm1 = cp.controller_manager_metrics();
-    let cpu1 = CpuSample::take(&pids);
     watch.abort();
     let objects = count_children(&client).await?;
 
     // 2. Where the writes went.
     let op_writes = op1.delta(&op0, "serre_operator_api_writes_total", &["kind", "verb"]);
     let op_writes_total = total(&op_writes);
-    let reconciles = op1.delta(
+    let reconciles = op_ready.delta(
         &op0,
         "serre_operator_reconciliations_total",
         &["controller"],
     );
-    let failures = op1.delta(
+    let failures = op_ready.delta(
         &op0,
         "serre_operator_reconcile_failures_total",
         &["controller", "category"],
@@ -240,6 +248,7 @@ async fn run(p: Params) -> Result<()> {
     let api_writes = apiserver_writes(&api1, &api0);
     let attributed = attribute(&api_writes, p.sandboxes as f64);
     let api_errors = apiserver_write_errors(&api1, &api0);
+    let api_time = apiserver_time(&api_ready, &api0);
     let kcm_writes = match (&kcm1, &kcm0) {
         (Some(a), Some(b)) => Some(a.delta(b, "rest_client_requests_total", &["method"])),
         _ => None,
@@ -271,21 +280,15 @@ async fn run(p: Params) -> Result<()> {
             "changed_fields": pr.changed_fields,
             "sequences": pr.sequences().into_iter().take(5).map(|(s, c)| json!({"steps": s, "sandboxes": c})).collect::<Vec<_>>(),
         });
-        let mut l: Vec<f64> = created
-            .iter()
-            .filter_map(|(name, at)| {
-                Some(
-                    pr.ready
-                        .get(name)?
-                        .saturating_duration_since(*at)
-                        .as_secs_f64(),
-                )
-            })
-            .collect();
-        l.sort_by(f64::total_cmp);
-        (l, history)
+        let created: HashMap<String, Instant> = created.iter().cloned().collect();
+        let latencies = Latencies {
+            ready: spans(&created, &pr.ready),
+            admitted: spans(&created, &pr.admitted),
+            admitted_to_ready: spans(&pr.admitted, &pr.ready),
+        };
+        (latencies, history)
     };
-    let cpu = cpu1.since(&cpu0, provision_window);
+    let cpu = cpu1.since(&cpu0, ready_window);
     let peak_mb = rss.map(|(hwm, _)| hwm as f64 * 1024.0 / 1e6);
     let report = json!({
         "parameters": {
@@ -305,16 +308,19 @@ async fn run(p: Params) -> Result<()> {
         "provisioning": {
             "all_created_s": all_created.as_secs_f64(),
             "all_ready_s": ready_s,
-            "ready": latencies.len(),
+            "ready": latencies.ready.len(),
             "target_ready_s": TARGET_READY_S,
-            "ready_latency_s": percentiles(&latencies),
+            "create_to_ready_s": percentiles(&latencies.ready),
+            "create_to_admitted_s": percentiles(&latencies.admitted),
+            "admitted_to_ready_s": percentiles(&latencies.admitted_to_ready),
             "timeline": timeline,
-            "reconciles": to_json(&reconciles),
-            "reconciles_per_sandbox": reconciles.get(&vec!["sandbox".to_owned()]).copied().unwrap_or(0.0) / n,
-            "reconcile_failures": to_json(&failures),
-            "mean_reconcile_s": mean_reconcile(&op1, &op0),
+            "reconciles_until_ready": to_json(&reconciles),
+            "sandbox_reconciles_per_sandbox_until_ready": reconciles.get(&vec!["sandbox".to_owned()]).copied().unwrap_or(0.0) / n,
+            "reconcile_failures_until_ready": to_json(&failures),
+            "mean_reconcile_s": mean_reconcile(&op_ready, &op0),
             "cpu_seconds": cpu,
             "status_history": status_history,
+            "apiserver_time": api_time,
         },
         "writes": {
             "objects": objects.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -351,6 +357,7 @@ async fn run(p: Params) -> Result<()> {
         all_created,
         latencies: &latencies,
         status_history: &status_history,
+        api_time: &api_time,
         op_writes: &op_writes,
         op_writes_total,
         attributed: &attributed,
@@ -645,6 +652,8 @@ async fn create_sandboxes(
 struct Progress {
     /// When each sandbox was first seen Ready.
     ready: HashMap<String, Instant>,
+    /// When each sandbox was first seen admitted (out of Pending).
+    admitted: HashMap<String, Instant>,
     phases: HashMap<String, SandboxPhase>,
     /// Last status seen, and the `phase/Ready reason` steps each sandbox went through.
     last_status: HashMap<String, Value>,
@@ -661,6 +670,10 @@ impl Progress {
         let phase = s.status.as_ref().map(|st| st.phase).unwrap_or_default();
         if phase == SandboxPhase::Ready && !self.ready.contains_key(&name) {
             self.ready.insert(name.clone(), Instant::now());
+        }
+        let admitted = s.status.as_ref().is_some_and(|st| st.admitted.is_some());
+        if admitted && !self.admitted.contains_key(&name) {
+            self.admitted.insert(name.clone(), Instant::now());
         }
         self.phases.insert(name.clone(), phase);
         let status = serde_json::to_value(&s.status).unwrap_or_default();
@@ -1069,6 +1082,32 @@ fn apiserver_write_errors(after: &Prom, before: &Prom) -> BTreeMap<Vec<String>, 
         .collect()
 }
 
+/// Where the apiserver spent its time between two scrapes: request count, summed
+/// request duration and response bytes by (verb, resource, subresource), most time
+/// first (long-running WATCH and CONNECT requests left out).
+fn apiserver_time(after: &Prom, before: &Prom) -> Vec<Value> {
+    let keys = ["verb", "resource", "subresource"];
+    let seconds = after.delta(before, "apiserver_request_duration_seconds_sum", &keys);
+    let count = after.delta(before, "apiserver_request_duration_seconds_count", &keys);
+    let bytes = after.delta(before, "apiserver_response_sizes_sum", &keys);
+    let mut rows: Vec<_> = seconds
+        .into_iter()
+        .filter(|(k, _)| k[0] != "WATCH" && k[0] != "CONNECT")
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    rows.into_iter()
+        .take(10)
+        .map(|(k, s)| {
+            json!({
+                "request": k.join(" ").trim_end(),
+                "count": count.get(&k),
+                "seconds": (s * 100.0).round() / 100.0,
+                "response_mb": bytes.get(&k).map(|b| (b / 1e4).round() / 100.0),
+            })
+        })
+        .collect()
+}
+
 /// Who sent each apiserver write. The metric has no client label, so writes are
 /// attributed by what only one party does here:
 /// - the benchmark client: `POST sandboxes` (exactly N);
@@ -1319,6 +1358,23 @@ fn git_head() -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// Per-sandbox spans, each in seconds.
+struct Latencies {
+    ready: Vec<f64>,
+    admitted: Vec<f64>,
+    admitted_to_ready: Vec<f64>,
+}
+
+/// Seconds from `from` to `to` for each sandbox found in both, sorted.
+fn spans(from: &HashMap<String, Instant>, to: &HashMap<String, Instant>) -> Vec<f64> {
+    let mut v: Vec<f64> = from
+        .iter()
+        .filter_map(|(name, a)| Some(to.get(name)?.saturating_duration_since(*a).as_secs_f64()))
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
 fn percentiles(sorted: &[f64]) -> Value {
     let at = |q: f64| {
         (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
@@ -1334,8 +1390,9 @@ struct SummaryInput<'a> {
     p: &'a Params,
     ready_s: Option<f64>,
     all_created: Duration,
-    latencies: &'a [f64],
+    latencies: &'a Latencies,
     status_history: &'a Value,
+    api_time: &'a [Value],
     op_writes: &'a BTreeMap<Vec<String>, f64>,
     op_writes_total: f64,
     attributed: &'a BTreeMap<&'static str, f64>,
@@ -1354,10 +1411,10 @@ struct SummaryInput<'a> {
 fn print_summary(s: &SummaryInput<'_>) {
     let n = s.p.sandboxes as f64;
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    let pct = |q: f64| {
-        (!s.latencies.is_empty())
-            .then(|| s.latencies[((s.latencies.len() - 1) as f64 * q).round() as usize])
-            .map_or("-".into(), |v| format!("{v:.1}"))
+    let pct = |v: &[f64], q: f64| {
+        (!v.is_empty())
+            .then(|| v[((v.len() - 1) as f64 * q).round() as usize])
+            .map_or("-".into(), |x| format!("{x:.1}"))
     };
     println!();
     println!(
@@ -1413,12 +1470,21 @@ fn print_summary(s: &SummaryInput<'_>) {
     );
     println!();
     println!(
-        "creates answered after {:.1} s; per-sandbox create → Ready p50 {} s, p90 {} s, max {} s",
-        s.all_created.as_secs_f64(),
-        pct(0.5),
-        pct(0.9),
-        pct(1.0)
+        "creates answered after {:.1} s; per sandbox, p50 / p90 / max in seconds:",
+        s.all_created.as_secs_f64()
     );
+    for (what, v) in [
+        ("create → Ready", &s.latencies.ready),
+        ("create → admitted", &s.latencies.admitted),
+        ("admitted → Ready", &s.latencies.admitted_to_ready),
+    ] {
+        println!(
+            "  {what:<18} {} / {} / {}",
+            pct(v, 0.5),
+            pct(v, 0.9),
+            pct(v, 1.0)
+        );
+    }
     println!(
         "objects per sandbox: {} ({})",
         s.objects_per_sandbox,
@@ -1446,7 +1512,7 @@ fn print_summary(s: &SummaryInput<'_>) {
         );
     }
     println!(
-        "reconciles: {} (sandbox reconciles per sandbox {:.2}); failures: {}",
+        "reconciles until all Ready: {} (sandbox reconciles per sandbox {:.2}); failures: {}",
         to_json(s.reconciles),
         s.reconciles
             .get(&vec!["sandbox".to_owned()])
@@ -1470,7 +1536,18 @@ fn print_summary(s: &SummaryInput<'_>) {
             seq["steps"].as_str().unwrap_or("")
         );
     }
-    println!("CPU seconds during provisioning: {}", s.cpu);
+    println!("CPU seconds until all Ready: {}", s.cpu);
+    println!("apiserver time until all Ready, by request (count, summed duration, response size):");
+    for r in s.api_time {
+        let num = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{x}"));
+        println!(
+            "  {:<36} {:>6} {:>8} s {:>8} MB",
+            r["request"].as_str().unwrap_or(""),
+            num(&r["count"]),
+            num(&r["seconds"]),
+            num(&r["response_mb"])
+        );
+    }
     println!(
         "resync: {} sandbox reconciles in {} s, operator writes {}, apiserver writes {} (+ {} Lease)",
         s.resync.reconciles,
