@@ -100,6 +100,13 @@ async fn killed_mid_provisioning_converges_and_idle_restart_writes_nothing() {
     assert_eq!(per_sandbox::<RoleBinding>(&client, &tenant).await, expected);
     let three: BTreeMap<String, usize> = names.iter().map(|n| (n.clone(), 3)).collect();
     assert_eq!(per_sandbox::<NetworkPolicy>(&client, &tenant).await, three);
+    // The tenant's status has caught up too (its controller debounces bursts).
+    let tenants = Api::<Tenant>::all(client.clone());
+    eventually(30, "the tenant status to count every sandbox", || async {
+        let t = tenants.get(&tenant).await.ok()?;
+        (t.status?.reserved.sandboxes as usize == SANDBOXES).then_some(())
+    })
+    .await;
     second.stop();
 
     // Third run with nothing changed: every sandbox is reconciled, nothing is written.

@@ -11,8 +11,8 @@ use super::error::Result;
 use super::sandbox::write_status;
 use crate::admission::{self, Usage};
 use crate::resources::{
-    Condition, ConditionStatus, Sandbox, SandboxPhase, SandboxResources, SandboxStatus, Tenant,
-    set_condition,
+    Condition, ConditionStatus, LABEL_TENANT, Sandbox, SandboxPhase, SandboxResources,
+    SandboxStatus, Tenant, set_condition,
 };
 
 /// Outcome of the admission step.
@@ -21,10 +21,13 @@ pub(super) enum Admission {
     Admitted(SandboxResources),
     /// Nothing may be created; the status says why.
     Denied,
+    /// Another admission of the same tenant is under way: try again shortly
+    /// (without holding a controller slot while waiting).
+    Busy,
 }
 
 /// Admission by the tenant's allowance. Sandboxes are counted from a fresh list of
-/// the API server under a per-tenant lock, so two sandboxes cannot both take the
+/// the API server (the tenant's, by label) under a per-tenant lock, so two sandboxes cannot both take the
 /// last share of an allowance.
 pub(super) async fn admit(
     ctx: &Context,
@@ -70,9 +73,15 @@ pub(super) async fn admit(
         }
     };
     let lock = ctx.tenant_lock(&tenant.name_any());
-    let _guard = lock.lock().await;
+    let Ok(_guard) = lock.try_lock() else {
+        return Ok(Admission::Busy);
+    };
+    // Only this tenant's sandboxes: every sandbox carries the tenant label (set by
+    // the reconciler before admission), so the list stays small however many
+    // sandboxes the cluster holds.
+    let selector = format!("{LABEL_TENANT}={}", sandbox.spec.tenant);
     let all = Api::<Sandbox>::all(ctx.client.clone())
-        .list(&ListParams::default())
+        .list(&ListParams::default().labels(&selector))
         .await?;
     let name = sandbox.name_any();
     let reserved = all

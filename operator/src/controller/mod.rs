@@ -17,7 +17,7 @@ use futures::StreamExt;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -151,9 +151,16 @@ pub async fn run(
     let sandbox_loop = sandboxes
         .with_config(controller_config.clone())
         .reconcile_on(child_triggers)
-        .watches(
-            Api::<Tenant>::all(client.clone()),
-            watcher::Config::default(),
+        // A tenant's spec change (allowance, members, suspension) concerns its
+        // sandboxes; its status writes do not, so they are filtered out by generation.
+        .watches_stream(
+            watcher(
+                Api::<Tenant>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .applied_objects()
+            .predicate_filter(predicates::generation, Default::default()),
             move |t: Tenant| {
                 let name = t.name_any();
                 by_tenant
@@ -169,8 +176,9 @@ pub async fn run(
         .run(sandbox::reconcile, error_policy_sandbox, ctx.clone())
         .for_each(log_outcome);
 
+    // Tenant status sums its sandboxes: coalesce bursts of sandbox changes.
     let tenant_loop = tenants
-        .with_config(controller_config)
+        .with_config(controller_config.debounce(Duration::from_secs(1)))
         .watches(
             Api::<Sandbox>::all(client),
             watcher::Config::default(),

@@ -21,7 +21,8 @@ use super::storage;
 use crate::build::{self, BuildInput, Workloads, namespace_name, parse_cidr};
 use crate::controller::children::apply_children;
 use crate::resources::{
-    Condition, ConditionStatus, MANAGER, Sandbox, SandboxPhase, SandboxStatus, set_condition,
+    Condition, ConditionStatus, LABEL_TENANT, MANAGER, Sandbox, SandboxPhase, SandboxStatus,
+    set_condition,
 };
 use crate::storage::lifecycle::Target;
 use crate::validate::{describe, validate_sandbox};
@@ -124,12 +125,23 @@ async fn apply(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::await_change());
     };
 
+    // Every sandbox carries its tenant as a label, so admission lists only that
+    // tenant's sandboxes (and kubectl can select them).
+    if sandbox.labels().get(LABEL_TENANT) != Some(&sandbox.spec.tenant) {
+        let patch = json!({"metadata": {"labels": {(LABEL_TENANT): sandbox.spec.tenant}}});
+        Api::<Sandbox>::all(ctx.client.clone())
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        ctx.metrics.write("Sandbox", "label");
+    }
+
     // Admit against the tenant's allowance.
     let resources = match (&spec_errors, status.admitted.clone()) {
         (Some(_), Some(admitted)) => admitted,
         _ => match admit(&ctx, &sandbox, &tenant, &mut status, generation, now).await? {
             Admission::Admitted(r) => r,
             Admission::Denied => return Ok(Action::await_change()),
+            Admission::Busy => return Ok(Action::requeue(Duration::from_millis(200))),
         },
     };
 
