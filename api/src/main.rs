@@ -137,6 +137,9 @@ fn init_logging(format: LogFormat, default: &str) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Several TLS stacks in the tree (kube, reqwest, object_store) enable different
+    // rustls providers, so none is chosen automatically: pick ring before any client.
+    serre_api::install_crypto_provider();
     let cli = Cli::parse();
     // The tools print their results; only the server logs at info level by default.
     let default = match cli.command {

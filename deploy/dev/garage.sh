@@ -71,6 +71,13 @@ ENV
     sleep 0.1
   done
   curl -fsS -o /dev/null "http://127.0.0.1:$admin/health" || { tail -n 20 "$dir/garage.log" >&2; exit 1; }
+  # A healthy answer from another process on the same ports is not ours.
+  sleep 0.2
+  kill -0 "$(cat "$dir/garage.pid")" 2>/dev/null || {
+    echo "[garage] did not stay up (ports $s3/$admin already in use?):" >&2
+    tail -n 20 "$dir/garage.log" >&2
+    exit 1
+  }
   if [ -n "${SERRE_GARAGE_PARENT_PID:-}" ]; then
     (
       trap '' HUP
