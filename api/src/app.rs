@@ -81,6 +81,9 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 /// only [`Running::shutdown`] stops it (tests).
 pub async fn start(config: Config, signals: bool) -> Result<Running, StartError> {
     config.validate()?;
+    // Several rustls providers are enabled in the dependency tree: choose one before any
+    // TLS client (kube, reqwest, sqlx) is built.
+    crate::install_crypto_provider();
     let metrics = Arc::new(Metrics::default());
     let store = Store::connect(
         &config.database_url()?,
