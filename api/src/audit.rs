@@ -304,13 +304,13 @@ impl<'a> ChainChecker<'a> {
     }
 
     pub fn finish(mut self) -> VerifyReport {
-        if let (Some((aseq, _)), None) = (self.anchor, &self.report.broken) {
-            if !self.anchor_seen {
-                self.report.broken = Some(Broken {
-                    seq: aseq,
-                    reason: format!("anchored entry {aseq} is missing (log truncated)"),
-                });
-            }
+        if let (Some((aseq, _)), None) = (self.anchor, &self.report.broken)
+            && !self.anchor_seen
+        {
+            self.report.broken = Some(Broken {
+                seq: aseq,
+                reason: format!("anchored entry {aseq} is missing (log truncated)"),
+            });
         }
         self.report
     }

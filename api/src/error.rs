@@ -165,15 +165,15 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let ApiError::Auth(e) = &self {
-            if status == StatusCode::UNAUTHORIZED {
-                let error = match e {
-                    AuthError::MissingToken | AuthError::NotBearer => "",
-                    _ => ", error=\"invalid_token\"",
-                };
-                if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"serre\"{error}")) {
-                    response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-                }
+        if let ApiError::Auth(e) = &self
+            && status == StatusCode::UNAUTHORIZED
+        {
+            let error = match e {
+                AuthError::MissingToken | AuthError::NotBearer => "",
+                _ => ", error=\"invalid_token\"",
+            };
+            if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"serre\"{error}")) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
         }
         response

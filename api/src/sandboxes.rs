@@ -156,10 +156,10 @@ impl SelfServicePolicy {
             ("maxMemory", &self.max_memory),
             ("maxStorage", &self.max_storage),
         ] {
-            if let Some(v) = value {
-                if let Err(e) = Quantity::from_str(v) {
-                    issues.push(FieldIssue::new(field, "quantity_syntax", e.to_string()));
-                }
+            if let Some(v) = value
+                && let Err(e) = Quantity::from_str(v)
+            {
+                issues.push(FieldIssue::new(field, "quantity_syntax", e.to_string()));
             }
         }
         issues
@@ -408,26 +408,26 @@ pub fn validate_create(
         .into_iter()
         .enumerate()
         {
-            if let (Some(q), Ok(l)) = (quantities[i], Quantity::from_str(limit)) {
-                if q > l {
-                    push(
-                        &mut issues,
-                        field,
-                        "within_allowance",
-                        format!("is above the tenant's whole allowance of {limit}"),
-                    );
-                }
-            }
-        }
-        if let Some(g) = &gpu {
-            if g.count > a.gpus {
+            if let (Some(q), Ok(l)) = (quantities[i], Quantity::from_str(limit))
+                && q > l
+            {
                 push(
                     &mut issues,
-                    "resources.gpu.count",
+                    field,
                     "within_allowance",
-                    format!("is above the tenant's allowance of {} GPUs", a.gpus),
+                    format!("is above the tenant's whole allowance of {limit}"),
                 );
             }
+        }
+        if let Some(g) = &gpu
+            && g.count > a.gpus
+        {
+            push(
+                &mut issues,
+                "resources.gpu.count",
+                "within_allowance",
+                format!("is above the tenant's allowance of {} GPUs", a.gpus),
+            );
         }
     }
 
@@ -649,12 +649,11 @@ pub fn view(
     if let ClusterKnowledge::Seen {
         status: Some(st), ..
     } = cluster
+        && (row.state == APPROVED || row.state == DELETING)
     {
-        if row.state == APPROVED || row.state == DELETING {
-            cv.phase = Some(format!("{:?}", st.phase));
-            cv.namespace = st.namespace.clone();
-            cv.conditions = st.conditions.iter().map(ConditionView::from).collect();
-        }
+        cv.phase = Some(format!("{:?}", st.phase));
+        cv.namespace = st.namespace.clone();
+        cv.conditions = st.conditions.iter().map(ConditionView::from).collect();
     }
     SandboxView {
         name: row.name.clone(),

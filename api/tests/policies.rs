@@ -60,7 +60,15 @@ fn decision_table() {
 
     use Action::*;
     // (who, caller, action, resource, allowed, deciding policies)
-    let table: Vec<(&str, &Caller, Action, &Resource, bool, &[&str])> = vec![
+    type Row<'a> = (
+        &'a str,
+        &'a Caller,
+        Action,
+        &'a Resource<'a>,
+        bool,
+        &'a [&'a str],
+    );
+    let table: Vec<Row> = vec![
         // Members of the tenant.
         (
             "member reads",

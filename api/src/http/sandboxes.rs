@@ -226,14 +226,14 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<SandboxList>, ApiError> {
     // -- Validation
-    if let Some(s) = &q.state {
-        if ![PENDING_APPROVAL, APPROVED, REJECTED, DELETING].contains(&s.as_str()) {
-            return Err(ApiError::Validation(vec![FieldIssue::new(
-                "state",
-                "enum",
-                "must be PendingApproval, Approved, Rejected or Deleting",
-            )]));
-        }
+    if let Some(s) = &q.state
+        && ![PENDING_APPROVAL, APPROVED, REJECTED, DELETING].contains(&s.as_str())
+    {
+        return Err(ApiError::Validation(vec![FieldIssue::new(
+            "state",
+            "enum",
+            "must be PendingApproval, Approved, Rejected or Deleting",
+        )]));
     }
 
     // -- Authorization (per tenant listed) and business logic

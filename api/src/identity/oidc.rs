@@ -160,10 +160,10 @@ impl RemoteKeys {
         let started = Instant::now();
         let _guard = self.refresh.lock().await;
         // Someone else fetched while we waited.
-        if let Ok(s) = self.state.read() {
-            if s.last_attempt.is_some_and(|t| t >= started) {
-                return Ok(());
-            }
+        if let Ok(s) = self.state.read()
+            && s.last_attempt.is_some_and(|t| t >= started)
+        {
+            return Ok(());
         }
         if let Ok(mut s) = self.state.write() {
             s.last_attempt = Some(Instant::now());
