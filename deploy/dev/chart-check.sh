@@ -6,8 +6,13 @@
 #
 #   manifests       the generated CRDs and editor ClusterRole match the Rust types
 #   lint            helm lint --strict, default values and values-production.yaml
+#                   ("default values" here and below add only gateway.oidc.issuer, which
+#                   the gateway, on by default, requires; see DEFAULTS below)
 #   template        helm template renders, default and production values; the storage
-#                   objects (env, token volume, RBAC) appear only with storage.enabled
+#                   objects (env, token volume, RBAC) appear only with storage.enabled;
+#                   the gateway Deployment is hardened, probed, never in development mode,
+#                   sets only variables serre-api reads, and takes its database URL from a
+#                   Secret file with PostgreSQL (production) or SQLite on a PVC (default)
 #   schema          every charts/serre/ci/bad/*.yaml is rejected by values.schema.json for
 #                   the reason its "# expect:" line names; every ci/good/*.yaml passes
 #   dry-run         kubectl apply --dry-run=server of the default, production and
@@ -20,7 +25,9 @@
 #                   (storage on, against a real Garage from deploy/dev/garage.sh): a sandbox
 #                   goes through its life (provision with StorageReady=True, change, expiry,
 #                   deletion with a verified deletion certificate). `kubectl auth can-i`
-#                   probes check that the storage rules grant nothing more.
+#                   probes check that the storage rules grant nothing more, and that the
+#                   gateway's ServiceAccount may do exactly the calls of api/src/cluster.rs on
+#                   tenants and sandboxes, and nothing on Secrets (the gateway is not run).
 #
 # Environment: SERRE_CACHE (default ~/.cache/serre: helm is kept under helm-<version>/,
 # Garage under garage-<version>/), KUBECONFIG (cluster for the dry-run),
@@ -43,6 +50,11 @@ NAMESPACE=serre-system
 cd "$ROOT" || exit 2
 WORK=$(mktemp -d -t serre-chart-check.XXXXXX)
 FAILED=0
+# The only value "default values" checks add: the gateway (on by default) requires an
+# OpenID provider. Passed as a file before any other, so a later -f can still unset it.
+GATEWAY_ISSUER_VALUES=$WORK/gateway-issuer.yaml
+printf 'gateway:\n  oidc:\n    issuer: https://login.example.org/realms/serre\n' >"$GATEWAY_ISSUER_VALUES"
+DEFAULTS=(-f "$GATEWAY_ISSUER_VALUES")
 CP_DIRS=()
 CP_KUBECONFIG=
 OPERATOR_BIN=$ROOT/target/debug/serre-operator
@@ -141,7 +153,7 @@ check_lint() {
   for values in "" "$CHART/values-production.yaml"; do
     label=${values:+values-production.yaml}
     label=${label:-default values}
-    if out=$("$HELM" lint --strict "$CHART" ${values:+-f "$values"} 2>&1); then
+    if out=$("$HELM" lint --strict "$CHART" "${DEFAULTS[@]}" ${values:+-f "$values"} 2>&1); then
       pass lint "helm lint --strict ($label)"
     else
       fail lint "helm lint --strict ($label): $(echo "$out" | grep -E 'ERROR|WARNING|Error' | head -n 3 | tr '\n' ' ')"
@@ -151,7 +163,7 @@ check_lint() {
 
 check_template() {
   local n
-  if render default; then
+  if render default "${DEFAULTS[@]}"; then
     n=$(grep -c '^kind:' "$WORK/default.yaml")
     pass template "default values: $n objects"
   else
@@ -164,7 +176,11 @@ check_template() {
     fail template "values-production.yaml: $(tail -n 3 "$WORK/production.err" | tr '\n' ' ')"
   fi
   # What the operator must never lose: hardening and probes of the Deployment.
-  local d=$WORK/default.yaml missing=()
+  # The operator's objects only (the gateway's are checked by check_template_gateway).
+  local d=$WORK/default-operator.yaml missing=()
+  awk '/^---/ { if (doc !~ /app.kubernetes.io\/component: gateway/) printf "%s", doc; doc = ""; next }
+    { doc = doc $0 "\n" } END { if (doc !~ /app.kubernetes.io\/component: gateway/) printf "%s", doc }' \
+    "$WORK/default.yaml" >"$d"
   for want in 'runAsNonRoot: true' 'runAsUser: 65532' 'readOnlyRootFilesystem: true' \
     'allowPrivilegeEscalation: false' 'drop: \["ALL"\]' 'type: RuntimeDefault' \
     'path: /healthz' 'path: /readyz' 'automountServiceAccountToken: true' \
@@ -196,6 +212,63 @@ check_template() {
   else
     pass template "storage: env, read-only token volume and RBAC only with storage.enabled"
   fi
+  check_template_gateway
+}
+
+# gateway_doc FILE KIND [NAME]: the gateway's object of that kind (and name, default
+# RELEASE-gateway) in a rendering.
+gateway_doc() {
+  awk -v kind="$2" -v name="${3:-$RELEASE-gateway}" '
+    /^---/ { if (doc ~ ("\nkind: " kind "\n") && doc ~ ("\n  name: " name "\n")) printf "%s", doc; doc = "\n"; next }
+    { doc = doc $0 "\n" }
+    END { if (doc ~ ("\nkind: " kind "\n") && doc ~ ("\n  name: " name "\n")) printf "%s", doc }' "$1"
+}
+
+check_template_gateway() {
+  local gd gp missing=() leaked=() name unknown=() known
+  gd=$(gateway_doc "$WORK/default.yaml" Deployment)
+  gp=$(gateway_doc "$WORK/production.yaml" Deployment)
+  if [ -z "$gd" ] || [ -z "$gp" ]; then
+    fail template "no gateway Deployment $RELEASE-gateway (default: ${#gd} chars, production: ${#gp} chars)"
+    return
+  fi
+  for want in 'runAsNonRoot: true' 'runAsUser: 65532' 'readOnlyRootFilesystem: true' \
+    'allowPrivilegeEscalation: false' 'drop: \["ALL"\]' 'type: RuntimeDefault' \
+    'path: /healthz' 'path: /readyz' 'containerPort: 8080' 'value: "0.0.0.0:8080"' \
+    'mountPath: /tmp' 'mountPath: /var/lib/serre-api' 'value: "/etc/serre/policies"' \
+    'name: SERRE_API_ENVIRONMENT' 'value: "production"' 'name: SERRE_API_OIDC_ISSUER' \
+    'args: \["serve"\]'; do
+    grep -q -- "$want" <<<"$gd" || missing+=("default: $want")
+    grep -q -- "$want" <<<"$gp" || missing+=("production: $want")
+  done
+  # SQLite (default): the data dir on the PVC, no database Secret. PostgreSQL
+  # (production): the URL as a read-only file from its Secret, no PVC.
+  grep -q 'claimName: serre-gateway-data' <<<"$gd" || missing+=("default: claimName: serre-gateway-data")
+  gateway_doc "$WORK/default.yaml" PersistentVolumeClaim "$RELEASE-gateway-data" | grep -q 'storage: "1Gi"' || missing+=("default: PVC of 1Gi")
+  for want in 'name: SERRE_API_DATABASE_URL_FILE' 'value: "/var/run/serre/database/url"' \
+    'mountPath: /var/run/serre/database' 'secretName: serre-api-database' 'path: url'; do
+    grep -q -- "$want" <<<"$gp" || missing+=("production: $want")
+    grep -q -- "$want" <<<"$gd" && leaked+=("default: $want")
+  done
+  grep -q 'claimName:' <<<"$gp" && leaked+=("production: a PVC")
+  [ -n "$(gateway_doc "$WORK/production.yaml" PersistentVolumeClaim "$RELEASE-gateway-data")" ] && leaked+=("production: a PVC")
+  # Never the development issuer.
+  grep -qi 'dev-issuer\|value: "development"' <<<"$gd$gp" && leaked+=("the development issuer")
+  grep -A1 'name: SERRE_API_DEV_ISSUER' <<<"$gd" | grep -q 'value: "false"' || missing+=('SERRE_API_DEV_ISSUER "false"')
+  # Every SERRE_API_* variable is one serre-api reads (clap `env = "…"` in api/src).
+  known=$(grep -rhoE 'env = "SERRE_API_[A-Z0-9_]+"' api/src | cut -d'"' -f2 | sort -u)
+  for name in $(grep -oE 'name: SERRE_API_[A-Z0-9_]+' <<<"$gd$gp" | cut -d' ' -f2 | sort -u); do
+    grep -qx "$name" <<<"$known" || unknown+=("$name")
+  done
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail template "gateway Deployment lacks: ${missing[*]}"
+  elif [ ${#leaked[@]} -ne 0 ]; then
+    fail template "gateway Deployment has what it must not: ${leaked[*]}"
+  elif [ ${#unknown[@]} -ne 0 ]; then
+    fail template "gateway Deployment sets variables serre-api does not read: ${unknown[*]}"
+  else
+    pass template "gateway: hardened and probed, production environment only, SQLite on a PVC (default), database URL from a Secret file (production), every SERRE_API_* variable a serre-api flag"
+  fi
 }
 
 check_schema() {
@@ -203,7 +276,7 @@ check_schema() {
   FAILED=0
   for f in "$CHART"/ci/bad/*.yaml; do
     expect=$(sed -n 's/^# expect: //p' "$f" | head -n 1)
-    if out=$("$HELM" template "$RELEASE" "$CHART" -f "$f" 2>&1 >/dev/null); then
+    if out=$("$HELM" template "$RELEASE" "$CHART" "${DEFAULTS[@]}" -f "$f" 2>&1 >/dev/null); then
       fail schema "ci/bad/$(basename "$f") was accepted"
     elif ! grep -q "values don't meet the specifications of the schema" <<<"$out"; then
       fail schema "ci/bad/$(basename "$f") failed, but not by the schema: $(echo "$out" | head -n 2 | tr '\n' ' ')"
@@ -244,6 +317,7 @@ check_dry_run() {
   KUBECONFIG=$kubeconfig kc create namespace "$NAMESPACE" >/dev/null 2>&1 || true
   for label in default production storage-on; do
     local args=(--include-crds --kube-version "$version")
+    [ "$label" = default ] && args+=("${DEFAULTS[@]}")
     [ "$label" = production ] && args+=(-f "$CHART/values-production.yaml")
     [ "$label" = storage-on ] && args+=(-f "$CHART/ci/good/storage-on.yaml")
     if ! render "dry-$label" "${args[@]}"; then
@@ -378,7 +452,7 @@ check_rbac() {
   fi
   export KUBECONFIG=$kcfg
   kc create namespace "$NAMESPACE" >/dev/null 2>&1
-  rbac_install plain || return
+  rbac_install plain "${DEFAULTS[@]}" || return
 
   # A kubeconfig that authenticates as the ServiceAccount (TokenRequest, 1 hour).
   local token server ca
@@ -396,7 +470,39 @@ users: [{name: sa, user: {token: $token}}]
 contexts: [{name: c, context: {cluster: c, user: sa}}]
 current-context: c
 EOF
+  rbac_gateway
   rbac_plain && rbac_storage
+}
+
+# The gateway's ServiceAccount (default values): exactly the verbs of api/src/cluster.rs
+# (reflector caches: list and watch on tenants and sandboxes; server-side apply: create
+# and patch; delete on sandboxes), nothing on their status, Secrets or anything else.
+rbac_gateway() {
+  local sa=system:serviceaccount:$NAMESPACE:$RELEASE-gateway probe missing=() allowed=()
+  local g=serre.metropolegrandparis.fr
+  for _ in $(seq 1 20); do kc auth can-i list "sandboxes.$g" --as "$sa" >/dev/null && break; sleep 0.5; done
+  for probe in "list tenants.$g" "watch tenants.$g" "list sandboxes.$g" "watch sandboxes.$g" \
+    "create sandboxes.$g" "patch sandboxes.$g/x" "delete sandboxes.$g/x"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    kc auth can-i $probe --as "$sa" >/dev/null || missing+=("$probe")
+  done
+  for probe in "get tenants.$g/x" "create tenants.$g" "patch tenants.$g/x" "update tenants.$g/x" \
+    "delete tenants.$g/x" "get sandboxes.$g/x" "update sandboxes.$g/x" "deletecollection sandboxes.$g" \
+    "patch sandboxes.$g/x --subresource status" "patch tenants.$g/x --subresource status" \
+    "get secrets -n $NAMESPACE" "list secrets -n $NAMESPACE" "list secrets --all-namespaces" \
+    "get secrets/serre-api-database -n $NAMESPACE" "get secrets/sandbox-storage -n default" \
+    "create secrets -n $NAMESPACE" "watch secrets --all-namespaces" "list namespaces" \
+    "get configmaps -n $NAMESPACE" "create pods -n default" "create leases.coordination.k8s.io -n $NAMESPACE"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    kc auth can-i $probe --as "$sa" >/dev/null && allowed+=("$probe")
+  done
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail rbac "the gateway's ServiceAccount may not: ${missing[*]}"
+  elif [ ${#allowed[@]} -ne 0 ]; then
+    fail rbac "the gateway's ServiceAccount may also: ${allowed[*]}"
+  else
+    pass rbac "gateway ServiceAccount: list/watch tenants, list/watch/create/patch/delete sandboxes, nothing more (no Secrets)"
+  fi
 }
 
 # Default values, storage off: the operator has no right on Secrets or ConfigMaps, and

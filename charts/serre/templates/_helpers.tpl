@@ -53,3 +53,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "serre.operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/* Name of the gateway's objects (Deployment, ServiceAccount, RBAC, Service, PVC). */}}
+{{- define "serre.gateway.fullname" -}}
+{{- printf "%s-gateway" (include "serre.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "serre.gateway.image" -}}
+{{- printf "%s:%s" .Values.gateway.image.repository (default .Chart.AppVersion .Values.gateway.image.tag) -}}
+{{- end -}}
+
+{{/* The gateway keeps its database in SQLite (on a PVC) unless a database URL Secret is named. */}}
+{{- define "serre.gateway.sqlite" -}}
+{{- if not .Values.gateway.database.urlSecret.name -}}true{{- end -}}
+{{- end -}}
