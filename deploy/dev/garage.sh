@@ -30,7 +30,10 @@ start() {
   mkdir -p "$dir/meta" "$dir/data"
   dir=$(cd "$dir" && pwd)
   chmod 700 "$dir"
+  # A restart reuses the ports of the first start (its configuration is kept).
   local base=${SERRE_GARAGE_PORT_BASE:-13900}
+  [ -f "$dir/ports" ] && base=$(cat "$dir/ports")
+  echo "$base" >"$dir/ports"
   local s3=$base rpc=$((base + 1)) admin=$((base + 3))
   if [ ! -f "$dir/garage.toml" ]; then
     local admin_token

@@ -176,9 +176,10 @@ pub async fn run(
         .run(sandbox::reconcile, error_policy_sandbox, ctx.clone())
         .for_each(log_outcome);
 
-    // Tenant status sums its sandboxes: coalesce bursts of sandbox changes.
+    // No debounce here: a steady stream of sandbox changes would postpone a tenant's
+    // reconcile (and its finalizer) indefinitely.
     let tenant_loop = tenants
-        .with_config(controller_config.debounce(Duration::from_secs(1)))
+        .with_config(controller_config)
         .watches(
             Api::<Sandbox>::all(client),
             watcher::Config::default(),
