@@ -59,5 +59,6 @@ KUBECONFIG=$SERRE_TEST_KUBECONFIG deploy/dev/chart-check.sh || chart=$?
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$WORK/cargo-test.log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$WORK/cargo-test.log" | awk '{s+=$6} END {print s+0}')
 echo
-echo "cargo tests: $passed passed, $failed failed; chart checks: $([ $chart -eq 0 ] && echo ok || echo FAILED)"
+echo "chart checks: $([ $chart -eq 0 ] && echo ok || echo FAILED)"
+echo "tests: $passed passed, $failed failed"
 [ "$status" -eq 0 ] && [ "$chart" -eq 0 ]
