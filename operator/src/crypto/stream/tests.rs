@@ -2,7 +2,10 @@
 //! each must be an error, and no byte of the bad segment (or after it) may come out.
 
 use std::convert::Infallible;
+use std::io::{Read, Write};
 
+use bytes::Bytes;
+use futures::StreamExt;
 use futures::executor::block_on;
 
 use super::*;
