@@ -6,6 +6,7 @@ pub mod audit;
 pub mod authz;
 pub mod cluster;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod http;
 pub mod identity;

@@ -1,0 +1,338 @@
+//! A grant's view: projection, row filter, recipe and k-anonymity suppression, streamed
+//! from the dataset's Parquet file into a new one.
+//!
+//! Only the columns needed are read (projection ∪ filter columns ∪ quasi-identifiers), one
+//! batch at a time, on the calling thread; memory is bounded by a row group. With
+//! `recipe.suppress` and `recipe.k` there are two passes: the first counts the classes, the
+//! second writes only the rows of classes of at least `k` rows.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Schema, SchemaRef};
+use arrow_select::filter::filter_record_batch;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
+use parquet::file::reader::ChunkReader;
+
+use super::anonymise::{Pseudonymiser, apply_rule, output_field};
+use super::kanon::{ClassCounter, KAnonymityReport};
+use super::recipe::{ColumnRule, Recipe};
+use super::source::{BATCH_ROWS, Shared, read_error, write_error, writer};
+use super::{DataError, PseudonymKey, Result, RowFilter};
+
+/// What a grant releases.
+#[derive(Debug)]
+pub struct ViewSpec {
+    /// Projection, in output order.
+    pub columns: Vec<String>,
+    /// Rows kept; may read columns outside the projection.
+    pub filter: Option<RowFilter>,
+    pub recipe: Recipe,
+    pub key: PseudonymKey,
+}
+
+/// What a materialisation produced.
+#[derive(Debug, Clone)]
+pub struct ViewReport {
+    /// Rows in the dataset.
+    pub rows_in: u64,
+    /// Rows that pass the filter.
+    pub rows_matched: u64,
+    /// Rows written (after suppression).
+    pub rows_out: u64,
+    pub schema: SchemaRef,
+    pub kanon: KAnonymityReport,
+}
+
+impl ViewSpec {
+    /// Check the projection and the recipe against the dataset's schema and return the
+    /// view's schema.
+    pub fn output_schema(&self, schema: &Schema) -> Result<SchemaRef> {
+        self.recipe.validate(schema)?;
+        let mut seen = BTreeSet::new();
+        let mut fields = Vec::with_capacity(self.columns.len());
+        for name in &self.columns {
+            let Ok(field) = schema.field_with_name(name) else {
+                return Err(DataError::InvalidRecipe(format!(
+                    "view column \"{name}\" is not in the dataset"
+                )));
+            };
+            if !seen.insert(name) {
+                return Err(DataError::InvalidRecipe(format!(
+                    "view column \"{name}\" is listed twice"
+                )));
+            }
+            fields.extend(output_field(field, self.recipe.rule(name)));
+        }
+        for qi in &self.recipe.quasi_identifiers {
+            if !seen.contains(qi) {
+                return Err(DataError::InvalidRecipe(format!(
+                    "quasi-identifier \"{qi}\" is not among the view's columns"
+                )));
+            }
+        }
+        if fields.is_empty() {
+            return Err(DataError::InvalidRecipe(
+                "the view has no column left".into(),
+            ));
+        }
+        Ok(Arc::new(Schema::new(fields)))
+    }
+}
+
+/// Everything both passes share.
+struct Plan<'a, R> {
+    spec: &'a ViewSpec,
+    input: Shared<R>,
+    metadata: ArrowReaderMetadata,
+    output: SchemaRef,
+    pseudonymiser: Pseudonymiser,
+    /// Types of the class keys (raw for kept or pseudonymised columns, else generalised).
+    key_types: Vec<DataType>,
+}
+
+impl<'a, R: ChunkReader + 'static> Plan<'a, R> {
+    fn open(input: R, spec: &'a ViewSpec) -> Result<Self> {
+        let input = Shared::new(input);
+        let metadata =
+            ArrowReaderMetadata::load(&input, ArrowReaderOptions::new()).map_err(|e| {
+                DataError::InvalidParquet(format!("dataset footer: {}", read_error(&e)))
+            })?;
+        let schema = metadata.schema().clone();
+        let output = spec.output_schema(&schema)?;
+        let key_types = spec
+            .recipe
+            .quasi_identifiers
+            .iter()
+            .map(|qi| {
+                let field = schema
+                    .field_with_name(qi)
+                    .map_err(|e| DataError::internal("QI", e))?;
+                Ok(match spec.recipe.rule(qi) {
+                    ColumnRule::Generalise(_) => output_field(field, spec.recipe.rule(qi))
+                        .map(|f| f.data_type().clone())
+                        .unwrap_or(DataType::Null),
+                    _ => field.data_type().clone(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Plan {
+            spec,
+            input,
+            metadata,
+            output,
+            pseudonymiser: Pseudonymiser::new(&spec.key),
+            key_types,
+        })
+    }
+
+    /// Batches of the filtered rows with the named columns (plus the filter's).
+    fn read(&self, columns: &BTreeSet<&str>) -> Result<FilteredBatches> {
+        let schema = self.metadata.schema();
+        let mut wanted: BTreeSet<&str> = columns.clone();
+        let filter_columns = self
+            .spec
+            .filter
+            .as_ref()
+            .map(RowFilter::columns)
+            .unwrap_or_default();
+        wanted.extend(filter_columns.iter().map(String::as_str));
+        let indices = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| wanted.contains(f.name().as_str()))
+            .map(|(i, _)| i);
+        let descr = self.metadata.metadata().file_metadata().schema_descr();
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.input.clone(),
+            self.metadata.clone(),
+        )
+        .with_projection(ProjectionMask::roots(descr, indices))
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| DataError::InvalidParquet(read_error(&e)))?;
+        Ok(FilteredBatches {
+            reader,
+            filter: self.spec.filter.as_ref().cloned(),
+            rows_in: 0,
+            rows_matched: 0,
+        })
+    }
+
+    /// Class-key columns of a filtered batch.
+    fn keys(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        self.spec
+            .recipe
+            .quasi_identifiers
+            .iter()
+            .map(|qi| {
+                let array = column(batch, qi)?;
+                match self.spec.recipe.rule(qi) {
+                    rule @ ColumnRule::Generalise(_) => {
+                        apply_rule(qi, array, rule, &self.pseudonymiser)?
+                            .ok_or_else(|| DataError::internal("QI", "dropped"))
+                    }
+                    _ => Ok(array.clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// Pass 1: class sizes over the filtered, generalised rows.
+    fn count(&self) -> Result<(ClassCounter, u64, u64)> {
+        let qis: BTreeSet<&str> = self
+            .spec
+            .recipe
+            .quasi_identifiers
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let mut counter = ClassCounter::new(&self.key_types)?;
+        let mut batches = self.read(&qis)?;
+        while let Some(batch) = batches.next_batch()? {
+            counter.add(&self.keys(&batch)?, batch.num_rows())?;
+        }
+        Ok((counter, batches.rows_in, batches.rows_matched))
+    }
+
+    /// The view's columns of a filtered batch.
+    fn project(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        let mut columns = Vec::with_capacity(self.output.fields().len());
+        for name in &self.spec.columns {
+            let array = column(batch, name)?;
+            columns.extend(apply_rule(
+                name,
+                array,
+                self.spec.recipe.rule(name),
+                &self.pseudonymiser,
+            )?);
+        }
+        Ok(columns)
+    }
+}
+
+fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef> {
+    batch.column_by_name(name).ok_or_else(|| {
+        DataError::internal("reading the dataset", format!("column {name} was not read"))
+    })
+}
+
+/// Reader plus filter, counting rows.
+struct FilteredBatches {
+    reader: ParquetRecordBatchReader,
+    filter: Option<RowFilter>,
+    rows_in: u64,
+    rows_matched: u64,
+}
+
+impl FilteredBatches {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            let Some(batch) = self.reader.next() else {
+                return Ok(None);
+            };
+            let batch = batch.map_err(|e| DataError::InvalidParquet(format!("dataset: {e}")))?;
+            self.rows_in += batch.num_rows() as u64;
+            let batch = match &self.filter {
+                None => batch,
+                Some(filter) => {
+                    let keep = filter.evaluate(&batch)?;
+                    if keep.true_count() == batch.num_rows() {
+                        batch
+                    } else {
+                        filter_record_batch(&batch, &keep)
+                            .map_err(|e| DataError::internal("filtering rows", e))?
+                    }
+                }
+            };
+            self.rows_matched += batch.num_rows() as u64;
+            if batch.num_rows() > 0 {
+                return Ok(Some(batch));
+            }
+        }
+    }
+}
+
+/// Write the view of the dataset in `input` to `out` (ZSTD Parquet).
+pub fn materialise<R: ChunkReader + 'static, W: Write + Send>(
+    input: R,
+    spec: &ViewSpec,
+    out: W,
+) -> Result<ViewReport> {
+    let plan = Plan::open(input, spec)?;
+    let recipe = &spec.recipe;
+    let suppress_k = recipe.k.filter(|_| recipe.suppress);
+    let pass1 = match suppress_k {
+        Some(_) => Some(plan.count()?),
+        None => None,
+    };
+    let needed: BTreeSet<&str> = spec
+        .columns
+        .iter()
+        .chain(&recipe.quasi_identifiers)
+        .map(String::as_str)
+        .collect();
+    let mut counter = ClassCounter::new(&plan.key_types)?;
+    let mut writer = writer(out, plan.output.clone())?;
+    let mut batches = plan.read(&needed)?;
+    let mut rows_out = 0u64;
+    while let Some(batch) = batches.next_batch()? {
+        let keys = plan.keys(&batch)?;
+        let batch = match (&pass1, suppress_k) {
+            (Some((classes, _, _)), Some(k)) => {
+                let keep = classes.keep(&keys, batch.num_rows(), k)?;
+                if keep.true_count() == batch.num_rows() {
+                    batch
+                } else {
+                    filter_record_batch(&batch, &keep)
+                        .map_err(|e| DataError::internal("suppressing rows", e))?
+                }
+            }
+            _ => {
+                counter.add(&keys, batch.num_rows())?;
+                batch
+            }
+        };
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let view = RecordBatch::try_new(plan.output.clone(), plan.project(&batch)?)
+            .map_err(|e| DataError::internal("building the view batch", e))?;
+        rows_out += view.num_rows() as u64;
+        writer.write(&view).map_err(write_error)?;
+    }
+    writer.close().map_err(write_error)?;
+    let kanon = match &pass1 {
+        Some((classes, _, _)) => classes.report(&recipe.quasi_identifiers, recipe.k, true),
+        None => counter.report(&recipe.quasi_identifiers, recipe.k, false),
+    };
+    Ok(ViewReport {
+        rows_in: batches.rows_in,
+        rows_matched: batches.rows_matched,
+        rows_out,
+        schema: plan.output.clone(),
+        kanon,
+    })
+}
+
+/// Pass 1 only: the k-anonymity figures the view would have, to refuse a grant early
+/// (see [`KAnonymityReport::ensure`]).
+pub fn kanon_preview<R: ChunkReader + 'static>(
+    input: R,
+    spec: &ViewSpec,
+) -> Result<KAnonymityReport> {
+    let plan = Plan::open(input, spec)?;
+    let (counter, _, _) = plan.count()?;
+    let recipe = &spec.recipe;
+    Ok(counter.report(&recipe.quasi_identifiers, recipe.k, recipe.suppress))
+}
+
+#[cfg(test)]
+mod tests;
