@@ -166,6 +166,16 @@ pub struct OidcConfig {
     /// Timeout of each request to the identity provider.
     #[arg(long, env = "SERRE_API_OIDC_HTTP_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub oidc_http_timeout: Duration,
+
+    /// Verified tokens kept (by SHA-256 digest) so a repeated token skips the signature
+    /// check; `exp`/`nbf` are still checked on every request. 0 disables the cache.
+    #[arg(long, env = "SERRE_API_OIDC_TOKEN_CACHE_SIZE", default_value_t = 10_000)]
+    pub oidc_token_cache_size: usize,
+
+    /// Longest time a verified token is trusted without re-checking its signature (so a
+    /// key withdrawn from the issuer's key set stops working within this time).
+    #[arg(long, env = "SERRE_API_OIDC_TOKEN_CACHE_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub oidc_token_cache_ttl: Duration,
 }
 
 #[derive(Clone, Debug, clap::Args)]

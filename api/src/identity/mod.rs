@@ -5,6 +5,7 @@
 //! picks the trusted issuer) → key (`kid`, refreshing the issuer's JWKS when unknown,
 //! rate-limited) → signature → `exp`/`nbf` (with clock skew), `iss`, `aud` → claims.
 
+pub mod cache;
 pub mod dev;
 pub mod oidc;
 
@@ -20,6 +21,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::config::OidcConfig;
+use cache::{TokenCache, Validity};
 
 /// Who is calling, as the identity provider says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,6 +156,7 @@ pub struct Verifier {
     audience: String,
     skew: Duration,
     claims: ClaimNames,
+    cache: TokenCache,
 }
 
 #[derive(serde::Deserialize)]
@@ -192,6 +195,11 @@ impl Verifier {
                 groups: oidc.oidc_groups_claim.clone(),
                 organisation: oidc.oidc_organisation_claim.clone(),
             },
+            cache: TokenCache::new(
+                oidc.oidc_token_cache_size,
+                oidc.oidc_token_cache_ttl,
+                oidc.oidc_clock_skew,
+            ),
         })
     }
 
@@ -205,8 +213,19 @@ impl Verifier {
         self.verify(token.trim()).await
     }
 
-    /// Verify a compact JWS and map its claims to a [`Principal`].
+    /// Verify a compact JWS and map its claims to a [`Principal`]; a token verified in
+    /// the last minute is answered from the [`TokenCache`] (time claims re-checked).
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let digest = TokenCache::digest(token);
+        if let Some(cached) = self.cache.get(&digest, chrono::Utc::now().timestamp()) {
+            return cached;
+        }
+        let (principal, validity) = self.verify_uncached(token).await?;
+        self.cache.insert(digest, &principal, validity);
+        Ok(principal)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<(Principal, Validity), AuthError> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(_s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -246,7 +265,11 @@ impl Verifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
             .map_err(|e| self.map_error(e))?;
-        self.principal(&issuer.issuer, data.claims)
+        let validity = Validity {
+            exp: time_claim(&data.claims, "exp")?.unwrap_or(i64::MIN),
+            nbf: time_claim(&data.claims, "nbf")?,
+        };
+        Ok((self.principal(&issuer.issuer, data.claims)?, validity))
     }
 
     fn map_error(&self, e: jsonwebtoken::errors::Error) -> AuthError {
@@ -309,6 +332,19 @@ impl Verifier {
             Keys::Remote(r) => r.has_keys(),
             Keys::Static { .. } => true,
         })
+    }
+}
+
+/// A NumericDate claim (`exp`, `nbf`) as whole Unix seconds.
+fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, AuthError> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f.floor() as i64))
+            .map(Some)
+            .ok_or_else(|| AuthError::InvalidClaim(name.into())),
+        Some(_) => Err(AuthError::InvalidClaim(name.into())),
     }
 }
 

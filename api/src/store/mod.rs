@@ -3,6 +3,7 @@
 //! each statement is compiled for both drivers through [`run!`]. Migrations are per
 //! backend under `api/migrations/`.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,7 +13,10 @@ use sqlx::sqlite::{
 };
 
 mod model;
+mod sqlite_reader;
 pub use model::*;
+
+use sqlite_reader::SqliteReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -70,6 +74,8 @@ macro_rules! run {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// SQLite only: the hot read path without sqlx's thread hand-off.
+    reader: Option<std::sync::Arc<SqliteReader>>,
 }
 
 impl Store {
@@ -84,6 +90,7 @@ impl Store {
     }
 
     async fn open(url: &str, max_connections: u32, migrate: bool) -> Result<Self, StoreError> {
+        let mut reader = None;
         let pool = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(migrate)
@@ -101,10 +108,14 @@ impl Store {
             }
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
-                .connect_with(options)
+                .connect_with(options.clone())
                 .await?;
             if migrate {
                 sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            }
+            let file = options.get_filename();
+            if !file.as_os_str().is_empty() && file != Path::new(":memory:") {
+                reader = Some(std::sync::Arc::new(SqliteReader::new(file)));
             }
             Pool::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -121,7 +132,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        Ok(Self { pool })
+        Ok(Self { pool, reader })
     }
 
     pub fn backend(&self) -> Backend {
@@ -186,6 +197,12 @@ impl Store {
 
     /// A sandbox and its vendor members (one query: this is the hot read path).
     pub async fn get_sandbox(&self, name: &str) -> Result<Option<SandboxRecord>, StoreError> {
+        if let Some(reader) = &self.reader {
+            match reader.sandbox(name) {
+                Ok(found) => return Ok(found),
+                Err(e) => tracing::debug!(error = %e, "direct SQLite read failed; using the pool"),
+            }
+        }
         const SQL: &str = "SELECT s.*, m.subject AS m_subject, m.added_by AS m_added_by, \
             m.added_at AS m_added_at FROM sandboxes s \
             LEFT JOIN sandbox_members m ON m.sandbox = s.name \
