@@ -169,7 +169,11 @@ pub struct OidcConfig {
 
     /// Verified tokens kept (by SHA-256 digest) so a repeated token skips the signature
     /// check; `exp`/`nbf` are still checked on every request. 0 disables the cache.
-    #[arg(long, env = "SERRE_API_OIDC_TOKEN_CACHE_SIZE", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "SERRE_API_OIDC_TOKEN_CACHE_SIZE",
+        default_value_t = 10_000
+    )]
     pub oidc_token_cache_size: usize,
 
     /// Longest time a verified token is trusted without re-checking its signature (so a

@@ -75,7 +75,10 @@ impl TokenCache {
         if entry.exp.saturating_add(self.skew) < now {
             return Err(AuthError::Expired);
         }
-        if entry.nbf.is_some_and(|nbf| nbf.saturating_sub(self.skew) > now) {
+        if entry
+            .nbf
+            .is_some_and(|nbf| nbf.saturating_sub(self.skew) > now)
+        {
             return Err(AuthError::NotYetValid);
         }
         Ok(entry.principal.clone())
