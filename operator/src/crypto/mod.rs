@@ -31,6 +31,7 @@ pub use stream::{
     DecryptReader, EncryptWriter, ciphertext_len, decrypt_stream, decrypt_to, encrypt_stream,
     encrypt_to, plaintext_len,
 };
+pub use stream::{EncryptedLayout, SegmentOpener};
 
 /// Boxed error from the stream a caller hands to the async adapters.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

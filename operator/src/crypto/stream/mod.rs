@@ -41,9 +41,11 @@ use super::keys::{DataKey, KEY_LEN};
 use super::{CryptoError, Result, random_bytes};
 
 mod async_io;
+mod random;
 mod sync_io;
 
 pub use async_io::{decrypt_stream, encrypt_stream};
+pub use random::{EncryptedLayout, SegmentOpener};
 pub use sync_io::{DecryptReader, EncryptWriter, decrypt_to, encrypt_to};
 
 /// First bytes of every encrypted object.
