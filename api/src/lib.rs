@@ -4,6 +4,7 @@
 pub mod app;
 pub mod audit;
 pub mod authz;
+pub mod blobs;
 pub mod cluster;
 pub mod config;
 pub mod data;

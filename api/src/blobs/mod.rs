@@ -1,0 +1,536 @@
+//! Encrypted blob store for dataset files: a local directory in embedded and dev mode,
+//! an S3 bucket (Garage) in production, both through `object_store`.
+//!
+//! Every blob is encrypted client-side before it leaves the process, in the operator's
+//! streaming format (`serre_operator::crypto::stream`: 64 KiB AES-256-GCM segments),
+//! with its own fresh [`DataKey`]. The data key is wrapped by the [`KekRing`] with the
+//! context `serre/blob/<key>` and returned to the caller as
+//! [`StoredBlob::wrapped_key`] to be recorded next to the blob's metadata; the store
+//! keeps no index of its own. Reads need that wrapped key and the plaintext size back
+//! ([`BlobRef`]): the size is compared with the stored object's, so an object
+//! truncated to another possible length is refused even by reads that never reach its
+//! end.
+//!
+//! - [`BlobStore::put_file`]: encrypts on a blocking thread while the upload runs
+//!   (bounded memory: a single PUT below [`PART_SIZE`], multipart above).
+//! - [`BlobStore::get_range`]: fetches the header and only the segments that cover the
+//!   range.
+//! - [`BlobStore::get_stream`]: the whole plaintext, decrypted as it streams.
+//! - [`BlobStore::open_reader`]: a [`DecryptingReader`] for the parquet crate.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use serre_operator::crypto::stream::HEADER_LEN;
+use serre_operator::crypto::{
+    DataKey, EncryptedLayout, KekRing, KeyWrapper, SegmentOpener, WrappedKey,
+};
+
+mod error;
+mod reader;
+mod upload;
+
+pub use error::BlobError;
+pub use reader::DecryptingReader;
+
+/// Size of a multipart upload part, and the size below which a blob goes up in one PUT.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Longest accepted key, in bytes (S3's limit).
+const MAX_KEY_LEN: usize = 1024;
+/// Above this many encrypted bytes, range decryption moves to a blocking thread.
+const INLINE_DECRYPT_MAX: u64 = 1024 * 1024;
+
+/// Where blobs live.
+#[derive(Clone)]
+pub enum BlobBackend {
+    /// A local directory (created if missing); object keys become relative paths.
+    Local { dir: PathBuf },
+    /// One S3 bucket (Garage): path-style requests, plain HTTP allowed.
+    S3 {
+        endpoint: String,
+        bucket: String,
+        region: String,
+        access_key_id: String,
+        secret_access_key: String,
+    },
+}
+
+impl fmt::Debug for BlobBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlobBackend::Local { dir } => f.debug_struct("Local").field("dir", dir).finish(),
+            BlobBackend::S3 {
+                endpoint,
+                bucket,
+                region,
+                access_key_id,
+                ..
+            } => f
+                .debug_struct("S3")
+                .field("endpoint", endpoint)
+                .field("bucket", bucket)
+                .field("region", region)
+                .field("access_key_id", access_key_id)
+                .field("secret_access_key", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// What [`BlobStore::put_file`] stored; record all of it with the dataset version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub key: String,
+    /// Compact form of the blob's wrapped data key (`serre-wk1:…`); not secret.
+    pub wrapped_key: String,
+    pub plain_size: u64,
+    /// Encrypted size in the store (header and tags included).
+    pub stored_size: u64,
+    /// Hex SHA-256 of the plaintext.
+    pub sha256: String,
+}
+
+impl StoredBlob {
+    /// What reads need.
+    pub fn blob_ref(&self) -> BlobRef {
+        BlobRef {
+            key: self.key.clone(),
+            wrapped_key: self.wrapped_key.clone(),
+            plain_size: self.plain_size,
+        }
+    }
+}
+
+/// A stored blob as recorded by its owner: enough to read it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobRef {
+    pub key: String,
+    pub wrapped_key: String,
+    pub plain_size: u64,
+}
+
+impl From<&StoredBlob> for BlobRef {
+    fn from(b: &StoredBlob) -> Self {
+        b.blob_ref()
+    }
+}
+
+/// Encrypted blob store. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct BlobStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn ObjectStore>,
+    backend: Backend,
+    keks: KekRing,
+}
+
+enum Backend {
+    Local {
+        dir: PathBuf,
+        fs: Arc<LocalFileSystem>,
+    },
+    S3 {
+        bucket: String,
+    },
+}
+
+impl fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("BlobStore");
+        match &self.inner.backend {
+            Backend::Local { dir, .. } => d.field("local", dir),
+            Backend::S3 { bucket } => d.field("s3_bucket", bucket),
+        };
+        d.field("kek", &self.inner.keks.key_id()).finish()
+    }
+}
+
+/// The wrapping context of blob `key`'s data key.
+fn wrap_context(key: &str) -> String {
+    format!("serre/blob/{key}")
+}
+
+/// Check a blob key and turn it into an object path. Keys are relative, `/`-separated
+/// names such as `tenants/<tenant>/datasets/<id>/v<n>.parquet`.
+pub fn validate_key(key: &str) -> Result<Path, BlobError> {
+    let bad = |reason| {
+        Err(BlobError::InvalidKey {
+            key: key.to_owned(),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.len() > MAX_KEY_LEN {
+        return bad("longer than 1024 bytes");
+    }
+    if key.starts_with('/') {
+        return bad("must be relative (no leading '/')");
+    }
+    if key.contains("..") {
+        return bad("must not contain '..'");
+    }
+    if key.contains('\\') {
+        return bad("must not contain backslashes");
+    }
+    if key.chars().any(char::is_control) {
+        return bad("must not contain control characters");
+    }
+    if key.split('/').any(|part| part.is_empty() || part == ".") {
+        return bad("empty or '.' path segment");
+    }
+    Path::parse(key).or_else(|_| bad("not a valid object path"))
+}
+
+impl BlobStore {
+    pub fn new(backend: BlobBackend, keks: KekRing) -> Result<Self, BlobError> {
+        let (store, backend): (Arc<dyn ObjectStore>, Backend) = match backend {
+            BlobBackend::Local { dir } => {
+                std::fs::create_dir_all(&dir).map_err(|source| BlobError::LocalFile {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let fs = Arc::new(
+                    LocalFileSystem::new_with_prefix(&dir)
+                        .map_err(|e| BlobError::Config(format!("{}: {e}", dir.display())))?
+                        .with_automatic_cleanup(true),
+                );
+                (fs.clone(), Backend::Local { dir, fs })
+            }
+            BlobBackend::S3 {
+                endpoint,
+                bucket,
+                region,
+                access_key_id,
+                secret_access_key,
+            } => {
+                let s3: AmazonS3 = AmazonS3Builder::new()
+                    .with_endpoint(&endpoint)
+                    .with_allow_http(true)
+                    .with_virtual_hosted_style_request(false)
+                    .with_region(&region)
+                    .with_bucket_name(&bucket)
+                    .with_access_key_id(&access_key_id)
+                    .with_secret_access_key(&secret_access_key)
+                    .build()
+                    .map_err(|e| BlobError::Config(e.to_string()))?;
+                (Arc::new(s3), Backend::S3 { bucket })
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                backend,
+                keks,
+            }),
+        })
+    }
+
+    /// The underlying object store, for callers that move opaque (encrypted) objects.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.inner.store.clone()
+    }
+
+    fn data_key(&self, blob: &BlobRef) -> Result<DataKey, BlobError> {
+        let wrapped: WrappedKey = blob
+            .wrapped_key
+            .parse()
+            .map_err(|e| BlobError::from_crypto(&blob.key, e))?;
+        self.inner
+            .keks
+            .unwrap_key(&wrapped, &wrap_context(&blob.key))
+            .map_err(|e| BlobError::from_crypto(&blob.key, e))
+    }
+
+    /// Encrypt the local plaintext file with a fresh data key and store it under `key`
+    /// (streamed: at most a few parts in memory). Also computes the SHA-256 of the
+    /// plaintext. Replaces any blob already stored under `key`; on error nothing new
+    /// is visible under `key`.
+    pub async fn put_file(&self, key: &str, plaintext: &FsPath) -> Result<StoredBlob, BlobError> {
+        let path = validate_key(key)?;
+        let data_key = DataKey::generate().map_err(BlobError::Crypto)?;
+        let wrapped = self
+            .inner
+            .keks
+            .wrap_key(&data_key, &wrap_context(key))
+            .map_err(BlobError::Crypto)?;
+        let (stored_size, plain_size, digest) =
+            upload::encrypt_and_upload(self.inner.store.as_ref(), &path, data_key, plaintext)
+                .await?;
+        tracing::debug!(key, plain_size, stored_size, "blob stored");
+        Ok(StoredBlob {
+            key: key.to_owned(),
+            wrapped_key: wrapped.to_string(),
+            plain_size,
+            stored_size,
+            sha256: hex::encode(digest),
+        })
+    }
+
+    /// Layout of the stored object and an opener for its segments; checks the
+    /// recorded plaintext size.
+    async fn open_remote(
+        &self,
+        blob: &BlobRef,
+        path: &Path,
+    ) -> Result<(EncryptedLayout, SegmentOpener), BlobError> {
+        let data_key = self.data_key(blob)?;
+        let head = self
+            .inner
+            .store
+            .get_opts(
+                path,
+                GetOptions {
+                    range: Some(GetRange::Bounded(0..HEADER_LEN as u64)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| BlobError::from_store(&blob.key, e))?;
+        let encrypted_len = head.meta.size;
+        let header = head
+            .bytes()
+            .await
+            .map_err(|e| BlobError::from_store(&blob.key, e))?;
+        layout_and_opener(blob, &data_key, &header, encrypted_len)
+    }
+
+    /// Plaintext bytes `range` of a stored blob. Fetches the header and only the
+    /// encrypted segments covering `range`; all of them are verified.
+    pub async fn get_range(&self, blob: &BlobRef, range: Range<u64>) -> Result<Bytes, BlobError> {
+        let path = validate_key(&blob.key)?;
+        check_range(blob, &range)?;
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let (layout, opener) = self.open_remote(blob, &path).await?;
+        let (_, bytes) = layout
+            .segments_for(range.clone())
+            .map_err(|e| BlobError::from_crypto(&blob.key, e))?;
+        let fetched = self
+            .inner
+            .store
+            .get_range(&path, bytes.clone())
+            .await
+            .map_err(|e| BlobError::from_store(&blob.key, e))?;
+        let key = blob.key.clone();
+        let decrypt = move || {
+            opener
+                .decrypt_range(&layout, range, &fetched)
+                .map(Bytes::from)
+                .map_err(|e| BlobError::from_crypto(&key, e))
+        };
+        if bytes.end - bytes.start <= INLINE_DECRYPT_MAX {
+            decrypt()
+        } else {
+            tokio::task::spawn_blocking(decrypt)
+                .await
+                .map_err(|e| BlobError::Task(e.to_string()))?
+        }
+    }
+
+    /// The whole plaintext as a stream of verified chunks (one segment each), for HTTP
+    /// bodies. The stream ends with an error if the object is modified or truncated, or
+    /// if its length differs from `blob.plain_size`.
+    pub async fn get_stream(
+        &self,
+        blob: &BlobRef,
+    ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
+        let path = validate_key(&blob.key)?;
+        let data_key = self.data_key(blob)?;
+        let got = self
+            .inner
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| BlobError::from_store(&blob.key, e))?;
+        let state = StreamState {
+            body: serre_operator::crypto::decrypt_stream(&data_key, got.into_stream()).boxed(),
+            key: blob.key.clone(),
+            expected: blob.plain_size,
+            seen: 0,
+            done: false,
+        };
+        Ok(futures::stream::unfold(state, StreamState::next).boxed())
+    }
+
+    /// A synchronous random-access reader over the plaintext, for the parquet crate.
+    /// Local: reads the encrypted file in place. S3: first downloads the encrypted
+    /// object to an anonymous private temp file (never plaintext on disk). Segments are
+    /// decrypted and verified on demand, with a small cache.
+    pub async fn open_reader(&self, blob: &BlobRef) -> Result<DecryptingReader, BlobError> {
+        let path = validate_key(&blob.key)?;
+        let data_key = self.data_key(blob)?;
+        let file = match &self.inner.backend {
+            Backend::Local { fs, .. } => {
+                let fs_path = fs
+                    .path_to_filesystem(&path)
+                    .map_err(|e| BlobError::from_store(&blob.key, e))?;
+                let key = blob.key.clone();
+                tokio::task::spawn_blocking(move || {
+                    std::fs::File::open(&fs_path).map_err(|source| {
+                        if source.kind() == std::io::ErrorKind::NotFound {
+                            BlobError::NotFound(key)
+                        } else {
+                            BlobError::LocalFile {
+                                path: fs_path,
+                                source,
+                            }
+                        }
+                    })
+                })
+                .await
+                .map_err(|e| BlobError::Task(e.to_string()))??
+            }
+            Backend::S3 { .. } => {
+                upload::download_to_temp(self.inner.store.as_ref(), &path, &blob.key).await?
+            }
+        };
+        let key = blob.key.clone();
+        let blob = blob.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let encrypted_len = file.metadata()?.len();
+            let mut header = [0u8; HEADER_LEN];
+            let n = (encrypted_len as usize).min(HEADER_LEN);
+            file.read_exact_at(&mut header[..n], 0)?;
+            let (layout, opener) =
+                layout_and_opener(&blob, &data_key, &header[..n], encrypted_len)?;
+            Ok(DecryptingReader::new(key, file, layout, opener))
+        })
+        .await
+        .map_err(|e| BlobError::Task(e.to_string()))?
+    }
+
+    /// Delete the blob stored under `key`; a missing blob is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        let path = validate_key(key)?;
+        match self.inner.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(BlobError::Store(e)),
+        }
+    }
+
+    /// Readiness: the directory exists, or the bucket answers a listing with these
+    /// credentials.
+    pub async fn check(&self) -> Result<(), BlobError> {
+        match &self.inner.backend {
+            Backend::Local { dir, .. } => {
+                let meta = std::fs::metadata(dir).map_err(|source| BlobError::LocalFile {
+                    path: dir.clone(),
+                    source,
+                })?;
+                if !meta.is_dir() {
+                    return Err(BlobError::Config(format!(
+                        "{} is not a directory",
+                        dir.display()
+                    )));
+                }
+                Ok(())
+            }
+            Backend::S3 { .. } => {
+                let probe = Path::from("serre-readiness-probe");
+                self.inner
+                    .store
+                    .list_with_delimiter(Some(&probe))
+                    .await
+                    .map(|_| ())
+                    .map_err(BlobError::Store)
+            }
+        }
+    }
+}
+
+/// State of [`BlobStore::get_stream`]: the decrypting stream authenticates the end of
+/// the object; this also checks its length against the recorded size, and stops after
+/// the first error.
+struct StreamState {
+    body: BoxStream<'static, serre_operator::crypto::Result<Bytes>>,
+    key: String,
+    expected: u64,
+    seen: u64,
+    done: bool,
+}
+
+impl StreamState {
+    async fn next(mut self) -> Option<(Result<Bytes, BlobError>, Self)> {
+        if self.done {
+            return None;
+        }
+        let item = match self.body.next().await {
+            Some(Ok(chunk)) => {
+                self.seen += chunk.len() as u64;
+                if self.seen > self.expected {
+                    Err(size_mismatch(&self.key, self.expected, self.seen))
+                } else {
+                    Ok(chunk)
+                }
+            }
+            Some(Err(e)) => Err(BlobError::from_crypto(&self.key, e)),
+            None if self.seen != self.expected => {
+                Err(size_mismatch(&self.key, self.expected, self.seen))
+            }
+            None => return None,
+        };
+        self.done = item.is_err();
+        Some((item, self))
+    }
+}
+
+fn size_mismatch(key: &str, expected: u64, seen: u64) -> BlobError {
+    BlobError::Integrity {
+        key: key.to_owned(),
+        source: serre_operator::crypto::CryptoError::Truncated(if seen < expected {
+            "blob is shorter than its recorded size"
+        } else {
+            "blob is longer than its recorded size"
+        }),
+    }
+}
+
+fn check_range(blob: &BlobRef, range: &Range<u64>) -> Result<(), BlobError> {
+    if range.start > range.end || range.end > blob.plain_size {
+        return Err(BlobError::InvalidRange {
+            key: blob.key.clone(),
+            start: range.start,
+            end: range.end,
+            len: blob.plain_size,
+        });
+    }
+    Ok(())
+}
+
+fn layout_and_opener(
+    blob: &BlobRef,
+    data_key: &DataKey,
+    header: &[u8],
+    encrypted_len: u64,
+) -> Result<(EncryptedLayout, SegmentOpener), BlobError> {
+    let crypto = |e| BlobError::from_crypto(&blob.key, e);
+    let layout = EncryptedLayout::new(header, encrypted_len).map_err(crypto)?;
+    if layout.plain_len() != blob.plain_size {
+        return Err(size_mismatch(
+            &blob.key,
+            blob.plain_size,
+            layout.plain_len(),
+        ));
+    }
+    let opener = SegmentOpener::new(data_key, &layout).map_err(crypto)?;
+    Ok((layout, opener))
+}
+
+#[cfg(test)]
+mod tests;
