@@ -239,11 +239,6 @@ impl BlobStore {
         })
     }
 
-    /// The underlying object store, for callers that move opaque (encrypted) objects.
-    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
-        self.inner.store.clone()
-    }
-
     fn data_key(&self, blob: &BlobRef) -> Result<DataKey, BlobError> {
         let wrapped: WrappedKey = blob
             .wrapped_key
@@ -369,8 +364,9 @@ impl BlobStore {
 
     /// A synchronous random-access reader over the plaintext, for the parquet crate.
     /// Local: reads the encrypted file in place. S3: first downloads the encrypted
-    /// object to an anonymous private temp file (never plaintext on disk). Segments are
-    /// decrypted and verified on demand, with a small cache.
+    /// object to an anonymous private temp file in `$TMPDIR` (unlinked at once, mode
+    /// 0600, gone with the last clone; never plaintext on disk). Segments are decrypted
+    /// and verified on demand, with a small cache.
     pub async fn open_reader(&self, blob: &BlobRef) -> Result<DecryptingReader, BlobError> {
         let path = validate_key(&blob.key)?;
         let data_key = self.data_key(blob)?;
