@@ -34,6 +34,8 @@ pub enum StartError {
     Tenants(#[from] crate::tenants::TenantsError),
     #[error("cluster: {0} (use --no-cluster with --tenants-file to run without one)")]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error("data store: {0}")]
+    Data(#[from] crate::datasets::DataPlaneError),
     #[error("listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -158,6 +160,9 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
         }
     };
 
+    let data = Arc::new(crate::datasets::DataPlane::open(&config)?);
+    tracing::info!(store = ?config.data.data_store, "data store ready");
+
     let (audit, audit_task) = AuditLog::start(store.clone(), metrics.clone());
     let push = Arc::new(Notify::new());
     let app = Arc::new(App {
@@ -170,6 +175,7 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
         metrics: metrics.clone(),
         push: push.clone(),
         sandboxes: config.sandboxes.clone(),
+        data,
     });
 
     let (stop, stop_rx) = watch::channel(false);
@@ -206,6 +212,7 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
         addr: config.listen,
         source,
     })?;
+    app.data.set_listen_address(addr);
     let router = http::router(app.clone(), config.body_limit, config.request_timeout);
     let grace = config.shutdown_grace;
     let rx = stop_rx.clone();

@@ -47,10 +47,19 @@ pub enum Action {
     SandboxMembersRemove,
     AuditRead,
     PolicyReload,
+    DatasetCreate,
+    DatasetList,
+    DatasetRead,
+    DatasetVersionCreate,
+    DatasetVersionDelete,
+    GrantCreate,
+    GrantRead,
+    GrantRevoke,
+    GrantData,
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 22] = [
         Action::TenantRead,
         Action::SandboxCreate,
         Action::SandboxList,
@@ -64,6 +73,15 @@ impl Action {
         Action::SandboxMembersRemove,
         Action::AuditRead,
         Action::PolicyReload,
+        Action::DatasetCreate,
+        Action::DatasetList,
+        Action::DatasetRead,
+        Action::DatasetVersionCreate,
+        Action::DatasetVersionDelete,
+        Action::GrantCreate,
+        Action::GrantRead,
+        Action::GrantRevoke,
+        Action::GrantData,
     ];
 
     /// The Cedar action id, also the audit log's action name.
@@ -82,6 +100,15 @@ impl Action {
             Action::SandboxMembersRemove => "sandbox.members.remove",
             Action::AuditRead => "audit.read",
             Action::PolicyReload => "policy.reload",
+            Action::DatasetCreate => "dataset.create",
+            Action::DatasetList => "dataset.list",
+            Action::DatasetRead => "dataset.read",
+            Action::DatasetVersionCreate => "dataset.version.create",
+            Action::DatasetVersionDelete => "dataset.version.delete",
+            Action::GrantCreate => "grant.create",
+            Action::GrantRead => "grant.read",
+            Action::GrantRevoke => "grant.revoke",
+            Action::GrantData => "grant.data",
         }
     }
 }
@@ -97,6 +124,19 @@ pub enum Resource<'a> {
         created_by: &'a str,
         vendors: &'a [String],
     },
+    Dataset {
+        id: &'a str,
+        tenant: &'a str,
+        classification: &'a str,
+    },
+    Grant {
+        id: &'a str,
+        tenant: &'a str,
+        /// Principals the grant names (its vendor, or the vendors of its sandbox).
+        readers: &'a [String],
+        /// Granted to a sandbox (its tenant's members may read the view too).
+        to_sandbox: bool,
+    },
 }
 
 impl Resource<'_> {
@@ -106,6 +146,8 @@ impl Resource<'_> {
             Resource::Platform => "Platform::\"serre\"".into(),
             Resource::Tenant(t) => format!("Tenant::{t:?}"),
             Resource::Sandbox { name, .. } => format!("Sandbox::{name:?}"),
+            Resource::Dataset { id, .. } => format!("Dataset::{id:?}"),
+            Resource::Grant { id, .. } => format!("Grant::{id:?}"),
         }
     }
 
@@ -114,7 +156,9 @@ impl Resource<'_> {
         match self {
             Resource::Platform => None,
             Resource::Tenant(t) => Some(t),
-            Resource::Sandbox { tenant, .. } => Some(tenant),
+            Resource::Sandbox { tenant, .. }
+            | Resource::Dataset { tenant, .. }
+            | Resource::Grant { tenant, .. } => Some(tenant),
         }
     }
 }
@@ -145,6 +189,8 @@ struct Types {
     user: EntityTypeName,
     tenant: EntityTypeName,
     sandbox: EntityTypeName,
+    dataset: EntityTypeName,
+    grant: EntityTypeName,
     platform: EntityTypeName,
     actions: HashMap<Action, EntityUid>,
 }
@@ -182,6 +228,8 @@ impl Authorizer {
                 user: type_name("Serre::User"),
                 tenant: type_name("Serre::Tenant"),
                 sandbox: type_name("Serre::Sandbox"),
+                dataset: type_name("Serre::Dataset"),
+                grant: type_name("Serre::Grant"),
                 platform: type_name("Serre::Platform"),
                 actions,
             },
@@ -218,6 +266,10 @@ impl Authorizer {
     }
 
     /// May `caller` do `action` on `resource`?
+    fn tenant_ref(&self, tenant: &str) -> RestrictedExpression {
+        RestrictedExpression::new_entity_uid(self.uid(&self.types.tenant, tenant))
+    }
+
     pub fn decide(
         &self,
         caller: &Caller,
@@ -246,45 +298,94 @@ impl Authorizer {
         )
         .map_err(|e| err(&e))?;
         let mut entities = vec![principal];
-        let resource_uid = match resource {
-            Resource::Platform => self.uid(&self.types.platform, "serre"),
-            Resource::Tenant(t) => self.uid(&self.types.tenant, t),
-            Resource::Sandbox {
-                name,
-                tenant,
-                created_by,
-                vendors,
-            } => {
-                let uid = self.uid(&self.types.sandbox, name);
-                let vendors =
-                    RestrictedExpression::new_set(vendors.iter().map(|v| {
+        let resource_uid =
+            match resource {
+                Resource::Platform => self.uid(&self.types.platform, "serre"),
+                Resource::Tenant(t) => self.uid(&self.types.tenant, t),
+                Resource::Sandbox {
+                    name,
+                    tenant,
+                    created_by,
+                    vendors,
+                } => {
+                    let uid = self.uid(&self.types.sandbox, name);
+                    let vendors = RestrictedExpression::new_set(vendors.iter().map(|v| {
                         RestrictedExpression::new_entity_uid(self.uid(&self.types.user, v))
                     }));
-                entities.push(
-                    Entity::new(
-                        uid.clone(),
-                        HashMap::from([
-                            (
-                                "tenant".to_owned(),
-                                RestrictedExpression::new_entity_uid(
-                                    self.uid(&self.types.tenant, tenant),
+                    entities.push(
+                        Entity::new(
+                            uid.clone(),
+                            HashMap::from([
+                                (
+                                    "tenant".to_owned(),
+                                    RestrictedExpression::new_entity_uid(
+                                        self.uid(&self.types.tenant, tenant),
+                                    ),
                                 ),
-                            ),
-                            (
-                                "createdBy".to_owned(),
-                                RestrictedExpression::new_entity_uid(
-                                    self.uid(&self.types.user, created_by),
+                                (
+                                    "createdBy".to_owned(),
+                                    RestrictedExpression::new_entity_uid(
+                                        self.uid(&self.types.user, created_by),
+                                    ),
                                 ),
-                            ),
-                            ("vendors".to_owned(), vendors),
-                        ]),
-                        HashSet::new(),
-                    )
-                    .map_err(|e| err(&e))?,
-                );
-                uid
-            }
-        };
+                                ("vendors".to_owned(), vendors),
+                            ]),
+                            HashSet::new(),
+                        )
+                        .map_err(|e| err(&e))?,
+                    );
+                    uid
+                }
+                Resource::Dataset {
+                    id,
+                    tenant,
+                    classification,
+                } => {
+                    let uid = self.uid(&self.types.dataset, id);
+                    entities.push(
+                        Entity::new(
+                            uid.clone(),
+                            HashMap::from([
+                                ("tenant".to_owned(), self.tenant_ref(tenant)),
+                                (
+                                    "classification".to_owned(),
+                                    RestrictedExpression::new_string((*classification).to_owned()),
+                                ),
+                            ]),
+                            HashSet::new(),
+                        )
+                        .map_err(|e| err(&e))?,
+                    );
+                    uid
+                }
+                Resource::Grant {
+                    id,
+                    tenant,
+                    readers,
+                    to_sandbox,
+                } => {
+                    let uid = self.uid(&self.types.grant, id);
+                    let readers = RestrictedExpression::new_set(readers.iter().map(|v| {
+                        RestrictedExpression::new_entity_uid(self.uid(&self.types.user, v))
+                    }));
+                    entities.push(
+                        Entity::new(
+                            uid.clone(),
+                            HashMap::from([
+                                ("tenant".to_owned(), self.tenant_ref(tenant)),
+                                ("readers".to_owned(), readers),
+                                (
+                                    "toSandbox".to_owned(),
+                                    RestrictedExpression::new_bool(*to_sandbox),
+                                ),
+                            ]),
+                            HashSet::new(),
+                        )
+                        .map_err(|e| err(&e))?,
+                    );
+                    uid
+                }
+            };
         let action_uid = self
             .types
             .actions

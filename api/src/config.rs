@@ -83,6 +83,9 @@ pub struct Config {
     #[command(flatten)]
     pub sandboxes: SandboxConfig,
 
+    #[command(flatten)]
+    pub data: DataConfig,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "SERRE_API_BODY_LIMIT", default_value_t = 65_536)]
     pub body_limit: usize,
@@ -226,6 +229,86 @@ pub struct SandboxConfig {
         default_value = "nvidia.com/gpu"
     )]
     pub gpu_resources: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DataStoreKind {
+    /// Encrypted files under `<data-dir>/datasets` (embedded, development).
+    Local,
+    /// Encrypted objects in an S3 bucket (Garage in production).
+    S3,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct DataConfig {
+    /// Where dataset bytes are stored (always encrypted client-side).
+    #[arg(
+        long,
+        env = "SERRE_API_DATA_STORE",
+        value_enum,
+        default_value = "local"
+    )]
+    pub data_store: DataStoreKind,
+
+    /// S3 endpoint of the data store (e.g. Garage's `http://127.0.0.1:3900`).
+    #[arg(long, env = "SERRE_API_DATA_S3_ENDPOINT")]
+    pub data_s3_endpoint: Option<String>,
+
+    #[arg(
+        long,
+        env = "SERRE_API_DATA_S3_BUCKET",
+        default_value = "serre-datasets"
+    )]
+    pub data_s3_bucket: String,
+
+    #[arg(long, env = "SERRE_API_DATA_S3_REGION", default_value = "garage")]
+    pub data_s3_region: String,
+
+    #[arg(long, env = "SERRE_API_DATA_S3_ACCESS_KEY_ID")]
+    pub data_s3_access_key_id: Option<String>,
+
+    /// File holding the S3 secret access key.
+    #[arg(long, env = "SERRE_API_DATA_S3_SECRET_KEY_FILE")]
+    pub data_s3_secret_key_file: Option<PathBuf>,
+
+    /// Directory of the data keys (`kek-active`, `kek.<id>`, `data-secret`; a mounted
+    /// Secret in Kubernetes). Default `<data-dir>/keys`, created in development only.
+    #[arg(long, env = "SERRE_API_DATA_KEYS_DIR")]
+    pub data_keys_dir: Option<PathBuf>,
+
+    /// Largest dataset upload, in bytes (larger bodies get 413 and leave nothing).
+    #[arg(long, env = "SERRE_API_UPLOAD_LIMIT", default_value_t = 2 << 30)]
+    pub upload_limit: u64,
+
+    /// Time allowed for one upload or one grant's materialisation.
+    #[arg(long, env = "SERRE_API_UPLOAD_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    pub upload_timeout: Duration,
+
+    /// Most rows in one dataset version.
+    #[arg(long, env = "SERRE_API_MAX_ROWS", default_value_t = 1_000_000_000)]
+    pub max_rows: u64,
+
+    /// Smallest equivalence class a `personal` dataset's view must reach (k-anonymity over
+    /// the recipe's quasi-identifiers) before it is granted to a vendor.
+    #[arg(long, env = "SERRE_API_MIN_K", default_value_t = 5)]
+    pub min_k: u32,
+
+    /// Longest lifetime of a grant, in days.
+    #[arg(long, env = "SERRE_API_MAX_GRANT_DAYS", default_value_t = 90)]
+    pub max_grant_days: u32,
+
+    /// Lifetime of a Delta Sharing profile token (capped by the grant's expiry).
+    #[arg(long, env = "SERRE_API_PROFILE_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub profile_ttl: Duration,
+
+    /// Lifetime of a pre-signed file link returned by a Delta Sharing query.
+    #[arg(long, env = "SERRE_API_FILE_LINK_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub file_link_ttl: Duration,
+
+    /// The gateway's URL as clients reach it (profile endpoints and file links).
+    /// Default: `http://<listen>`.
+    #[arg(long, env = "SERRE_API_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

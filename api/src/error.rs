@@ -8,7 +8,10 @@ use utoipa::ToSchema;
 
 use crate::audit::AuditError;
 use crate::authz::AuthzError;
+use crate::blobs::BlobError;
 use crate::cluster::ClusterError;
+use crate::data::DataError;
+use crate::datasets::upload::UploadError;
 use crate::identity::AuthError;
 use crate::sandboxes::FieldIssue;
 use crate::store::StoreError;
@@ -47,6 +50,14 @@ pub enum ApiError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("{0}")]
+    RangeNotSatisfiable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -94,6 +105,16 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::PolicyReload(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Data(e) if e.is_client_error() => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Upload(UploadError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Upload(UploadError::Empty | UploadError::Body(_)) => StatusCode::BAD_REQUEST,
+            ApiError::Upload(UploadError::Data(e)) if e.is_client_error() => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::Data(_) | ApiError::Upload(_) | ApiError::Blob(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ApiError::Authz(_) | ApiError::Store(_) | ApiError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -118,6 +139,13 @@ impl ApiError {
             ApiError::Store(_) => "database_error",
             ApiError::Audit(_) => "audit_unavailable",
             ApiError::Cluster(_) => "cluster_unavailable",
+            ApiError::Data(e) | ApiError::Upload(UploadError::Data(e)) => e.category(),
+            ApiError::Upload(UploadError::TooLarge { .. }) => "payload_too_large",
+            ApiError::Upload(UploadError::Empty) => "empty_upload",
+            ApiError::Upload(UploadError::Body(_)) => "bad_body",
+            ApiError::Upload(_) => "upload_failed",
+            ApiError::Blob(_) => "storage_error",
+            ApiError::RangeNotSatisfiable(_) => "range_not_satisfiable",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -151,6 +179,11 @@ impl IntoResponse for ApiError {
             ApiError::Store(_) => "the database failed; try again later".to_owned(),
             ApiError::Authz(_) => "authorization could not be evaluated".to_owned(),
             ApiError::Internal(_) => "internal error".to_owned(),
+            ApiError::Blob(_) => "the data store failed; try again later".to_owned(),
+            e @ (ApiError::Data(_) | ApiError::Upload(_)) if status.is_server_error() => {
+                let _ = e;
+                "the data could not be processed; try again later".to_owned()
+            }
             other => other.to_string(),
         };
         let details = match &self {

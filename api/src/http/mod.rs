@@ -2,9 +2,13 @@
 //! read in three sections: validation, authorization, business logic.
 
 mod audit;
+mod datasets;
 mod extract;
+mod grants;
 mod ops;
 mod sandboxes;
+mod serve;
+mod sharing;
 mod tenants;
 
 use std::sync::Arc;
@@ -32,6 +36,7 @@ use crate::audit::{AuditLog, Draft, Outcome};
 use crate::authz::{Action, Authorizer, Decision, Resource};
 use crate::cluster::Cluster;
 use crate::config::SandboxConfig;
+use crate::datasets::DataPlane;
 use crate::error::ApiError;
 use crate::identity::Verifier;
 use crate::metrics::{DecisionLabels, Metrics, RequestLabels, RouteLabels};
@@ -50,6 +55,7 @@ pub struct App {
     /// Wakes the pusher after a request was approved or withdrawn.
     pub push: Arc<Notify>,
     pub sandboxes: SandboxConfig,
+    pub data: Arc<DataPlane>,
 }
 
 pub type AppState = Arc<App>;
@@ -121,6 +127,8 @@ impl App {
             Resource::Platform => return Ok(true),
             Resource::Tenant(_) => Action::TenantRead,
             Resource::Sandbox { .. } => Action::SandboxRead,
+            Resource::Dataset { .. } => Action::DatasetRead,
+            Resource::Grant { .. } => Action::GrantRead,
         };
         if probe == action {
             return Ok(false);
@@ -186,22 +194,70 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration) -> Router {
             get(tenants::get_policy).put(tenants::put_policy),
         )
         .route("/audit", get(audit::list))
-        .route("/admin/policies/reload", post(ops::reload_policies));
+        .route("/admin/policies/reload", post(ops::reload_policies))
+        .route("/datasets", get(datasets::list))
+        .route("/datasets/{id}", get(datasets::get_one))
+        .route(
+            "/datasets/{id}/versions/{version}",
+            axum::routing::delete(datasets::delete_version),
+        )
+        .route("/grants", post(grants::create).get(grants::list))
+        .route("/grants/{id}", get(grants::get_one).delete(grants::revoke))
+        .route("/grants/{id}/profile", get(grants::profile))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ));
+    // Uploads and data reads: large bodies, streamed; their own limits and timeout.
+    let data_timeout = app.data.config.upload_timeout;
+    let v1_data = Router::new()
+        .route("/datasets", post(datasets::create))
+        .route("/datasets/{id}/versions", post(datasets::create_version))
+        .route("/grants/{id}/data", get(grants::data))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            data_timeout,
+        ));
+    let sharing = Router::new()
+        .route("/shares", get(sharing::list_shares))
+        .route("/shares/{share}", get(sharing::get_share))
+        .route("/shares/{share}/schemas", get(sharing::list_schemas))
+        .route("/shares/{share}/all-tables", get(sharing::all_tables))
+        .route(
+            "/shares/{share}/schemas/{schema}/tables",
+            get(sharing::list_tables),
+        )
+        .route(
+            "/shares/{share}/schemas/{schema}/tables/{table}/version",
+            get(sharing::table_version),
+        )
+        .route(
+            "/shares/{share}/schemas/{schema}/tables/{table}/metadata",
+            get(sharing::table_metadata),
+        )
+        .route(
+            "/shares/{share}/schemas/{schema}/tables/{table}/query",
+            post(sharing::query_table),
+        )
+        .route("/files/{token}", get(sharing::file))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            data_timeout,
+        ));
 
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .nest("/v1", v1)
+        .nest("/v1", v1.merge(v1_data))
+        .nest("/delta-sharing", sharing)
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)

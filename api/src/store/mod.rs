@@ -70,6 +70,9 @@ macro_rules! run {
     };
 }
 
+mod datasets;
+pub use datasets::{DatasetRow, GrantRow, VersionRow};
+
 /// The gateway's database.
 #[derive(Clone)]
 pub struct Store {

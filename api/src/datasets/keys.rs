@@ -1,0 +1,167 @@
+//! The gateway's data keys, in a directory laid out like the operator's key Secret (so a
+//! Kubernetes Secret mounted as a volume works as is):
+//!
+//! - `kek-active`: the id of the key-encryption key that wraps new data keys;
+//! - `kek.<id>`: base64 of 32 bytes, one file per KEK (older ones kept to unwrap);
+//! - `data-secret`: base64 of 32 bytes; signs Delta Sharing tokens and file links, and
+//!   derives each grant's pseudonym key (HMAC-SHA-256 of the grant id).
+//!
+//! In development the directory is created with fresh keys when missing; in production it
+//! must exist.
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serre_operator::crypto::{DataKey, Kek, KekRing};
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct DataKeys {
+    pub keks: KekRing,
+    pub secret: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for DataKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKeys").finish_non_exhaustive()
+    }
+}
+
+fn read(path: &Path) -> Result<Zeroizing<String>, KeysError> {
+    std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|source| KeysError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+fn invalid(path: &Path, message: impl Into<String>) -> KeysError {
+    KeysError::Invalid {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+impl DataKeys {
+    /// Load the keys from `dir`; every problem names the file.
+    pub fn load(dir: &Path) -> Result<Self, KeysError> {
+        let active_path = dir.join("kek-active");
+        let active = read(&active_path)?.trim().to_owned();
+        let mut primary = None;
+        let mut previous = Vec::new();
+        let entries = std::fs::read_dir(dir).map_err(|source| KeysError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_prefix("kek.") else {
+                continue;
+            };
+            let path = entry.path();
+            let kek =
+                Kek::from_base64(id, &read(&path)?).map_err(|e| invalid(&path, e.to_string()))?;
+            if id == active {
+                primary = Some(kek);
+            } else {
+                previous.push(kek);
+            }
+        }
+        let primary = primary.ok_or_else(|| {
+            invalid(
+                &active_path,
+                format!("names {active:?} but there is no kek.{active} file"),
+            )
+        })?;
+        let keks = KekRing::new(primary, previous).map_err(|e| invalid(dir, e.to_string()))?;
+        let secret_path = dir.join("data-secret");
+        let secret = Zeroizing::new(
+            B64.decode(read(&secret_path)?.trim())
+                .map_err(|_| invalid(&secret_path, "not base64"))?,
+        );
+        if secret.len() < 32 {
+            return Err(invalid(&secret_path, "must hold at least 32 bytes"));
+        }
+        Ok(Self { keks, secret })
+    }
+
+    /// Load the keys, creating the directory with fresh keys first when it does not exist
+    /// (development only).
+    pub fn load_or_create(dir: &Path) -> Result<Self, KeysError> {
+        if !dir.join("kek-active").exists() {
+            Self::create(dir)?;
+        }
+        Self::load(dir)
+    }
+
+    fn create(dir: &Path) -> Result<(), KeysError> {
+        let io = |source| KeysError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let id = format!("kek-{}", chrono::Utc::now().format("%Y%m%d"));
+        let fresh = || {
+            DataKey::generate()
+                .map(|k| k.sse_c_key_base64())
+                .map_err(|e| invalid(dir, e.to_string()))
+        };
+        write_private(&dir.join(format!("kek.{id}")), fresh()?.as_bytes())?;
+        write_private(&dir.join("data-secret"), fresh()?.as_bytes())?;
+        write_private(&dir.join("kek-active"), id.as_bytes())
+    }
+
+    /// The secret that signs tokens and derives pseudonym keys.
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeysError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| KeysError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_keys_load_again_and_bad_files_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = DataKeys::load_or_create(&dir.path().join("keys")).expect("create");
+        let again = DataKeys::load(&dir.path().join("keys")).expect("load");
+        use serre_operator::crypto::KeyWrapper;
+        assert_eq!(keys.secret(), again.secret());
+        assert_eq!(keys.keks.key_id(), again.keks.key_id());
+
+        std::fs::write(dir.path().join("keys/data-secret"), "c2hvcnQ=").expect("write");
+        let err = DataKeys::load(&dir.path().join("keys")).expect_err("short secret");
+        assert!(err.to_string().contains("data-secret"), "{err}");
+        let missing = DataKeys::load(&dir.path().join("nope")).expect_err("missing");
+        assert!(missing.to_string().contains("kek-active"), "{missing}");
+    }
+}

@@ -1,0 +1,425 @@
+//! `/v1/grants`: tenant admins grant a dataset version's anonymised view to a sandbox or a
+//! vendor; grantees read it as Parquet (ranges) or Arrow IPC, or through Delta Sharing
+//! with the profile from `/v1/grants/{id}/profile`.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use super::serve::{ServeFormat, serve_view};
+use super::{AppState, Body, Ctx};
+use crate::authz::{Action, Resource};
+use crate::error::{ApiError, ErrorBody};
+use crate::grants::tokens::{self, Claims, Kind};
+use crate::grants::view::GrantView;
+use crate::grants::{self, CreateGrant, Grantee, SANDBOX, VENDOR};
+use crate::sandboxes::FieldIssue;
+use crate::store::{GrantRow, timestamp};
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("grant {id:?} not found"))
+}
+
+/// The principals a grant names: its vendor, or its sandbox's vendors.
+pub async fn readers(app: &AppState, g: &GrantRow) -> Result<Vec<String>, ApiError> {
+    if g.grantee_kind == VENDOR {
+        return Ok(vec![g.grantee.clone()]);
+    }
+    Ok(app
+        .store
+        .get_sandbox(&g.grantee)
+        .await?
+        .map(|r| r.vendor_subjects())
+        .unwrap_or_default())
+}
+
+/// Load a grant and authorize `action`: missing and foreign both answer 404.
+pub async fn load_authorized(
+    app: &AppState,
+    ctx: &Ctx,
+    action: Action,
+    id: &str,
+) -> Result<GrantRow, ApiError> {
+    let Some(g) = app.store.get_grant(id).await? else {
+        app.record_missing(ctx, action, format!("Grant::{id:?}"))
+            .await?;
+        return Err(not_found(id));
+    };
+    let readers = readers(app, &g).await?;
+    let resource = Resource::Grant {
+        id: &g.id,
+        tenant: &g.tenant,
+        readers: &readers,
+        to_sandbox: g.grantee_kind == SANDBOX,
+    };
+    app.authorize(ctx, action, &resource, || not_found(id))
+        .await?;
+    Ok(g)
+}
+
+/// Refuse a revoked or expired grant with 403 and the reason.
+pub fn ensure_active(g: &GrantRow) -> Result<(), ApiError> {
+    match grants::inactive_reason(g, Utc::now()) {
+        None => Ok(()),
+        Some(reason) => Err(ApiError::Forbidden(reason)),
+    }
+}
+
+/// Grant a dataset version's view (tenant admins of the dataset's tenant). The view is
+/// materialised, encrypted and stored before the grant is recorded.
+#[utoipa::path(
+    post, path = "/v1/grants", tag = "grants",
+    request_body = CreateGrant,
+    responses(
+        (status = 201, description = "Granted; the view is materialised", body = GrantView),
+        (status = 403, description = "Not a tenant admin of the dataset's tenant", body = ErrorBody),
+        (status = 404, description = "Unknown dataset, version or sandbox", body = ErrorBody),
+        (status = 422, description = "Invalid grant, recipe or row filter; k-anonymity not reached", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(app): State<AppState>,
+    ctx: Ctx,
+    Body(req): Body<CreateGrant>,
+) -> Result<Response, ApiError> {
+    // -- Validation (what needs no dataset)
+    let now = Utc::now();
+    let issues = grants::validate(&req, now, app.data.config.max_grant_days);
+    if !issues.is_empty() {
+        return Err(ApiError::Validation(issues));
+    }
+
+    // -- Authorization on the dataset (404 when missing or foreign)
+    let Some(dataset) = app.store.get_dataset(&req.dataset_id).await? else {
+        app.record_missing(
+            &ctx,
+            Action::GrantCreate,
+            format!("Dataset::{:?}", req.dataset_id),
+        )
+        .await?;
+        return Err(ApiError::NotFound(format!(
+            "dataset {:?} not found",
+            req.dataset_id
+        )));
+    };
+    let resource = Resource::Dataset {
+        id: &dataset.id,
+        tenant: &dataset.tenant,
+        classification: &dataset.classification,
+    };
+    app.authorize(&ctx, Action::GrantCreate, &resource, || {
+        ApiError::NotFound(format!("dataset {:?} not found", req.dataset_id))
+    })
+    .await?;
+
+    // -- Validation against the dataset, the version and the grantee
+    let versions = app.store.list_versions(&dataset.id).await?;
+    let live = |v: &&crate::store::VersionRow| v.deleted_at.is_none();
+    let version = match req.version {
+        Some(n) => versions.iter().find(|v| v.version == n).filter(live),
+        None => versions.iter().rev().find(live),
+    }
+    .ok_or_else(|| {
+        ApiError::Validation(vec![FieldIssue::new(
+            "version",
+            "exists",
+            "no such live version of this dataset",
+        )])
+    })?;
+    let (kind, grantee, sandbox_vendors) = match &req.grantee {
+        Grantee::Vendor(v) => (VENDOR, v.clone(), 0),
+        Grantee::Sandbox(s) => match app.store.get_sandbox(s).await? {
+            Some(r) if r.row.tenant == dataset.tenant => (SANDBOX, s.clone(), r.members.len()),
+            _ => {
+                return Err(ApiError::Validation(vec![FieldIssue::new(
+                    "grantee.sandbox",
+                    "exists",
+                    format!("tenant {:?} has no sandbox {s:?}", dataset.tenant),
+                )]));
+            }
+        },
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    let blob = crate::blobs::BlobRef {
+        key: version.object_key.clone(),
+        wrapped_key: version.wrapped_key.clone(),
+        plain_size: u64::try_from(version.size).unwrap_or(0),
+    };
+    let reader = app.data.blobs.open_reader(&blob).await?;
+    let schema = grants::parquet_schema(&reader)?;
+    let spec = grants::spec(
+        &req.columns,
+        &req.recipe,
+        req.row_filter.as_deref(),
+        &schema,
+        app.data.secret(),
+        &id,
+    )?;
+
+    // -- Business logic: materialise (with the k-anonymity check), store, record.
+    let out = app.data.temp_file(".view.parquet");
+    let path = out.path().to_owned();
+    let check_k = grants::needs_k(&dataset.classification, kind == VENDOR, sandbox_vendors)
+        .then_some(app.data.config.min_k);
+    let recipe = req.recipe.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        if let Some(min_k) = check_k {
+            let preview = crate::data::kanon_preview(reader.clone(), &spec)?;
+            grants::check_k(&recipe, &preview, min_k)?;
+        }
+        grants::materialise_to(reader, &spec, &path)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("materialisation task: {e}")))??;
+    let key = format!("tenants/{}/grants/{id}/view.parquet", dataset.tenant);
+    let stored = app.data.blobs.put_file(&key, out.path()).await?;
+    let row = GrantRow {
+        id: id.clone(),
+        tenant: dataset.tenant.clone(),
+        dataset_id: dataset.id.clone(),
+        version: version.version,
+        grantee_kind: kind.to_owned(),
+        grantee,
+        columns_json: json!(req.columns).to_string(),
+        recipe_json: serde_json::to_string(&req.recipe).unwrap_or_default(),
+        row_filter: req.row_filter.clone(),
+        purpose: req.purpose.trim().to_owned(),
+        expires_at: timestamp(req.expires_at),
+        created_by: ctx.caller.principal.subject.clone(),
+        created_at: timestamp(now),
+        revoked_at: None,
+        revoked_by: None,
+        pseudonym_key: "derived:hmac-sha256(data-secret, grant id)".to_owned(),
+        view_key: stored.key.clone(),
+        view_wrapped_key: stored.wrapped_key,
+        view_size: i64::try_from(stored.plain_size).unwrap_or(i64::MAX),
+        view_sha256: stored.sha256,
+        view_rows: i64::try_from(report.rows_out).unwrap_or(i64::MAX),
+        view_schema_json: crate::data::schema_json(&report.schema).to_string(),
+        kanon_json: serde_json::to_string(&report.kanon).unwrap_or_default(),
+    };
+    if let Err(e) = app.store.insert_grant(&row).await {
+        let _ = app.data.blobs.delete(&stored.key).await;
+        return Err(e.into());
+    }
+    app.record(
+        &ctx,
+        "grant.created",
+        format!("Grant::{id:?}"),
+        Some(&row.tenant),
+        json!({ "dataset": row.dataset_id, "version": row.version, "grantee": row.grantee,
+                "granteeKind": row.grantee_kind, "columns": req.columns,
+                "rowFilter": row.row_filter, "purpose": row.purpose,
+                "expiresAt": row.expires_at, "rows": row.view_rows,
+                "kAnonymity": report.kanon }),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(GrantView::new(&row, now))).into_response())
+}
+
+/// Grants the caller may see: its tenants' and those that name it.
+#[utoipa::path(
+    get, path = "/v1/grants", tag = "grants",
+    responses((status = 200, body = Vec<GrantView>), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list(State(app): State<AppState>, ctx: Ctx) -> Result<Json<Vec<GrantView>>, ApiError> {
+    let now = Utc::now();
+    let mut out = Vec::new();
+    for g in app.store.list_grants().await? {
+        let readers = readers(&app, &g).await?;
+        let resource = Resource::Grant {
+            id: &g.id,
+            tenant: &g.tenant,
+            readers: &readers,
+            to_sandbox: g.grantee_kind == SANDBOX,
+        };
+        if app
+            .authz
+            .decide(&ctx.caller, Action::GrantRead, &resource)?
+            .allowed
+        {
+            out.push(GrantView::new(&g, now));
+        }
+    }
+    Ok(Json(out))
+}
+
+#[utoipa::path(
+    get, path = "/v1/grants/{id}", tag = "grants",
+    params(("id" = String, Path)),
+    responses((status = 200, body = GrantView), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_one(
+    State(app): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Json<GrantView>, ApiError> {
+    let g = load_authorized(&app, &ctx, Action::GrantRead, &id).await?;
+    Ok(Json(GrantView::new(&g, Utc::now())))
+}
+
+/// Revoke a grant: from now on its data, profile tokens and file links answer 403.
+#[utoipa::path(
+    delete, path = "/v1/grants/{id}", tag = "grants",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "Revoked", body = GrantView),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Already revoked", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn revoke(
+    State(app): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Json<GrantView>, ApiError> {
+    let g = load_authorized(&app, &ctx, Action::GrantRevoke, &id).await?;
+    let now = Utc::now();
+    let by = &ctx.caller.principal.subject;
+    if !app.store.revoke_grant(&id, by, &timestamp(now)).await? {
+        return Err(ApiError::Conflict(format!(
+            "grant {id:?} is already revoked"
+        )));
+    }
+    app.record(
+        &ctx,
+        "grant.revoked",
+        format!("Grant::{id:?}"),
+        Some(&g.tenant),
+        json!({}),
+    )
+    .await?;
+    if let Err(e) = app.data.blobs.delete(&g.view_key).await {
+        tracing::warn!(error = %e, "revoked grant's view not removed; it stays encrypted");
+    }
+    let g = app
+        .store
+        .get_grant(&id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(Json(GrantView::new(&g, now)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DataParams {
+    /// `parquet` (default; supports Range) or `arrow` (Arrow IPC stream).
+    format: Option<String>,
+}
+
+/// The grant's view, as Parquet (with HTTP range requests) or as an Arrow IPC stream.
+#[utoipa::path(
+    get, path = "/v1/grants/{id}/data", tag = "grants",
+    params(("id" = String, Path), DataParams),
+    responses(
+        (status = 200, description = "The whole view", content_type = "application/vnd.apache.parquet"),
+        (status = 206, description = "A byte range of the Parquet view"),
+        (status = 403, description = "Revoked or expired grant, or not a reader", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 416, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn data(
+    State(app): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    params: Result<Query<DataParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest {
+        code: "invalid_query",
+        message: e.body_text(),
+    })?;
+    let format = match params.format.as_deref() {
+        None | Some("parquet") => ServeFormat::Parquet,
+        Some("arrow") => ServeFormat::ArrowStream,
+        Some(other) => {
+            return Err(ApiError::Validation(vec![FieldIssue::new(
+                "format",
+                "one_of",
+                format!("{other:?} is not parquet or arrow"),
+            )]));
+        }
+    };
+    let g = load_authorized(&app, &ctx, Action::GrantData, &id).await?;
+    ensure_active(&g)?;
+    serve_view(
+        &app,
+        &g,
+        &ctx.caller.principal.subject,
+        &ctx.request_id,
+        format,
+        &headers,
+    )
+    .await
+}
+
+/// A Delta Sharing profile file for this grant.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    pub share_credentials_version: u32,
+    pub endpoint: String,
+    pub bearer_token: String,
+    pub expiration_time: String,
+}
+
+/// A Delta Sharing profile (endpoint and a bearer token scoped to this grant, valid until
+/// the grant's expiry or the profile lifetime, whichever comes first).
+#[utoipa::path(
+    get, path = "/v1/grants/{id}/profile", tag = "grants",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = Profile),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn profile(
+    State(app): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Json<Profile>, ApiError> {
+    let g = load_authorized(&app, &ctx, Action::GrantData, &id).await?;
+    ensure_active(&g)?;
+    let grant_exp = chrono::DateTime::parse_from_rfc3339(&g.expires_at)
+        .map(|t| t.timestamp())
+        .unwrap_or(0);
+    let ttl = i64::try_from(app.data.config.profile_ttl.as_secs()).unwrap_or(i64::MAX);
+    let exp = grant_exp.min(Utc::now().timestamp().saturating_add(ttl));
+    let claims = Claims {
+        g: g.id.clone(),
+        sub: ctx.caller.principal.subject.clone(),
+        exp,
+    };
+    let token = tokens::sign(app.data.secret(), Kind::Profile, &claims);
+    app.record(
+        &ctx,
+        "grant.profile.issued",
+        format!("Grant::{id:?}"),
+        Some(&g.tenant),
+        json!({ "expiresAt": exp }),
+    )
+    .await?;
+    let expiration = chrono::DateTime::from_timestamp(exp, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    Ok(Json(Profile {
+        share_credentials_version: 1,
+        endpoint: format!("{}/delta-sharing", app.data.public_url()),
+        bearer_token: token,
+        expiration_time: expiration,
+    }))
+}
