@@ -5,7 +5,7 @@
 # Garage built once and cached under ~/.cache/serre), starts one control plane shared
 # by every test binary, then runs: generated-manifest drift check, cargo fmt check,
 # the Rust tests of the whole workspace (unit, real control plane, real Garage, real
-# PostgreSQL and OpenID provider), and the Helm chart checks.
+# PostgreSQL and OpenID provider, the PyPI Delta Sharing client), and the Helm chart checks.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -23,6 +23,10 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+step "Python Delta Sharing client (PyPI delta-sharing, used by api/tests/datasets.rs)"
+python3 -c 'import delta_sharing' 2>/dev/null ||
+  python3 -m pip install -q --disable-pip-version-check delta-sharing==1.4.2
 
 step "Kubernetes control plane binaries (cached)"
 deploy/dev/control-plane.sh build
