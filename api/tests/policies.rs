@@ -57,6 +57,23 @@ fn decision_table() {
     };
     let ee = Resource::Tenant("est-ensemble");
     let platform = Resource::Platform;
+    let residents = Resource::Dataset {
+        id: "residents",
+        tenant: "est-ensemble",
+        classification: "personal",
+    };
+    let to_vera = Resource::Grant {
+        id: "g-vera",
+        tenant: "est-ensemble",
+        readers: &vendors,
+        to_sandbox: false,
+    };
+    let to_sandbox = Resource::Grant {
+        id: "g-sandbox",
+        tenant: "est-ensemble",
+        readers: &[],
+        to_sandbox: true,
+    };
 
     use Action::*;
     // (who, caller, action, resource, allowed, deciding policies)
@@ -399,6 +416,127 @@ fn decision_table() {
             true,
             &["metropole-admin"],
         ),
+        // Datasets and grants.
+        (
+            "member uploads",
+            &bob,
+            DatasetCreate,
+            &ee,
+            true,
+            &["member-use-datasets"],
+        ),
+        (
+            "member reads a dataset",
+            &bob,
+            DatasetRead,
+            &residents,
+            true,
+            &["member-read-dataset"],
+        ),
+        (
+            "member cannot grant",
+            &bob,
+            GrantCreate,
+            &residents,
+            false,
+            &[],
+        ),
+        (
+            "tenant admin grants",
+            &alice,
+            GrantCreate,
+            &residents,
+            true,
+            &["tenant-admin-grants"],
+        ),
+        (
+            "tenant admin deletes a version",
+            &alice,
+            DatasetVersionDelete,
+            &residents,
+            true,
+            &["tenant-admin-grants"],
+        ),
+        (
+            "other tenant's admin cannot see the dataset",
+            &mallory,
+            DatasetRead,
+            &residents,
+            false,
+            &["tenant-isolation-dataset"],
+        ),
+        (
+            "vendor cannot see the dataset",
+            &vera,
+            DatasetRead,
+            &residents,
+            false,
+            &["tenant-isolation-dataset"],
+        ),
+        (
+            "vendor reads its grant's data",
+            &vera,
+            GrantData,
+            &to_vera,
+            true,
+            &["vendor-use-grant"],
+        ),
+        (
+            "vendor cannot revoke",
+            &vera,
+            GrantRevoke,
+            &to_vera,
+            false,
+            &[],
+        ),
+        (
+            "another vendor does not see the grant",
+            &nobody,
+            GrantRead,
+            &to_vera,
+            false,
+            &["tenant-isolation-grant"],
+        ),
+        (
+            "member cannot read a vendor grant's data",
+            &bob,
+            GrantData,
+            &to_vera,
+            false,
+            &[],
+        ),
+        (
+            "member reads a sandbox grant's data",
+            &bob,
+            GrantData,
+            &to_sandbox,
+            true,
+            &["member-read-sandbox-grant-data"],
+        ),
+        (
+            "tenant admin reads and revokes",
+            &alice,
+            GrantRevoke,
+            &to_vera,
+            true,
+            &["tenant-admin-manage-grant"],
+        ),
+        (
+            "Métropole admin sees a grant",
+            &mgp,
+            GrantRead,
+            &to_vera,
+            true,
+            &["metropole-admin"],
+        ),
+        (
+            "Métropole admin may not read a tenant's data",
+            &mgp,
+            GrantData,
+            &to_vera,
+            false,
+            &["grant-data-only-to-named-readers"],
+        ),
     ];
 
     let mut failures = Vec::new();
@@ -437,6 +575,20 @@ fn every_action_is_in_the_schema() {
                 tenant: "t",
                 created_by: "u",
                 vendors: &vendors,
+            },
+            Action::DatasetRead
+            | Action::DatasetVersionCreate
+            | Action::DatasetVersionDelete
+            | Action::GrantCreate => Resource::Dataset {
+                id: "d",
+                tenant: "t",
+                classification: "personal",
+            },
+            Action::GrantRead | Action::GrantRevoke | Action::GrantData => Resource::Grant {
+                id: "g",
+                tenant: "t",
+                readers: &vendors,
+                to_sandbox: false,
             },
             _ => Resource::Tenant("t"),
         };
