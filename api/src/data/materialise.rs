@@ -8,10 +8,9 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Schema, SchemaRef};
+use arrow_schema::{DataType, SchemaRef};
 use arrow_select::filter::filter_record_batch;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
@@ -22,69 +21,10 @@ use parquet::file::reader::ChunkReader;
 
 use super::anonymise::{Pseudonymiser, apply_rule, output_field};
 use super::kanon::{ClassCounter, KAnonymityReport};
-use super::recipe::{ColumnRule, Recipe};
+use super::recipe::ColumnRule;
 use super::source::{BATCH_ROWS, Shared, read_error, write_error, writer};
-use super::{DataError, PseudonymKey, Result, RowFilter};
-
-/// What a grant releases.
-#[derive(Debug)]
-pub struct ViewSpec {
-    /// Projection, in output order.
-    pub columns: Vec<String>,
-    /// Rows kept; may read columns outside the projection.
-    pub filter: Option<RowFilter>,
-    pub recipe: Recipe,
-    pub key: PseudonymKey,
-}
-
-/// What a materialisation produced.
-#[derive(Debug, Clone)]
-pub struct ViewReport {
-    /// Rows in the dataset.
-    pub rows_in: u64,
-    /// Rows that pass the filter.
-    pub rows_matched: u64,
-    /// Rows written (after suppression).
-    pub rows_out: u64,
-    pub schema: SchemaRef,
-    pub kanon: KAnonymityReport,
-}
-
-impl ViewSpec {
-    /// Check the projection and the recipe against the dataset's schema and return the
-    /// view's schema.
-    pub fn output_schema(&self, schema: &Schema) -> Result<SchemaRef> {
-        self.recipe.validate(schema)?;
-        let mut seen = BTreeSet::new();
-        let mut fields = Vec::with_capacity(self.columns.len());
-        for name in &self.columns {
-            let Ok(field) = schema.field_with_name(name) else {
-                return Err(DataError::InvalidRecipe(format!(
-                    "view column \"{name}\" is not in the dataset"
-                )));
-            };
-            if !seen.insert(name) {
-                return Err(DataError::InvalidRecipe(format!(
-                    "view column \"{name}\" is listed twice"
-                )));
-            }
-            fields.extend(output_field(field, self.recipe.rule(name)));
-        }
-        for qi in &self.recipe.quasi_identifiers {
-            if !seen.contains(qi) {
-                return Err(DataError::InvalidRecipe(format!(
-                    "quasi-identifier \"{qi}\" is not among the view's columns"
-                )));
-            }
-        }
-        if fields.is_empty() {
-            return Err(DataError::InvalidRecipe(
-                "the view has no column left".into(),
-            ));
-        }
-        Ok(Arc::new(Schema::new(fields)))
-    }
-}
+use super::view::{ViewReport, ViewSpec};
+use super::{DataError, Result, RowFilter};
 
 /// Everything both passes share.
 struct Plan<'a, R> {

@@ -12,6 +12,7 @@
 //! * [`kanon`]: counts equivalence classes over the quasi-identifiers (k-anonymity).
 //! * [`materialise`]: streams a dataset through projection, filter, recipe and suppression
 //!   into a new Parquet file; [`materialise::kanon_preview`] runs the counting pass only.
+//! * [`view`]: the view a grant releases ([`ViewRequest`] as JSON, [`ViewSpec`] checked).
 //!
 //! Column types the engine names in its messages and in [`ingest::schema_json`]:
 //! `string`, `int64`, `float64`, `boolean`, `date`, `timestamp`; any other Arrow type read
@@ -24,6 +25,7 @@ pub mod kanon;
 pub mod materialise;
 pub mod recipe;
 mod source;
+pub mod view;
 
 pub use anonymise::PseudonymKey;
 pub use filter::RowFilter;
@@ -31,8 +33,9 @@ pub use ingest::{
     ColumnType, CsvOptions, IngestLimits, IngestReport, ingest_csv, ingest_parquet, schema_json,
 };
 pub use kanon::KAnonymityReport;
-pub use materialise::{ViewReport, ViewSpec, kanon_preview, materialise};
+pub use materialise::{kanon_preview, materialise};
 pub use recipe::{ColumnRule, DateUnit, Generalisation, Recipe};
+pub use view::{ViewReport, ViewRequest, ViewSpec, dataset_schema};
 
 /// Every failure of the data engine. Messages are written for the data team that uploaded
 /// the file or wrote the grant: they name the line, row group and column where known.

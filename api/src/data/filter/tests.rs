@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray};
-use arrow_schema::Field;
+use arrow_schema::{DataType, Field};
 
 use super::*;
 

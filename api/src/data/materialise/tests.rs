@@ -7,6 +7,8 @@ use bytes::Bytes;
 use super::*;
 use crate::data::tests::read_back;
 use crate::data::{CsvOptions, IngestLimits, ingest_csv};
+use crate::data::{PseudonymKey, Recipe};
+use arrow_schema::Schema;
 
 const ROWS: i64 = 70_000;
 

@@ -309,3 +309,9 @@ fn nested_parquet_columns_are_refused() {
     assert_eq!(err.category(), "invalid_schema");
     assert!(err.to_string().contains("\"tags\""), "{err}");
 }
+
+#[test]
+fn byte_order_mark_is_not_part_of_the_first_name() {
+    let (report, _) = csv("\u{feff}id,name\n1,a\n", &CsvOptions::default()).expect("valid CSV");
+    assert_eq!(report.schema.field(0).name(), "id");
+}
