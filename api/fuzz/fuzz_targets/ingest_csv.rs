@@ -1,0 +1,14 @@
+//! CSV upload: any input gives Ok (readable Parquet, row count as reported) or a DataError.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use serre_api::data::{CsvOptions, IngestLimits, ingest_csv};
+
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|input: &[u8]| {
+    let mut out = Vec::new();
+    let result = ingest_csv(input, &CsvOptions::default(), &mut out, &IngestLimits::default());
+    common::check(result, out);
+});
