@@ -18,10 +18,11 @@
 //! - [`BlobStore::get_stream`]: the whole plaintext, decrypted as it streams.
 //! - [`BlobStore::open_reader`]: a [`DecryptingReader`] for the parquet crate.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -46,6 +47,8 @@ pub use reader::DecryptingReader;
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Longest accepted key, in bytes (S3's limit).
 const MAX_KEY_LEN: usize = 1024;
+/// Blobs whose segment opener (derived key and layout) is kept for range reads.
+const CACHED_OPENERS: usize = 64;
 /// Above this many encrypted bytes, range decryption moves to a blocking thread.
 const INLINE_DECRYPT_MAX: u64 = 1024 * 1024;
 
@@ -134,6 +137,10 @@ struct Inner {
     store: Arc<dyn ObjectStore>,
     backend: Backend,
     keks: KekRing,
+    /// Openers of recently range-read blobs (most recent last), so repeated range reads
+    /// skip the header request. Keyed by key and wrapped key: a blob stored again has
+    /// a new data key, so a stale entry is never used for it.
+    openers: Mutex<VecDeque<(String, String, Arc<SegmentOpener>)>>,
 }
 
 enum Backend {
@@ -235,6 +242,7 @@ impl BlobStore {
                 store,
                 backend,
                 keks,
+                openers: Mutex::new(VecDeque::with_capacity(CACHED_OPENERS)),
             }),
         })
     }
@@ -275,13 +283,29 @@ impl BlobStore {
         })
     }
 
-    /// Layout of the stored object and an opener for its segments; checks the
-    /// recorded plaintext size.
-    async fn open_remote(
+    /// An opener for the stored object's segments (its layout inside), from the cache
+    /// or from the object's header; checks the recorded plaintext size.
+    async fn opener_for(
         &self,
         blob: &BlobRef,
         path: &Path,
-    ) -> Result<(EncryptedLayout, SegmentOpener), BlobError> {
+    ) -> Result<Arc<SegmentOpener>, BlobError> {
+        let cached = {
+            let mut openers = self.inner.openers.lock().expect("opener cache");
+            let hit = openers
+                .iter()
+                .position(|(k, w, _)| *k == blob.key && *w == blob.wrapped_key);
+            hit.and_then(|i| openers.remove(i)).inspect(|entry| {
+                openers.push_back(entry.clone());
+            })
+        };
+        if let Some((_, _, opener)) = cached {
+            let plain_len = opener.layout().plain_len();
+            if plain_len != blob.plain_size {
+                return Err(size_mismatch(&blob.key, blob.plain_size, plain_len));
+            }
+            return Ok(opener);
+        }
         let data_key = self.data_key(blob)?;
         let head = self
             .inner
@@ -300,7 +324,14 @@ impl BlobStore {
             .bytes()
             .await
             .map_err(|e| BlobError::from_store(&blob.key, e))?;
-        layout_and_opener(blob, &data_key, &header, encrypted_len)
+        let (_, opener) = layout_and_opener(blob, &data_key, &header, encrypted_len)?;
+        let opener = Arc::new(opener);
+        let mut openers = self.inner.openers.lock().expect("opener cache");
+        if openers.len() == CACHED_OPENERS {
+            openers.pop_front();
+        }
+        openers.push_back((blob.key.clone(), blob.wrapped_key.clone(), opener.clone()));
+        Ok(opener)
     }
 
     /// Plaintext bytes `range` of a stored blob. Fetches the header and only the
@@ -311,8 +342,9 @@ impl BlobStore {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let (layout, opener) = self.open_remote(blob, &path).await?;
-        let (_, bytes) = layout
+        let opener = self.opener_for(blob, &path).await?;
+        let (_, bytes) = opener
+            .layout()
             .segments_for(range.clone())
             .map_err(|e| BlobError::from_crypto(&blob.key, e))?;
         let fetched = self
@@ -324,7 +356,7 @@ impl BlobStore {
         let key = blob.key.clone();
         let decrypt = move || {
             opener
-                .decrypt_range(&layout, range, &fetched)
+                .decrypt_range(opener.layout(), range, &fetched)
                 .map(Bytes::from)
                 .map_err(|e| BlobError::from_crypto(&key, e))
         };
@@ -414,6 +446,11 @@ impl BlobStore {
     /// Delete the blob stored under `key`; a missing blob is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
         let path = validate_key(key)?;
+        self.inner
+            .openers
+            .lock()
+            .expect("opener cache")
+            .retain(|(k, _, _)| k != key);
         match self.inner.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(BlobError::Store(e)),

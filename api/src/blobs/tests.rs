@@ -348,6 +348,73 @@ async fn keys_ranges_missing_blobs_and_delete() {
     }
 }
 
+#[tokio::test]
+async fn range_reads_reuse_the_opener_and_see_new_versions() {
+    let fx = Fixture::new();
+    let key = "tenants/a/datasets/r/v1.parquet";
+    let first = plaintext(2 * SEG + 9);
+    let blob = fx.put(key, &first).await.blob_ref();
+    let s = SEG as u64;
+    assert_eq!(
+        &fx.store.get_range(&blob, s..s + 4).await.unwrap()[..],
+        &first[SEG..SEG + 4]
+    );
+
+    // The header is not read again: a damaged header goes unnoticed by this store's
+    // next range read (the segments are still authenticated)…
+    let path = fx.stored_path(key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        &fx.store.get_range(&blob, 0..4).await.unwrap()[..],
+        &first[..4]
+    );
+    // …while a store without the cached opener reads the header and refuses it.
+    let fresh = BlobStore::new(
+        BlobBackend::Local {
+            dir: fx.dir.path().join("blobs"),
+        },
+        KekRing::new(Kek::generate("unused").unwrap(), vec![]).unwrap(),
+    )
+    .unwrap();
+    assert!(fresh.get_range(&blob, 0..4).await.is_err());
+    // The recorded size is still checked on a cache hit.
+    let wrong = BlobRef {
+        plain_size: blob.plain_size + 1,
+        ..blob.clone()
+    };
+    assert_eq!(
+        fx.store
+            .get_range(&wrong, 0..4)
+            .await
+            .unwrap_err()
+            .category(),
+        "integrity"
+    );
+
+    // Stored again under the same key: a new data key, so a new opener.
+    let second = plaintext(3 * SEG)
+        .into_iter()
+        .map(|b| !b)
+        .collect::<Vec<_>>();
+    let blob2 = fx.put(key, &second).await.blob_ref();
+    assert_ne!(blob2.wrapped_key, blob.wrapped_key);
+    assert_eq!(
+        &fx.store.get_range(&blob2, s..s + 4).await.unwrap()[..],
+        &second[SEG..SEG + 4]
+    );
+    // The old reference no longer opens (its data key does not match the object).
+    assert_eq!(
+        fx.store
+            .get_range(&blob, s..s + 4)
+            .await
+            .unwrap_err()
+            .category(),
+        "integrity"
+    );
+}
+
 #[test]
 fn debug_output_hides_secrets() {
     let backend = BlobBackend::S3 {
