@@ -42,7 +42,19 @@ fn start_node() -> PathBuf {
         return PathBuf::from(dir);
     }
     let pid = std::process::id();
-    let dir = std::env::temp_dir().join(format!("serre-api-garage-{pid}"));
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    // State of earlier runs whose process is gone (their node stopped with them).
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let old_pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("serre-api-garage-"))
+            .and_then(|p| p.parse::<u32>().ok());
+        if old_pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = root.join(format!("serre-api-garage-{pid}"));
     // Ports away from the operator tests' (40000 + …).
     let base = 50000 + (pid % 2000) * 5;
     let status = Command::new(script())
