@@ -13,8 +13,8 @@
 //!
 //! - [`BlobStore::put_file`]: encrypts on a blocking thread while the upload runs
 //!   (bounded memory: a single PUT below [`PART_SIZE`], multipart above).
-//! - [`BlobStore::get_range`]: fetches the header and only the segments that cover the
-//!   range.
+//! - [`BlobStore::get_range`]: fetches only the segments that cover the range (and the
+//!   header, the first time a blob is read: its opener is then cached).
 //! - [`BlobStore::get_stream`]: the whole plaintext, decrypted as it streams.
 //! - [`BlobStore::open_reader`]: a [`DecryptingReader`] for the parquet crate.
 
@@ -41,7 +41,7 @@ mod reader;
 mod upload;
 
 pub use error::BlobError;
-pub use reader::DecryptingReader;
+pub use reader::{DecryptingReader, PlainCursor};
 
 /// Size of a multipart upload part, and the size below which a blob goes up in one PUT.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
