@@ -88,7 +88,12 @@ run_wrk() { # name path token
 if [ "$ISSUER_KIND" = oidc ]; then
   SERRE_OIDC_PORT=$OIDC_PORT SERRE_OIDC_TOKEN_TTL=7200 "$ROOT/deploy/dev/oidc-provider.sh" start "$WORK/idp"
   ISSUER=$(cat "$WORK/idp/issuer")
-  IDENTITY=(--oidc-issuer "$ISSUER")
+  IDENTITY=(--oidc-issuer "$ISSUER" --data-keys-dir "$WORK/data-keys")
+  # Production mode needs the dataset keys (unused by this benchmark).
+  mkdir -m 700 "$WORK/data-keys"
+  printf kek-bench >"$WORK/data-keys/kek-active"
+  openssl rand -base64 32 >"$WORK/data-keys/kek.kek-bench"
+  openssl rand -base64 32 >"$WORK/data-keys/data-secret"
 else
   IDENTITY=(--environment development --dev-issuer)
 fi

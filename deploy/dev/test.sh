@@ -5,7 +5,8 @@
 # Garage built once and cached under ~/.cache/serre), starts one control plane shared
 # by every test binary, then runs: generated-manifest drift check, cargo fmt check,
 # the Rust tests of the whole workspace (unit, real control plane, real Garage, real
-# PostgreSQL and OpenID provider, the PyPI Delta Sharing client), and the Helm chart checks.
+# PostgreSQL and OpenID provider, the PyPI Delta Sharing client), the Helm chart checks,
+# and a brief cargo-fuzz run of the dataset ingest (deploy/dev/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -60,9 +61,19 @@ step "Helm chart checks"
 chart=0
 KUBECONFIG=$SERRE_TEST_KUBECONFIG deploy/dev/chart-check.sh || chart=$?
 
+step "Fuzzing the dataset ingest briefly (cargo fuzz, ${SERRE_FUZZ_SECONDS:-20} s per target)"
+fuzz=0
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  deploy/dev/fuzz.sh "${SERRE_FUZZ_SECONDS:-20}" || fuzz=$?
+else
+  echo "fuzz: no nightly toolchain on this machine; fuzzing NOT run" >&2
+  fuzz=skipped
+fi
+
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$WORK/cargo-test.log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$WORK/cargo-test.log" | awk '{s+=$6} END {print s+0}')
 echo
 echo "chart checks: $([ $chart -eq 0 ] && echo ok || echo FAILED)"
+echo "fuzzing: $(case $fuzz in 0) echo ok ;; skipped) echo 'not run (no nightly toolchain)' ;; *) echo FAILED ;; esac)"
 echo "tests: $passed passed, $failed failed"
-[ "$status" -eq 0 ] && [ "$chart" -eq 0 ]
+[ "$status" -eq 0 ] && [ "$chart" -eq 0 ] && { [ "$fuzz" = 0 ] || [ "$fuzz" = skipped ]; }

@@ -373,6 +373,12 @@ impl Gateway {
                 "--environment".into(),
                 "development".into(),
             ]);
+        } else {
+            // Production refuses to start without data keys: give it a directory, as an
+            // operator would (a mounted Secret).
+            let keys = data_dir.join("data-keys");
+            serre_api::datasets::DataKeys::load_or_create(&keys).expect("data keys");
+            args.extend(["--data-keys-dir".into(), keys.display().to_string()]);
         }
         if let Some(i) = setup.oidc_issuer {
             args.extend(["--oidc-issuer".into(), i]);
