@@ -10,12 +10,12 @@ use std::collections::BTreeSet;
 use std::io::Write;
 
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::{ArrowError, DataType, SchemaRef};
 use arrow_select::filter::filter_record_batch;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder,
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowFilter as ParquetRowFilter,
 };
 use parquet::file::reader::ChunkReader;
 
@@ -75,33 +75,55 @@ impl<'a, R: ChunkReader + 'static> Plan<'a, R> {
     /// Batches of the filtered rows with the named columns (plus the filter's).
     fn read(&self, columns: &BTreeSet<&str>) -> Result<FilteredBatches> {
         let schema = self.metadata.schema();
-        let mut wanted: BTreeSet<&str> = columns.clone();
+        let descr = self.metadata.metadata().file_metadata().schema_descr();
+        let mask = |names: &BTreeSet<&str>| {
+            let indices = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| names.contains(f.name().as_str()))
+                .map(|(i, _)| i);
+            ProjectionMask::roots(descr, indices)
+        };
         let filter_columns = self
             .spec
             .filter
             .as_ref()
             .map(RowFilter::columns)
             .unwrap_or_default();
-        wanted.extend(filter_columns.iter().map(String::as_str));
-        let indices = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| wanted.contains(f.name().as_str()))
-            .map(|(i, _)| i);
-        let descr = self.metadata.metadata().file_metadata().schema_descr();
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+        let filter_names: BTreeSet<&str> = filter_columns.iter().map(String::as_str).collect();
+        // Rows are counted through a column: never read zero columns.
+        let mut wanted = columns.clone();
+        if wanted.is_empty() {
+            wanted.extend(&filter_names);
+        }
+        if wanted.is_empty() {
+            wanted.extend(schema.fields().iter().take(1).map(|f| f.name().as_str()));
+        }
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
             self.input.clone(),
             self.metadata.clone(),
         )
-        .with_projection(ProjectionMask::roots(descr, indices))
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| DataError::InvalidParquet(read_error(&e)))?;
+        .with_projection(mask(&wanted))
+        .with_batch_size(BATCH_ROWS);
+        if let Some(filter) = &self.spec.filter {
+            // Pushed down: the filter's columns are decoded first, the others only for the
+            // rows that pass.
+            let filter = filter.clone();
+            let predicate = ArrowPredicateFn::new(mask(&filter_names), move |batch| {
+                filter
+                    .evaluate(&batch)
+                    .map_err(|e| ArrowError::ComputeError(e.to_string()))
+            });
+            builder = builder.with_row_filter(ParquetRowFilter::new(vec![Box::new(predicate)]));
+        }
+        let reader = builder
+            .build()
+            .map_err(|e| DataError::InvalidParquet(read_error(&e)))?;
+        let rows_in = self.metadata.metadata().file_metadata().num_rows();
         Ok(FilteredBatches {
             reader,
-            filter: self.spec.filter.as_ref().cloned(),
-            rows_in: 0,
+            rows_in: u64::try_from(rows_in).unwrap_or(0),
             rows_matched: 0,
         })
     }
@@ -164,39 +186,23 @@ fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef> {
     })
 }
 
-/// Reader plus filter, counting rows.
+/// Filtered batches, counting rows.
 struct FilteredBatches {
     reader: ParquetRecordBatchReader,
-    filter: Option<RowFilter>,
     rows_in: u64,
     rows_matched: u64,
 }
 
 impl FilteredBatches {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        loop {
-            let Some(batch) = self.reader.next() else {
-                return Ok(None);
-            };
+        for batch in self.reader.by_ref() {
             let batch = batch.map_err(|e| DataError::InvalidParquet(format!("dataset: {e}")))?;
-            self.rows_in += batch.num_rows() as u64;
-            let batch = match &self.filter {
-                None => batch,
-                Some(filter) => {
-                    let keep = filter.evaluate(&batch)?;
-                    if keep.true_count() == batch.num_rows() {
-                        batch
-                    } else {
-                        filter_record_batch(&batch, &keep)
-                            .map_err(|e| DataError::internal("filtering rows", e))?
-                    }
-                }
-            };
             self.rows_matched += batch.num_rows() as u64;
             if batch.num_rows() > 0 {
                 return Ok(Some(batch));
             }
         }
+        Ok(None)
     }
 }
 
