@@ -207,7 +207,7 @@ pub fn ingest_parquet<R: ChunkReader + 'static, W: Write + Send>(
         )));
     }
 
-    let mut out = writer(out, target.clone())?;
+    let mut out = writer(out, target.clone(), &[])?;
     let mut rows = 0u64;
     for (group, row_group) in metadata.metadata().row_groups().iter().enumerate() {
         let expected = u64::try_from(row_group.num_rows()).unwrap_or(0);

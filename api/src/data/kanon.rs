@@ -44,7 +44,7 @@ impl KAnonymityReport {
             return Ok(());
         }
         Err(DataError::KAnonymity(format!(
-            "dataset is personal: smallest class is {} rows over ({}), minimum k is {k_min}; generalise or suppress",
+            "dataset is personal: smallest class is {} rows over ({}), tenant minimum k is {k_min}; generalise or suppress",
             self.smallest_class_out,
             self.quasi_identifiers.join(", ")
         )))

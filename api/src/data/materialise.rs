@@ -226,7 +226,13 @@ pub fn materialise<R: ChunkReader + 'static, W: Write + Send>(
         .map(String::as_str)
         .collect();
     let mut counter = ClassCounter::new(&plan.key_types)?;
-    let mut writer = writer(out, plan.output.clone())?;
+    let pseudonymised: Vec<&str> = spec
+        .columns
+        .iter()
+        .filter(|c| matches!(recipe.rule(c), ColumnRule::Pseudonymise))
+        .map(String::as_str)
+        .collect();
+    let mut writer = writer(out, plan.output.clone(), &pseudonymised)?;
     let mut batches = plan.read(&needed)?;
     let mut rows_out = 0u64;
     while let Some(batch) = batches.next_batch()? {

@@ -10,6 +10,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{ChunkReader, Length};
+use parquet::schema::types::ColumnPath;
 
 use super::{DataError, Result};
 
@@ -51,10 +52,15 @@ impl<R: ChunkReader> ChunkReader for Shared<R> {
     }
 }
 
-/// ZSTD level 3, row groups of [`ROW_GROUP_ROWS`] rows, page checksums.
-pub(crate) fn writer_properties() -> WriterProperties {
+/// ZSTD level 3, row groups of [`ROW_GROUP_ROWS`] rows; no dictionary for the columns
+/// named (unique values such as pseudonyms, where it would be built and thrown away).
+pub(crate) fn writer_properties(no_dictionary: &[&str]) -> WriterProperties {
     let level = ZstdLevel::try_new(3).unwrap_or_default();
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder();
+    for name in no_dictionary {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*name), false);
+    }
+    builder
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Chunk)
@@ -63,8 +69,12 @@ pub(crate) fn writer_properties() -> WriterProperties {
 }
 
 /// Output writer with the engine's settings.
-pub(crate) fn writer<W: Write + Send>(out: W, schema: SchemaRef) -> Result<ArrowWriter<W>> {
-    ArrowWriter::try_new(out, schema, Some(writer_properties()))
+pub(crate) fn writer<W: Write + Send>(
+    out: W,
+    schema: SchemaRef,
+    no_dictionary: &[&str],
+) -> Result<ArrowWriter<W>> {
+    ArrowWriter::try_new(out, schema, Some(writer_properties(no_dictionary)))
         .map_err(|e| DataError::internal("creating the Parquet writer", e))
 }
 

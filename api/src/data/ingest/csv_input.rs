@@ -99,7 +99,7 @@ pub fn ingest_csv<R: Read, W: Write + Send>(
     }
     let schema = infer(&names, &sample, delimiter, options)?;
 
-    let mut out = writer(out, schema.clone())?;
+    let mut out = writer(out, schema.clone(), &[])?;
     let mut batch = BatchBuilder::new(&schema);
     let mut rows = 0u64;
     let mut push = |line: u64, record: &csv::StringRecord, batch: &mut BatchBuilder| {
