@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod data;
 pub mod datasets;
+pub mod energy;
 pub mod error;
 pub mod grants;
 pub mod http;
