@@ -91,7 +91,11 @@ impl<'a, R: ChunkReader + 'static> Plan<'a, R> {
             .as_ref()
             .map(RowFilter::columns)
             .unwrap_or_default();
-        let filter_names: BTreeSet<&str> = filter_columns.iter().map(String::as_str).collect();
+        let mut filter_names: BTreeSet<&str> = filter_columns.iter().map(String::as_str).collect();
+        if filter_names.is_empty() {
+            // A constant filter (TRUE, NULL = 1, …) still reads one column to count rows.
+            filter_names.extend(schema.fields().iter().take(1).map(|f| f.name().as_str()));
+        }
         // Rows are counted through a column: never read zero columns.
         let mut wanted = columns.clone();
         if wanted.is_empty() {

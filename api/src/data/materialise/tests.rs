@@ -184,3 +184,17 @@ fn view_spec_is_checked_against_the_dataset() {
     let err = kanon_preview(data, &spec).expect_err("unknown column");
     assert!(err.to_string().contains("\"nope\""), "{err}");
 }
+
+#[test]
+fn constant_filters_keep_all_or_nothing() {
+    let data = dataset();
+    let schema = crate::data::dataset_schema(&data).expect("schema");
+    for (sql, expected) in [("TRUE", ROWS as u64), ("FALSE", 0), ("age = NULL", 0)] {
+        let mut spec = spec(false);
+        spec.filter = Some(RowFilter::parse(sql, &schema).expect(sql));
+        let mut out = Vec::new();
+        let report = materialise(data.clone(), &spec, &mut out).expect(sql);
+        assert_eq!(report.rows_out, expected, "{sql}");
+        assert_eq!(read_back(&out).num_rows() as u64, expected, "{sql}");
+    }
+}
