@@ -56,10 +56,18 @@ pub enum Action {
     GrantRead,
     GrantRevoke,
     GrantData,
+    CatalogueList,
+    CatalogueCreate,
+    CataloguePropose,
+    CatalogueExport,
+    CatalogueRead,
+    CatalogueUpdate,
+    CatalogueReview,
+    CatalogueResultsAttach,
 }
 
 impl Action {
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 30] = [
         Action::TenantRead,
         Action::SandboxCreate,
         Action::SandboxList,
@@ -82,6 +90,14 @@ impl Action {
         Action::GrantRead,
         Action::GrantRevoke,
         Action::GrantData,
+        Action::CatalogueList,
+        Action::CatalogueCreate,
+        Action::CataloguePropose,
+        Action::CatalogueExport,
+        Action::CatalogueRead,
+        Action::CatalogueUpdate,
+        Action::CatalogueReview,
+        Action::CatalogueResultsAttach,
     ];
 
     /// The Cedar action id, also the audit log's action name.
@@ -109,6 +125,14 @@ impl Action {
             Action::GrantRead => "grant.read",
             Action::GrantRevoke => "grant.revoke",
             Action::GrantData => "grant.data",
+            Action::CatalogueList => "catalogue.list",
+            Action::CatalogueCreate => "catalogue.create",
+            Action::CataloguePropose => "catalogue.propose",
+            Action::CatalogueExport => "catalogue.export",
+            Action::CatalogueRead => "catalogue.read",
+            Action::CatalogueUpdate => "catalogue.update",
+            Action::CatalogueReview => "catalogue.review",
+            Action::CatalogueResultsAttach => "catalogue.results.attach",
         }
     }
 }
@@ -137,6 +161,14 @@ pub enum Resource<'a> {
         /// Granted to a sandbox (its tenant's members may read the view too).
         to_sandbox: bool,
     },
+    /// An entry of the catalogue of AI solutions (not a tenant's: the Métropole's).
+    Solution {
+        id: &'a str,
+        /// proposed, published or rejected.
+        status: &'a str,
+        /// The vendor principal who proposed it (none when a Métropole admin created it).
+        proposed_by: Option<&'a str>,
+    },
 }
 
 impl Resource<'_> {
@@ -148,13 +180,14 @@ impl Resource<'_> {
             Resource::Sandbox { name, .. } => format!("Sandbox::{name:?}"),
             Resource::Dataset { id, .. } => format!("Dataset::{id:?}"),
             Resource::Grant { id, .. } => format!("Grant::{id:?}"),
+            Resource::Solution { id, .. } => format!("Solution::{id:?}"),
         }
     }
 
     /// The tenant the resource belongs to (for audit scoping).
     pub fn tenant(&self) -> Option<&str> {
         match self {
-            Resource::Platform => None,
+            Resource::Platform | Resource::Solution { .. } => None,
             Resource::Tenant(t) => Some(t),
             Resource::Sandbox { tenant, .. }
             | Resource::Dataset { tenant, .. }
@@ -191,6 +224,7 @@ struct Types {
     sandbox: EntityTypeName,
     dataset: EntityTypeName,
     grant: EntityTypeName,
+    solution: EntityTypeName,
     platform: EntityTypeName,
     actions: HashMap<Action, EntityUid>,
 }
@@ -230,6 +264,7 @@ impl Authorizer {
                 sandbox: type_name("Serre::Sandbox"),
                 dataset: type_name("Serre::Dataset"),
                 grant: type_name("Serre::Grant"),
+                solution: type_name("Serre::Solution"),
                 platform: type_name("Serre::Platform"),
                 actions,
             },
@@ -378,6 +413,31 @@ impl Authorizer {
                                     "toSandbox".to_owned(),
                                     RestrictedExpression::new_bool(*to_sandbox),
                                 ),
+                            ]),
+                            HashSet::new(),
+                        )
+                        .map_err(|e| err(&e))?,
+                    );
+                    uid
+                }
+                Resource::Solution {
+                    id,
+                    status,
+                    proposed_by,
+                } => {
+                    let uid = self.uid(&self.types.solution, id);
+                    let proposers = RestrictedExpression::new_set(proposed_by.iter().map(|v| {
+                        RestrictedExpression::new_entity_uid(self.uid(&self.types.user, v))
+                    }));
+                    entities.push(
+                        Entity::new(
+                            uid.clone(),
+                            HashMap::from([
+                                (
+                                    "status".to_owned(),
+                                    RestrictedExpression::new_string((*status).to_owned()),
+                                ),
+                                ("proposers".to_owned(), proposers),
                             ]),
                             HashSet::new(),
                         )

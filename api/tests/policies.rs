@@ -75,6 +75,22 @@ fn decision_table() {
         to_sandbox: true,
     };
 
+    let published = Resource::Solution {
+        id: "s-published",
+        status: "published",
+        proposed_by: Some("vera"),
+    };
+    let proposal = Resource::Solution {
+        id: "s-proposal",
+        status: "proposed",
+        proposed_by: Some("vera"),
+    };
+    let rejected = Resource::Solution {
+        id: "s-rejected",
+        status: "rejected",
+        proposed_by: Some("vera"),
+    };
+
     use Action::*;
     // (who, caller, action, resource, allowed, deciding policies)
     type Row<'a> = (
@@ -537,6 +553,175 @@ fn decision_table() {
             false,
             &["grant-data-only-to-named-readers"],
         ),
+        // The catalogue of AI solutions.
+        (
+            "member lists the catalogue",
+            &bob,
+            CatalogueList,
+            &platform,
+            true,
+            &["everyone-read-catalogue"],
+        ),
+        (
+            "vendor exports the catalogue",
+            &vera,
+            CatalogueExport,
+            &platform,
+            true,
+            &["everyone-read-catalogue"],
+        ),
+        (
+            "member reads a published solution",
+            &bob,
+            CatalogueRead,
+            &published,
+            true,
+            &["everyone-read-published-solution"],
+        ),
+        (
+            "member does not see a proposal",
+            &bob,
+            CatalogueRead,
+            &proposal,
+            false,
+            &[],
+        ),
+        (
+            "another vendor does not see a proposal",
+            &nobody,
+            CatalogueRead,
+            &proposal,
+            false,
+            &[],
+        ),
+        (
+            "vendor sees its proposal",
+            &vera,
+            CatalogueRead,
+            &proposal,
+            true,
+            &["vendor-read-own-proposal"],
+        ),
+        (
+            "vendor sees its rejected proposal",
+            &vera,
+            CatalogueRead,
+            &rejected,
+            true,
+            &["vendor-read-own-proposal"],
+        ),
+        (
+            "vendor proposes",
+            &vera,
+            CataloguePropose,
+            &platform,
+            true,
+            &["vendor-propose-solution"],
+        ),
+        (
+            "member does not propose",
+            &bob,
+            CataloguePropose,
+            &platform,
+            false,
+            &[],
+        ),
+        (
+            "member does not create",
+            &bob,
+            CatalogueCreate,
+            &platform,
+            false,
+            &[],
+        ),
+        (
+            "vendor does not create published entries",
+            &vera,
+            CatalogueCreate,
+            &platform,
+            false,
+            &[],
+        ),
+        (
+            "vendor edits its proposal",
+            &vera,
+            CatalogueUpdate,
+            &proposal,
+            true,
+            &["vendor-edit-own-proposal"],
+        ),
+        (
+            "vendor does not edit once published",
+            &vera,
+            CatalogueUpdate,
+            &published,
+            false,
+            &[],
+        ),
+        (
+            "another vendor does not edit a proposal",
+            &nobody,
+            CatalogueUpdate,
+            &proposal,
+            false,
+            &[],
+        ),
+        (
+            "vendor does not publish its proposal",
+            &vera,
+            CatalogueReview,
+            &proposal,
+            false,
+            &[],
+        ),
+        (
+            "member does not edit a published entry",
+            &bob,
+            CatalogueUpdate,
+            &published,
+            false,
+            &[],
+        ),
+        (
+            "vendor does not attach trial results",
+            &vera,
+            CatalogueResultsAttach,
+            &proposal,
+            false,
+            &[],
+        ),
+        (
+            "tenant admin does not attach trial results",
+            &alice,
+            CatalogueResultsAttach,
+            &published,
+            false,
+            &[],
+        ),
+        (
+            "Métropole admin creates",
+            &mgp,
+            CatalogueCreate,
+            &platform,
+            true,
+            &["metropole-admin"],
+        ),
+        (
+            "Métropole admin publishes",
+            &mgp,
+            CatalogueReview,
+            &proposal,
+            true,
+            &["metropole-admin"],
+        ),
+        (
+            "Métropole admin attaches trial results",
+            &mgp,
+            CatalogueResultsAttach,
+            &published,
+            true,
+            &["metropole-admin"],
+        ),
     ];
 
     let mut failures = Vec::new();
@@ -589,6 +774,18 @@ fn every_action_is_in_the_schema() {
                 tenant: "t",
                 readers: &vendors,
                 to_sandbox: false,
+            },
+            Action::CatalogueList
+            | Action::CatalogueCreate
+            | Action::CataloguePropose
+            | Action::CatalogueExport => Resource::Platform,
+            Action::CatalogueRead
+            | Action::CatalogueUpdate
+            | Action::CatalogueReview
+            | Action::CatalogueResultsAttach => Resource::Solution {
+                id: "s",
+                status: "proposed",
+                proposed_by: Some("u"),
             },
             _ => Resource::Tenant("t"),
         };

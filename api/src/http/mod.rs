@@ -2,6 +2,7 @@
 //! read in three sections: validation, authorization, business logic.
 
 mod audit;
+mod catalogue;
 mod datasets;
 mod extract;
 mod grants;
@@ -129,6 +130,7 @@ impl App {
             Resource::Sandbox { .. } => Action::SandboxRead,
             Resource::Dataset { .. } => Action::DatasetRead,
             Resource::Grant { .. } => Action::GrantRead,
+            Resource::Solution { .. } => Action::CatalogueRead,
         };
         if probe == action {
             return Ok(false);
@@ -204,6 +206,19 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration) -> Router {
         .route("/grants", post(grants::create).get(grants::list))
         .route("/grants/{id}", get(grants::get_one).delete(grants::revoke))
         .route("/grants/{id}/profile", get(grants::profile))
+        .route(
+            "/catalogue/solutions",
+            post(catalogue::create).get(catalogue::list),
+        )
+        .route(
+            "/catalogue/solutions/{id}",
+            get(catalogue::get_one).patch(catalogue::update),
+        )
+        .route(
+            "/catalogue/solutions/{id}/results",
+            post(catalogue::attach_result),
+        )
+        .route("/catalogue/export", get(catalogue::export))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(

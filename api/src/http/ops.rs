@@ -27,6 +27,8 @@ use crate::error::{ApiError, ErrorBody};
         super::sandboxes::delete, super::sandboxes::approve, super::sandboxes::reject,
         super::sandboxes::add_member, super::sandboxes::remove_member,
         super::audit::list,
+        super::catalogue::create, super::catalogue::list, super::catalogue::get_one,
+        super::catalogue::update, super::catalogue::attach_result, super::catalogue::export,
     ),
     components(schemas(ErrorBody, Readiness, Reloaded)),
     modifiers(&BearerAuth),
@@ -34,6 +36,7 @@ use crate::error::{ApiError, ErrorBody};
         (name = "sandboxes", description = "Self-service sandbox requests and approval"),
         (name = "tenants", description = "Per-tenant self-service policy"),
         (name = "audit", description = "Hash-chained audit log"),
+        (name = "catalogue", description = "Catalogue of AI solutions judged on six criteria (Action 1)"),
         (name = "identity", description = "The caller"),
         (name = "operations", description = "Health, readiness, metrics, policies"),
     )

@@ -72,6 +72,8 @@ macro_rules! run {
 
 mod datasets;
 pub use datasets::{DatasetRow, GrantRow, VersionRow};
+mod catalogue;
+pub use catalogue::{SolutionRow, TrialResultRow};
 
 /// The gateway's database.
 #[derive(Clone)]

@@ -1,0 +1,697 @@
+//! The catalogue of AI solutions over HTTP, against SQLite and PostgreSQL: create,
+//! propose, publish and who sees what; the environmental criterion refused on input and
+//! derived from attached trial results; prohibited systems never published; the JSON, CSV
+//! and DCAT-AP exports.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Backend, Gateway, Setup, assert_error};
+
+const MGP: &[&str] = &["mgp-admins"];
+const EE_DATA: &[&str] = &["est-ensemble-data"];
+const SOLUTIONS: &str = "/v1/catalogue/solutions";
+
+async fn gateway(backend: Backend) -> Gateway {
+    Gateway::start(Setup::local(support::fresh_database(backend).await)).await
+}
+
+fn entry(vendor: &str, name: &str, risk: &str) -> Value {
+    json!({
+        "vendor": vendor,
+        "name": name,
+        "version": "2.1",
+        "description": "Summarises council deliberations",
+        "licence": {"spdx": "EUPL-1.2"},
+        "hosting": {"provider": "Scaleway", "dataLocation": "FR", "extraEuTransfer": false},
+        "aiActRiskClass": risk,
+        "gdprNotes": "No personal data leaves the sandbox",
+        "criteria": {
+            "innovation": {"score": 4, "evidence": [{"title": "Pilot report", "url": "https://example.org/pilot"}]},
+            "fitToNeeds": {"score": 3, "evidence": [{"title": "Interviews", "text": "Five EPTs asked for it"}]}
+        }
+    })
+}
+
+/// Assert a 422 naming `field` with `rule`.
+#[track_caller]
+fn assert_issue(got: &(u16, Value), field: &str, rule: &str) {
+    assert_error(got, 422, "validation_failed");
+    let details = got.1["error"]["details"].as_array().expect("details");
+    assert!(
+        details
+            .iter()
+            .any(|d| d["field"] == field && d["rule"] == rule),
+        "expected {field}/{rule} in {}",
+        got.1
+    );
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn result(run: &str, phase: &str, kwh: f64, gco2e: f64, units: Option<f64>) -> Value {
+    let mut r = json!({
+        "runId": run, "tenant": "est-ensemble", "sandbox": "est-ensemble--trial",
+        "phase": phase, "kwh": kwh, "gco2e": gco2e, "durationS": 3600.0,
+        "measuredAt": "2026-05-01T10:00:00Z",
+        "method": {"estimated": false, "meter": "nvml+rapl"}
+    });
+    if let Some(u) = units {
+        r["functionalUnits"] = json!(u);
+        r["quality"] = json!({"metric": "rougeL", "value": 0.41});
+    }
+    r
+}
+
+fn close(v: &Value, expected: f64) -> bool {
+    v.as_f64().is_some_and(|x| (x - expected).abs() < 1e-9)
+}
+
+both_backends!(
+    propose_publish_and_who_sees_what,
+    the_environmental_criterion_is_derived_from_measured_runs,
+    a_prohibited_system_is_never_published,
+    exports_hold_the_published_entries,
+);
+
+async fn propose_publish_and_who_sees_what(backend: Backend) {
+    let gw = gateway(backend).await;
+    let mgp = gw.token("mgp-admin", MGP);
+    let vera = gw.token("vera", &[]); // a vendor: no tenant
+    let victor = gw.token("victor", &[]); // another vendor
+    let bob = gw.token("bob", EE_DATA); // a tenant member
+
+    // A Métropole admin's entry is published at once; derived facts are shown.
+    let (s, published) = gw
+        .call(
+            "POST",
+            SOLUTIONS,
+            Some(&mgp),
+            Some(entry("Acme", "Résumé", "limited")),
+        )
+        .await;
+    assert_eq!(s, 201, "{published}");
+    assert_eq!(published["status"], "published");
+    assert_eq!(published["proposedBy"], Value::Null);
+    assert_eq!(
+        published["licence"],
+        json!({"spdx": "EUPL-1.2", "free": true})
+    );
+    assert_eq!(published["hosting"]["sovereign"], true);
+    assert_eq!(published["criteria"]["innovation"]["score"], 4);
+    assert_eq!(
+        published["criteria"]["dataSovereignty"]["score"],
+        Value::Null
+    );
+    assert_eq!(
+        published["criteria"]["environmentalImpact"]["score"],
+        Value::Null
+    );
+    assert_eq!(
+        published["criteria"]["environmentalImpact"]["assessment"]["runs"],
+        0
+    );
+    assert!(published["publishedAt"].as_str().is_some());
+    let pub_id = published["id"].as_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&pub_id).is_ok());
+    assert!(chrono::DateTime::parse_from_rfc3339(published["createdAt"].as_str().unwrap()).is_ok());
+
+    // A vendor proposes; not free, not sovereign.
+    let mut body = entry("Vera SAS", "Traduction", "minimal");
+    body["licence"] = json!({"spdx": "LicenseRef-Proprietary"});
+    body["hosting"] =
+        json!({"provider": "Big Cloud", "dataLocation": "US", "extraEuTransfer": true});
+    let (s, proposal) = gw.call("POST", SOLUTIONS, Some(&vera), Some(body)).await;
+    assert_eq!(s, 201, "{proposal}");
+    assert_eq!(proposal["status"], "proposed");
+    assert_eq!(proposal["proposedBy"], "vera");
+    assert_eq!(proposal["licence"]["free"], false);
+    assert_eq!(proposal["hosting"]["sovereign"], false);
+    assert_eq!(proposal["publishedAt"], Value::Null);
+    let prop_id = proposal["id"].as_str().unwrap().to_owned();
+    let prop_path = format!("{SOLUTIONS}/{prop_id}");
+
+    // Tenant members read but do not write.
+    let got = gw
+        .call(
+            "POST",
+            SOLUTIONS,
+            Some(&bob),
+            Some(entry("Bob", "X", "minimal")),
+        )
+        .await;
+    assert_error(&got, 403, "forbidden");
+    let got = gw
+        .call(
+            "PATCH",
+            &format!("{SOLUTIONS}/{pub_id}"),
+            Some(&bob),
+            Some(json!({"description": "mine"})),
+        )
+        .await;
+    assert_error(&got, 403, "forbidden");
+
+    // Who sees what.
+    let list = |t: String| {
+        let gw = &gw;
+        async move { gw.call("GET", SOLUTIONS, Some(&t), None).await }
+    };
+    let (s, l) = list(bob.clone()).await;
+    assert_eq!((s, ids(&l)), (200, vec![pub_id.clone()]));
+    let (_, l) = list(victor.clone()).await;
+    assert_eq!(ids(&l), vec![pub_id.clone()]);
+    let (_, l) = list(vera.clone()).await;
+    assert_eq!(ids(&l), sorted(vec![pub_id.clone(), prop_id.clone()]));
+    let (_, l) = list(mgp.clone()).await;
+    assert_eq!(ids(&l), sorted(vec![pub_id.clone(), prop_id.clone()]));
+    let (_, l) = gw
+        .call(
+            "GET",
+            &format!("{SOLUTIONS}?status=proposed"),
+            Some(&mgp),
+            None,
+        )
+        .await;
+    assert_eq!(ids(&l), vec![prop_id.clone()]);
+    let (s, one) = gw
+        .call("GET", &format!("{SOLUTIONS}/{pub_id}"), Some(&bob), None)
+        .await;
+    assert_eq!((s, one["id"].as_str()), (200, Some(pub_id.as_str())));
+    // Others' proposals answer as if they did not exist.
+    assert_error(
+        &gw.call("GET", &prop_path, Some(&victor), None).await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &gw.call("GET", &prop_path, Some(&bob), None).await,
+        404,
+        "not_found",
+    );
+    let got = gw
+        .call(
+            "PATCH",
+            &prop_path,
+            Some(&victor),
+            Some(json!({"name": "Mine"})),
+        )
+        .await;
+    assert_error(&got, 404, "not_found");
+    assert_error(
+        &gw.call("GET", &format!("{SOLUTIONS}/not-a-uuid"), Some(&mgp), None)
+            .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &gw.call(
+            "GET",
+            &format!("{SOLUTIONS}/{}", uuid::Uuid::new_v4()),
+            Some(&mgp),
+            None,
+        )
+        .await,
+        404,
+        "not_found",
+    );
+
+    // The vendor edits its proposal, but not its status.
+    let (s, edited) = gw
+        .call(
+            "PATCH",
+            &prop_path,
+            Some(&vera),
+            Some(json!({"description": "Translates, now with glossary",
+                        "criteria": {"dataSovereignty": {"score": 1, "evidence": []}}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{edited}");
+    assert_eq!(edited["description"], "Translates, now with glossary");
+    assert_eq!(edited["criteria"]["dataSovereignty"]["score"], 1);
+    assert_eq!(edited["criteria"]["innovation"]["score"], 4, "others kept");
+    let got = gw
+        .call(
+            "PATCH",
+            &prop_path,
+            Some(&vera),
+            Some(json!({"status": "published"})),
+        )
+        .await;
+    assert_error(&got, 403, "forbidden");
+
+    // A Métropole admin publishes; the vendor may no longer edit it; everyone sees it.
+    let (s, done) = gw
+        .call(
+            "PATCH",
+            &prop_path,
+            Some(&mgp),
+            Some(json!({"status": "published"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{done}");
+    assert_eq!(done["status"], "published");
+    assert!(done["publishedAt"].as_str().is_some());
+    assert_eq!(done["updatedBy"], "mgp-admin");
+    let got = gw
+        .call(
+            "PATCH",
+            &prop_path,
+            Some(&vera),
+            Some(json!({"description": "late"})),
+        )
+        .await;
+    assert_error(&got, 403, "forbidden");
+    let (_, l) = list(bob.clone()).await;
+    assert_eq!(ids(&l), sorted(vec![pub_id.clone(), prop_id.clone()]));
+    let (s, _) = gw.call("GET", &prop_path, Some(&victor), None).await;
+    assert_eq!(s, 200);
+
+    // Every change is in the audit log.
+    let (s, page) = gw
+        .call("GET", "/v1/audit?limit=1000", Some(&mgp), None)
+        .await;
+    assert_eq!(s, 200, "{page}");
+    let actions: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["decision"] == "change")
+        .filter_map(|e| e["action"].as_str())
+        .filter(|a| a.starts_with("catalogue."))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            "catalogue.solution.created",
+            "catalogue.solution.proposed",
+            "catalogue.solution.updated",
+            "catalogue.solution.published",
+        ],
+        "{page}"
+    );
+    gw.stop().await;
+}
+
+async fn the_environmental_criterion_is_derived_from_measured_runs(backend: Backend) {
+    let gw = gateway(backend).await;
+    let mgp = gw.token("mgp-admin", MGP);
+    let vera = gw.token("vera", &[]);
+    let bob = gw.token("bob", EE_DATA);
+
+    // Never typed in, on creation or change.
+    let mut body = entry("Acme", "Résumé", "limited");
+    body["criteria"]["environmentalImpact"] = json!({"score": 5, "evidence": []});
+    let got = gw.call("POST", SOLUTIONS, Some(&mgp), Some(body)).await;
+    assert_issue(&got, "criteria.environmentalImpact", "derived");
+    let mut body = entry("Vera SAS", "Résumé", "limited");
+    body["criteria"]["environmentalImpact"] = Value::Null;
+    let got = gw.call("POST", SOLUTIONS, Some(&vera), Some(body)).await;
+    assert_issue(&got, "criteria.environmentalImpact", "derived");
+    let (s, created) = gw
+        .call(
+            "POST",
+            SOLUTIONS,
+            Some(&mgp),
+            Some(entry("Acme", "Résumé", "limited")),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("{SOLUTIONS}/{id}");
+    let got = gw
+        .call(
+            "PATCH",
+            &path,
+            Some(&mgp),
+            Some(json!({"criteria": {"environmentalImpact": {"score": 5}}})),
+        )
+        .await;
+    assert_issue(&got, "criteria.environmentalImpact", "derived");
+    let got = gw
+        .call(
+            "PATCH",
+            &path,
+            Some(&mgp),
+            Some(json!({"licence": {"spdx": "MIT", "free": true}})),
+        )
+        .await;
+    assert_issue(&got, "licence.free", "derived");
+
+    // Only Métropole admins attach results.
+    let results = format!("{path}/results");
+    let r1 = result("run-1", "training", 12.0, 600.0, None);
+    assert_error(
+        &gw.call("POST", &results, Some(&vera), Some(r1.clone()))
+            .await,
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &gw.call("POST", &results, Some(&bob), Some(r1.clone()))
+            .await,
+        403,
+        "forbidden",
+    );
+    let bad = json!({
+        "runId": "run-9", "tenant": "nowhere", "sandbox": "x", "phase": "serving",
+        "kwh": -1.0, "gco2e": 1.0, "durationS": 1.0, "functionalUnits": 0.0,
+        "measuredAt": "yesterday"
+    });
+    let got = gw.call("POST", &results, Some(&mgp), Some(bad)).await;
+    for (field, rule) in [
+        ("tenant", "unknown_tenant"),
+        ("phase", "one_of"),
+        ("kwh", "non_negative"),
+        ("functionalUnits", "positive"),
+        ("measuredAt", "timestamp_syntax"),
+    ] {
+        assert_issue(&got, field, rule);
+    }
+
+    // Measured by hand: run 1 trains (12 kWh, 600 g, no units) and serves 1000 requests
+    // (0.6 kWh, 30 g); run 2 serves 2000 requests (0.9 kWh, 45 g). Per unit:
+    // 1.5 kWh / 3000 = 0.0005 kWh = 0.5 Wh → score 4 (0.3 < 0.5 ≤ 1); 75 g / 3000 = 0.025 g.
+    let (s, v) = gw.call("POST", &results, Some(&mgp), Some(r1)).await;
+    assert_eq!(s, 201, "{v}");
+    let env = &v["criteria"]["environmentalImpact"];
+    assert_eq!(env["score"], Value::Null, "no units yet: {env}");
+    assert_eq!(env["assessment"]["runs"], 1);
+    for r in [
+        result("run-1", "inference", 0.6, 30.0, Some(1000.0)),
+        result("run-2", "inference", 0.9, 45.0, Some(2000.0)),
+    ] {
+        let (s, v) = gw.call("POST", &results, Some(&mgp), Some(r)).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    // An estimate is kept but not counted.
+    let mut estimate = result("run-3", "inference", 100.0, 5000.0, Some(10.0));
+    estimate["method"] = json!({"estimated": true});
+    let (s, _) = gw.call("POST", &results, Some(&mgp), Some(estimate)).await;
+    assert_eq!(s, 201);
+    // Same run and phase twice: a conflict.
+    let got = gw
+        .call(
+            "POST",
+            &results,
+            Some(&mgp),
+            Some(result("run-2", "inference", 1.0, 1.0, Some(1.0))),
+        )
+        .await;
+    assert_error(&got, 409, "conflict");
+
+    // Shown on every view, to everyone.
+    let (s, v) = gw.call("GET", &path, Some(&bob), None).await;
+    assert_eq!(s, 200);
+    let env = &v["criteria"]["environmentalImpact"];
+    let a = &env["assessment"];
+    assert_eq!(env["score"], 4, "{env}");
+    assert_eq!(a["score"], 4);
+    assert_eq!(a["runs"], 2);
+    assert_eq!(a["results"], 3);
+    assert_eq!(a["estimatedResults"], 1);
+    assert!(close(&a["totalKwh"], 13.5), "{a}");
+    assert!(close(&a["totalGco2e"], 675.0), "{a}");
+    assert!(close(&a["functionalUnits"], 3000.0), "{a}");
+    assert!(close(&a["kwhPerUnit"], 0.0005), "{a}");
+    assert!(close(&a["whPerUnit"], 0.5), "{a}");
+    assert!(close(&a["gco2ePerUnit"], 0.025), "{a}");
+    let (_, l) = gw.call("GET", SOLUTIONS, Some(&vera), None).await;
+    assert_eq!(l[0]["criteria"]["environmentalImpact"]["score"], 4);
+
+    // The attachment is audited, in the tenant the run belonged to.
+    let (_, page) = gw
+        .call("GET", "/v1/audit?limit=1000", Some(&mgp), None)
+        .await;
+    let attached: Vec<&Value> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "catalogue.result.attached")
+        .collect();
+    assert_eq!(attached.len(), 4, "{page}");
+    assert_eq!(attached[1]["tenant"], "est-ensemble");
+    assert_eq!(attached[1]["details"]["functionalUnits"], 1000.0);
+    gw.stop().await;
+}
+
+async fn a_prohibited_system_is_never_published(backend: Backend) {
+    let gw = gateway(backend).await;
+    let mgp = gw.token("mgp-admin", MGP);
+    let vera = gw.token("vera", &[]);
+
+    let got = gw
+        .call(
+            "POST",
+            SOLUTIONS,
+            Some(&mgp),
+            Some(entry("Acme", "Notation", "prohibited")),
+        )
+        .await;
+    assert_issue(&got, "aiActRiskClass", "not_publishable");
+
+    let (s, p) = gw
+        .call(
+            "POST",
+            SOLUTIONS,
+            Some(&vera),
+            Some(entry("Vera SAS", "Notation", "prohibited")),
+        )
+        .await;
+    assert_eq!((s, &p["status"]), (201, &json!("proposed")), "{p}");
+    let path = format!("{SOLUTIONS}/{}", p["id"].as_str().unwrap());
+    let got = gw
+        .call(
+            "PATCH",
+            &path,
+            Some(&mgp),
+            Some(json!({"status": "published"})),
+        )
+        .await;
+    assert_issue(&got, "status", "not_publishable");
+    let (s, r) = gw
+        .call(
+            "PATCH",
+            &path,
+            Some(&mgp),
+            Some(json!({"status": "rejected"})),
+        )
+        .await;
+    assert_eq!((s, &r["status"]), (200, &json!("rejected")), "{r}");
+    // The vendor still sees its rejected proposal but may not change it.
+    let (s, _) = gw.call("GET", &path, Some(&vera), None).await;
+    assert_eq!(s, 200);
+    let got = gw
+        .call(
+            "PATCH",
+            &path,
+            Some(&vera),
+            Some(json!({"aiActRiskClass": "high"})),
+        )
+        .await;
+    assert_error(&got, 403, "forbidden");
+
+    // A published entry cannot become prohibited.
+    let (_, ok) = gw
+        .call(
+            "POST",
+            SOLUTIONS,
+            Some(&mgp),
+            Some(entry("Acme", "Tri", "high")),
+        )
+        .await;
+    let got = gw
+        .call(
+            "PATCH",
+            &format!("{SOLUTIONS}/{}", ok["id"].as_str().unwrap()),
+            Some(&mgp),
+            Some(json!({"aiActRiskClass": "prohibited"})),
+        )
+        .await;
+    assert_issue(&got, "aiActRiskClass", "not_publishable");
+
+    // Other rules name the field.
+    let mut bad = entry("", "X", "unacceptable");
+    bad["hosting"]["dataLocation"] = json!("France");
+    bad["criteria"]["innovation"]["score"] = json!(9);
+    let got = gw.call("POST", SOLUTIONS, Some(&mgp), Some(bad)).await;
+    for (field, rule) in [
+        ("vendor", "required"),
+        ("aiActRiskClass", "one_of"),
+        ("hosting.dataLocation", "country_code"),
+        ("criteria.innovation.score", "range"),
+    ] {
+        assert_issue(&got, field, rule);
+    }
+    let got = gw
+        .call(
+            "POST",
+            SOLUTIONS,
+            Some(&mgp),
+            Some(json!({"vendor": "Acme"})),
+        )
+        .await;
+    assert_issue(&got, "name", "required");
+    gw.stop().await;
+}
+
+async fn exports_hold_the_published_entries(backend: Backend) {
+    let gw = gateway(backend).await;
+    let mgp = gw.token("mgp-admin", MGP);
+    let vera = gw.token("vera", &[]);
+    let bob = gw.token("bob", EE_DATA);
+
+    let mut a = entry("Acme, \"the\" vendor", "Résumé", "limited");
+    a["description"] = json!("Line one, with a comma\nand \"quotes\" on line two");
+    let (_, a) = gw.call("POST", SOLUTIONS, Some(&mgp), Some(a)).await;
+    let mut b = entry("Beta", "Tri", "minimal");
+    b["licence"] = json!({"spdx": "LicenseRef-Proprietary"});
+    let (_, b) = gw.call("POST", SOLUTIONS, Some(&mgp), Some(b)).await;
+    let (s, _) = gw
+        .call(
+            "POST",
+            SOLUTIONS,
+            Some(&vera),
+            Some(entry("Vera SAS", "Hidden", "minimal")),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let a_id = a["id"].as_str().unwrap().to_owned();
+    let b_id = b["id"].as_str().unwrap().to_owned();
+    let (s, _) = gw
+        .call(
+            "POST",
+            &format!("{SOLUTIONS}/{a_id}/results"),
+            Some(&mgp),
+            Some(result("run-1", "inference", 2.0, 100.0, Some(1000.0))),
+        )
+        .await;
+    assert_eq!(s, 201); // 2 Wh per unit: score 3
+
+    // JSON: the published entries only.
+    let (s, json_export) = gw
+        .call("GET", "/v1/catalogue/export?format=json", Some(&bob), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(ids(&json_export), sorted(vec![a_id.clone(), b_id.clone()]));
+    let (_, default) = gw
+        .call("GET", "/v1/catalogue/export", Some(&bob), None)
+        .await;
+    assert_eq!(ids(&default), ids(&json_export));
+
+    // CSV: one row per solution, read back with the csv crate.
+    let (s, headers, body) = gw
+        .call_raw("GET", "/v1/catalogue/export?format=csv", Some(&bob), None)
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let mut reader = csv::Reader::from_reader(body.as_slice());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    for col in [
+        "id",
+        "vendor",
+        "licence_free",
+        "hosting_sovereign",
+        "ai_act_risk_class",
+        "score_technological_added_value",
+        "score_innovation",
+        "score_fit_to_needs",
+        "score_data_sovereignty",
+        "score_legal_framework",
+        "score_environmental_impact",
+        "environmental_wh_per_unit",
+    ] {
+        assert!(header.contains(&col.to_owned()), "{col} in {header:?}");
+    }
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    let row_a = rows
+        .iter()
+        .find(|r| r[col("id")] == *a_id)
+        .expect("a's row");
+    let row_b = rows
+        .iter()
+        .find(|r| r[col("id")] == *b_id)
+        .expect("b's row");
+    assert_eq!(&row_a[col("vendor")], "Acme, \"the\" vendor");
+    assert_eq!(
+        &row_a[col("description")],
+        "Line one, with a comma\nand \"quotes\" on line two"
+    );
+    assert_eq!(&row_a[col("score_innovation")], "4");
+    assert_eq!(&row_a[col("score_data_sovereignty")], "", "not assessed");
+    assert_eq!(&row_a[col("score_environmental_impact")], "3");
+    assert_eq!(&row_a[col("environmental_wh_per_unit")], "2");
+    assert_eq!(&row_a[col("licence_free")], "true");
+    assert_eq!(&row_b[col("licence_free")], "false");
+    assert_eq!(&row_b[col("score_environmental_impact")], "");
+
+    // DCAT-AP JSON-LD.
+    let (s, headers, body) = gw
+        .call_raw("GET", "/v1/catalogue/export?format=dcat", Some(&bob), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(headers["content-type"], "application/ld+json");
+    let doc: Value = serde_json::from_slice(&body).expect("JSON-LD is JSON");
+    let ctx = &doc["@context"];
+    assert_eq!(ctx["dcat"], "http://www.w3.org/ns/dcat#");
+    assert_eq!(ctx["dct"], "http://purl.org/dc/terms/");
+    assert_eq!(ctx["foaf"], "http://xmlns.com/foaf/0.1/");
+    assert_eq!(ctx["adms"], "http://www.w3.org/ns/adms#");
+    assert_eq!(doc["@type"], "dcat:Catalog");
+    let services = doc["dcat:service"].as_array().expect("dcat:service");
+    assert_eq!(services.len(), 2);
+    let sa = services
+        .iter()
+        .find(|s| s["dct:identifier"] == *a_id)
+        .expect("a in DCAT");
+    assert_eq!(sa["@id"], format!("urn:uuid:{a_id}"));
+    assert_eq!(sa["@type"], "dcat:DataService");
+    assert_eq!(sa["dct:title"], "Résumé");
+    assert_eq!(sa["dct:publisher"]["@type"], "foaf:Organization");
+    assert_eq!(sa["dct:publisher"]["foaf:name"], "Acme, \"the\" vendor");
+    assert_eq!(
+        sa["dct:license"]["@id"],
+        "http://spdx.org/licenses/EUPL-1.2"
+    );
+    assert_eq!(sa["owl:versionInfo"], "2.1");
+    assert_eq!(sa["dct:issued"]["@value"], a["publishedAt"]);
+    assert_eq!(sa["dct:issued"]["@type"], "xsd:dateTime");
+    assert!(
+        sa["dcat:keyword"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ai-act:limited"))
+    );
+    assert_eq!(sa["serre:scores"]["serre:environmentalImpact"], 3);
+
+    let got = gw
+        .call("GET", "/v1/catalogue/export?format=xml", Some(&bob), None)
+        .await;
+    assert_issue(&got, "format", "one_of");
+    gw.stop().await;
+}
