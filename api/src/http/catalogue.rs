@@ -184,6 +184,7 @@ pub async fn list(
         ApiError::Forbidden("you may not list the catalogue".into())
     })
     .await?;
+    let results = app.store.trial_results_by_solution().await?;
     let mut out = Vec::new();
     for row in app.store.list_solutions(false).await? {
         if params.status.as_ref().is_some_and(|s| *s != row.status) {
@@ -195,7 +196,8 @@ pub async fn list(
             .decide(&ctx.caller, Action::CatalogueRead, &resource(&row))?
             .allowed
         {
-            out.push(view(&app, &row).await?);
+            let r = results.get(&row.id).map_or(&[][..], Vec::as_slice);
+            out.push(SolutionView::new(&row, r));
         }
     }
     Ok(Json(out))
@@ -446,10 +448,17 @@ pub async fn export(
         ApiError::Forbidden("you may not export the catalogue".into())
     })
     .await?;
-    let mut items = Vec::new();
-    for row in app.store.list_solutions(true).await? {
-        items.push(view(&app, &row).await?);
-    }
+    let results = app.store.trial_results_by_solution().await?;
+    let items: Vec<SolutionView> = app
+        .store
+        .list_solutions(true)
+        .await?
+        .iter()
+        .map(|row| {
+            let r = results.get(&row.id).map_or(&[][..], Vec::as_slice);
+            SolutionView::new(row, r)
+        })
+        .collect();
     Ok(match format {
         "csv" => {
             let body = export::to_csv(&items).map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -177,6 +177,21 @@ impl Store {
         }
     }
 
+    /// Every solution's trial results, by solution (for lists and exports: one query).
+    pub async fn trial_results_by_solution(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Vec<TrialResultRow>>, StoreError> {
+        const SQL: &str = "SELECT * FROM catalogue_trial_results \
+            ORDER BY solution_id, measured_at, run_id, phase";
+        let rows: Vec<TrialResultRow> = run!(self, |p| sqlx::query_as(SQL).fetch_all(p).await)?;
+        let mut out: std::collections::HashMap<String, Vec<TrialResultRow>> =
+            std::collections::HashMap::new();
+        for r in rows {
+            out.entry(r.solution_id.clone()).or_default().push(r);
+        }
+        Ok(out)
+    }
+
     /// A solution's trial results, oldest measurement first.
     pub async fn list_trial_results(
         &self,
