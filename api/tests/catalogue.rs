@@ -681,6 +681,15 @@ async fn exports_hold_the_published_entries(backend: Backend) {
     assert_eq!(sa["owl:versionInfo"], "2.1");
     assert_eq!(sa["dct:issued"]["@value"], a["publishedAt"]);
     assert_eq!(sa["dct:issued"]["@type"], "xsd:dateTime");
+    // Modified when the trial result moved the environmental score.
+    let modified = sa["dct:modified"]["@value"].as_str().unwrap();
+    assert!(modified > a["updatedAt"].as_str().unwrap(), "{sa}");
+    assert!(chrono::DateTime::parse_from_rfc3339(modified).is_ok());
+    let sb = services
+        .iter()
+        .find(|s| s["dct:identifier"] == *b_id)
+        .expect("b in DCAT");
+    assert_eq!(sb["dct:modified"]["@value"], b["updatedAt"]);
     assert!(
         sa["dcat:keyword"]
             .as_array()

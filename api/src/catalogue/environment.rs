@@ -52,6 +52,8 @@ pub struct EnvironmentalAssessment {
     pub score: Option<i64>,
     /// How the score was reached, in words.
     pub basis: String,
+    /// When the latest result (measured or estimated) was attached; RFC 3339.
+    pub last_recorded_at: Option<String>,
 }
 
 fn estimated(r: &TrialResultRow) -> bool {
@@ -103,6 +105,7 @@ pub fn environmental_criterion(results: &[TrialResultRow]) -> EnvironmentalAsses
         gco2e_per_unit,
         score,
         basis,
+        last_recorded_at: results.iter().map(|r| r.recorded_at.clone()).max(),
     }
 }
 

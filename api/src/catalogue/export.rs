@@ -113,6 +113,16 @@ fn datetime(v: &str) -> Value {
     json!({ "@value": v, "@type": "xsd:dateTime" })
 }
 
+/// The entry's last change: its own, or the latest trial result attached (which moves
+/// the environmental score). Both are RFC 3339 UTC with the same precision.
+fn modified(s: &SolutionView) -> String {
+    let results = &s.criteria.environmental_impact.assessment.last_recorded_at;
+    match results {
+        Some(r) if *r > s.updated_at => r.clone(),
+        _ => s.updated_at.clone(),
+    }
+}
+
 /// The published catalogue as DCAT-AP JSON-LD. `base` is the gateway's public URL (for
 /// the landing page and endpoint of each entry).
 pub fn to_dcat(items: &[SolutionView], base: &str) -> Value {
@@ -146,7 +156,7 @@ pub fn to_dcat(items: &[SolutionView], base: &str) -> Value {
                 },
                 "dct:license": { "@id": format!("http://spdx.org/licenses/{}", s.licence.spdx) },
                 "dct:issued": datetime(s.published_at.as_deref().unwrap_or(&s.created_at)),
-                "dct:modified": datetime(&s.updated_at),
+                "dct:modified": datetime(&modified(s)),
                 "owl:versionInfo": s.version,
                 "dcat:keyword": [
                     format!("ai-act:{}", s.ai_act_risk_class),
