@@ -5,6 +5,7 @@ pub mod app;
 pub mod audit;
 pub mod authz;
 pub mod blobs;
+pub mod catalogue;
 pub mod cluster;
 pub mod config;
 pub mod data;
