@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Dataset benchmarks (release build, one thread each; figures are ratios against a
+# baseline measured in the same run):
+#   1. POST /v1/grants' materialisation (decrypt, project, filter, pseudonymise, write
+#      Parquet, encrypt and store) against DuckDB's COPY of the same query (threads=1);
+#   2. serving the view from Garage through BlobStore::get_stream (decrypting) against a
+#      plain S3 GET of an unencrypted copy from the same bucket.
+#
+#   deploy/dev/bench-datasets.sh [SIZE_MB]     default 1024 (MB of Parquet input)
+#
+# Needs python3 with the PyPI duckdb package (installed with pip if missing) and Garage
+# (deploy/dev/garage.sh builds it once under ~/.cache/serre). The synthetic dataset is
+# generated once into ~/.cache/serre/bench/ and reused.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SIZE_MB=${1:-${SERRE_BENCH_SIZE_MB:-1024}}
+python3 -c 'import duckdb' 2>/dev/null || python3 -m pip install --quiet duckdb
+exec cargo bench -p serre-api --bench materialise -- --size-mb "$SIZE_MB" --serve
