@@ -90,6 +90,21 @@ impl IntoResponse for SharingError {
 
 type Result<T, E = SharingError> = std::result::Result<T, E>;
 
+/// The grant a token names, if it still exists and is neither revoked nor expired.
+async fn active_grant(app: &AppState, id: &str) -> Result<GrantRow> {
+    let denied = |m: String| SharingError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", m);
+    let grant = app
+        .store
+        .get_grant(id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| denied("the grant no longer exists".into()))?;
+    match grants::inactive_reason(&grant, Utc::now()) {
+        Some(reason) => Err(denied(reason)),
+        None => Ok(grant),
+    }
+}
+
 /// The table a profile token opens, after checking the token and the grant.
 struct Table {
     grant: GrantRow,
@@ -116,25 +131,7 @@ async fn table(app: &AppState, headers: &HeaderMap) -> Result<Table> {
         Utc::now().timestamp(),
     )
     .map_err(|e| unauthenticated(&e.to_string()))?;
-    let grant = app
-        .store
-        .get_grant(&claims.g)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| {
-            SharingError::new(
-                StatusCode::FORBIDDEN,
-                "PERMISSION_DENIED",
-                "the grant no longer exists",
-            )
-        })?;
-    if let Some(reason) = grants::inactive_reason(&grant, Utc::now()) {
-        return Err(SharingError::new(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            reason,
-        ));
-    }
+    let grant = active_grant(app, &claims.g).await?;
     let dataset = app
         .store
         .get_dataset(&grant.dataset_id)
@@ -401,25 +398,7 @@ pub async fn file(
             format!("file link refused: {e}"),
         )
     })?;
-    let grant = app
-        .store
-        .get_grant(&claims.g)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| {
-            SharingError::new(
-                StatusCode::FORBIDDEN,
-                "PERMISSION_DENIED",
-                "the grant no longer exists",
-            )
-        })?;
-    if let Some(reason) = grants::inactive_reason(&grant, Utc::now()) {
-        return Err(SharingError::new(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            reason,
-        ));
-    }
+    let grant = active_grant(&app, &claims.g).await?;
     Ok(serve_view(
         &app,
         &grant,

@@ -1,0 +1,114 @@
+//! The JSON views of catalogue entries.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::*;
+use crate::store::{SolutionRow, TrialResultRow};
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenceView {
+    pub spdx: String,
+    /// Derived: the identifier is one of the free-software allowlist.
+    pub free: bool,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostingView {
+    pub provider: String,
+    pub data_location: String,
+    pub extra_eu_transfer: bool,
+    /// Derived: data in the EU and no transfer outside it.
+    pub sovereign: bool,
+}
+
+/// The environmental criterion: derived from measured trial runs, never typed in.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentalCriterion {
+    /// 0–5 from the energy per functional unit; null without a measured run with units.
+    pub score: Option<i64>,
+    pub assessment: EnvironmentalAssessment,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CriteriaView {
+    pub technological_added_value: Criterion,
+    pub innovation: Criterion,
+    pub fit_to_needs: Criterion,
+    pub data_sovereignty: Criterion,
+    pub legal_framework: Criterion,
+    pub environmental_impact: EnvironmentalCriterion,
+}
+
+/// A catalogue entry as shown (and exported).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SolutionView {
+    pub id: String,
+    /// proposed, published or rejected.
+    pub status: String,
+    pub vendor: String,
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub licence: LicenceView,
+    pub hosting: HostingView,
+    pub ai_act_risk_class: String,
+    pub gdpr_notes: String,
+    pub criteria: CriteriaView,
+    /// The vendor principal who proposed it; null when a Métropole admin created it.
+    pub proposed_by: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_by: String,
+    pub updated_at: String,
+    pub published_at: Option<String>,
+}
+
+impl SolutionView {
+    pub fn new(row: &SolutionRow, results: &[TrialResultRow]) -> Self {
+        let d = Draft::from_row(row);
+        let assessment = environmental_criterion(results);
+        SolutionView {
+            id: row.id.clone(),
+            status: row.status.clone(),
+            vendor: d.vendor,
+            name: d.name,
+            version: d.version,
+            description: d.description,
+            licence: LicenceView {
+                free: is_free_licence(&d.licence_spdx),
+                spdx: d.licence_spdx,
+            },
+            hosting: HostingView {
+                sovereign: is_sovereign(&d.hosting_location, d.extra_eu_transfer),
+                provider: d.hosting_provider,
+                data_location: d.hosting_location,
+                extra_eu_transfer: d.extra_eu_transfer,
+            },
+            ai_act_risk_class: d.ai_act_risk_class,
+            gdpr_notes: d.gdpr_notes,
+            criteria: CriteriaView {
+                technological_added_value: d.criteria.technological_added_value,
+                innovation: d.criteria.innovation,
+                fit_to_needs: d.criteria.fit_to_needs,
+                data_sovereignty: d.criteria.data_sovereignty,
+                legal_framework: d.criteria.legal_framework,
+                environmental_impact: EnvironmentalCriterion {
+                    score: assessment.score,
+                    assessment,
+                },
+            },
+            proposed_by: row.proposed_by.clone(),
+            created_by: row.created_by.clone(),
+            created_at: row.created_at.clone(),
+            updated_by: row.updated_by.clone(),
+            updated_at: row.updated_at.clone(),
+            published_at: row.published_at.clone(),
+        }
+    }
+}
