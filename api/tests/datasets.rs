@@ -86,6 +86,7 @@ fn parquet_rows(bytes: Vec<u8>) -> Vec<arrow_array::RecordBatch> {
 both_backends!(
     bad_uploads_get_a_clear_error_and_store_nothing,
     a_personal_dataset_reaches_a_vendor_only_anonymised,
+    the_tenant_minimum_k_decides,
 );
 
 async fn bad_uploads_get_a_clear_error_and_store_nothing(backend: Backend) {
@@ -488,4 +489,61 @@ fn python_client(profile: &std::path::Path, table: &str) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("client output is JSON")
+}
+
+async fn the_tenant_minimum_k_decides(backend: Backend) {
+    let gw = gateway(backend).await;
+    let bob = gw.token("bob", EE_DATA);
+    let alice = gw.token("alice", EE_ADMIN);
+    let mgp = gw.token("mia", MGP);
+    let q = "tenant=est-ensemble&name=residents&classification=personal&types=postcode:string";
+    let (status, ds) = upload(&gw, &bob, q, residents_csv().into_bytes(), "text/csv").await;
+    assert_eq!(status, 201, "{ds}");
+    let policy = "/v1/tenants/est-ensemble/data-policy";
+    // The gateway's default until the tenant has its own.
+    let (status, got) = gw.call("GET", policy, Some(&alice), None).await;
+    assert_eq!((status, got), (200, json!({"minK": 5})));
+    let got = gw
+        .call("PUT", policy, Some(&alice), Some(json!({"minK": 10})))
+        .await;
+    assert_error(&got, 403, "forbidden");
+    let got = gw
+        .call("PUT", policy, Some(&mgp), Some(json!({"minK": 1})))
+        .await;
+    assert_error(&got, 422, "validation_failed");
+    let (status, _) = gw
+        .call("PUT", policy, Some(&mgp), Some(json!({"minK": 10})))
+        .await;
+    assert_eq!(status, 200);
+
+    // Classes of about 8 rows: enough for k = 5, not for this tenant's 10.
+    let grant = json!({
+        "datasetId": ds["id"], "grantee": {"vendor": "acme"},
+        "columns": ["id", "age", "postcode"],
+        "recipe": {"columns": {"id": "pseudonymise", "age": {"generalise": {"bin": 20.0}},
+                               "postcode": {"generalise": {"prefix": 2}}},
+                   "quasiIdentifiers": ["age", "postcode"], "k": 5, "suppress": true},
+        "rowFilter": "age < 70",
+        "purpose": "Trial", "expiresAt": (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339(),
+    });
+    let got = gw
+        .call("POST", "/v1/grants", Some(&alice), Some(grant.clone()))
+        .await;
+    assert_error(&got, 422, "k_anonymity");
+    assert!(got.1.to_string().contains("minimum k is 10"), "{}", got.1);
+    // Not personal data leaving towards a vendor: a sandbox without vendors is the
+    // tenant's own team, and the gate does not apply.
+    let mut own = grant.clone();
+    let (status, sb) = gw
+        .call(
+            "POST",
+            "/v1/sandboxes",
+            Some(&bob),
+            Some(support::sandbox_body("est-ensemble", "study", 10)),
+        )
+        .await;
+    assert_eq!(status, 201, "{sb}");
+    own["grantee"] = json!({"sandbox": "est-ensemble--study"});
+    let (status, g) = gw.call("POST", "/v1/grants", Some(&alice), Some(own)).await;
+    assert_eq!(status, 201, "{g}");
 }

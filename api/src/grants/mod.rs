@@ -215,6 +215,51 @@ mod tests {
     }
 
     #[test]
+    fn expired_and_revoked_grants_are_inactive_with_the_reason() {
+        let row = |expires: &str, revoked: Option<&str>| GrantRow {
+            id: "g".into(),
+            tenant: "t".into(),
+            dataset_id: "d".into(),
+            version: 1,
+            grantee_kind: VENDOR.into(),
+            grantee: "acme".into(),
+            columns_json: "[]".into(),
+            recipe_json: "{}".into(),
+            row_filter: None,
+            purpose: "p".into(),
+            expires_at: expires.into(),
+            created_by: "alice".into(),
+            created_at: "2029-01-01T00:00:00Z".into(),
+            revoked_at: revoked.map(str::to_owned),
+            revoked_by: revoked.map(|_| "alice".to_owned()),
+            pseudonym_key: String::new(),
+            view_key: String::new(),
+            view_wrapped_key: String::new(),
+            view_size: 0,
+            view_sha256: String::new(),
+            view_rows: 0,
+            view_schema_json: "[]".into(),
+            kanon_json: "{}".into(),
+        };
+        let now = DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .expect("t")
+            .with_timezone(&Utc);
+        assert_eq!(
+            inactive_reason(&row("2030-01-02T00:00:00Z", None), now),
+            None
+        );
+        let expired = inactive_reason(&row("2030-01-01T00:00:00Z", None), now).expect("expired");
+        assert!(expired.contains("expired"), "{expired}");
+        let revoked = inactive_reason(
+            &row("2031-01-01T00:00:00Z", Some("2029-12-31T00:00:00Z")),
+            now,
+        )
+        .expect("revoked");
+        assert!(revoked.contains("revoked"), "{revoked}");
+        assert!(inactive_reason(&row("soon", None), now).is_some());
+    }
+
+    #[test]
     fn k_applies_to_personal_data_leaving_towards_vendors() {
         assert!(needs_k("personal", true, 0));
         assert!(needs_k("personal", false, 2));

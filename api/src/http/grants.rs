@@ -166,8 +166,11 @@ pub async fn create(
     // -- Business logic: materialise (with the k-anonymity check), store, record.
     let out = app.data.temp_file(".view.parquet");
     let path = out.path().to_owned();
-    let check_k = grants::needs_k(&dataset.classification, kind == VENDOR, sandbox_vendors)
-        .then_some(app.data.config.min_k);
+    let check_k = if grants::needs_k(&dataset.classification, kind == VENDOR, sandbox_vendors) {
+        Some(super::data_policy::min_k(&app, &dataset.tenant).await?)
+    } else {
+        None
+    };
     let recipe = req.recipe.clone();
     let report = tokio::task::spawn_blocking(move || {
         if let Some(min_k) = check_k {

@@ -3,6 +3,7 @@
 
 mod audit;
 mod catalogue;
+mod data_policy;
 mod datasets;
 mod extract;
 mod grants;
@@ -206,6 +207,10 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration) -> Router {
         .route("/grants", post(grants::create).get(grants::list))
         .route("/grants/{id}", get(grants::get_one).delete(grants::revoke))
         .route("/grants/{id}/profile", get(grants::profile))
+        .route(
+            "/tenants/{tenant}/data-policy",
+            get(data_policy::get).put(data_policy::put),
+        )
         .route(
             "/catalogue/solutions",
             post(catalogue::create).get(catalogue::list),

@@ -18,7 +18,7 @@ use crate::error::{ApiError, ErrorBody};
 #[openapi(
     info(
         title = "Serre gateway",
-        description = "Self-service sandboxes for the Métropole du Grand Paris: OIDC bearer tokens, Cedar policies, approval, audit log."
+        description = "Self-service sandboxes, datasets and anonymised grants, and the catalogue of AI solutions for the Métropole du Grand Paris: OIDC bearer tokens, Cedar policies, approval, audit log."
     ),
     paths(
         healthz, readyz, metrics, reload_policies,
@@ -29,6 +29,11 @@ use crate::error::{ApiError, ErrorBody};
         super::audit::list,
         super::catalogue::create, super::catalogue::list, super::catalogue::get_one,
         super::catalogue::update, super::catalogue::attach_result, super::catalogue::export,
+        super::datasets::create, super::datasets::create_version, super::datasets::list,
+        super::datasets::get_one, super::datasets::delete_version,
+        super::data_policy::get, super::data_policy::put,
+        super::grants::create, super::grants::list, super::grants::get_one,
+        super::grants::revoke, super::grants::data, super::grants::profile,
     ),
     components(schemas(ErrorBody, Readiness, Reloaded)),
     modifiers(&BearerAuth),
@@ -36,6 +41,8 @@ use crate::error::{ApiError, ErrorBody};
         (name = "sandboxes", description = "Self-service sandbox requests and approval"),
         (name = "tenants", description = "Per-tenant self-service policy"),
         (name = "audit", description = "Hash-chained audit log"),
+        (name = "datasets", description = "Encrypted Parquet datasets and their immutable versions"),
+        (name = "grants", description = "Anonymised views granted to sandboxes and vendors; Delta Sharing profiles"),
         (name = "catalogue", description = "Catalogue of AI solutions judged on six criteria (Action 1)"),
         (name = "identity", description = "The caller"),
         (name = "operations", description = "Health, readiness, metrics, policies"),

@@ -49,11 +49,16 @@ pub async fn me(ctx: Ctx) -> Json<Me> {
     })
 }
 
-fn unknown_tenant(t: &str) -> ApiError {
+pub(super) fn unknown_tenant(t: &str) -> ApiError {
     ApiError::NotFound(format!("tenant {t:?} not found"))
 }
 
-async fn known(app: &AppState, ctx: &Ctx, action: Action, tenant: &str) -> Result<(), ApiError> {
+pub(super) async fn known(
+    app: &AppState,
+    ctx: &Ctx,
+    action: Action,
+    tenant: &str,
+) -> Result<(), ApiError> {
     if app.tenants.get(tenant).is_none() {
         app.record_missing(ctx, action, format!("Tenant::{tenant:?}"))
             .await?;

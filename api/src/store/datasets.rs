@@ -79,7 +79,39 @@ macro_rules! bind_version {
     };
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct DataPolicyRow {
+    pub tenant: String,
+    pub min_k: i64,
+    pub updated_by: String,
+    pub updated_at: String,
+}
+
 impl Store {
+    pub async fn data_policy(&self, tenant: &str) -> Result<Option<DataPolicyRow>, StoreError> {
+        const SQL: &str = "SELECT * FROM tenant_data_policies WHERE tenant = $1";
+        Ok(run!(self, |p| sqlx::query_as(SQL)
+            .bind(tenant)
+            .fetch_optional(p)
+            .await)?)
+    }
+
+    pub async fn put_data_policy(&self, d: &DataPolicyRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO tenant_data_policies (tenant, min_k, updated_by, \
+            updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant) DO UPDATE SET \
+            min_k = excluded.min_k, updated_by = excluded.updated_by, \
+            updated_at = excluded.updated_at";
+        run!(self, |p| sqlx::query(SQL)
+            .bind(&d.tenant)
+            .bind(d.min_k)
+            .bind(&d.updated_by)
+            .bind(&d.updated_at)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
     /// A new dataset with its first version, in one transaction.
     pub async fn insert_dataset(&self, d: &DatasetRow, v: &VersionRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO datasets (id, tenant, name, description, \

@@ -71,7 +71,7 @@ macro_rules! run {
 }
 
 mod datasets;
-pub use datasets::{DatasetRow, GrantRow, VersionRow};
+pub use datasets::{DataPolicyRow, DatasetRow, GrantRow, VersionRow};
 mod catalogue;
 pub use catalogue::{SolutionRow, TrialResultRow};
 
