@@ -52,6 +52,10 @@ for target in "${TARGETS[@]}"; do
     artifacts="$ARTIFACTS/$target"
     mkdir -p "$corpus" "$artifacts"
     cp -R "$FUZZ_DIR/corpus/$target/." "$corpus/"
+    # Inputs that once crashed a target are replayed on every run.
+    if [ -d "$FUZZ_DIR/regressions/$target" ]; then
+        cp -R "$FUZZ_DIR/regressions/$target/." "$corpus/"
+    fi
     log="$WORK/$target.log"
     echo "fuzz.sh: $target for ${SECONDS_PER_TARGET} s (artifacts in $artifacts)"
     set +e

@@ -31,7 +31,11 @@ pub fn check(result: Result<IngestReport, DataError>, out: Vec<u8>) {
         "column count differs from the report"
     );
     for (stored, reported) in schema.fields().iter().zip(report.schema.fields()) {
-        assert_eq!(stored.name(), reported.name(), "column name differs from the report");
+        assert_eq!(
+            stored.name(),
+            reported.name(),
+            "column name differs from the report"
+        );
         assert_eq!(
             stored.data_type(),
             reported.data_type(),
@@ -46,5 +50,8 @@ pub fn check(result: Result<IngestReport, DataError>, out: Vec<u8>) {
         let batch = batch.expect("ingest returned Ok but a batch of its output cannot be decoded");
         rows += batch.num_rows() as u64;
     }
-    assert_eq!(rows, report.rows, "decoded row count differs from the report");
+    assert_eq!(
+        rows, report.rows,
+        "decoded row count differs from the report"
+    );
 }

@@ -173,6 +173,26 @@ fn normalised_type(name: &str, data_type: &DataType) -> Result<DataType> {
 }
 
 /// Check a Parquet upload completely and store it normalised.
+/// Run `decode` on row group `group`, turning a panic of the parquet crate into an error:
+/// some malformed pages still panic in it (parquet 60: a dictionary-encoded page without a
+/// dictionary page, found by fuzzing `ingest_parquet`), and an upload must get a 422, not
+/// a failed task.
+fn guarded<T>(group: usize, decode: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "undecodable page".to_owned());
+            Err(DataError::InvalidParquet(format!(
+                "row group {group}: malformed page ({why})"
+            )))
+        }
+    }
+}
+
 pub fn ingest_parquet<R: ChunkReader + 'static, W: Write + Send>(
     input: R,
     out: W,
@@ -211,7 +231,9 @@ pub fn ingest_parquet<R: ChunkReader + 'static, W: Write + Send>(
     let mut rows = 0u64;
     for (group, row_group) in metadata.metadata().row_groups().iter().enumerate() {
         let expected = u64::try_from(row_group.num_rows()).unwrap_or(0);
-        let decoded = copy_row_group(&input, &metadata, group, &target, &mut out)?;
+        let decoded = guarded(group, || {
+            copy_row_group(&input, &metadata, group, &target, &mut out)
+        })?;
         if decoded != expected {
             return Err(DataError::InvalidParquet(format!(
                 "row group {group}: the footer announces {expected} rows but {decoded} were decoded"

@@ -315,3 +315,22 @@ fn byte_order_mark_is_not_part_of_the_first_name() {
     let (report, _) = csv("\u{feff}id,name\n1,a\n", &CsvOptions::default()).expect("valid CSV");
     assert_eq!(report.schema.field(0).name(), "id");
 }
+
+/// Inputs on which the fuzzer made the parquet crate panic: each must be a 422-style
+/// `invalid_parquet`, never a panic (api/fuzz/regressions/).
+#[test]
+fn fuzzer_found_parquet_inputs_are_refused_not_panics() {
+    let inputs: [&[u8]; 1] = [include_bytes!(
+        "../../../fuzz/regressions/ingest_parquet/crash-06816614a4ac135bd19ab8d6e347fe4c15b25cce"
+    )];
+    for input in inputs {
+        let err = crate::data::ingest_parquet(
+            Bytes::copy_from_slice(input),
+            Vec::new(),
+            &crate::data::IngestLimits::default(),
+        )
+        .expect_err("malformed");
+        assert_eq!(err.category(), "invalid_parquet", "{err}");
+        assert!(err.to_string().contains("row group"), "{err}");
+    }
+}
