@@ -14,6 +14,7 @@
 //! Every figure carries its [`Method`] and a `source` string (the query, the sysfs path or
 //! the model parameters). See `docs/energy.md` for the methods and their caveats.
 
+mod account;
 pub mod carbon;
 pub mod dcgm;
 mod error;
