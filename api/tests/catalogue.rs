@@ -8,6 +8,18 @@ mod support;
 use serde_json::{Value, json};
 use support::{Backend, Gateway, Setup, assert_error};
 
+async fn post(gw: &Gateway, path: &str, token: &str, body: Value) -> (u16, Value) {
+    gw.call("POST", path, Some(token), Some(body)).await
+}
+
+async fn get(gw: &Gateway, path: &str, token: &str) -> (u16, Value) {
+    gw.call("GET", path, Some(token), None).await
+}
+
+async fn patch(gw: &Gateway, path: &str, token: &str, body: Value) -> (u16, Value) {
+    gw.call("PATCH", path, Some(token), Some(body)).await
+}
+
 const MGP: &[&str] = &["mgp-admins"];
 const EE_DATA: &[&str] = &["est-ensemble-data"];
 const SOLUTIONS: &str = "/v1/catalogue/solutions";
@@ -96,14 +108,7 @@ async fn propose_publish_and_who_sees_what(backend: Backend) {
     let bob = gw.token("bob", EE_DATA); // a tenant member
 
     // A Métropole admin's entry is published at once; derived facts are shown.
-    let (s, published) = gw
-        .call(
-            "POST",
-            SOLUTIONS,
-            Some(&mgp),
-            Some(entry("Acme", "Résumé", "limited")),
-        )
-        .await;
+    let (s, published) = post(&gw, SOLUTIONS, &mgp, entry("Acme", "Résumé", "limited")).await;
     assert_eq!(s, 201, "{published}");
     assert_eq!(published["status"], "published");
     assert_eq!(published["proposedBy"], Value::Null);
@@ -135,7 +140,7 @@ async fn propose_publish_and_who_sees_what(backend: Backend) {
     body["licence"] = json!({"spdx": "LicenseRef-Proprietary"});
     body["hosting"] =
         json!({"provider": "Big Cloud", "dataLocation": "US", "extraEuTransfer": true});
-    let (s, proposal) = gw.call("POST", SOLUTIONS, Some(&vera), Some(body)).await;
+    let (s, proposal) = post(&gw, SOLUTIONS, &vera, body).await;
     assert_eq!(s, 201, "{proposal}");
     assert_eq!(proposal["status"], "proposed");
     assert_eq!(proposal["proposedBy"], "vera");
@@ -146,29 +151,21 @@ async fn propose_publish_and_who_sees_what(backend: Backend) {
     let prop_path = format!("{SOLUTIONS}/{prop_id}");
 
     // Tenant members read but do not write.
-    let got = gw
-        .call(
-            "POST",
-            SOLUTIONS,
-            Some(&bob),
-            Some(entry("Bob", "X", "minimal")),
-        )
-        .await;
+    let got = post(&gw, SOLUTIONS, &bob, entry("Bob", "X", "minimal")).await;
     assert_error(&got, 403, "forbidden");
-    let got = gw
-        .call(
-            "PATCH",
-            &format!("{SOLUTIONS}/{pub_id}"),
-            Some(&bob),
-            Some(json!({"description": "mine"})),
-        )
-        .await;
+    let got = patch(
+        &gw,
+        &format!("{SOLUTIONS}/{pub_id}"),
+        &bob,
+        json!({"description": "mine"}),
+    )
+    .await;
     assert_error(&got, 403, "forbidden");
 
     // Who sees what.
     let list = |t: String| {
         let gw = &gw;
-        async move { gw.call("GET", SOLUTIONS, Some(&t), None).await }
+        async move { get(&gw, SOLUTIONS, &t).await }
     };
     let (s, l) = list(bob.clone()).await;
     assert_eq!((s, ids(&l)), (200, vec![pub_id.clone()]));
@@ -178,112 +175,57 @@ async fn propose_publish_and_who_sees_what(backend: Backend) {
     assert_eq!(ids(&l), sorted(vec![pub_id.clone(), prop_id.clone()]));
     let (_, l) = list(mgp.clone()).await;
     assert_eq!(ids(&l), sorted(vec![pub_id.clone(), prop_id.clone()]));
-    let (_, l) = gw
-        .call(
-            "GET",
-            &format!("{SOLUTIONS}?status=proposed"),
-            Some(&mgp),
-            None,
-        )
-        .await;
+    let (_, l) = get(&gw, &format!("{SOLUTIONS}?status=proposed"), &mgp).await;
     assert_eq!(ids(&l), vec![prop_id.clone()]);
-    let (s, one) = gw
-        .call("GET", &format!("{SOLUTIONS}/{pub_id}"), Some(&bob), None)
-        .await;
+    let (s, one) = get(&gw, &format!("{SOLUTIONS}/{pub_id}"), &bob).await;
     assert_eq!((s, one["id"].as_str()), (200, Some(pub_id.as_str())));
     // Others' proposals answer as if they did not exist.
-    assert_error(
-        &gw.call("GET", &prop_path, Some(&victor), None).await,
-        404,
-        "not_found",
-    );
-    assert_error(
-        &gw.call("GET", &prop_path, Some(&bob), None).await,
-        404,
-        "not_found",
-    );
-    let got = gw
-        .call(
-            "PATCH",
-            &prop_path,
-            Some(&victor),
-            Some(json!({"name": "Mine"})),
-        )
-        .await;
+    assert_error(&get(&gw, &prop_path, &victor).await, 404, "not_found");
+    assert_error(&get(&gw, &prop_path, &bob).await, 404, "not_found");
+    let got = patch(&gw, &prop_path, &victor, json!({"name": "Mine"})).await;
     assert_error(&got, 404, "not_found");
     assert_error(
-        &gw.call("GET", &format!("{SOLUTIONS}/not-a-uuid"), Some(&mgp), None)
-            .await,
+        &get(&gw, &format!("{SOLUTIONS}/not-a-uuid"), &mgp).await,
         404,
         "not_found",
     );
     assert_error(
-        &gw.call(
-            "GET",
-            &format!("{SOLUTIONS}/{}", uuid::Uuid::new_v4()),
-            Some(&mgp),
-            None,
-        )
-        .await,
+        &get(&gw, &format!("{SOLUTIONS}/{}", uuid::Uuid::new_v4()), &mgp).await,
         404,
         "not_found",
     );
 
     // The vendor edits its proposal, but not its status.
-    let (s, edited) = gw
-        .call(
-            "PATCH",
-            &prop_path,
-            Some(&vera),
-            Some(json!({"description": "Translates, now with glossary",
-                        "criteria": {"dataSovereignty": {"score": 1, "evidence": []}}})),
-        )
-        .await;
+    let (s, edited) = patch(
+        &gw,
+        &prop_path,
+        &vera,
+        json!({"description": "Translates, now with glossary",
+                        "criteria": {"dataSovereignty": {"score": 1, "evidence": []}}}),
+    )
+    .await;
     assert_eq!(s, 200, "{edited}");
     assert_eq!(edited["description"], "Translates, now with glossary");
     assert_eq!(edited["criteria"]["dataSovereignty"]["score"], 1);
     assert_eq!(edited["criteria"]["innovation"]["score"], 4, "others kept");
-    let got = gw
-        .call(
-            "PATCH",
-            &prop_path,
-            Some(&vera),
-            Some(json!({"status": "published"})),
-        )
-        .await;
+    let got = patch(&gw, &prop_path, &vera, json!({"status": "published"})).await;
     assert_error(&got, 403, "forbidden");
 
     // A Métropole admin publishes; the vendor may no longer edit it; everyone sees it.
-    let (s, done) = gw
-        .call(
-            "PATCH",
-            &prop_path,
-            Some(&mgp),
-            Some(json!({"status": "published"})),
-        )
-        .await;
+    let (s, done) = patch(&gw, &prop_path, &mgp, json!({"status": "published"})).await;
     assert_eq!(s, 200, "{done}");
     assert_eq!(done["status"], "published");
     assert!(done["publishedAt"].as_str().is_some());
     assert_eq!(done["updatedBy"], "mgp-admin");
-    let got = gw
-        .call(
-            "PATCH",
-            &prop_path,
-            Some(&vera),
-            Some(json!({"description": "late"})),
-        )
-        .await;
+    let got = patch(&gw, &prop_path, &vera, json!({"description": "late"})).await;
     assert_error(&got, 403, "forbidden");
     let (_, l) = list(bob.clone()).await;
     assert_eq!(ids(&l), sorted(vec![pub_id.clone(), prop_id.clone()]));
-    let (s, _) = gw.call("GET", &prop_path, Some(&victor), None).await;
+    let (s, _) = get(&gw, &prop_path, &victor).await;
     assert_eq!(s, 200);
 
     // Every change is in the audit log.
-    let (s, page) = gw
-        .call("GET", "/v1/audit?limit=1000", Some(&mgp), None)
-        .await;
+    let (s, page) = get(&gw, "/v1/audit?limit=1000", &mgp).await;
     assert_eq!(s, 200, "{page}");
     let actions: Vec<&str> = page["entries"]
         .as_array()
@@ -315,54 +257,43 @@ async fn the_environmental_criterion_is_derived_from_measured_runs(backend: Back
     // Never typed in, on creation or change.
     let mut body = entry("Acme", "Résumé", "limited");
     body["criteria"]["environmentalImpact"] = json!({"score": 5, "evidence": []});
-    let got = gw.call("POST", SOLUTIONS, Some(&mgp), Some(body)).await;
+    let got = post(&gw, SOLUTIONS, &mgp, body).await;
     assert_issue(&got, "criteria.environmentalImpact", "derived");
     let mut body = entry("Vera SAS", "Résumé", "limited");
     body["criteria"]["environmentalImpact"] = Value::Null;
-    let got = gw.call("POST", SOLUTIONS, Some(&vera), Some(body)).await;
+    let got = post(&gw, SOLUTIONS, &vera, body).await;
     assert_issue(&got, "criteria.environmentalImpact", "derived");
-    let (s, created) = gw
-        .call(
-            "POST",
-            SOLUTIONS,
-            Some(&mgp),
-            Some(entry("Acme", "Résumé", "limited")),
-        )
-        .await;
+    let (s, created) = post(&gw, SOLUTIONS, &mgp, entry("Acme", "Résumé", "limited")).await;
     assert_eq!(s, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     let path = format!("{SOLUTIONS}/{id}");
-    let got = gw
-        .call(
-            "PATCH",
-            &path,
-            Some(&mgp),
-            Some(json!({"criteria": {"environmentalImpact": {"score": 5}}})),
-        )
-        .await;
+    let got = patch(
+        &gw,
+        &path,
+        &mgp,
+        json!({"criteria": {"environmentalImpact": {"score": 5}}}),
+    )
+    .await;
     assert_issue(&got, "criteria.environmentalImpact", "derived");
-    let got = gw
-        .call(
-            "PATCH",
-            &path,
-            Some(&mgp),
-            Some(json!({"licence": {"spdx": "MIT", "free": true}})),
-        )
-        .await;
+    let got = patch(
+        &gw,
+        &path,
+        &mgp,
+        json!({"licence": {"spdx": "MIT", "free": true}}),
+    )
+    .await;
     assert_issue(&got, "licence.free", "derived");
 
     // Only Métropole admins attach results.
     let results = format!("{path}/results");
     let r1 = result("run-1", "training", 12.0, 600.0, None);
     assert_error(
-        &gw.call("POST", &results, Some(&vera), Some(r1.clone()))
-            .await,
+        &post(&gw, &results, &vera, r1.clone()).await,
         403,
         "forbidden",
     );
     assert_error(
-        &gw.call("POST", &results, Some(&bob), Some(r1.clone()))
-            .await,
+        &post(&gw, &results, &bob, r1.clone()).await,
         403,
         "forbidden",
     );
@@ -371,7 +302,7 @@ async fn the_environmental_criterion_is_derived_from_measured_runs(backend: Back
         "kwh": -1.0, "gco2e": 1.0, "durationS": 1.0, "functionalUnits": 0.0,
         "measuredAt": "yesterday"
     });
-    let got = gw.call("POST", &results, Some(&mgp), Some(bad)).await;
+    let got = post(&gw, &results, &mgp, bad).await;
     for (field, rule) in [
         ("tenant", "unknown_tenant"),
         ("phase", "one_of"),
@@ -385,7 +316,7 @@ async fn the_environmental_criterion_is_derived_from_measured_runs(backend: Back
     // Measured by hand: run 1 trains (12 kWh, 600 g, no units) and serves 1000 requests
     // (0.6 kWh, 30 g); run 2 serves 2000 requests (0.9 kWh, 45 g). Per unit:
     // 1.5 kWh / 3000 = 0.0005 kWh = 0.5 Wh → score 4 (0.3 < 0.5 ≤ 1); 75 g / 3000 = 0.025 g.
-    let (s, v) = gw.call("POST", &results, Some(&mgp), Some(r1)).await;
+    let (s, v) = post(&gw, &results, &mgp, r1).await;
     assert_eq!(s, 201, "{v}");
     let env = &v["criteria"]["environmentalImpact"];
     assert_eq!(env["score"], Value::Null, "no units yet: {env}");
@@ -394,27 +325,26 @@ async fn the_environmental_criterion_is_derived_from_measured_runs(backend: Back
         result("run-1", "inference", 0.6, 30.0, Some(1000.0)),
         result("run-2", "inference", 0.9, 45.0, Some(2000.0)),
     ] {
-        let (s, v) = gw.call("POST", &results, Some(&mgp), Some(r)).await;
+        let (s, v) = post(&gw, &results, &mgp, r).await;
         assert_eq!(s, 201, "{v}");
     }
     // An estimate is kept but not counted.
     let mut estimate = result("run-3", "inference", 100.0, 5000.0, Some(10.0));
     estimate["method"] = json!({"estimated": true});
-    let (s, _) = gw.call("POST", &results, Some(&mgp), Some(estimate)).await;
+    let (s, _) = post(&gw, &results, &mgp, estimate).await;
     assert_eq!(s, 201);
     // Same run and phase twice: a conflict.
-    let got = gw
-        .call(
-            "POST",
-            &results,
-            Some(&mgp),
-            Some(result("run-2", "inference", 1.0, 1.0, Some(1.0))),
-        )
-        .await;
+    let got = post(
+        &gw,
+        &results,
+        &mgp,
+        result("run-2", "inference", 1.0, 1.0, Some(1.0)),
+    )
+    .await;
     assert_error(&got, 409, "conflict");
 
     // Shown on every view, to everyone.
-    let (s, v) = gw.call("GET", &path, Some(&bob), None).await;
+    let (s, v) = get(&gw, &path, &bob).await;
     assert_eq!(s, 200);
     let env = &v["criteria"]["environmentalImpact"];
     let a = &env["assessment"];
@@ -429,13 +359,11 @@ async fn the_environmental_criterion_is_derived_from_measured_runs(backend: Back
     assert!(close(&a["kwhPerUnit"], 0.0005), "{a}");
     assert!(close(&a["whPerUnit"], 0.5), "{a}");
     assert!(close(&a["gco2ePerUnit"], 0.025), "{a}");
-    let (_, l) = gw.call("GET", SOLUTIONS, Some(&vera), None).await;
+    let (_, l) = get(&gw, SOLUTIONS, &vera).await;
     assert_eq!(l[0]["criteria"]["environmentalImpact"]["score"], 4);
 
     // The attachment is audited, in the tenant the run belonged to.
-    let (_, page) = gw
-        .call("GET", "/v1/audit?limit=1000", Some(&mgp), None)
-        .await;
+    let (_, page) = get(&gw, "/v1/audit?limit=1000", &mgp).await;
     let attached: Vec<&Value> = page["entries"]
         .as_array()
         .unwrap()
@@ -453,66 +381,36 @@ async fn a_prohibited_system_is_never_published(backend: Backend) {
     let mgp = gw.token("mgp-admin", MGP);
     let vera = gw.token("vera", &[]);
 
-    let got = gw
-        .call(
-            "POST",
-            SOLUTIONS,
-            Some(&mgp),
-            Some(entry("Acme", "Notation", "prohibited")),
-        )
-        .await;
+    let got = post(
+        &gw,
+        SOLUTIONS,
+        &mgp,
+        entry("Acme", "Notation", "prohibited"),
+    )
+    .await;
     assert_issue(&got, "aiActRiskClass", "not_publishable");
 
-    let (s, p) = gw
-        .call(
-            "POST",
-            SOLUTIONS,
-            Some(&vera),
-            Some(entry("Vera SAS", "Notation", "prohibited")),
-        )
-        .await;
+    let (s, p) = post(
+        &gw,
+        SOLUTIONS,
+        &vera,
+        entry("Vera SAS", "Notation", "prohibited"),
+    )
+    .await;
     assert_eq!((s, &p["status"]), (201, &json!("proposed")), "{p}");
     let path = format!("{SOLUTIONS}/{}", p["id"].as_str().unwrap());
-    let got = gw
-        .call(
-            "PATCH",
-            &path,
-            Some(&mgp),
-            Some(json!({"status": "published"})),
-        )
-        .await;
+    let got = patch(&gw, &path, &mgp, json!({"status": "published"})).await;
     assert_issue(&got, "status", "not_publishable");
-    let (s, r) = gw
-        .call(
-            "PATCH",
-            &path,
-            Some(&mgp),
-            Some(json!({"status": "rejected"})),
-        )
-        .await;
+    let (s, r) = patch(&gw, &path, &mgp, json!({"status": "rejected"})).await;
     assert_eq!((s, &r["status"]), (200, &json!("rejected")), "{r}");
     // The vendor still sees its rejected proposal but may not change it.
-    let (s, _) = gw.call("GET", &path, Some(&vera), None).await;
+    let (s, _) = get(&gw, &path, &vera).await;
     assert_eq!(s, 200);
-    let got = gw
-        .call(
-            "PATCH",
-            &path,
-            Some(&vera),
-            Some(json!({"aiActRiskClass": "high"})),
-        )
-        .await;
+    let got = patch(&gw, &path, &vera, json!({"aiActRiskClass": "high"})).await;
     assert_error(&got, 403, "forbidden");
 
     // A published entry cannot become prohibited.
-    let (_, ok) = gw
-        .call(
-            "POST",
-            SOLUTIONS,
-            Some(&mgp),
-            Some(entry("Acme", "Tri", "high")),
-        )
-        .await;
+    let (_, ok) = post(&gw, SOLUTIONS, &mgp, entry("Acme", "Tri", "high")).await;
     let got = gw
         .call(
             "PATCH",
@@ -527,7 +425,7 @@ async fn a_prohibited_system_is_never_published(backend: Backend) {
     let mut bad = entry("", "X", "unacceptable");
     bad["hosting"]["dataLocation"] = json!("France");
     bad["criteria"]["innovation"]["score"] = json!(9);
-    let got = gw.call("POST", SOLUTIONS, Some(&mgp), Some(bad)).await;
+    let got = post(&gw, SOLUTIONS, &mgp, bad).await;
     for (field, rule) in [
         ("vendor", "required"),
         ("aiActRiskClass", "one_of"),
@@ -536,14 +434,7 @@ async fn a_prohibited_system_is_never_published(backend: Backend) {
     ] {
         assert_issue(&got, field, rule);
     }
-    let got = gw
-        .call(
-            "POST",
-            SOLUTIONS,
-            Some(&mgp),
-            Some(json!({"vendor": "Acme"})),
-        )
-        .await;
+    let got = post(&gw, SOLUTIONS, &mgp, json!({"vendor": "Acme"})).await;
     assert_issue(&got, "name", "required");
     gw.stop().await;
 }
@@ -556,40 +447,34 @@ async fn exports_hold_the_published_entries(backend: Backend) {
 
     let mut a = entry("Acme, \"the\" vendor", "Résumé", "limited");
     a["description"] = json!("Line one, with a comma\nand \"quotes\" on line two");
-    let (_, a) = gw.call("POST", SOLUTIONS, Some(&mgp), Some(a)).await;
+    let (_, a) = post(&gw, SOLUTIONS, &mgp, a).await;
     let mut b = entry("Beta", "Tri", "minimal");
     b["licence"] = json!({"spdx": "LicenseRef-Proprietary"});
-    let (_, b) = gw.call("POST", SOLUTIONS, Some(&mgp), Some(b)).await;
-    let (s, _) = gw
-        .call(
-            "POST",
-            SOLUTIONS,
-            Some(&vera),
-            Some(entry("Vera SAS", "Hidden", "minimal")),
-        )
-        .await;
+    let (_, b) = post(&gw, SOLUTIONS, &mgp, b).await;
+    let (s, _) = post(
+        &gw,
+        SOLUTIONS,
+        &vera,
+        entry("Vera SAS", "Hidden", "minimal"),
+    )
+    .await;
     assert_eq!(s, 201);
     let a_id = a["id"].as_str().unwrap().to_owned();
     let b_id = b["id"].as_str().unwrap().to_owned();
-    let (s, _) = gw
-        .call(
-            "POST",
-            &format!("{SOLUTIONS}/{a_id}/results"),
-            Some(&mgp),
-            Some(result("run-1", "inference", 2.0, 100.0, Some(1000.0))),
-        )
-        .await;
+    let (s, _) = post(
+        &gw,
+        &format!("{SOLUTIONS}/{a_id}/results"),
+        &mgp,
+        result("run-1", "inference", 2.0, 100.0, Some(1000.0)),
+    )
+    .await;
     assert_eq!(s, 201); // 2 Wh per unit: score 3
 
     // JSON: the published entries only.
-    let (s, json_export) = gw
-        .call("GET", "/v1/catalogue/export?format=json", Some(&bob), None)
-        .await;
+    let (s, json_export) = get(&gw, "/v1/catalogue/export?format=json", &bob).await;
     assert_eq!(s, 200);
     assert_eq!(ids(&json_export), sorted(vec![a_id.clone(), b_id.clone()]));
-    let (_, default) = gw
-        .call("GET", "/v1/catalogue/export", Some(&bob), None)
-        .await;
+    let (_, default) = get(&gw, "/v1/catalogue/export", &bob).await;
     assert_eq!(ids(&default), ids(&json_export));
 
     // CSV: one row per solution, read back with the csv crate.
@@ -698,9 +583,7 @@ async fn exports_hold_the_published_entries(backend: Backend) {
     );
     assert_eq!(sa["serre:scores"]["serre:environmentalImpact"], 3);
 
-    let got = gw
-        .call("GET", "/v1/catalogue/export?format=xml", Some(&bob), None)
-        .await;
+    let got = get(&gw, "/v1/catalogue/export?format=xml", &bob).await;
     assert_issue(&got, "format", "one_of");
     gw.stop().await;
 }

@@ -398,3 +398,41 @@ pub fn validate_result(
     }
     issues
 }
+
+/// Who made an entry and when, for [`Draft::into_row`].
+pub struct Provenance {
+    pub id: String,
+    pub proposed_by: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_by: String,
+    pub updated_at: String,
+    pub published_at: Option<String>,
+}
+
+impl Draft {
+    /// The stored row of this draft with `status` and its provenance.
+    pub fn into_row(self, status: String, p: Provenance) -> Result<SolutionRow, serde_json::Error> {
+        Ok(SolutionRow {
+            id: p.id,
+            status,
+            vendor: self.vendor,
+            name: self.name,
+            version: self.version,
+            description: self.description,
+            licence_spdx: self.licence_spdx,
+            hosting_provider: self.hosting_provider,
+            hosting_location: self.hosting_location,
+            extra_eu_transfer: self.extra_eu_transfer,
+            ai_act_risk_class: self.ai_act_risk_class,
+            gdpr_notes: self.gdpr_notes,
+            criteria_json: serde_json::to_string(&self.criteria)?,
+            proposed_by: p.proposed_by,
+            created_by: p.created_by,
+            created_at: p.created_at,
+            updated_by: p.updated_by,
+            updated_at: p.updated_at,
+            published_at: p.published_at,
+        })
+    }
+}

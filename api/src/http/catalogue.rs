@@ -16,8 +16,8 @@ use super::{AppState, Body, Ctx};
 use crate::authz::{Action, Resource};
 use crate::catalogue::export;
 use crate::catalogue::{
-    CreateSolution, Draft, PROPOSED, PUBLISHED, STATUSES, SolutionView, TrialResultInput,
-    UpdateSolution, validate_result,
+    CreateSolution, Draft, PROPOSED, PUBLISHED, Provenance, STATUSES, SolutionView,
+    TrialResultInput, UpdateSolution, validate_result,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::sandboxes::FieldIssue;
@@ -110,28 +110,20 @@ pub async fn create(
     // -- Business logic
     let now = timestamp(chrono::Utc::now());
     let by = ctx.caller.principal.subject.clone();
-    let row = SolutionRow {
-        id: uuid::Uuid::new_v4().to_string(),
-        status: status.to_owned(),
-        vendor: draft.vendor,
-        name: draft.name,
-        version: draft.version,
-        description: draft.description,
-        licence_spdx: draft.licence_spdx,
-        hosting_provider: draft.hosting_provider,
-        hosting_location: draft.hosting_location,
-        extra_eu_transfer: draft.extra_eu_transfer,
-        ai_act_risk_class: draft.ai_act_risk_class,
-        gdpr_notes: draft.gdpr_notes,
-        criteria_json: serde_json::to_string(&draft.criteria)
-            .map_err(|e| ApiError::Internal(e.to_string()))?,
-        proposed_by: (!admin).then(|| by.clone()),
-        created_by: by.clone(),
-        created_at: now.clone(),
-        updated_by: by,
-        updated_at: now.clone(),
-        published_at: admin.then(|| now.clone()),
-    };
+    let row = draft
+        .into_row(
+            status.to_owned(),
+            Provenance {
+                id: uuid::Uuid::new_v4().to_string(),
+                proposed_by: (!admin).then(|| by.clone()),
+                created_by: by.clone(),
+                created_at: now.clone(),
+                updated_by: by,
+                updated_at: now.clone(),
+                published_at: admin.then(|| now.clone()),
+            },
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     app.store.insert_solution(&row).await?;
     app.record(
         &ctx,
@@ -265,28 +257,21 @@ pub async fn update(
         Some(s) if s == PUBLISHED => Some(now.clone()),
         _ => old.published_at.clone(),
     };
-    let new = SolutionRow {
-        id: old.id.clone(),
-        status: draft.status.clone(),
-        vendor: draft.vendor,
-        name: draft.name,
-        version: draft.version,
-        description: draft.description,
-        licence_spdx: draft.licence_spdx,
-        hosting_provider: draft.hosting_provider,
-        hosting_location: draft.hosting_location,
-        extra_eu_transfer: draft.extra_eu_transfer,
-        ai_act_risk_class: draft.ai_act_risk_class,
-        gdpr_notes: draft.gdpr_notes,
-        criteria_json: serde_json::to_string(&draft.criteria)
-            .map_err(|e| ApiError::Internal(e.to_string()))?,
-        proposed_by: old.proposed_by.clone(),
-        created_by: old.created_by.clone(),
-        created_at: old.created_at.clone(),
-        updated_by: ctx.caller.principal.subject.clone(),
-        updated_at: now,
-        published_at,
-    };
+    let status = draft.status.clone();
+    let new = draft
+        .into_row(
+            status,
+            Provenance {
+                id: old.id.clone(),
+                proposed_by: old.proposed_by.clone(),
+                created_by: old.created_by.clone(),
+                created_at: old.created_at.clone(),
+                updated_by: ctx.caller.principal.subject.clone(),
+                updated_at: now,
+                published_at,
+            },
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let changed = changed_fields(&old, &new);
     if changed.is_empty() {
         return Ok(Json(view(&app, &old).await?));
