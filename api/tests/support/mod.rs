@@ -11,6 +11,8 @@
 //! ports are free ones in 15400–15497.
 #![allow(dead_code)]
 
+pub mod policy;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
