@@ -50,6 +50,7 @@ fn tenant_spec(name: &str) -> TenantSpec {
         },
         allowed_registries: vec![],
         suspended: false,
+        energy_budget_kwh: None,
     }
 }
 

@@ -23,6 +23,7 @@ pub(crate) async fn create_tenant(client: &Client, name: &str, sandboxes: usize)
         },
         allowed_registries: vec![],
         suspended: false,
+        energy_budget_kwh: None,
     };
     let api = Api::<Tenant>::all(client.clone());
     // The CRDs were just created: retry while they are being established.

@@ -176,6 +176,7 @@ pub(crate) mod fixtures {
             },
             allowed_registries: vec!["registry.metropolegrandparis.fr".into()],
             suspended: false,
+            energy_budget_kwh: None,
         }
     }
 

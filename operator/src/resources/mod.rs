@@ -4,6 +4,7 @@
 mod condition;
 mod sandbox;
 mod tenant;
+mod trial_run;
 
 pub use condition::{Condition, ConditionStatus, set_condition};
 pub use sandbox::{
@@ -13,11 +14,17 @@ pub use sandbox::{
 pub use tenant::{
     Allowance, MemberGroup, MemberRole, Reserved, Tenant, TenantKind, TenantSpec, TenantStatus,
 };
+pub use trial_run::{
+    FunctionalUnit, RunKind, RunPhase, RunResources, RunUsageSummary, TrialRun, TrialRunSpec,
+    TrialRunStatus,
+};
 
 /// API group of every Serre resource.
 pub const GROUP: &str = "serre.metropolegrandparis.fr";
 /// Label carried by every object the operator creates for a sandbox.
 pub const LABEL_SANDBOX: &str = "serre.metropolegrandparis.fr/sandbox";
+/// Label naming the TrialRun a Job and its pods belong to.
+pub const LABEL_RUN: &str = "serre.metropolegrandparis.fr/run";
 /// Label naming the tenant a sandbox's objects belong to.
 pub const LABEL_TENANT: &str = "serre.metropolegrandparis.fr/tenant";
 /// Standard label marking objects managed by the operator (used to select its caches).

@@ -33,6 +33,12 @@ pub struct TenantSpec {
     /// A suspended tenant's sandboxes are scaled to zero pods until it is resumed.
     #[serde(default)]
     pub suspended: bool,
+    /// Monthly energy budget in kWh at the meter (IT energy × PUE), all sandboxes
+    /// together. At 80 % tenant admins are warned; at 100 % new trial runs are refused
+    /// until the next calendar month (UTC) or a raised budget. None: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub energy_budget_kwh: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -100,6 +100,7 @@ pub fn tenant_spec(cpu: &str, sandboxes: u32) -> TenantSpec {
         },
         allowed_registries: vec![],
         suspended: false,
+        energy_budget_kwh: None,
     }
 }
 
