@@ -2,6 +2,7 @@
 //!
 //! Reconcile path for a Sandbox: fetch (watch caches) → [`validate`] → [`admission`]
 //! → [`build`] (pure) → apply (server-side apply, one field manager) → status.
+//! A TrialRun follows the same path: [`validate_run`] → [`build::job`] → a Job.
 
 pub mod admission;
 pub mod build;
@@ -15,6 +16,7 @@ pub mod server;
 pub mod storage;
 pub mod telemetry;
 pub mod validate;
+pub mod validate_run;
 
 /// Select rustls' ring provider once per process (several TLS stacks in the tree
 /// enable different providers, so none is chosen automatically).

@@ -23,7 +23,7 @@ impl fmt::Display for FieldError {
     }
 }
 
-fn err(field: &str, message: impl Into<String>) -> FieldError {
+pub(crate) fn err(field: &str, message: impl Into<String>) -> FieldError {
     FieldError {
         field: field.to_owned(),
         message: message.into(),

@@ -1,6 +1,8 @@
 //! Pure builders: from a sandbox, its tenant and the operator configuration to the
-//! exact Kubernetes objects the sandbox needs. Nothing here talks to the API server.
+//! exact Kubernetes objects the sandbox needs, and from a TrialRun to its Job ([`job`]).
+//! Nothing here talks to the API server.
 
+pub mod job;
 mod limit_range;
 mod namespace;
 mod network;

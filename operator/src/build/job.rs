@@ -1,0 +1,485 @@
+//! The Job of a TrialRun: an optional init step that fetches the granted datasets from
+//! the gateway, then the trial container. Pure; the controller applies it once.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, KeyToPath,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    SecretEnvSource, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+
+use crate::resources::{
+    LABEL_MANAGED_BY, LABEL_RUN, LABEL_SANDBOX, LABEL_TENANT, MANAGER, TrialRun,
+};
+use crate::storage::lifecycle::SANDBOX_SECRET;
+
+/// Name of the init container fetching the granted datasets.
+pub const FETCH_CONTAINER: &str = "fetch-grants";
+/// Name of the workload container.
+pub const TRIAL_CONTAINER: &str = "trial";
+/// Where the granted views are, one folder per grant id (read-only for the trial).
+pub const GRANTS_DIR: &str = "/data/grants";
+/// Folder of the run's gateway token (the Secret `spec.tokenSecret`, key `token`).
+pub const TOKEN_DIR: &str = "/var/run/serre";
+/// The token file the init step reads.
+pub const TOKEN_FILE: &str = "/var/run/serre/token";
+/// User every container of a run runs as (not root).
+pub const RUN_USER: i64 = 65532;
+/// Resources of the init step (requests = limits).
+pub const FETCH_CPU: &str = "200m";
+pub const FETCH_MEMORY: &str = "256Mi";
+/// ServiceAccount of sandbox workloads (no token mounted, no rights).
+const WORKLOAD_SERVICE_ACCOUNT: &str = "sandbox-workload";
+const GRANTS_VOLUME: &str = "grants";
+const TOKEN_VOLUME: &str = "token";
+
+/// What the Job needs beyond the run itself.
+pub struct JobInput<'a> {
+    /// Gateway URL as seen from sandbox pods (`--gateway-url`); needed with grants.
+    pub gateway_url: Option<&'a str>,
+    /// Image of the init step (`--run-fetch-image`); needed with grants.
+    pub fetch_image: Option<&'a str>,
+    pub run_name: &'a str,
+    pub run_uid: &'a str,
+    pub namespace: &'a str,
+    pub sandbox: &'a str,
+    pub tenant: &'a str,
+}
+
+/// Object prefix of a run's results in the sandbox bucket.
+pub fn results_prefix(run: &str) -> String {
+    format!("runs/{run}/")
+}
+
+/// The operator setting a run cannot do without, if one is missing: runs with grants
+/// need the gateway URL and the init step's image.
+pub fn missing_setting(run: &TrialRun, input: &JobInput<'_>) -> Option<&'static str> {
+    if run.spec.grants.is_empty() {
+        None
+    } else if input.gateway_url.is_none_or(str::is_empty) {
+        Some("--gateway-url (SERRE_GATEWAY_URL)")
+    } else if input.fetch_image.is_none_or(str::is_empty) {
+        Some("--run-fetch-image (SERRE_RUN_FETCH_IMAGE)")
+    } else {
+        None
+    }
+}
+
+/// The command of the init step: `serre-api fetch-grants` with one `--grant` per id.
+pub fn fetch_command(gateway_url: &str, grants: &[String]) -> Vec<String> {
+    let mut command: Vec<String> = [
+        "serre-api",
+        "fetch-grants",
+        "--gateway",
+        gateway_url,
+        "--token-file",
+        TOKEN_FILE,
+        "--out",
+        GRANTS_DIR,
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    for id in grants {
+        command.push("--grant".into());
+        command.push(id.clone());
+    }
+    command
+}
+
+/// The Job running a trial. No `ttlSecondsAfterFinished`: the finished Job and its pods
+/// stay until the run is deleted (they cascade from it), because the gateway's
+/// accounting reads the pods' figures after the run ends.
+pub fn trial_run_job(run: &TrialRun, input: &JobInput<'_>) -> Job {
+    let spec = &run.spec;
+    let labels = BTreeMap::from([
+        (LABEL_RUN.to_owned(), input.run_name.to_owned()),
+        (LABEL_SANDBOX.to_owned(), input.sandbox.to_owned()),
+        (LABEL_TENANT.to_owned(), input.tenant.to_owned()),
+        (LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned()),
+    ]);
+    let q = |s: &str| K8sQuantity(s.to_owned());
+    let hardened = || SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    };
+    let grants_mount = |read_only: bool| VolumeMount {
+        name: GRANTS_VOLUME.into(),
+        mount_path: GRANTS_DIR.into(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    };
+
+    let mut volumes = vec![Volume {
+        name: GRANTS_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    let mut init_containers = Vec::new();
+    if !spec.grants.is_empty() {
+        volumes.push(Volume {
+            name: TOKEN_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: spec.token_secret.clone(),
+                items: Some(vec![KeyToPath {
+                    key: "token".into(),
+                    path: "token".into(),
+                    mode: None,
+                }]),
+                default_mode: Some(0o440),
+                optional: Some(false),
+            }),
+            ..Volume::default()
+        });
+        let fetch = BTreeMap::from([
+            ("cpu".to_owned(), q(FETCH_CPU)),
+            ("memory".to_owned(), q(FETCH_MEMORY)),
+        ]);
+        init_containers.push(Container {
+            name: FETCH_CONTAINER.into(),
+            image: Some(input.fetch_image.unwrap_or_default().to_owned()),
+            command: Some(fetch_command(
+                input.gateway_url.unwrap_or_default(),
+                &spec.grants,
+            )),
+            resources: Some(ResourceRequirements {
+                requests: Some(fetch.clone()),
+                limits: Some(fetch),
+                ..ResourceRequirements::default()
+            }),
+            volume_mounts: Some(vec![
+                VolumeMount {
+                    name: TOKEN_VOLUME.into(),
+                    mount_path: TOKEN_DIR.into(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                grants_mount(false),
+            ]),
+            security_context: Some(hardened()),
+            ..Container::default()
+        });
+    }
+
+    let requests = BTreeMap::from([
+        ("cpu".to_owned(), q(&spec.resources.cpu)),
+        ("memory".to_owned(), q(&spec.resources.memory)),
+    ]);
+    let mut limits = requests.clone();
+    if let Some(gpu) = spec.resources.gpu.as_ref().filter(|g| g.count > 0) {
+        limits.insert(gpu.resource_name.clone(), q(&gpu.count.to_string()));
+    }
+    let env = |name: &str, value: String| EnvVar {
+        name: name.into(),
+        value: Some(value),
+        value_from: None,
+    };
+    let trial = Container {
+        name: TRIAL_CONTAINER.into(),
+        image: Some(spec.image.clone()),
+        command: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        args: (!spec.args.is_empty()).then(|| spec.args.clone()),
+        env: Some(vec![
+            env("SERRE_RUN", input.run_name.to_owned()),
+            env("SERRE_RUN_KIND", spec.kind.as_str().to_owned()),
+            env("SERRE_GRANTS_DIR", GRANTS_DIR.to_owned()),
+            env("SERRE_RESULTS_PREFIX", results_prefix(input.run_name)),
+        ]),
+        // The sandbox's bucket, endpoint and credentials (absent without object storage).
+        env_from: Some(vec![EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: SANDBOX_SECRET.into(),
+                optional: Some(true),
+            }),
+            ..EnvFromSource::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            requests: Some(requests),
+            limits: Some(limits),
+            ..ResourceRequirements::default()
+        }),
+        volume_mounts: Some(vec![grants_mount(true)]),
+        security_context: Some(hardened()),
+        ..Container::default()
+    };
+
+    Job {
+        metadata: ObjectMeta {
+            name: Some(input.run_name.to_owned()),
+            namespace: Some(input.namespace.to_owned()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![OwnerReference {
+                api_version: TrialRun::api_version(&()).into_owned(),
+                kind: TrialRun::kind(&()).into_owned(),
+                name: input.run_name.to_owned(),
+                uid: input.run_uid.to_owned(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(i64::from(spec.timeout_seconds)),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: Some(WORKLOAD_SERVICE_ACCOUNT.into()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUN_USER),
+                        run_as_group: Some(RUN_USER),
+                        fs_group: Some(RUN_USER),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    init_containers: (!init_containers.is_empty()).then_some(init_containers),
+                    containers: vec![trial],
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{GpuRequest, RunKind, RunResources, TrialRunSpec};
+
+    fn run(grants: &[&str]) -> TrialRun {
+        let mut r = TrialRun::new(
+            "bus-forecast-1",
+            TrialRunSpec {
+                sandbox: "traffic-forecast".into(),
+                image: "registry.metropolegrandparis.fr/vendor/model:1.2".into(),
+                command: vec!["python".into()],
+                args: vec!["run.py".into()],
+                resources: RunResources {
+                    cpu: "2".into(),
+                    memory: "8Gi".into(),
+                    gpu: None,
+                },
+                grants: grants.iter().map(|g| g.to_string()).collect(),
+                solution: None,
+                kind: RunKind::FineTuning,
+                timeout_seconds: 5400,
+                functional_unit: None,
+                token_secret: Some("bus-forecast-1-token".into()),
+                requested_by: "alice".into(),
+                cancelled: false,
+            },
+        );
+        r.metadata.namespace = Some("serre-traffic-forecast".into());
+        r
+    }
+
+    fn input() -> JobInput<'static> {
+        JobInput {
+            gateway_url: Some("http://serre-api.serre-system.svc:8080"),
+            fetch_image: Some("registry.metropolegrandparis.fr/serre/serre-api:0.1.0"),
+            run_name: "bus-forecast-1",
+            run_uid: "7c1d0c52-0000-4000-8000-000000000002",
+            namespace: "serre-traffic-forecast",
+            sandbox: "traffic-forecast",
+            tenant: "est-ensemble",
+        }
+    }
+
+    fn pod(job: &Job) -> &PodSpec {
+        job.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    #[test]
+    fn the_init_step_fetches_every_grant_with_the_run_token() {
+        let job = trial_run_job(&run(&["g-1", "g-2"]), &input());
+        let init = &pod(&job).init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.name, "fetch-grants");
+        assert_eq!(
+            init.image.as_deref(),
+            Some("registry.metropolegrandparis.fr/serre/serre-api:0.1.0")
+        );
+        assert_eq!(
+            init.command.as_ref().unwrap(),
+            &[
+                "serre-api",
+                "fetch-grants",
+                "--gateway",
+                "http://serre-api.serre-system.svc:8080",
+                "--token-file",
+                "/var/run/serre/token",
+                "--out",
+                "/data/grants",
+                "--grant",
+                "g-1",
+                "--grant",
+                "g-2",
+            ]
+        );
+        let mounts = init.volume_mounts.as_ref().unwrap();
+        assert_eq!(
+            (mounts[0].mount_path.as_str(), mounts[0].read_only),
+            ("/var/run/serre", Some(true))
+        );
+        assert_eq!(
+            (mounts[1].mount_path.as_str(), mounts[1].read_only),
+            ("/data/grants", Some(false))
+        );
+        let token = pod(&job)
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "token")
+            .and_then(|v| v.secret.as_ref())
+            .unwrap();
+        assert_eq!(token.secret_name.as_deref(), Some("bus-forecast-1-token"));
+        assert_eq!(token.items.as_ref().unwrap()[0].key, "token");
+        let res = init.resources.as_ref().unwrap();
+        assert_eq!(res.requests, res.limits);
+    }
+
+    #[test]
+    fn the_trial_reads_grants_read_only_and_writes_to_its_results_prefix() {
+        let job = trial_run_job(&run(&["g-1"]), &input());
+        let trial = &pod(&job).containers[0];
+        assert_eq!(trial.name, "trial");
+        assert_eq!(trial.command.as_ref().unwrap(), &["python"]);
+        assert_eq!(trial.args.as_ref().unwrap(), &["run.py"]);
+        let mount = &trial.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            ("/data/grants", Some(true))
+        );
+        let env: BTreeMap<_, _> = trial
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_deref().unwrap()))
+            .collect();
+        assert_eq!(env["SERRE_RUN"], "bus-forecast-1");
+        assert_eq!(env["SERRE_RUN_KIND"], "fineTuning");
+        assert_eq!(env["SERRE_GRANTS_DIR"], "/data/grants");
+        assert_eq!(env["SERRE_RESULTS_PREFIX"], "runs/bus-forecast-1/");
+        let from = trial.env_from.as_ref().unwrap()[0]
+            .secret_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (from.name.as_str(), from.optional),
+            ("sandbox-storage", Some(true))
+        );
+        let res = trial.resources.as_ref().unwrap();
+        assert_eq!(res.requests, res.limits);
+        assert_eq!(res.limits.as_ref().unwrap()["cpu"].0, "2");
+    }
+
+    #[test]
+    fn gpus_are_limits_with_their_resource_name() {
+        let mut r = run(&[]);
+        r.spec.resources.gpu = Some(GpuRequest {
+            count: 1,
+            resource_name: "nvidia.com/mig-1g.10gb".into(),
+        });
+        let job = trial_run_job(&r, &input());
+        let res = pod(&job).containers[0].resources.clone().unwrap();
+        assert_eq!(res.limits.unwrap()["nvidia.com/mig-1g.10gb"].0, "1");
+        assert!(!res.requests.unwrap().contains_key("nvidia.com/mig-1g.10gb"));
+    }
+
+    #[test]
+    fn the_job_is_hardened_bounded_labelled_and_owned() {
+        let job = trial_run_job(&run(&["g-1"]), &input());
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.active_deadline_seconds, Some(5400));
+        assert_eq!(spec.ttl_seconds_after_finished, None);
+        let p = pod(&job);
+        assert_eq!(p.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(p.automount_service_account_token, Some(false));
+        let sc = p.security_context.as_ref().unwrap();
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.run_as_user, Some(65532));
+        assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        let all = p.init_containers.iter().flatten().chain(&p.containers);
+        for c in all {
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+            assert_eq!(
+                sc.capabilities.as_ref().unwrap().drop.as_deref(),
+                Some(&["ALL".to_owned()][..])
+            );
+        }
+        for labels in [
+            job.metadata.labels.as_ref().unwrap(),
+            spec.template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .labels
+                .as_ref()
+                .unwrap(),
+        ] {
+            assert_eq!(labels[LABEL_RUN], "bus-forecast-1");
+            assert_eq!(labels[LABEL_SANDBOX], "traffic-forecast");
+            assert_eq!(labels[LABEL_TENANT], "est-ensemble");
+            assert_eq!(labels[LABEL_MANAGED_BY], "serre-operator");
+        }
+        assert_eq!(job.metadata.name.as_deref(), Some("bus-forecast-1"));
+        let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                owner.kind.as_str(),
+                owner.controller,
+                owner.block_owner_deletion
+            ),
+            ("TrialRun", Some(true), Some(true))
+        );
+    }
+
+    #[test]
+    fn without_grants_there_is_no_init_step_and_no_token() {
+        let job = trial_run_job(&run(&[]), &input());
+        let p = pod(&job);
+        assert!(p.init_containers.is_none());
+        let volumes: Vec<_> = p
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(volumes, ["grants"]);
+        let none = JobInput {
+            gateway_url: None,
+            fetch_image: None,
+            ..input()
+        };
+        assert_eq!(missing_setting(&run(&[]), &none), None);
+        assert_eq!(
+            missing_setting(&run(&["g-1"]), &none),
+            Some("--gateway-url (SERRE_GATEWAY_URL)")
+        );
+    }
+}
