@@ -1,4 +1,5 @@
-//! The two controllers (Sandbox and Tenant), their shared context and how they run.
+//! The three controllers (Sandbox, Tenant and TrialRun), their shared context and how
+//! they run.
 
 mod admit;
 mod children;
@@ -6,6 +7,7 @@ mod error;
 pub mod sandbox;
 mod storage;
 pub mod tenant;
+pub mod trial_run;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,6 +16,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -25,7 +29,7 @@ pub use children::ChildCaches;
 pub use error::Error;
 
 use crate::config::BuildConfig;
-use crate::resources::{MANAGER, Sandbox, Tenant};
+use crate::resources::{LABEL_RUN, MANAGER, Sandbox, Tenant, TrialRun};
 use crate::storage::lifecycle::Storage;
 use crate::telemetry::Metrics;
 
@@ -67,6 +71,19 @@ impl Context {
     ) {
         let mut reference = sandbox.object_ref(&());
         reference.namespace = Some(self.events_namespace.clone());
+        self.publish(reference, type_, reason, action, note).await;
+    }
+
+    /// Publish an Event about a namespaced object (a TrialRun): it lives in the
+    /// object's namespace. Failing to publish never fails a reconcile.
+    pub async fn publish(
+        &self,
+        reference: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.into(),
@@ -76,7 +93,9 @@ impl Context {
         };
         match self.recorder.publish(&event, &reference).await {
             Ok(()) => self.metrics.write("Event", "create"),
-            Err(e) => warn!(sandbox = %sandbox.name_any(), error = %e, "could not publish event"),
+            Err(e) => {
+                warn!(object = ?reference.name, kind = ?reference.kind, error = %e, "could not publish event")
+            }
         }
     }
 }
@@ -89,7 +108,7 @@ pub struct RunOptions {
     pub events_namespace: String,
 }
 
-/// Run both controllers until `shutdown` resolves.
+/// Run the controllers until `shutdown` resolves.
 pub async fn run(
     client: Client,
     config: BuildConfig,
@@ -127,6 +146,11 @@ pub async fn run(
         Api::<Tenant>::all(client.clone()),
         watcher::Config::default(),
     );
+    let runs = Controller::new(
+        Api::<TrialRun>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let run_store = runs.store();
 
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -179,19 +203,48 @@ pub async fn run(
     // No debounce here: a steady stream of sandbox changes would postpone a tenant's
     // reconcile (and its finalizer) indefinitely.
     let tenant_loop = tenants
-        .with_config(controller_config)
+        .with_config(controller_config.clone())
         .watches(
-            Api::<Sandbox>::all(client),
+            Api::<Sandbox>::all(client.clone()),
             watcher::Config::default(),
             |s: Sandbox| Some(ObjectRef::<Tenant>::new(&s.spec.tenant)),
         )
         .reconcile_all_on(resync(period))
         .graceful_shutdown_on(stopped())
-        .run(tenant::reconcile, error_policy_tenant, ctx)
+        .run(tenant::reconcile, error_policy_tenant, ctx.clone())
+        .for_each(log_outcome);
+
+    // Trial runs: their Jobs (only those labelled with a run) and their sandbox (a run
+    // waiting for it to be Ready starts as soon as it is).
+    let prefix = ctx.config.namespace_prefix.clone();
+    let run_loop = runs
+        .with_config(controller_config)
+        .owns(
+            Api::<Job>::all(client.clone()),
+            watcher::Config::default().labels(LABEL_RUN),
+        )
+        .watches(
+            Api::<Sandbox>::all(client),
+            watcher::Config::default(),
+            move |s: Sandbox| {
+                let name = s.name_any();
+                let ns = format!("{prefix}{name}");
+                run_store
+                    .state()
+                    .into_iter()
+                    .filter(|r| r.spec.sandbox == name && r.namespace().as_deref() == Some(&ns))
+                    .filter(|r| !r.status.as_ref().is_some_and(|st| st.phase.is_final()))
+                    .map(|r| ObjectRef::from(r.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_all_on(resync(period))
+        .graceful_shutdown_on(stopped())
+        .run(trial_run::reconcile, error_policy_run, ctx)
         .for_each(log_outcome);
 
     info!("controllers started");
-    tokio::join!(sandbox_loop, tenant_loop);
+    tokio::join!(sandbox_loop, tenant_loop, run_loop);
     info!("controllers stopped");
 }
 
@@ -248,6 +301,10 @@ fn error_policy_sandbox(s: Arc<Sandbox>, e: &Error, ctx: Arc<Context>) -> Action
 
 fn error_policy_tenant(t: Arc<Tenant>, e: &Error, ctx: Arc<Context>) -> Action {
     policy("tenant", &t.name_any(), e, &ctx)
+}
+
+fn error_policy_run(r: Arc<TrialRun>, e: &Error, ctx: Arc<Context>) -> Action {
+    policy("trial_run", &r.name_any(), e, &ctx)
 }
 
 fn policy(controller: &'static str, name: &str, e: &Error, ctx: &Context) -> Action {
