@@ -55,10 +55,18 @@ pub struct TrialRunSpec {
     pub token_secret: Option<String>,
     /// Who asked for the run (OIDC subject).
     #[serde(default)]
+    #[schemars(transform = without_default)]
     pub requested_by: String,
     /// Set to stop the run: the Job is deleted and the run ends as `Cancelled`.
     #[serde(default)]
     pub cancelled: bool,
+}
+
+/// Kubernetes 1.20 rejects a CRD whose schema defaults a string to `""` (it reads the
+/// default as null), so such a field carries no default in the schema; serde still
+/// fills it in when absent.
+fn without_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
