@@ -75,6 +75,10 @@ pub fn shared_operator() -> Arc<Metrics> {
                 "6s",
                 "--platform-egress",
                 "127.0.0.1/32:13900",
+                "--gateway-url",
+                "http://127.0.0.1:13901",
+                "--run-fetch-image",
+                "registry.example.fr/serre/serre-api:test",
             ]);
             spawn_operator(flags, |_, _| async { None })
         })
