@@ -36,6 +36,8 @@ pub enum StartError {
     Cluster(#[from] crate::cluster::ClusterError),
     #[error("data store: {0}")]
     Data(#[from] crate::datasets::DataPlaneError),
+    #[error("usage accounting: {0}")]
+    Usage(String),
     #[error("listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -164,6 +166,15 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
     tracing::info!(store = ?config.data.data_store, "data store ready");
 
     let (audit, audit_task) = AuditLog::start(store.clone(), metrics.clone());
+    let accountant = Arc::new(
+        crate::usage::Accountant::new(
+            &config.usage,
+            store.clone(),
+            audit.clone(),
+            cluster_handle.clone(),
+        )
+        .map_err(|e| StartError::Usage(e.to_string()))?,
+    );
     let push = Arc::new(Notify::new());
     let app = Arc::new(App {
         verifier,
@@ -176,6 +187,7 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
         push: push.clone(),
         sandboxes: config.sandboxes.clone(),
         data,
+        accountant,
     });
 
     let (stop, stop_rx) = watch::channel(false);
@@ -191,6 +203,11 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
             stopped(stop_rx.clone()),
         )));
     }
+    background.push(tokio::spawn(crate::usage::run(
+        app.clone(),
+        config.usage.usage_interval,
+        stopped(stop_rx.clone()),
+    )));
     if signals {
         background.push(tokio::spawn(reload_on_sighup(
             app.clone(),

@@ -64,10 +64,15 @@ pub enum Action {
     CatalogueUpdate,
     CatalogueReview,
     CatalogueResultsAttach,
+    RunCreate,
+    RunList,
+    RunRead,
+    RunCancel,
+    UsageRead,
 }
 
 impl Action {
-    pub const ALL: [Action; 30] = [
+    pub const ALL: [Action; 35] = [
         Action::TenantRead,
         Action::SandboxCreate,
         Action::SandboxList,
@@ -98,6 +103,11 @@ impl Action {
         Action::CatalogueUpdate,
         Action::CatalogueReview,
         Action::CatalogueResultsAttach,
+        Action::RunCreate,
+        Action::RunList,
+        Action::RunRead,
+        Action::RunCancel,
+        Action::UsageRead,
     ];
 
     /// The Cedar action id, also the audit log's action name.
@@ -133,6 +143,11 @@ impl Action {
             Action::CatalogueUpdate => "catalogue.update",
             Action::CatalogueReview => "catalogue.review",
             Action::CatalogueResultsAttach => "catalogue.results.attach",
+            Action::RunCreate => "run.create",
+            Action::RunList => "run.list",
+            Action::RunRead => "run.read",
+            Action::RunCancel => "run.cancel",
+            Action::UsageRead => "usage.read",
         }
     }
 }
@@ -169,6 +184,14 @@ pub enum Resource<'a> {
         /// The vendor principal who proposed it (none when a Métropole admin created it).
         proposed_by: Option<&'a str>,
     },
+    /// A trial run in a sandbox.
+    Run {
+        id: &'a str,
+        tenant: &'a str,
+        /// Vendor principals of the run's sandbox.
+        vendors: &'a [String],
+        requested_by: &'a str,
+    },
 }
 
 impl Resource<'_> {
@@ -181,6 +204,7 @@ impl Resource<'_> {
             Resource::Dataset { id, .. } => format!("Dataset::{id:?}"),
             Resource::Grant { id, .. } => format!("Grant::{id:?}"),
             Resource::Solution { id, .. } => format!("Solution::{id:?}"),
+            Resource::Run { id, .. } => format!("Run::{id:?}"),
         }
     }
 
@@ -191,7 +215,8 @@ impl Resource<'_> {
             Resource::Tenant(t) => Some(t),
             Resource::Sandbox { tenant, .. }
             | Resource::Dataset { tenant, .. }
-            | Resource::Grant { tenant, .. } => Some(tenant),
+            | Resource::Grant { tenant, .. }
+            | Resource::Run { tenant, .. } => Some(tenant),
         }
     }
 }
@@ -225,6 +250,7 @@ struct Types {
     dataset: EntityTypeName,
     grant: EntityTypeName,
     solution: EntityTypeName,
+    run: EntityTypeName,
     platform: EntityTypeName,
     actions: HashMap<Action, EntityUid>,
 }
@@ -265,6 +291,7 @@ impl Authorizer {
                 dataset: type_name("Serre::Dataset"),
                 grant: type_name("Serre::Grant"),
                 solution: type_name("Serre::Solution"),
+                run: type_name("Serre::Run"),
                 platform: type_name("Serre::Platform"),
                 actions,
             },
@@ -438,6 +465,35 @@ impl Authorizer {
                                     RestrictedExpression::new_string((*status).to_owned()),
                                 ),
                                 ("proposers".to_owned(), proposers),
+                            ]),
+                            HashSet::new(),
+                        )
+                        .map_err(|e| err(&e))?,
+                    );
+                    uid
+                }
+                Resource::Run {
+                    id,
+                    tenant,
+                    vendors,
+                    requested_by,
+                } => {
+                    let uid = self.uid(&self.types.run, id);
+                    let vendors = RestrictedExpression::new_set(vendors.iter().map(|v| {
+                        RestrictedExpression::new_entity_uid(self.uid(&self.types.user, v))
+                    }));
+                    entities.push(
+                        Entity::new(
+                            uid.clone(),
+                            HashMap::from([
+                                ("tenant".to_owned(), self.tenant_ref(tenant)),
+                                ("vendors".to_owned(), vendors),
+                                (
+                                    "requestedBy".to_owned(),
+                                    RestrictedExpression::new_entity_uid(
+                                        self.uid(&self.types.user, requested_by),
+                                    ),
+                                ),
                             ]),
                             HashSet::new(),
                         )

@@ -40,7 +40,7 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
-    fn from_kube(e: kube::Error) -> Self {
+    pub(crate) fn from_kube(e: kube::Error) -> Self {
         match e {
             // 4xx other than conflicts and throttling will not fix themselves.
             kube::Error::Api(s)
@@ -135,6 +135,11 @@ impl Cluster {
         &self.client
     }
 
+    /// Every Sandbox as last seen by the watch.
+    pub fn sandboxes(&self) -> Vec<Arc<Sandbox>> {
+        self.sandboxes.store.state()
+    }
+
     /// The Sandbox as last seen by the watch.
     pub fn sandbox(&self, name: &str) -> Option<Arc<Sandbox>> {
         self.sandboxes.store.get(&ObjectRef::new(name))
@@ -188,6 +193,33 @@ impl Cluster {
             .map_err(ClusterError::from_kube);
         self.record(&result);
         result
+    }
+
+    /// Publish a Warning Event about a tenant (energy budget); failures are only logged.
+    pub async fn tenant_event(&self, tenant: &Tenant, level: &str, message: &str) {
+        use kube::Resource;
+        use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+        let recorder = Recorder::new(
+            self.client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: None,
+            },
+        );
+        let reason = match level {
+            "exhausted" => "EnergyBudgetExhausted",
+            _ => "EnergyBudgetWarning",
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(message.to_owned()),
+            action: "Account".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &tenant.object_ref(&())).await {
+            tracing::warn!(error = %e, "could not publish the budget event");
+        }
     }
 
     /// Delete the Sandbox; a missing one counts as deleted.

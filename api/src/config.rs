@@ -86,6 +86,9 @@ pub struct Config {
     #[command(flatten)]
     pub data: DataConfig,
 
+    #[command(flatten)]
+    pub usage: crate::usage::UsageConfig,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "SERRE_API_BODY_LIMIT", default_value_t = 65_536)]
     pub body_limit: usize,
@@ -325,6 +328,9 @@ impl Config {
                 "the development issuer is refused in production (set --environment development)",
             ));
         }
+        self.usage
+            .check()
+            .map_err(|(flag, message)| invalid(flag, message))?;
         if self.oidc.oidc_issuer.is_none() && !self.dev_issuer {
             return Err(invalid(
                 "--oidc-issuer",

@@ -30,6 +30,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    /// Allowed in principle but refused by a limit (e.g. an exhausted energy budget): 403.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("the request body is larger than the limit")]
     PayloadTooLarge,
     #[error("the request body must be JSON (Content-Type: application/json)")]
@@ -93,7 +96,7 @@ impl ApiError {
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Refused { .. } => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) | ApiError::Store(StoreError::Conflict(_)) => {
                 StatusCode::CONFLICT
             }
@@ -128,7 +131,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) | ApiError::Store(StoreError::Conflict(_)) => "conflict",
-            ApiError::BadRequest { code, .. } => code,
+            ApiError::BadRequest { code, .. } | ApiError::Refused { code, .. } => code,
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RouteNotFound => "route_not_found",

@@ -16,9 +16,11 @@ pub mod grants;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod runs;
 pub mod sandboxes;
 pub mod store;
 pub mod tenants;
+pub mod usage;
 
 /// Select rustls' ring provider for TLS clients (reqwest to the identity provider),
 /// once per process; harmless if a provider is already installed.

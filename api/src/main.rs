@@ -1,5 +1,6 @@
 //! `serre-api`: the gateway (`serve`), development tokens (`dev-token`), the audit log
-//! (`audit verify`, `audit export`) and the OpenAPI document (`openapi`).
+//! (`audit verify`, `audit export`), the OpenAPI document (`openapi`) and a trial run's
+//! init step (`fetch-grants`).
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -40,6 +41,27 @@ enum Command {
     Audit(AuditCommand),
     /// Print the OpenAPI document.
     Openapi,
+    /// A trial run's init step: fetch the granted views with the run's token.
+    FetchGrants(FetchGrants),
+}
+
+#[derive(clap::Args)]
+struct FetchGrants {
+    /// The gateway's URL as the sandbox reaches it.
+    #[arg(long, env = "SERRE_GATEWAY_URL")]
+    gateway: String,
+    /// File holding the run's token (mounted from the run's Secret).
+    #[arg(long)]
+    token_file: PathBuf,
+    /// Directory receiving `<grant>/data.parquet`.
+    #[arg(long)]
+    out: PathBuf,
+    /// The run (default: the run named in the token).
+    #[arg(long, env = "SERRE_RUN")]
+    run: Option<String>,
+    /// Grant ids, one per flag.
+    #[arg(long = "grant", required = true)]
+    grants: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -211,6 +233,26 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::FetchGrants(f) => {
+            let fetched = serre_api::runs::fetch::fetch_all(
+                &f.gateway,
+                &f.token_file,
+                f.run.as_deref(),
+                &f.grants,
+                &f.out,
+            )
+            .await?;
+            for v in fetched {
+                println!(
+                    "{} {} bytes sha256 {} -> {}",
+                    v.grant,
+                    v.bytes,
+                    v.sha256,
+                    v.path.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi => {

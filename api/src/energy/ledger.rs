@@ -80,6 +80,9 @@ pub struct LedgerRow {
     pub window_end: DateTime<Utc>,
     pub tenant: String,
     pub namespace: String,
+    /// The TrialRun the figure belongs to; empty for the namespace's total.
+    #[serde(default)]
+    pub run: String,
     pub quantity: String,
     pub value: f64,
     pub unit: String,
@@ -97,6 +100,7 @@ pub fn rows(usages: &[NamespaceUsage]) -> Vec<LedgerRow> {
                 window_end: u.window.end,
                 tenant: u.tenant.clone().unwrap_or_default(),
                 namespace: u.namespace.clone(),
+                run: String::new(),
                 quantity: f.quantity.as_str().to_string(),
                 value: f.value,
                 unit: f.unit.clone(),
@@ -107,11 +111,12 @@ pub fn rows(usages: &[NamespaceUsage]) -> Vec<LedgerRow> {
         .collect()
 }
 
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 10] = [
     "window_start",
     "window_end",
     "tenant",
     "namespace",
+    "run",
     "quantity",
     "value",
     "unit",
@@ -130,6 +135,7 @@ pub fn write_csv<W: Write>(rows: &[LedgerRow], out: W) -> Result<(), EnergyError
             r.window_end.to_rfc3339(),
             r.tenant.clone(),
             r.namespace.clone(),
+            r.run.clone(),
             r.quantity.clone(),
             r.value.to_string(),
             r.unit.clone(),
@@ -180,6 +186,7 @@ pub fn record_batch(rows: &[LedgerRow]) -> Result<RecordBatch, EnergyError> {
         ts(|r| r.window_end),
         text(|r| &r.tenant),
         text(|r| &r.namespace),
+        text(|r| &r.run),
         text(|r| &r.quantity),
         Arc::new(values.finish()) as ArrayRef,
         text(|r| &r.unit),
@@ -289,6 +296,7 @@ mod tests {
             window_end: t(10, 5, 0),
             tenant: "mgp".into(),
             namespace: "sbx-1".into(),
+            run: String::new(),
             quantity: "cpu_energy".into(),
             value: 12.5,
             unit: "j".into(),
@@ -302,8 +310,8 @@ mod tests {
         let mut out = Vec::new();
         write_csv(&sample_rows(), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("window_start,window_end,tenant,namespace,quantity,value"));
-        assert!(text.contains("2026-03-02T10:00:00+00:00,2026-03-02T10:05:00+00:00,mgp,sbx-1,cpu_energy,12.5,j,kepler,\"q, with a comma\""));
+        assert!(text.starts_with("window_start,window_end,tenant,namespace,run,quantity,value"));
+        assert!(text.contains("2026-03-02T10:00:00+00:00,2026-03-02T10:05:00+00:00,mgp,sbx-1,,cpu_energy,12.5,j,kepler,\"q, with a comma\""));
     }
 
     #[test]
@@ -319,7 +327,7 @@ mod tests {
         assert_eq!(batches[0].num_rows(), 1);
         assert_eq!(batches[0].schema(), schema());
         let values = batches[0]
-            .column(5)
+            .column(6)
             .as_any()
             .downcast_ref::<arrow_array::Float64Array>()
             .unwrap();

@@ -20,6 +20,8 @@ pub enum Kind {
     Profile,
     /// One file of one grant, for a few minutes.
     FileLink,
+    /// A trial run's init step fetching the views of the run's grants (`g` is the run).
+    Run,
 }
 
 impl Kind {
@@ -27,6 +29,7 @@ impl Kind {
         match self {
             Kind::Profile => "serre-ds1",
             Kind::FileLink => "serre-fl1",
+            Kind::Run => "serre-rt1",
         }
     }
 }

@@ -8,10 +8,13 @@ mod datasets;
 mod extract;
 mod grants;
 mod ops;
+mod run_data;
+mod runs;
 mod sandboxes;
 mod serve;
 mod sharing;
 mod tenants;
+mod usage;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,6 +61,8 @@ pub struct App {
     pub push: Arc<Notify>,
     pub sandboxes: SandboxConfig,
     pub data: Arc<DataPlane>,
+    /// Usage accounting: trial-run figures, ledger, budgets.
+    pub accountant: Arc<crate::usage::Accountant>,
 }
 
 pub type AppState = Arc<App>;
@@ -132,6 +137,7 @@ impl App {
             Resource::Dataset { .. } => Action::DatasetRead,
             Resource::Grant { .. } => Action::GrantRead,
             Resource::Solution { .. } => Action::CatalogueRead,
+            Resource::Run { .. } => Action::RunRead,
         };
         if probe == action {
             return Ok(false);
@@ -196,6 +202,14 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration) -> Router {
             "/tenants/{tenant}/policy",
             get(tenants::get_policy).put(tenants::put_policy),
         )
+        .route("/sandboxes/{name}/runs", post(runs::create).get(runs::list))
+        .route(
+            "/sandboxes/{name}/runs/{id}",
+            get(runs::get_one).delete(runs::cancel),
+        )
+        .route("/sandboxes/{name}/runs/{id}/report", get(runs::report))
+        .route("/tenants/{tenant}/usage", get(usage::summary))
+        .route("/tenants/{tenant}/usage/ledger", get(usage::ledger))
         .route("/audit", get(audit::list))
         .route("/admin/policies/reload", post(ops::reload_policies))
         .route("/datasets", get(datasets::list))
@@ -236,6 +250,7 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration) -> Router {
         .route("/datasets", post(datasets::create))
         .route("/datasets/{id}/versions", post(datasets::create_version))
         .route("/grants/{id}/data", get(grants::data))
+        .route("/runs/{run}/grants/{id}/data", get(run_data::data))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

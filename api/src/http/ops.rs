@@ -18,7 +18,7 @@ use crate::error::{ApiError, ErrorBody};
 #[openapi(
     info(
         title = "Serre gateway",
-        description = "Self-service sandboxes, datasets and anonymised grants, and the catalogue of AI solutions for the Métropole du Grand Paris: OIDC bearer tokens, Cedar policies, approval, audit log."
+        description = "Self-service sandboxes, datasets and anonymised grants, measured trial runs with energy accounting, and the catalogue of AI solutions for the Métropole du Grand Paris: OIDC bearer tokens, Cedar policies, approval, audit log."
     ),
     paths(
         healthz, readyz, metrics, reload_policies,
@@ -34,6 +34,9 @@ use crate::error::{ApiError, ErrorBody};
         super::data_policy::get, super::data_policy::put,
         super::grants::create, super::grants::list, super::grants::get_one,
         super::grants::revoke, super::grants::data, super::grants::profile,
+        super::runs::create, super::runs::list, super::runs::get_one, super::runs::cancel,
+        super::runs::report, super::run_data::data,
+        super::usage::summary, super::usage::ledger,
     ),
     components(schemas(ErrorBody, Readiness, Reloaded)),
     modifiers(&BearerAuth),
@@ -44,6 +47,8 @@ use crate::error::{ApiError, ErrorBody};
         (name = "datasets", description = "Encrypted Parquet datasets and their immutable versions"),
         (name = "grants", description = "Anonymised views granted to sandboxes and vendors; Delta Sharing profiles"),
         (name = "catalogue", description = "Catalogue of AI solutions judged on six criteria (Action 1)"),
+        (name = "runs", description = "Measured trial runs in sandboxes and their frugality reports"),
+        (name = "usage", description = "Compute and energy usage, budgets, the usage ledger"),
         (name = "identity", description = "The caller"),
         (name = "operations", description = "Health, readiness, metrics, policies"),
     )

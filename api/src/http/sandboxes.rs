@@ -51,7 +51,7 @@ async fn load(
 }
 
 /// Load and authorize in one step: missing and foreign sandboxes both answer 404.
-async fn load_authorized(
+pub(super) async fn load_authorized(
     app: &AppState,
     ctx: &Ctx,
     action: Action,

@@ -74,6 +74,8 @@ mod datasets;
 pub use datasets::{DataPolicyRow, DatasetRow, GrantRow, VersionRow};
 mod catalogue;
 pub use catalogue::{SolutionRow, TrialResultRow};
+mod usage;
+pub use usage::{LedgerQuery, RunRow};
 
 /// The gateway's database.
 #[derive(Clone)]

@@ -1,0 +1,395 @@
+//! The frugality report of a run: JSON for programs, and the same content as one HTML
+//! page with inline SVG charts (energy per window split by component; comparison with
+//! the previous runs of the same solution). No script, no external asset.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::figures::RunFigures;
+use crate::energy::CarbonParams;
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub run: String,
+    pub sandbox: String,
+    pub tenant: String,
+    pub solution: Option<String>,
+    pub kind: String,
+    pub phase: String,
+    pub requested_by: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_reason: Option<String>,
+    /// Requests of the workload container: cpu, memory, GPUs.
+    pub requested: Requested,
+    /// False while the run goes on or the ledger has not covered its end yet.
+    pub final_figures: bool,
+    pub figures: RunFigures,
+    pub carbon: CarbonNote,
+    /// Previous closed runs of the same solution, oldest first.
+    pub comparison: Vec<Comparison>,
+    /// What the methods behind these figures can and cannot tell.
+    pub caveats: Vec<String>,
+    /// The AFNOR SPEC 2314 practices this report supports.
+    pub practices: Vec<String>,
+    pub generated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Requested {
+    pub cpu: String,
+    pub memory: String,
+    pub gpus: u32,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CarbonNote {
+    pub pue: f64,
+    pub pue_source: String,
+    pub g_per_kwh: f64,
+    pub intensity_source: String,
+    pub intensity_year: u16,
+    pub intensity_scope: String,
+}
+
+impl CarbonNote {
+    pub fn from_params(c: &CarbonParams) -> Self {
+        Self {
+            pue: c.pue,
+            pue_source: c.pue_source.clone(),
+            g_per_kwh: c.intensity.g_per_kwh,
+            intensity_source: c.intensity.source.clone(),
+            intensity_year: c.intensity.year,
+            intensity_scope: c.intensity.scope.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    pub run: String,
+    pub kind: String,
+    pub finished_at: Option<String>,
+    pub duration_seconds: f64,
+    pub kwh: f64,
+    pub gco2e: f64,
+    pub kwh_per_unit: Option<f64>,
+    pub sci_per_unit: Option<f64>,
+    pub energy_method: String,
+}
+
+/// Caveats for the methods present in the figures, most important first.
+pub fn caveats(f: &RunFigures, declared: bool) -> Vec<String> {
+    let methods: std::collections::BTreeSet<&str> =
+        f.figures.values().map(|x| x.method.as_str()).collect();
+    let mut out = Vec::new();
+    if declared {
+        out.push(
+            "No metrics source is configured: every figure is the run's requested resources × \
+             its running time through the power model. It is an upper bound, not a measurement."
+                .to_owned(),
+        );
+    }
+    if methods.contains("modelled") {
+        out.push(
+            "Figures flagged `modelled` come from the documented power model (CPU TDP per core \
+             with a linear load curve, DRAM watts per GB, GPU board power × utilisation): \
+             estimates to compare orders of magnitude, not meter readings."
+                .to_owned(),
+        );
+    }
+    if methods.contains("kepler") {
+        out.push(
+            "Kepler attributes node-level RAPL/NVML energy to pods by their share of resource \
+             usage; the node's idle power is shared out, so small runs on busy nodes carry \
+             some of their neighbours' baseline."
+                .to_owned(),
+        );
+    }
+    if methods.contains("rapl") {
+        out.push(
+            "RAPL covers the CPU package and DRAM only, attributed here by CPU-time share; it \
+             does not see disks, network or fans."
+                .to_owned(),
+        );
+    }
+    if methods.contains("dcgm") {
+        out.push(
+            "GPU energy is the device's own counter (DCGM): it includes the GPU's idle draw \
+             while it was allocated to the run."
+                .to_owned(),
+        );
+    }
+    out.push(
+        "kWh at the meter = IT energy × the configured PUE, an annual average of the data \
+         centre; gCO2e uses an annual average grid intensity (not hourly, not marginal)."
+            .to_owned(),
+    );
+    if f.embodied_gco2e == 0.0 {
+        out.push(
+            "Embodied emissions are not configured, so SCI counts operational emissions only."
+                .to_owned(),
+        );
+    }
+    out
+}
+
+pub fn practices() -> Vec<String> {
+    [
+        "AFNOR SPEC 2314 (frugal AI): measure the energy of each life-cycle phase (training, \
+         fine-tuning, inference, evaluation) before and during use — this report is that \
+         measurement, with the method behind each figure.",
+        "AFNOR SPEC 2314: compare solutions on performance per resource consumed — the \
+         per-unit figures and the comparison with previous runs of the same solution.",
+        "AFNOR SPEC 2314: size resources to the need — requested versus used CPU and memory \
+         (the waste) shows what could be reserved less.",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn num(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 0.01 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+const COLOURS: [(&str, &str); 3] = [("CPU", "#3b6ea5"), ("DRAM", "#7fb069"), ("GPU", "#d1495b")];
+
+/// Stacked bars: energy per ledger window, by component.
+fn energy_chart(f: &RunFigures) -> String {
+    let (w, h, pad) = (640.0, 220.0, 40.0);
+    let max = f
+        .windows
+        .iter()
+        .map(|x| x.cpu_joules + x.dram_joules + x.gpu_joules)
+        .fold(0.0_f64, f64::max);
+    let mut svg = format!(
+        r#"<svg role="img" aria-label="Energy per window by component" width="{w}" height="{h}" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg">"#
+    );
+    if f.windows.is_empty() || max <= 0.0 {
+        svg.push_str(r#"<text x="10" y="30">No energy recorded yet.</text></svg>"#);
+        return svg;
+    }
+    let n = f.windows.len() as f64;
+    let bar = ((w - pad) / n).min(60.0);
+    for (i, x) in f.windows.iter().enumerate() {
+        let mut y = h - pad;
+        for ((name, colour), joules) in
+            COLOURS
+                .iter()
+                .zip([x.cpu_joules, x.dram_joules, x.gpu_joules])
+        {
+            let height = joules / max * (h - 2.0 * pad);
+            y -= height;
+            let _ = write!(
+                svg,
+                r#"<rect x="{:.1}" y="{y:.1}" width="{:.1}" height="{height:.1}" fill="{colour}"><title>{} {name}: {} J</title></rect>"#,
+                pad + i as f64 * bar,
+                bar * 0.9,
+                esc(&x.start.format("%H:%M").to_string()),
+                num(joules)
+            );
+        }
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{pad}" y="15" font-size="12">max {} J per window</text>"#,
+        num(max)
+    );
+    for (i, (name, colour)) in COLOURS.iter().enumerate() {
+        let x = pad + 200.0 + i as f64 * 80.0;
+        let _ = write!(
+            svg,
+            r#"<rect x="{x}" y="5" width="10" height="10" fill="{colour}"/><text x="{}" y="15" font-size="12">{name}</text>"#,
+            x + 14.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Horizontal bars: kWh (per unit when every run has units) of this run and the previous ones.
+fn comparison_chart(report: &RunReport) -> String {
+    let mut rows: Vec<(String, Option<f64>, f64)> = report
+        .comparison
+        .iter()
+        .map(|c| (c.run.clone(), c.kwh_per_unit, c.kwh))
+        .collect();
+    rows.push((
+        format!("{} (this run)", report.run),
+        report.figures.kwh_per_unit,
+        report.figures.kwh,
+    ));
+    let per_unit = rows.iter().all(|r| r.1.is_some());
+    let values: Vec<f64> = rows
+        .iter()
+        .map(|r| if per_unit { r.1.unwrap_or(0.0) } else { r.2 })
+        .collect();
+    let max = values.iter().copied().fold(0.0_f64, f64::max);
+    let (w, line) = (640.0, 22.0);
+    let h = line * rows.len() as f64 + 30.0;
+    let unit = if per_unit { "kWh per unit" } else { "kWh" };
+    let mut svg = format!(
+        r#"<svg role="img" aria-label="Comparison with previous runs ({unit})" width="{w}" height="{h}" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg"><text x="0" y="14" font-size="12">{unit}</text>"#
+    );
+    for (i, ((name, _, _), v)) in rows.iter().zip(&values).enumerate() {
+        let y = 24.0 + i as f64 * line;
+        let len = if max > 0.0 { v / max * 360.0 } else { 0.0 };
+        let _ = write!(
+            svg,
+            r##"<text x="0" y="{:.1}" font-size="12">{}</text><rect x="220" y="{:.1}" width="{len:.1}" height="14" fill="#3b6ea5"/><text x="{:.1}" y="{:.1}" font-size="12">{}</text>"##,
+            y + 11.0,
+            esc(name),
+            y,
+            225.0 + len,
+            y + 11.0,
+            num(*v)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+pub fn html(r: &RunReport) -> String {
+    let f = &r.figures;
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Frugality report — {run}</title><style>body{{font-family:sans-serif;max-width:760px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.note{{color:#555;font-size:0.9em}}</style></head><body><h1>Frugality report — {run}</h1>"#,
+        run = esc(&r.run)
+    );
+    if !r.final_figures {
+        page.push_str(r#"<p><strong>Provisional:</strong> the run is not over or its last window is not accounted yet.</p>"#);
+    }
+    page.push_str("<table>");
+    let facts: [(&str, String); 10] = [
+        ("Sandbox", r.sandbox.clone()),
+        ("Tenant", r.tenant.clone()),
+        ("Solution", r.solution.clone().unwrap_or_else(|| "—".into())),
+        ("Kind", r.kind.clone()),
+        ("Phase", r.phase.clone()),
+        ("Exit", r.exit_reason.clone().unwrap_or_else(|| "—".into())),
+        (
+            "Started",
+            r.started_at.clone().unwrap_or_else(|| "—".into()),
+        ),
+        (
+            "Finished",
+            r.finished_at.clone().unwrap_or_else(|| "—".into()),
+        ),
+        ("Duration", format!("{} s", num(f.duration_seconds))),
+        (
+            "Requested",
+            format!(
+                "cpu {}, memory {}, GPUs {}",
+                r.requested.cpu, r.requested.memory, r.requested.gpus
+            ),
+        ),
+    ];
+    for (k, v) in facts {
+        let _ = write!(page, "<tr><th>{k}</th><td>{}</td></tr>", esc(&v));
+    }
+    page.push_str("</table><h2>Energy and emissions</h2><table><tr><th>Figure</th><th>Value</th><th>Unit</th><th>Method</th><th>Source</th></tr>");
+    for (name, x) in &f.figures {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"note\">{}</td></tr>",
+            esc(name),
+            num(x.value),
+            esc(&x.unit),
+            esc(&x.method),
+            esc(&x.source)
+        );
+    }
+    page.push_str("</table><ul>");
+    let _ = write!(
+        page,
+        "<li>{} kWh at the meter (method: {}), PUE {} ({})</li><li>{} gCO2e at {} g/kWh ({}, {}, {})</li>",
+        num(f.kwh),
+        esc(&f.energy_method),
+        num(r.carbon.pue),
+        esc(&r.carbon.pue_source),
+        num(f.gco2e),
+        num(r.carbon.g_per_kwh),
+        esc(&r.carbon.intensity_source),
+        r.carbon.intensity_year,
+        esc(&r.carbon.intensity_scope)
+    );
+    if let (Some(n), Some(unit)) = (f.functional_units, &f.functional_unit) {
+        let _ = write!(
+            page,
+            "<li>{n} × {}: {} kWh and {} gCO2e (SCI) per {}</li>",
+            esc(unit),
+            num(f.kwh_per_unit.unwrap_or(0.0)),
+            num(f.sci_per_unit.unwrap_or(0.0)),
+            esc(unit)
+        );
+    }
+    for (label, waste) in [("CPU", f.cpu_waste), ("Memory", f.memory_waste)] {
+        match waste {
+            Some(w) => {
+                let _ = write!(
+                    page,
+                    "<li>{label} requested but not used: {:.0} %</li>",
+                    w * 100.0
+                );
+            }
+            None => {
+                let _ = write!(
+                    page,
+                    "<li>{label} requested but not used: not measured</li>"
+                );
+            }
+        }
+    }
+    page.push_str("</ul><h2>Energy over time, by component</h2>");
+    page.push_str(&energy_chart(f));
+    page.push_str("<h2>Compared with previous runs of the same solution</h2>");
+    if r.comparison.is_empty() {
+        page.push_str("<p>No previous run of this solution.</p>");
+    }
+    page.push_str(&comparison_chart(r));
+    page.push_str("<h2>Caveats</h2><ul>");
+    for c in &r.caveats {
+        let _ = write!(page, "<li>{}</li>", esc(c));
+    }
+    page.push_str("</ul><h2>Practices supported</h2><ul>");
+    for p in &r.practices {
+        let _ = write!(page, "<li>{}</li>", esc(p));
+    }
+    let _ = write!(
+        page,
+        "</ul><p class=\"note\">Generated {} by Serre.</p></body></html>",
+        r.generated_at.to_rfc3339()
+    );
+    page
+}

@@ -1,0 +1,283 @@
+//! The usage ledger (windows of compute and energy figures, with the collection cursor)
+//! and the trial runs requested through the gateway.
+
+use chrono::{DateTime, Utc};
+
+use super::{Pool, Store, StoreError, parse_timestamp, timestamp};
+use crate::energy::LedgerRow;
+
+/// A trial run as recorded by the gateway.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct RunRow {
+    pub name: String,
+    pub namespace: String,
+    pub sandbox: String,
+    pub tenant: String,
+    pub solution: Option<String>,
+    pub kind: String,
+    pub requested_by: String,
+    /// The `TrialRunSpec` as JSON.
+    pub spec_json: String,
+    pub created_at: String,
+    pub phase: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_reason: Option<String>,
+    /// The run's figures once final (JSON of `runs::RunFigures`).
+    pub summary_json: Option<String>,
+    pub closed_at: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LedgerRecord {
+    window_start: String,
+    window_end: String,
+    tenant: String,
+    namespace: String,
+    run: String,
+    quantity: String,
+    value: f64,
+    unit: String,
+    method: String,
+    source: String,
+}
+
+impl LedgerRecord {
+    fn into_row(self) -> Result<LedgerRow, StoreError> {
+        let t = |s: &str| {
+            parse_timestamp(s)
+                .ok_or_else(|| StoreError::Corrupt(format!("ledger time {s:?} is not RFC 3339")))
+        };
+        Ok(LedgerRow {
+            window_start: t(&self.window_start)?,
+            window_end: t(&self.window_end)?,
+            tenant: self.tenant,
+            namespace: self.namespace,
+            run: self.run,
+            quantity: self.quantity,
+            value: self.value,
+            unit: self.unit,
+            method: self.method,
+            source: self.source,
+        })
+    }
+}
+
+/// Which ledger rows to read: every filter is optional; times bound `window_start`.
+#[derive(Clone, Debug, Default)]
+pub struct LedgerQuery<'a> {
+    pub tenant: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    /// `Some("")`: namespace totals only; `Some(run)`: that run's rows.
+    pub run: Option<&'a str>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+const LEDGER_COLUMNS: &str =
+    "window_start, window_end, tenant, namespace, run, quantity, value, unit, method, source";
+
+impl Store {
+    /// End of the last window recorded whole.
+    pub async fn usage_cursor(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        const SQL: &str = "SELECT last_end FROM usage_cursor WHERE id = 1";
+        let row: Option<(String,)> = run!(self, |p| sqlx::query_as(SQL).fetch_optional(p).await)?;
+        row.map(|(s,)| {
+            parse_timestamp(&s)
+                .ok_or_else(|| StoreError::Corrupt(format!("usage cursor {s:?} is not RFC 3339")))
+        })
+        .transpose()
+    }
+
+    /// Record one window's rows and move the cursor to its end, in one transaction: a
+    /// window is recorded whole or not at all. Recording a window again replaces it.
+    pub async fn record_usage_window(
+        &self,
+        window_end: DateTime<Utc>,
+        rows: &[LedgerRow],
+    ) -> Result<(), StoreError> {
+        const INSERT: &str = "INSERT INTO usage_ledger (window_start, window_end, tenant, \
+            namespace, run, quantity, value, unit, method, source) VALUES ($1, $2, $3, $4, $5, \
+            $6, $7, $8, $9, $10) ON CONFLICT (window_start, namespace, run, quantity) DO UPDATE \
+            SET window_end = excluded.window_end, tenant = excluded.tenant, value = \
+            excluded.value, unit = excluded.unit, method = excluded.method, source = \
+            excluded.source";
+        const CURSOR: &str = "INSERT INTO usage_cursor (id, last_end) VALUES (1, $1) \
+            ON CONFLICT (id) DO UPDATE SET last_end = excluded.last_end";
+        let end = timestamp(window_end);
+        run!(self, |p| {
+            let mut tx = p.begin().await?;
+            for r in rows {
+                sqlx::query(INSERT)
+                    .bind(timestamp(r.window_start))
+                    .bind(timestamp(r.window_end))
+                    .bind(&r.tenant)
+                    .bind(&r.namespace)
+                    .bind(&r.run)
+                    .bind(&r.quantity)
+                    .bind(r.value)
+                    .bind(&r.unit)
+                    .bind(&r.method)
+                    .bind(&r.source)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(CURSOR).bind(&end).execute(&mut *tx).await?;
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    /// Ledger rows in window order.
+    pub async fn ledger_rows(&self, q: &LedgerQuery<'_>) -> Result<Vec<LedgerRow>, StoreError> {
+        let head = format!("SELECT {LEDGER_COLUMNS} FROM usage_ledger WHERE 1 = 1");
+        let text = |v: Option<&str>| v.map(str::to_owned);
+        let filters = [
+            (" AND tenant = ", text(q.tenant)),
+            (" AND namespace = ", text(q.namespace)),
+            (" AND run = ", text(q.run)),
+            (" AND window_start >= ", q.from.map(timestamp)),
+            (" AND window_start < ", q.to.map(timestamp)),
+        ];
+        let records: Vec<LedgerRecord> = run!(self, |p| {
+            let mut qb = sqlx::QueryBuilder::new(head.as_str());
+            for (clause, value) in &filters {
+                if let Some(v) = value {
+                    qb.push(*clause).push_bind(v.clone());
+                }
+            }
+            qb.push(" ORDER BY window_start, namespace, run, quantity");
+            qb.build_query_as().fetch_all(p).await
+        })?;
+        records.into_iter().map(LedgerRecord::into_row).collect()
+    }
+
+    /// A tenant's energy at the meter (kWh, namespace totals) in `[from, to)`.
+    pub async fn tenant_meter_kwh(
+        &self,
+        tenant: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<f64, StoreError> {
+        const SQL: &str = "SELECT COALESCE(SUM(value), 0.0) FROM usage_ledger WHERE tenant = $1 \
+            AND run = '' AND quantity = 'meter_energy' AND window_start >= $2 \
+            AND window_start < $3";
+        let (kwh,): (f64,) = run!(self, |p| sqlx::query_as(SQL)
+            .bind(tenant)
+            .bind(timestamp(from))
+            .bind(timestamp(to))
+            .fetch_one(p)
+            .await)?;
+        Ok(kwh)
+    }
+
+    // ---- Trial runs --------------------------------------------------------------------
+
+    pub async fn insert_run(&self, r: &RunRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO trial_runs (name, namespace, sandbox, tenant, solution, \
+            kind, requested_by, spec_json, created_at, phase) VALUES ($1, $2, $3, $4, $5, $6, \
+            $7, $8, $9, $10)";
+        run!(self, |p| sqlx::query(SQL)
+            .bind(&r.name)
+            .bind(&r.namespace)
+            .bind(&r.sandbox)
+            .bind(&r.tenant)
+            .bind(&r.solution)
+            .bind(&r.kind)
+            .bind(&r.requested_by)
+            .bind(&r.spec_json)
+            .bind(&r.created_at)
+            .bind(&r.phase)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Remove a run that never reached the cluster.
+    pub async fn delete_run(&self, name: &str) -> Result<(), StoreError> {
+        const SQL: &str = "DELETE FROM trial_runs WHERE name = $1";
+        run!(self, |p| sqlx::query(SQL)
+            .bind(name)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn get_run(&self, name: &str) -> Result<Option<RunRow>, StoreError> {
+        const SQL: &str = "SELECT * FROM trial_runs WHERE name = $1";
+        Ok(run!(self, |p| sqlx::query_as(SQL)
+            .bind(name)
+            .fetch_optional(p)
+            .await)?)
+    }
+
+    /// A sandbox's runs, newest first.
+    pub async fn list_runs(&self, sandbox: &str) -> Result<Vec<RunRow>, StoreError> {
+        const SQL: &str =
+            "SELECT * FROM trial_runs WHERE sandbox = $1 ORDER BY created_at DESC, name";
+        Ok(run!(self, |p| sqlx::query_as(SQL)
+            .bind(sandbox)
+            .fetch_all(p)
+            .await)?)
+    }
+
+    /// Runs not closed yet (the accounting follows them).
+    pub async fn open_runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        const SQL: &str = "SELECT * FROM trial_runs WHERE closed_at IS NULL ORDER BY created_at";
+        Ok(run!(self, |p| sqlx::query_as(SQL).fetch_all(p).await)?)
+    }
+
+    /// Closed runs of a solution, oldest first (for comparisons in reports).
+    pub async fn closed_runs_of_solution(&self, solution: &str) -> Result<Vec<RunRow>, StoreError> {
+        const SQL: &str = "SELECT * FROM trial_runs WHERE solution = $1 AND closed_at IS NOT \
+            NULL ORDER BY created_at, name";
+        Ok(run!(self, |p| sqlx::query_as(SQL)
+            .bind(solution)
+            .fetch_all(p)
+            .await)?)
+    }
+
+    /// Follow the cluster's status of an open run.
+    pub async fn update_run_state(
+        &self,
+        name: &str,
+        phase: &str,
+        started_at: Option<&str>,
+        finished_at: Option<&str>,
+        exit_reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE trial_runs SET phase = $1, started_at = $2, finished_at = $3, \
+            exit_reason = $4 WHERE name = $5 AND closed_at IS NULL";
+        run!(self, |p| sqlx::query(SQL)
+            .bind(phase)
+            .bind(started_at)
+            .bind(finished_at)
+            .bind(exit_reason)
+            .bind(name)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Close a run with its final figures; false when it was closed already.
+    pub async fn close_run(
+        &self,
+        name: &str,
+        summary_json: &str,
+        closed_at: &str,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE trial_runs SET summary_json = $1, closed_at = $2 \
+            WHERE name = $3 AND closed_at IS NULL";
+        let n = run!(self, |p| sqlx::query(SQL)
+            .bind(summary_json)
+            .bind(closed_at)
+            .bind(name)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+}

@@ -1,0 +1,329 @@
+//! One ledger window: collect compute and energy per namespace and per trial run, account
+//! it (best source per component, PUE, carbon) and turn it into ledger rows.
+//!
+//! Two sources:
+//! - **Prometheus** (`--prometheus-url`): cAdvisor and kube-state-metrics for compute,
+//!   Kepler and DCGM for energy, summed by namespace, and by pod for the runs (a run's
+//!   pods are its Job's, named `<run>-<suffix>`); components without a measured figure
+//!   fall back to the power model, flagged `modelled`.
+//! - **Declared** (no Prometheus configured): each run's requested resources × the time
+//!   it ran inside the window. Every figure, compute included, is flagged `modelled`, and
+//!   the source says why: an upper bound, never presented as a measurement.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::energy::dcgm::{self, DcgmSchema};
+use crate::energy::kepler::{self, KeplerSchema};
+use crate::energy::resources::{self, ResourceQueries};
+use crate::energy::{
+    AccountInputs, CarbonParams, ComponentJoules, EnergyError, EnergySource, LedgerRow, Method,
+    NamespaceUsage, PowerModel, PrometheusClient, ResourceUsage, Window, account, ledger,
+};
+
+/// A run as the accounting sees it: where it ran, when, and what it asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSpan {
+    pub name: String,
+    pub namespace: String,
+    pub tenant: String,
+    pub started: DateTime<Utc>,
+    /// None while it runs.
+    pub finished: Option<DateTime<Utc>>,
+    pub cpu_cores: f64,
+    pub memory_gb: f64,
+    pub gpus: f64,
+}
+
+impl RunSpan {
+    /// Seconds of the window during which the run ran.
+    pub fn overlap_s(&self, window: &Window) -> f64 {
+        let start = self.started.max(window.start);
+        let end = self.finished.map_or(window.end, |f| f.min(window.end));
+        ((end - start).num_milliseconds().max(0) as f64) / 1000.0
+    }
+}
+
+/// What the window covers: the Serre namespaces (namespace → tenant) and the runs.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    pub tenants: BTreeMap<String, String>,
+    pub runs: Vec<RunSpan>,
+}
+
+/// Where figures come from.
+pub enum Source {
+    Prometheus(PrometheusClient),
+    Declared,
+}
+
+const DECLARED: &str =
+    "TrialRun requests × running time (no metrics source configured: an upper bound)";
+
+/// Collect and account one window; the rows to record (namespace totals, then runs).
+pub async fn window_rows(
+    source: &Source,
+    window: Window,
+    scope: &Scope,
+    model: &PowerModel,
+    carbon: &CarbonParams,
+) -> Result<Vec<LedgerRow>, EnergyError> {
+    let runs: Vec<&RunSpan> = scope
+        .runs
+        .iter()
+        .filter(|r| r.overlap_s(&window) > 0.0)
+        .collect();
+    let (namespaces, by_run) = match source {
+        Source::Prometheus(client) => prometheus_inputs(client, window, scope, &runs).await?,
+        Source::Declared => declared_inputs(window, &runs),
+    };
+    let declared = matches!(source, Source::Declared);
+    let mut rows = Vec::new();
+    for (inputs, run_level) in [(namespaces, false), (by_run, true)] {
+        let inputs = AccountInputs {
+            model: model.clone(),
+            carbon: carbon.clone(),
+            ..inputs
+        };
+        let mut usages = account(window, &inputs)?;
+        usages.retain(|u| u.tenant.is_some());
+        if declared {
+            usages.iter_mut().for_each(flag_declared);
+        }
+        let mut window_rows = ledger::rows(&usages);
+        if run_level {
+            for row in &mut window_rows {
+                if let Some(run) = runs.iter().find(|r| r.name == row.namespace) {
+                    row.run = run.name.clone();
+                    row.namespace = run.namespace.clone();
+                }
+            }
+        }
+        rows.extend(window_rows);
+    }
+    Ok(rows)
+}
+
+fn flag_declared(u: &mut NamespaceUsage) {
+    for f in &mut u.figures {
+        if f.method != Method::Modelled {
+            f.method = Method::Modelled;
+            f.source = format!("{DECLARED}; {}", f.source);
+        }
+    }
+}
+
+fn declared_inputs(window: Window, runs: &[&RunSpan]) -> (AccountInputs, AccountInputs) {
+    let mut namespaces = AccountInputs::default();
+    let mut by_run = AccountInputs::default();
+    for r in runs {
+        let s = r.overlap_s(&window);
+        let usage = ResourceUsage {
+            cpu_requested_core_s: r.cpu_cores * s,
+            cpu_used_core_s: r.cpu_cores * s,
+            memory_requested_gb_s: r.memory_gb * s,
+            memory_used_gb_s: r.memory_gb * s,
+            gpu_s: r.gpus * s,
+            gpu_utilisation: None,
+            source: DECLARED.into(),
+        };
+        add_usage(
+            namespaces.resources.entry(r.namespace.clone()).or_default(),
+            &usage,
+        );
+        namespaces
+            .tenants
+            .insert(r.namespace.clone(), r.tenant.clone());
+        by_run.resources.insert(r.name.clone(), usage);
+        by_run.tenants.insert(r.name.clone(), r.tenant.clone());
+    }
+    (namespaces, by_run)
+}
+
+async fn prometheus_inputs(
+    client: &PrometheusClient,
+    window: Window,
+    scope: &Scope,
+    runs: &[&RunSpan],
+) -> Result<(AccountInputs, AccountInputs), EnergyError> {
+    // Namespaces: every figure summed by namespace, restricted to Serre's.
+    let (rq, ks, ds) = (
+        ResourceQueries::default(),
+        KeplerSchema::default(),
+        DcgmSchema::default(),
+    );
+    let (resources, kepler, dcgm) = tokio::try_join!(
+        resources::collect(client, &window, &rq),
+        kepler::collect(client, &window, &ks),
+        dcgm::collect(client, &window, &ds),
+    )?;
+    let known = |k: &String| scope.tenants.contains_key(k);
+    let namespaces = AccountInputs {
+        resources: resources.into_iter().filter(|(k, _)| known(k)).collect(),
+        energy: [kepler, dcgm]
+            .into_iter()
+            .map(|mut s| {
+                s.by_namespace.retain(|k, _| known(k));
+                s
+            })
+            .collect(),
+        tenants: scope.tenants.clone(),
+        ..AccountInputs::default()
+    };
+    if runs.is_empty() {
+        return Ok((namespaces, AccountInputs::default()));
+    }
+    // Runs: the same figures by pod, rolled up to the run owning each pod.
+    let pod_resources = ResourceQueries {
+        namespace_label: "pod".into(),
+        ..ResourceQueries::default()
+    };
+    let pod_kepler = KeplerSchema {
+        namespace_label: "pod_name".into(),
+        ..KeplerSchema::default()
+    };
+    let pod_dcgm = DcgmSchema {
+        namespace_label: "pod".into(),
+        ..DcgmSchema::default()
+    };
+    let (resources, kepler, dcgm) = tokio::try_join!(
+        resources::collect(client, &window, &pod_resources),
+        kepler::collect(client, &window, &pod_kepler),
+        dcgm::collect(client, &window, &pod_dcgm),
+    )?;
+    let owner = |pod: &str| {
+        runs.iter()
+            .find(|r| {
+                pod.strip_prefix(r.name.as_str())
+                    .is_some_and(|s| s.starts_with('-'))
+            })
+            .map(|r| r.name.clone())
+    };
+    let mut by_run = AccountInputs::default();
+    for (pod, usage) in resources {
+        if let Some(run) = owner(&pod) {
+            add_usage(by_run.resources.entry(run).or_default(), &usage);
+        }
+    }
+    for source in [kepler, dcgm] {
+        let mut rolled = EnergySource {
+            method: source.method,
+            source: source.source,
+            by_namespace: BTreeMap::new(),
+        };
+        for (pod, joules) in source.by_namespace {
+            if let Some(run) = owner(&pod) {
+                add_joules(rolled.by_namespace.entry(run).or_default(), &joules);
+            }
+        }
+        by_run.energy.push(rolled);
+    }
+    for r in runs {
+        by_run.tenants.insert(r.name.clone(), r.tenant.clone());
+    }
+    Ok((namespaces, by_run))
+}
+
+fn add_usage(total: &mut ResourceUsage, u: &ResourceUsage) {
+    total.cpu_requested_core_s += u.cpu_requested_core_s;
+    total.cpu_used_core_s += u.cpu_used_core_s;
+    total.memory_requested_gb_s += u.memory_requested_gb_s;
+    total.memory_used_gb_s += u.memory_used_gb_s;
+    total.gpu_s += u.gpu_s;
+    total.gpu_utilisation = match (total.gpu_utilisation, u.gpu_utilisation) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    if total.source.is_empty() {
+        total.source = u.source.clone();
+    }
+}
+
+fn add_joules(total: &mut ComponentJoules, j: &ComponentJoules) {
+    let add = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+    };
+    total.cpu = add(total.cpu, j.cpu);
+    total.dram = add(total.dram, j.dram);
+    total.gpu = add(total.gpu, j.gpu);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn run(name: &str, started: i64, finished: Option<i64>) -> RunSpan {
+        RunSpan {
+            name: name.into(),
+            namespace: "serre-lab".into(),
+            tenant: "est-ensemble".into(),
+            started: t(started),
+            finished: finished.map(t),
+            cpu_cores: 2.0,
+            memory_gb: 4.0,
+            gpus: 0.0,
+        }
+    }
+
+    #[test]
+    fn overlap_is_clipped_to_the_window() {
+        let w = Window::new(t(0), t(300)).unwrap();
+        assert_eq!(run("a", -100, Some(100)).overlap_s(&w), 100.0);
+        assert_eq!(run("a", 50, None).overlap_s(&w), 250.0);
+        assert_eq!(run("a", 400, None).overlap_s(&w), 0.0);
+        assert_eq!(run("a", -400, Some(-1)).overlap_s(&w), 0.0);
+    }
+
+    #[tokio::test]
+    async fn declared_figures_are_flagged_modelled_and_sum_up() {
+        let w = Window::new(t(0), t(300)).unwrap();
+        let scope = Scope {
+            tenants: BTreeMap::new(),
+            runs: vec![run("run-a", 0, Some(100)), run("run-b", 200, None)],
+        };
+        let rows = window_rows(
+            &Source::Declared,
+            w,
+            &scope,
+            &PowerModel::default(),
+            &CarbonParams::default(),
+        )
+        .await
+        .unwrap();
+        assert!(rows.iter().all(|r| r.method == "modelled"), "{rows:?}");
+        let value = |run: &str, q: &str| {
+            rows.iter()
+                .find(|r| r.run == run && r.quantity == q)
+                .map(|r| r.value)
+                .unwrap()
+        };
+        assert_eq!(value("run-a", "cpu_requested"), 200.0);
+        assert_eq!(value("run-b", "cpu_requested"), 200.0);
+        assert_eq!(value("", "cpu_requested"), 400.0);
+        assert_eq!(value("", "memory_requested"), 800.0);
+        let ns_kwh = value("", "meter_energy");
+        assert!(
+            (ns_kwh - value("run-a", "meter_energy") - value("run-b", "meter_energy")).abs()
+                < 1e-12
+        );
+        // Model: 2 cores × 100 s × 6.25 W (fully used) + 4 GB × 100 s × 0.392 W.
+        assert!((value("run-a", "it_energy") - (1250.0 + 156.8)).abs() < 1e-9);
+        let src = &rows
+            .iter()
+            .find(|r| r.quantity == "cpu_used")
+            .unwrap()
+            .source;
+        assert!(src.contains("no metrics source configured"), "{src}");
+        assert!(
+            rows.iter()
+                .all(|r| r.namespace == "serre-lab" && r.tenant == "est-ensemble")
+        );
+    }
+}

@@ -1,0 +1,439 @@
+//! Usage accounting in the gateway: a background loop that follows trial runs, records
+//! contiguous ledger windows (resuming from the last recorded one after a restart), closes
+//! finished runs with their figures (status, catalogue), and warns tenants nearing their
+//! energy budget. The figures themselves come from [`crate::energy`].
+
+pub mod budget;
+pub mod collect;
+mod config;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serre_operator::quantity::Quantity;
+use serre_operator::resources::{RunUsageSummary, TrialRunSpec};
+
+pub use config::UsageConfig;
+
+use crate::audit::{AuditLog, Draft, Outcome};
+use crate::cluster::{Cluster, SYSTEM_PRINCIPAL};
+use crate::energy::{CarbonParams, EnergyError, Ledger, PowerModel, PrometheusClient};
+use crate::runs::{self, RunFigures};
+use crate::store::{
+    LedgerQuery, RunRow, Store, StoreError, TrialResultRow, parse_timestamp, timestamp,
+};
+use crate::tenants::Directory;
+use collect::{RunSpan, Scope, Source};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error(transparent)]
+    Energy(#[from] EnergyError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("audit: {0}")]
+    Audit(String),
+}
+
+/// What one pass did (for logs and tests).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PassReport {
+    pub windows: usize,
+    pub closed: Vec<String>,
+}
+
+pub struct Accountant {
+    store: Store,
+    audit: AuditLog,
+    cluster: Option<Arc<Cluster>>,
+    source: Source,
+    ledger: Ledger,
+    model: PowerModel,
+    pub carbon: CarbonParams,
+    /// (tenant, month start, level) already warned about.
+    warned: Mutex<HashSet<(String, String, &'static str)>>,
+}
+
+impl Accountant {
+    pub fn new(
+        config: &UsageConfig,
+        store: Store,
+        audit: AuditLog,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Result<Self, EnergyError> {
+        let source = match &config.prometheus_url {
+            Some(url) => Source::Prometheus(PrometheusClient::new(url, config.prometheus_timeout)?),
+            None => Source::Declared,
+        };
+        Ok(Self {
+            store,
+            audit,
+            cluster,
+            source,
+            ledger: config.ledger(),
+            model: config.model(),
+            carbon: config.carbon(),
+            warned: Mutex::default(),
+        })
+    }
+
+    /// Whether figures are modelled from requests (no metrics source configured).
+    pub fn declared(&self) -> bool {
+        matches!(self.source, Source::Declared)
+    }
+
+    /// Follow runs, record every settled window, close finished runs, warn on budgets.
+    pub async fn pass(
+        &self,
+        now: DateTime<Utc>,
+        tenants: &Directory,
+    ) -> Result<PassReport, UsageError> {
+        self.follow_runs(now).await?;
+        let open = self.store.open_runs().await?;
+        let scope = self.scope(&open);
+        let mut report = PassReport::default();
+        let cursor = self.store.usage_cursor().await?;
+        for window in self.ledger.plan(cursor, now) {
+            let rows =
+                collect::window_rows(&self.source, window, &scope, &self.model, &self.carbon)
+                    .await?;
+            self.store.record_usage_window(window.end, &rows).await?;
+            report.windows += 1;
+        }
+        let cursor = self.store.usage_cursor().await?;
+        for run in &open {
+            if self.close_if_covered(run, cursor, now).await? {
+                report.closed.push(run.name.clone());
+            }
+        }
+        self.warn_budgets(now, tenants).await?;
+        Ok(report)
+    }
+
+    /// Copy each open run's phase and times from its TrialRun. A run whose TrialRun is
+    /// gone (deleted with its sandbox) ends as Cancelled.
+    async fn follow_runs(&self, now: DateTime<Utc>) -> Result<(), UsageError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        for run in self.store.open_runs().await? {
+            if runs::is_final(&run.phase) {
+                continue;
+            }
+            match runs::cluster::get(cluster.client(), &run.namespace, &run.name).await {
+                Ok(Some(tr)) => {
+                    let Some(st) = tr.status else { continue };
+                    let phase = format!("{:?}", st.phase);
+                    let started = st.started_at.map(timestamp);
+                    let finished = st.finished_at.map(timestamp).or_else(|| {
+                        // A run stopped before it started ends now.
+                        st.phase
+                            .is_final()
+                            .then(|| timestamp(now))
+                            .filter(|_| started.is_some())
+                    });
+                    if phase != run.phase
+                        || started != run.started_at
+                        || finished != run.finished_at
+                    {
+                        self.store
+                            .update_run_state(
+                                &run.name,
+                                &phase,
+                                started.as_deref(),
+                                finished.as_deref(),
+                                st.exit_reason.as_deref(),
+                            )
+                            .await?;
+                    }
+                }
+                Ok(None) => {
+                    let finished = run.started_at.as_ref().map(|_| timestamp(now));
+                    self.store
+                        .update_run_state(
+                            &run.name,
+                            "Cancelled",
+                            run.started_at.as_deref(),
+                            finished.as_deref(),
+                            Some("the TrialRun was deleted"),
+                        )
+                        .await?;
+                }
+                Err(e) => tracing::debug!(run = %run.name, error = %e, "could not read the run"),
+            }
+        }
+        Ok(())
+    }
+
+    fn scope(&self, open: &[RunRow]) -> Scope {
+        let mut tenants = BTreeMap::new();
+        if let Some(cluster) = &self.cluster {
+            for s in cluster.sandboxes() {
+                if let Some(ns) = s.status.as_ref().and_then(|st| st.namespace.clone()) {
+                    tenants.insert(ns, s.spec.tenant.clone());
+                }
+            }
+        }
+        let mut spans = Vec::new();
+        for run in open {
+            tenants.insert(run.namespace.clone(), run.tenant.clone());
+            if let Some(span) = span_of(run) {
+                spans.push(span);
+            }
+        }
+        Scope {
+            tenants,
+            runs: spans,
+        }
+    }
+
+    /// Close a final run once the ledger covers its end: figures, status, catalogue.
+    async fn close_if_covered(
+        &self,
+        run: &RunRow,
+        cursor: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, UsageError> {
+        let Some(run) = self.store.get_run(&run.name).await? else {
+            return Ok(false);
+        };
+        if !runs::is_final(&run.phase) || run.closed_at.is_some() {
+            return Ok(false);
+        }
+        let finished = run.finished_at.as_deref().and_then(parse_timestamp);
+        if let Some(end) = finished
+            && cursor.is_none_or(|c| c < end)
+        {
+            return Ok(false);
+        }
+        let figures = self.figures(&run).await?;
+        let summary = serde_json::to_string(&figures).unwrap_or_default();
+        if !self
+            .store
+            .close_run(&run.name, &summary, &timestamp(now))
+            .await?
+        {
+            return Ok(false);
+        }
+        if let Some(cluster) = &self.cluster {
+            let usage = RunUsageSummary {
+                duration_seconds: figures.duration_seconds,
+                cpu_core_seconds: figures.figures.get("cpu_used").map_or(0.0, |f| f.value),
+                gpu_seconds: figures.figures.get("gpu_time").map_or(0.0, |f| f.value),
+                energy_kwh: figures.kwh,
+                emissions_gco2e: figures.gco2e + figures.embodied_gco2e,
+                method: figures.energy_method.clone(),
+            };
+            if let Err(e) =
+                runs::cluster::set_usage(cluster.client(), &run.namespace, &run.name, &usage).await
+            {
+                tracing::warn!(run = %run.name, error = %e, "could not record usage in the run's status");
+            }
+        }
+        let attached = self.attach(&run, &figures, now).await?;
+        let mut draft = Draft::new(
+            SYSTEM_PRINCIPAL,
+            "run.closed",
+            format!("Run::{:?}", run.name),
+            Outcome::Change,
+        );
+        draft.tenant = Some(run.tenant.clone());
+        draft.details = serde_json::json!({
+            "phase": run.phase, "kwh": figures.kwh, "gco2e": figures.gco2e,
+            "method": figures.energy_method, "catalogue": attached,
+        });
+        self.audit
+            .append(vec![draft])
+            .await
+            .map_err(|e| UsageError::Audit(e.to_string()))?;
+        Ok(true)
+    }
+
+    /// A run's figures from its ledger rows (zero when it never started).
+    pub async fn figures(&self, run: &RunRow) -> Result<RunFigures, UsageError> {
+        let rows = self
+            .store
+            .ledger_rows(&LedgerQuery {
+                run: Some(&run.name),
+                ..LedgerQuery::default()
+            })
+            .await?;
+        let spec: Option<TrialRunSpec> = serde_json::from_str(&run.spec_json).ok();
+        let unit = spec
+            .as_ref()
+            .and_then(|s| s.functional_unit.as_ref())
+            .map(|u| (u.name.as_str(), u.count));
+        let started = run.started_at.as_deref().and_then(parse_timestamp);
+        let ended = run
+            .finished_at
+            .as_deref()
+            .and_then(parse_timestamp)
+            .or(started.map(|_| Utc::now()));
+        let duration = match (started, ended) {
+            (Some(s), Some(e)) => (e - s).num_milliseconds().max(0) as f64 / 1000.0,
+            _ => 0.0,
+        };
+        Ok(runs::figures::summarise(&rows, duration, unit))
+    }
+
+    /// Attach a succeeded run's figures to its catalogue solution; whether it did.
+    async fn attach(
+        &self,
+        run: &RunRow,
+        figures: &RunFigures,
+        now: DateTime<Utc>,
+    ) -> Result<bool, UsageError> {
+        let Some(solution) = &run.solution else {
+            return Ok(false);
+        };
+        if run.phase != "Succeeded" || self.store.get_solution(solution).await?.is_none() {
+            return Ok(false);
+        }
+        let spec: Option<TrialRunSpec> = serde_json::from_str(&run.spec_json).ok();
+        let Some(spec) = spec else { return Ok(false) };
+        let method: serde_json::Map<String, serde_json::Value> = figures
+            .figures
+            .iter()
+            .filter(|(q, _)| q.ends_with("_energy") || q.ends_with("_emissions"))
+            .map(|(q, f)| (q.clone(), serde_json::Value::String(f.method.clone())))
+            .chain([(
+                "estimated".to_owned(),
+                serde_json::Value::Bool(figures.energy_method == "modelled"),
+            )])
+            .collect();
+        let row = TrialResultRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            solution_id: solution.clone(),
+            run_id: run.name.clone(),
+            tenant: run.tenant.clone(),
+            sandbox: run.sandbox.clone(),
+            phase: runs::catalogue_phase(spec.kind).to_owned(),
+            kwh: figures.kwh,
+            gco2e: figures.gco2e + figures.embodied_gco2e,
+            duration_s: figures.duration_seconds,
+            functional_units: figures.functional_units.map(|n| n as f64),
+            quality_metric: None,
+            quality_value: None,
+            measured_at: run.finished_at.clone().unwrap_or_else(|| timestamp(now)),
+            method_json: serde_json::Value::Object(method).to_string(),
+            recorded_by: SYSTEM_PRINCIPAL.to_owned(),
+            recorded_at: timestamp(now),
+        };
+        match self.store.attach_trial_result(&row).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Audit (and publish as a Kubernetes Event) once per tenant, month and level.
+    async fn warn_budgets(
+        &self,
+        now: DateTime<Utc>,
+        tenants: &Directory,
+    ) -> Result<(), UsageError> {
+        for tenant in tenants.all() {
+            let name = tenant.metadata.name.clone().unwrap_or_default();
+            let Some(budget) = tenant.spec.energy_budget_kwh else {
+                continue;
+            };
+            let (from, to) = budget::month(now);
+            let used = self.store.tenant_meter_kwh(&name, from, to).await?;
+            let state = budget::state(now, Some(budget), used);
+            let level = match state.level {
+                budget::BudgetLevel::Warning => "warning",
+                budget::BudgetLevel::Exhausted => "exhausted",
+                _ => continue,
+            };
+            let key = (name.clone(), timestamp(from), level);
+            let fresh = self
+                .warned
+                .lock()
+                .map(|mut w| w.insert(key))
+                .unwrap_or(false);
+            if !fresh {
+                continue;
+            }
+            let message = format!(
+                "Tenant {name:?} has used {used:.3} kWh of its {budget} kWh energy budget this month ({:.0} %){}",
+                state.share.unwrap_or(1.0) * 100.0,
+                if level == "exhausted" {
+                    "; new trial runs are refused until next month or a raised budget"
+                } else {
+                    ""
+                }
+            );
+            tracing::warn!(tenant = %name, %level, "{message}");
+            let mut draft = Draft::new(
+                SYSTEM_PRINCIPAL,
+                "usage.budget",
+                format!("Tenant::{name:?}"),
+                Outcome::Change,
+            );
+            draft.tenant = Some(name.clone());
+            draft.details = serde_json::json!({ "level": level, "usedKwh": used, "budgetKwh": budget, "message": message });
+            self.audit
+                .append(vec![draft])
+                .await
+                .map_err(|e| UsageError::Audit(e.to_string()))?;
+            if let Some(cluster) = &self.cluster {
+                cluster.tenant_event(&tenant, level, &message).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The accounting's view of a started run.
+fn span_of(run: &RunRow) -> Option<RunSpan> {
+    let started = parse_timestamp(run.started_at.as_deref()?)?;
+    let spec: TrialRunSpec = serde_json::from_str(&run.spec_json).ok()?;
+    let cores = spec
+        .resources
+        .cpu
+        .parse::<Quantity>()
+        .map(|q| q.milli() as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let memory_gb = spec
+        .resources
+        .memory
+        .parse::<Quantity>()
+        .map(|q| q.milli() as f64 / 1e12)
+        .unwrap_or(0.0);
+    Some(RunSpan {
+        name: run.name.clone(),
+        namespace: run.namespace.clone(),
+        tenant: run.tenant.clone(),
+        started,
+        finished: run.finished_at.as_deref().and_then(parse_timestamp),
+        cpu_cores: cores,
+        memory_gb,
+        gpus: spec.resources.gpu.map_or(0.0, |g| f64::from(g.count)),
+    })
+}
+
+/// Run passes every `interval` until `shutdown` resolves.
+pub async fn run(
+    app: Arc<crate::http::App>,
+    interval: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        match app.accountant.pass(Utc::now(), &app.tenants).await {
+            Ok(r) if r.windows > 0 || !r.closed.is_empty() => {
+                tracing::info!(windows = r.windows, closed = ?r.closed, "usage recorded");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "usage pass failed; the next pass resumes from the last recorded window")
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
