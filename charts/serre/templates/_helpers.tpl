@@ -63,6 +63,21 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.gateway.image.repository (default .Chart.AppVersion .Values.gateway.image.tag) -}}
 {{- end -}}
 
+{{/* Gateway URL given to trial runs' init step: trialRuns.gatewayUrl, else the chart's
+gateway Service when the gateway is deployed, else none (runs with grants then wait). */}}
+{{- define "serre.trialRuns.gatewayUrl" -}}
+{{- if .Values.trialRuns.gatewayUrl -}}
+{{- .Values.trialRuns.gatewayUrl -}}
+{{- else if .Values.gateway.enabled -}}
+{{- printf "http://%s.%s.svc:%d" (include "serre.gateway.fullname" .) .Release.Namespace (int .Values.gateway.service.port) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Image of trial runs' init step: trialRuns.fetchImage, else the gateway image. */}}
+{{- define "serre.trialRuns.fetchImage" -}}
+{{- default (include "serre.gateway.image" .) .Values.trialRuns.fetchImage -}}
+{{- end -}}
+
 {{/* The gateway keeps its database in SQLite (on a PVC) unless a database URL Secret is named. */}}
 {{- define "serre.gateway.sqlite" -}}
 {{- if not .Values.gateway.database.urlSecret.name -}}true{{- end -}}
