@@ -151,6 +151,12 @@ pub fn trial_run_job(run: &TrialRun, input: &JobInput<'_>) -> Job {
                 input.gateway_url.unwrap_or_default(),
                 &spec.grants,
             )),
+            // `serre-api fetch-grants` also reads the run from the token; this names it.
+            env: Some(vec![EnvVar {
+                name: "SERRE_RUN".into(),
+                value: Some(input.run_name.to_owned()),
+                value_from: None,
+            }]),
             resources: Some(ResourceRequirements {
                 requests: Some(fetch.clone()),
                 limits: Some(fetch),
@@ -358,6 +364,11 @@ mod tests {
         assert_eq!(token.items.as_ref().unwrap()[0].key, "token");
         let res = init.resources.as_ref().unwrap();
         assert_eq!(res.requests, res.limits);
+        let env = &init.env.as_ref().unwrap()[0];
+        assert_eq!(
+            (env.name.as_str(), env.value.as_deref()),
+            ("SERRE_RUN", Some("bus-forecast-1"))
+        );
     }
 
     #[test]
