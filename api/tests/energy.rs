@@ -15,8 +15,10 @@ use serre_api::energy::dcgm::{self, DcgmSchema};
 use serre_api::energy::kepler::{self, KeplerSchema};
 use serre_api::energy::resources::{self, ResourceQueries};
 use serre_api::energy::{
-    AccountInputs, Method, PrometheusClient, Quantity, Window, account, ledger,
+    AccountInputs, CarbonParams, Method, PowerModel, PrometheusClient, Quantity, Window, account,
+    ledger,
 };
+use serre_api::usage::collect::{RunSpan, Scope, Source, window_rows};
 
 /// Power of each series, W (joules per second); counters are power × seconds elapsed.
 struct Exporter {
@@ -280,7 +282,78 @@ async fn accounts_kepler_and_dcgm_through_a_real_prometheus() {
     assert!(
         String::from_utf8(csv)
             .unwrap()
-            .contains(",sbx-alpha,gpu_energy,")
+            .contains(",sbx-alpha,,gpu_energy,")
+    );
+
+    // The gateway's ledger window: namespace totals as above, plus a trial run's own
+    // figures from its pods (`trainer` owns pod `trainer-0`), measured, never modelled.
+    let scope = Scope {
+        tenants: BTreeMap::from([
+            (ALPHA.to_string(), "tenant-a".to_string()),
+            (BETA.to_string(), "tenant-b".to_string()),
+        ]),
+        runs: vec![RunSpan {
+            name: "trainer".into(),
+            namespace: ALPHA.into(),
+            tenant: "tenant-a".into(),
+            started: window.start - chrono::Duration::hours(1),
+            finished: None,
+            cpu_cores: 4.0,
+            memory_gb: 8.0,
+            gpus: 1.0,
+        }],
+    };
+    let source =
+        Source::Prometheus(PrometheusClient::new(&prometheus.url, Duration::from_secs(5)).unwrap());
+    let rows = window_rows(
+        &source,
+        window,
+        &scope,
+        &PowerModel::default(),
+        &CarbonParams::default(),
+    )
+    .await
+    .unwrap();
+    let value = |run: &str, ns: &str, q: &str| {
+        let r = rows
+            .iter()
+            .find(|r| r.run == run && r.namespace == ns && r.quantity == q)
+            .unwrap_or_else(|| panic!("no {q} row for run {run:?} in {ns}"));
+        (r.value, r.method.clone())
+    };
+    close(
+        value("", ALPHA, "cpu_energy").0,
+        20.0 * seconds,
+        "ledger alpha CPU",
+    );
+    close(
+        value("", BETA, "cpu_energy").0,
+        10.0 * seconds,
+        "ledger beta CPU",
+    );
+    let (cpu, method) = value("trainer", ALPHA, "cpu_energy");
+    close(cpu, 12.0 * seconds, "run CPU package joules (its pod only)");
+    assert_eq!(method, "kepler");
+    close(
+        value("trainer", ALPHA, "dram_energy").0,
+        3.0 * seconds,
+        "run DRAM",
+    );
+    let (gpu, method) = value("trainer", ALPHA, "gpu_energy");
+    close(gpu, DCGM_GPU_W * seconds, "run GPU joules");
+    assert_eq!(method, "dcgm");
+    let (used, method) = value("trainer", ALPHA, "cpu_used");
+    close(used, 2.0 * seconds, "run core-seconds");
+    assert_eq!(method, "cadvisor");
+    assert!(
+        rows.iter().all(|r| !r.tenant.is_empty()),
+        "only Serre's namespaces are recorded"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.run == "trainer" && r.namespace != ALPHA),
+        "a run's rows carry its namespace"
     );
     drop(prometheus);
 }

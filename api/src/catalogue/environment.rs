@@ -69,8 +69,9 @@ pub fn environmental_criterion(results: &[TrialResultRow]) -> EnvironmentalAsses
     let mut runs: Vec<&str> = measured.iter().map(|r| r.run_id.as_str()).collect();
     runs.sort_unstable();
     runs.dedup();
-    let total_kwh = measured.iter().map(|r| r.kwh).sum();
-    let total_gco2e = measured.iter().map(|r| r.gco2e).sum();
+    // `+ 0.0`: an empty f64 sum is -0.0, which would show as "-0.0".
+    let total_kwh = measured.iter().map(|r| r.kwh).sum::<f64>() + 0.0;
+    let total_gco2e = measured.iter().map(|r| r.gco2e).sum::<f64>() + 0.0;
     let with_units: Vec<(&TrialResultRow, f64)> = measured
         .iter()
         .filter_map(|r| r.functional_units.filter(|u| *u > 0.0).map(|u| (*r, u)))

@@ -1,0 +1,625 @@
+//! Trial runs end to end on a real control plane (kube-apiserver + etcd +
+//! kube-controller-manager), with the real operator running in-process: a vendor starts a
+//! run through the gateway, the operator turns it into a Job, the init step's
+//! `fetch-grants` downloads the granted view with the run's token, the run ends, the
+//! gateway's accounting closes it with figures, writes them into the TrialRun's status
+//! and attaches them to the catalogue solution; cancellation and energy budgets.
+//!
+//! No kubelet: the Job controller creates the pod, this test plays the kubelet's part
+//! (pod phase Running, then Succeeded), and the real Job controller and operator do the
+//! rest. No Prometheus here either: figures are the declared mode's (requests × time,
+//! flagged `modelled`); tests/energy.rs covers the Prometheus path.
+
+mod support;
+
+use std::time::Duration;
+
+use clap::Parser;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+use serre_operator::resources::{
+    Allowance, LABEL_RUN, MemberGroup, MemberRole, Tenant, TenantKind, TenantSpec, TrialRun,
+};
+use support::{Backend, Gateway, Setup, assert_error, eventually, unique_name};
+
+const REGISTRY: &str = "registry.example.fr/vendors";
+
+async fn client() -> Client {
+    serre_api::install_crypto_provider();
+    let kc = Kubeconfig::read_from(support::kubeconfig()).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    Client::try_from(config).expect("client")
+}
+
+/// The operator, in-process on its own runtime (it lives as long as this test binary).
+fn start_operator(gateway_url: &str) {
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        build: serre_operator::config::BuildConfig,
+    }
+    let flags = Flags::parse_from([
+        "serre-operator",
+        "--gateway-url",
+        gateway_url,
+        "--run-fetch-image",
+        "registry.example.fr/serre/serre-api:test",
+    ]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let client = client().await;
+            let options = serre_operator::controller::RunOptions {
+                concurrency: 4,
+                storage: None,
+                resync: Duration::from_secs(600),
+                events_namespace: "serre-system".into(),
+            };
+            let _ = tx.send(());
+            serre_operator::controller::run(
+                client,
+                flags.build,
+                options,
+                std::sync::Arc::new(serre_operator::telemetry::Metrics::default()),
+                std::future::pending(),
+            )
+            .await;
+        });
+    });
+    rx.recv().expect("operator started");
+}
+
+fn tenant_spec(name: &str) -> TenantSpec {
+    TenantSpec {
+        display_name: format!("Tenant {name}"),
+        kind: TenantKind::Ept,
+        members: vec![
+            MemberGroup {
+                group: format!("{name}-admins"),
+                role: MemberRole::Admin,
+            },
+            MemberGroup {
+                group: format!("{name}-data"),
+                role: MemberRole::Member,
+            },
+        ],
+        allowance: Allowance {
+            cpu: "16".into(),
+            memory: "64Gi".into(),
+            gpus: 0,
+            storage: "500Gi".into(),
+            sandboxes: 5,
+        },
+        allowed_registries: vec![REGISTRY.into()],
+        suspended: false,
+        energy_budget_kwh: None,
+    }
+}
+
+fn run_body(grants: &[&str], solution: Option<&str>) -> Value {
+    json!({
+        "image": format!("{REGISTRY}/summariser:2.1"),
+        "command": ["python", "summarise.py"],
+        "resources": {"cpu": "1", "memory": "2Gi"},
+        "grants": grants,
+        "solution": solution,
+        "kind": "inference",
+        "timeoutSeconds": 900,
+        "functionalUnit": {"name": "deliberation", "count": 40},
+    })
+}
+
+/// Play the kubelet for the run's pod.
+async fn drive_pod(client: &Client, ns: &str, run: &str, phase: &str) {
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let selector = format!("{LABEL_RUN}={run}");
+    let pod = eventually(90, &format!("the pod of {run}"), || {
+        let (pods, selector) = (pods.clone(), selector.clone());
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .ok()?;
+            list.items.first().map(ResourceExt::name_any)
+        }
+    })
+    .await;
+    let mut status = json!({"phase": phase, "startTime": chrono::Utc::now().to_rfc3339()});
+    if phase == "Succeeded" {
+        status["containerStatuses"] = json!([{
+            "name": "trial", "image": format!("{REGISTRY}/summariser:2.1"), "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                "startedAt": chrono::Utc::now().to_rfc3339(),
+                "finishedAt": chrono::Utc::now().to_rfc3339()}}
+        }]);
+    }
+    pods.patch_status(
+        &pod,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "status": status })),
+    )
+    .await
+    .expect("patch pod status");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
+    let kube = client().await;
+    serre_operator::manifests::install(&kube, "serre-system")
+        .await
+        .expect("install CRDs");
+    let t = unique_name("ept");
+    Api::<Tenant>::all(kube.clone())
+        .create(&PostParams::default(), &Tenant::new(&t, tenant_spec(&t)))
+        .await
+        .expect("tenant");
+    let mut setup = Setup {
+        kubeconfig: Some(support::kubeconfig().to_path_buf()),
+        tenants_yaml: None,
+        ..Setup::local(support::fresh_database(Backend::Sqlite).await)
+    };
+    setup.extra = [
+        "--metropole-admin-groups",
+        "mgp-admins",
+        "--usage-step",
+        "2s",
+        "--usage-settle",
+        "0s",
+        "--usage-interval",
+        "1s",
+    ]
+    .map(String::from)
+    .to_vec();
+    let gw = Gateway::start(setup).await;
+    start_operator(&gw.url);
+
+    let bob = gw.token("bob", &[&format!("{t}-data")]);
+    let alice = gw.token("alice", &[&format!("{t}-admins")]);
+    let acme = gw.token("acme", &[]);
+    let globex = gw.token("globex", &[]);
+    let mia = gw.token("mia", &["mgp-admins"]);
+    eventually(30, "the tenant in the gateway's directory", || async {
+        let (_, me) = gw.call("GET", "/v1/me", Some(&bob), None).await;
+        (me["memberOf"] == json!([t])).then_some(())
+    })
+    .await;
+
+    // -- A sandbox (self-service), made Ready by the operator; acme joins it.
+    let (s, _) = gw
+        .call(
+            "POST",
+            "/v1/sandboxes",
+            Some(&bob),
+            Some(support::sandbox_body(&t, "trials", 10)),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let sb = format!("{t}--trials");
+    let runs = format!("/v1/sandboxes/{sb}/runs");
+    eventually(120, "the sandbox to be Ready", || async {
+        let (_, v) = gw
+            .call("GET", &format!("/v1/sandboxes/{sb}"), Some(&bob), None)
+            .await;
+        (v["cluster"]["phase"] == "Ready").then_some(())
+    })
+    .await;
+    let (s, v) = gw
+        .call(
+            "POST",
+            &format!("/v1/sandboxes/{sb}/members"),
+            Some(&alice),
+            Some(json!({"subject": "acme"})),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{v}");
+
+    // -- An open dataset granted to the sandbox; a catalogue entry for the solution.
+    let csv = "commune,deliberations\nMontreuil,12\nBagnolet,7\nPantin,21\n";
+    let r = gw
+        .http
+        .post(format!(
+            "{}/v1/datasets?tenant={t}&name=deliberations&classification=open",
+            gw.url
+        ))
+        .bearer_auth(&bob)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 201);
+    let ds: Value = r.json().await.expect("dataset");
+    let (s, grant) = gw
+        .call(
+            "POST",
+            "/v1/grants",
+            Some(&alice),
+            Some(json!({
+                "datasetId": ds["id"], "grantee": {"sandbox": sb},
+                "columns": ["commune", "deliberations"],
+                "purpose": "Benchmark deliberation summarisers",
+                "expiresAt": (chrono::Utc::now() + chrono::Duration::days(5)).to_rfc3339(),
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{grant}");
+    let gid = grant["id"].as_str().expect("grant id").to_owned();
+    let (s, solution) = gw
+        .call(
+            "POST",
+            "/v1/catalogue/solutions",
+            Some(&mia),
+            Some(json!({
+                "vendor": "Acme", "name": "Summariser", "version": "2.1",
+                "description": "Summarises council deliberations",
+                "licence": {"spdx": "EUPL-1.2"},
+                "hosting": {"provider": "Scaleway", "dataLocation": "FR", "extraEuTransfer": false},
+                "aiActRiskClass": "minimal", "gdprNotes": "No personal data",
+                "criteria": {}
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{solution}");
+    let sol = solution["id"].as_str().expect("solution id").to_owned();
+
+    // -- Refusals name the field: registry not allowed, too much CPU, unknown grant and
+    // solution, a bad kind; a principal outside the sandbox does not see it.
+    let mut bad = run_body(&[&gid], Some(&sol));
+    bad["image"] = json!("docker.io/library/python:3.12");
+    bad["resources"]["cpu"] = json!("64");
+    bad["grants"] = json!([gid, "no-such-grant"]);
+    bad["solution"] = json!("no-such-solution");
+    let got = gw.call("POST", &runs, Some(&acme), Some(bad)).await;
+    assert_error(&got, 422, "validation_failed");
+    let fields: Vec<&str> = got.1["error"]["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .filter_map(|d| d["field"].as_str())
+        .collect();
+    for f in ["image", "resources.cpu", "grants[1]", "solution"] {
+        assert!(fields.contains(&f), "{f} not in {fields:?}");
+    }
+    let mut bad = run_body(&[], None);
+    bad["kind"] = json!("mining");
+    assert_error(
+        &gw.call("POST", &runs, Some(&acme), Some(bad)).await,
+        422,
+        "validation_failed",
+    );
+    assert_error(
+        &gw.call("POST", &runs, Some(&globex), Some(run_body(&[], None)))
+            .await,
+        404,
+        "not_found",
+    );
+
+    // -- The run: a TrialRun, its token Secret (owned by it), the operator's Job.
+    let (s, run) = gw
+        .call(
+            "POST",
+            &runs,
+            Some(&acme),
+            Some(run_body(&[&gid], Some(&sol))),
+        )
+        .await;
+    assert_eq!(s, 201, "{run}");
+    let name = run["name"].as_str().expect("run name").to_owned();
+    let ns = run["namespace"].as_str().expect("namespace").to_owned();
+    assert_eq!(run["phase"], "Pending");
+    let tr = Api::<TrialRun>::namespaced(kube.clone(), &ns)
+        .get(&name)
+        .await
+        .expect("TrialRun");
+    assert_eq!(tr.spec.requested_by, "acme");
+    assert_eq!(tr.spec.grants, [gid.clone()]);
+    let secret = Api::<Secret>::namespaced(kube.clone(), &ns)
+        .get(&format!("{name}-token"))
+        .await
+        .expect("token Secret");
+    assert_eq!(secret.owner_references()[0].name, name);
+    let token = String::from_utf8(secret.data.expect("data")["token"].0.clone()).expect("utf8");
+    assert!(token.starts_with("serre-rt1."));
+    let job = eventually(60, "the operator's Job", || async {
+        Api::<Job>::namespaced(kube.clone(), &ns)
+            .get_opt(&name)
+            .await
+            .ok()?
+    })
+    .await;
+    let init = &job
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .init_containers
+        .as_ref()
+        .expect("init step")[0];
+    assert!(init.command.as_ref().unwrap().contains(&gw.url));
+
+    // -- The init step, as the Job runs it: the view lands intact; nothing else opens.
+    let token_file = gw.data_dir.join("run-token");
+    std::fs::write(&token_file, &token).expect("token file");
+    let out = gw.data_dir.join("grants-out");
+    let fetched = serre_api::runs::fetch::fetch_all(
+        &gw.url,
+        &token_file,
+        None,
+        std::slice::from_ref(&gid),
+        &out,
+    )
+    .await
+    .expect("fetch-grants");
+    let (_, _, direct) = gw
+        .call_raw("GET", &format!("/v1/grants/{gid}/data"), Some(&bob), None)
+        .await;
+    assert_eq!(std::fs::read(&fetched[0].path).expect("fetched"), direct);
+    assert!(!out.join(&gid).join("data.parquet.part").exists());
+    let (s, _, _) = gw
+        .call_raw(
+            "GET",
+            &format!("/v1/runs/{name}/grants/no-such-grant/data"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403, "a grant the run does not list");
+    let (s, _, _) = gw
+        .call_raw(
+            "GET",
+            &format!("/v1/runs/{name}/grants/{gid}/data"),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(s, 401, "an OIDC token is not a run token");
+
+    // -- Who sees the run: acme and the tenant, not another vendor.
+    let (s, list) = gw.call("GET", &runs, Some(&bob), None).await;
+    assert_eq!((s, list.as_array().map(Vec::len)), (200, Some(1)));
+    assert_error(
+        &gw.call("GET", &format!("{runs}/{name}"), Some(&globex), None)
+            .await,
+        404,
+        "not_found",
+    );
+
+    // -- It runs and succeeds (this test plays the kubelet); the gateway follows, the
+    // accounting closes it once its last window is recorded.
+    drive_pod(&kube, &ns, &name, "Running").await;
+    eventually(60, "the run to be Running", || async {
+        let (_, v) = gw
+            .call("GET", &format!("{runs}/{name}"), Some(&acme), None)
+            .await;
+        (v["phase"] == "Running").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drive_pod(&kube, &ns, &name, "Succeeded").await;
+    let done = eventually(90, "the run to be closed with figures", || async {
+        let (_, v) = gw
+            .call("GET", &format!("{runs}/{name}"), Some(&acme), None)
+            .await;
+        (v["phase"] == "Succeeded" && !v["figures"].is_null()).then_some(v)
+    })
+    .await;
+    let f = &done["figures"];
+    assert_eq!(f["energyMethod"], "modelled");
+    let duration = f["durationSeconds"].as_f64().expect("duration");
+    assert!(duration >= 3.0, "{f}");
+    let kwh = f["kwh"].as_f64().expect("kwh");
+    assert!(kwh > 0.0, "{f}");
+    // Declared mode: 1 core requested for the whole run; the ledger holds every window.
+    let cpu = f["figures"]["cpu_requested"]["value"]
+        .as_f64()
+        .expect("cpu");
+    assert!(
+        (cpu - duration).abs() <= 2.5,
+        "cpu {cpu} vs duration {duration}"
+    );
+    assert_eq!(f["functionalUnits"], 40);
+    assert!((f["kwhPerUnit"].as_f64().unwrap() - kwh / 40.0).abs() < 1e-12);
+    // The token stops with the run.
+    let (s, _, _) = gw
+        .call_raw(
+            "GET",
+            &format!("/v1/runs/{name}/grants/{gid}/data"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403, "the run is over");
+
+    // -- Status, catalogue and report carry the same figures.
+    let tr = eventually(30, "usage in the TrialRun's status", || async {
+        let tr = Api::<TrialRun>::namespaced(kube.clone(), &ns)
+            .get(&name)
+            .await
+            .ok()?;
+        tr.status?.usage
+    })
+    .await;
+    assert!((tr.energy_kwh - kwh).abs() < 1e-12);
+    assert_eq!(tr.method, "modelled");
+    let (_, entry) = gw
+        .call(
+            "GET",
+            &format!("/v1/catalogue/solutions/{sol}"),
+            Some(&mia),
+            None,
+        )
+        .await;
+    // Attached, flagged estimated (modelled): the environmental criterion counts measured
+    // results only, so it stays unscored and says why.
+    let env = &entry["criteria"]["environmentalImpact"]["assessment"];
+    assert_eq!(env["estimatedResults"], 1, "{entry}");
+    assert_eq!(env["results"], 0, "{entry}");
+    assert_eq!(env["basis"], "no measured trial run");
+    assert_eq!(env["totalKwh"], 0.0);
+    let (s, report) = gw
+        .call("GET", &format!("{runs}/{name}/report"), Some(&acme), None)
+        .await;
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["finalFigures"], true);
+    assert!(
+        report["caveats"][0]
+            .as_str()
+            .unwrap()
+            .contains("No metrics source")
+    );
+    assert!(report["practices"].to_string().contains("AFNOR SPEC 2314"));
+    assert_eq!(report["carbon"]["intensityYear"], 2024);
+    let (s, headers, html) = gw
+        .call_raw(
+            "GET",
+            &format!("{runs}/{name}/report?format=html"),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = String::from_utf8(html).expect("html");
+    assert!(html.contains("<svg") && html.contains(&name));
+
+    // -- A second run of the same solution, cancelled by its requester: the operator
+    // stops it, its report compares it with the first.
+    let (s, second) = gw
+        .call(
+            "POST",
+            &runs,
+            Some(&acme),
+            Some(run_body(&[&gid], Some(&sol))),
+        )
+        .await;
+    assert_eq!(s, 201, "{second}");
+    let second = second["name"].as_str().unwrap().to_owned();
+    assert_error(
+        &gw.call("DELETE", &format!("{runs}/{second}"), Some(&globex), None)
+            .await,
+        404,
+        "not_found",
+    );
+    let (s, v) = gw
+        .call("DELETE", &format!("{runs}/{second}"), Some(&acme), None)
+        .await;
+    assert_eq!((s, v["phase"].as_str()), (202, Some("Cancelled")), "{v}");
+    assert_error(
+        &gw.call("DELETE", &format!("{runs}/{second}"), Some(&acme), None)
+            .await,
+        409,
+        "conflict",
+    );
+    eventually(60, "the operator to mark it Cancelled", || async {
+        let st = Api::<TrialRun>::namespaced(kube.clone(), &ns)
+            .get(&second)
+            .await
+            .ok()?
+            .status?;
+        (format!("{:?}", st.phase) == "Cancelled").then_some(())
+    })
+    .await;
+    let (_, report) = gw
+        .call("GET", &format!("{runs}/{second}/report"), Some(&bob), None)
+        .await;
+    assert_eq!(report["comparison"][0]["run"], json!(name), "{report}");
+
+    // -- Usage and budget: the tenant's month so far; a budget below it refuses runs.
+    let (s, usage) = gw
+        .call("GET", &format!("/v1/tenants/{t}/usage"), Some(&bob), None)
+        .await;
+    assert_eq!(s, 200, "{usage}");
+    let used = usage["budget"]["usedKwh"].as_f64().expect("used");
+    assert!(used >= kwh * 0.999, "{usage}");
+    assert_eq!(usage["budget"]["level"], "unlimited");
+    assert_eq!(usage["bySandbox"][0]["sandbox"], json!(sb));
+    assert_error(
+        &gw.call("GET", &format!("/v1/tenants/{t}/usage"), Some(&acme), None)
+            .await,
+        404,
+        "not_found",
+    );
+    let (s, headers, csv) = gw
+        .call_raw(
+            "GET",
+            &format!("/v1/tenants/{t}/usage/ledger"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("window_start,window_end,tenant,namespace,run,"));
+    assert!(csv.contains(&name));
+    assert_error(
+        &gw.call(
+            "GET",
+            &format!("/v1/tenants/{t}/usage?from=yesterday"),
+            Some(&bob),
+            None,
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
+    Api::<Tenant>::all(kube.clone())
+        .patch(
+            &t,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"energyBudgetKwh": used / 2.0}})),
+        )
+        .await
+        .expect("set budget");
+    let refused = eventually(30, "runs to be refused over budget", || async {
+        let got = gw
+            .call("POST", &runs, Some(&acme), Some(run_body(&[], None)))
+            .await;
+        (got.0 == 403).then_some(got)
+    })
+    .await;
+    assert_error(&refused, 403, "energy_budget_exhausted");
+    assert!(
+        refused.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kWh")
+    );
+    let (_, usage) = gw
+        .call("GET", &format!("/v1/tenants/{t}/usage"), Some(&alice), None)
+        .await;
+    assert_eq!(usage["budget"]["level"], "exhausted");
+    eventually(30, "the budget warning in the audit log", || async {
+        let (_, audit) = gw
+            .call("GET", &format!("/v1/audit?tenant={t}"), Some(&alice), None)
+            .await;
+        audit.to_string().contains("usage.budget").then_some(())
+    })
+    .await;
+    gw.stop().await;
+}
