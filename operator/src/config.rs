@@ -182,3 +182,21 @@ pub(crate) fn test_build_config() -> BuildConfig {
     ])
     .c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_url_needs_a_scheme() {
+        let mut c = test_build_config();
+        assert_eq!(c.validate(), Ok(()));
+        c.gateway_url = Some("serre-api.serre-system.svc".into());
+        let e = c.validate().unwrap_err();
+        assert!(e.starts_with("--gateway-url"), "{e}");
+        c.gateway_url = Some("http://serre-api.serre-system.svc".into());
+        assert_eq!(c.validate(), Ok(()));
+        c.run_fetch_image = Some(String::new());
+        assert!(c.validate().unwrap_err().starts_with("--run-fetch-image"));
+    }
+}

@@ -272,3 +272,34 @@ async fn an_image_from_a_registry_the_tenant_does_not_allow_is_refused() {
     let jobs = Api::<Job>::namespaced(client.clone(), &ns);
     assert!(jobs.get_opt("foreign").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_failed_init_step_says_the_datasets_could_not_be_fetched() {
+    shared_operator();
+    let client = client().await;
+    let (sandbox, ns) = ready_sandbox(&client).await;
+    create_run(&client, &ns, "nofetch", run_spec(&sandbox, &["g-1"])).await;
+    let pod = wait_pod(&client, &ns, "nofetch").await;
+    // The kubelet's part: the init step exits 1, the trial never starts.
+    let status = json!({"status": {
+        "phase": "Failed",
+        "initContainerStatuses": [{
+            "name": "fetch-grants", "image": "registry.example.fr/serre/serre-api:test",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {
+                "exitCode": 1, "reason": "Error", "message": "grant g-1: 403 Forbidden",
+                "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:05Z"
+            }}
+        }]
+    }});
+    Api::<Pod>::namespaced(client.clone(), &ns)
+        .patch_status(&pod, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("patch pod status");
+    let st = wait_run(&client, &ns, "nofetch", "Failed", 60).await;
+    assert_eq!(st.exit_code, Some(1));
+    assert_eq!(
+        st.exit_reason.as_deref(),
+        Some("fetching the granted datasets failed: exit code 1 (Error): grant g-1: 403 Forbidden")
+    );
+}
