@@ -544,6 +544,47 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         .await;
     assert_eq!(report["comparison"][0]["run"], json!(name), "{report}");
 
+    // -- The sandbox's report: its namespace's figures and both runs; not for vendors.
+    let (s, sreport) = gw
+        .call(
+            "GET",
+            &format!("/v1/sandboxes/{sb}/report"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{sreport}");
+    assert_eq!(
+        sreport["runs"].as_array().map(Vec::len),
+        Some(2),
+        "{sreport}"
+    );
+    assert!(
+        sreport["figures"]["kwh"].as_f64().unwrap() >= kwh * 0.999,
+        "{sreport}"
+    );
+    assert_error(
+        &gw.call(
+            "GET",
+            &format!("/v1/sandboxes/{sb}/report"),
+            Some(&acme),
+            None,
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    let (s, _, page) = gw
+        .call_raw(
+            "GET",
+            &format!("/v1/sandboxes/{sb}/report?format=html"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(String::from_utf8(page).unwrap().contains(&second));
+
     // -- Usage and budget: the tenant's month so far; a budget below it refuses runs.
     let (s, usage) = gw
         .call("GET", &format!("/v1/tenants/{t}/usage"), Some(&bob), None)

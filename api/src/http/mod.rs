@@ -10,6 +10,7 @@ mod grants;
 mod ops;
 mod run_data;
 mod runs;
+mod sandbox_report;
 mod sandboxes;
 mod serve;
 mod sharing;
@@ -208,6 +209,7 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration) -> Router {
             get(runs::get_one).delete(runs::cancel),
         )
         .route("/sandboxes/{name}/runs/{id}/report", get(runs::report))
+        .route("/sandboxes/{name}/report", get(sandbox_report::report))
         .route("/tenants/{tenant}/usage", get(usage::summary))
         .route("/tenants/{tenant}/usage/ledger", get(usage::ledger))
         .route("/audit", get(audit::list))

@@ -60,6 +60,14 @@ pub struct TenantUsage {
 }
 
 fn window(params: &UsageParams) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    window_of(&params.from, &params.to)
+}
+
+/// `[from, to)` from optional RFC 3339 strings; the current month by default.
+pub(super) fn window_of(
+    from: &Option<String>,
+    to: &Option<String>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let (month_start, month_end) = budget::month(Utc::now());
     let parse = |field: &str, v: &Option<String>, default| match v {
         None => Ok(default),
@@ -67,8 +75,8 @@ fn window(params: &UsageParams) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiErr
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| FieldIssue::new(field, "rfc3339", format!("{s:?}: {e}"))),
     };
-    let from = parse("from", &params.from, month_start);
-    let to = parse("to", &params.to, month_end);
+    let from = parse("from", from, month_start);
+    let to = parse("to", to, month_end);
     match (from, to) {
         (Ok(f), Ok(t)) if f < t => Ok((f, t)),
         (Ok(_), Ok(_)) => Err(ApiError::Validation(vec![FieldIssue::new(

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod fetch;
 pub mod figures;
 pub mod report;
+pub mod sandbox_report;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;

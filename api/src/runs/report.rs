@@ -155,7 +155,7 @@ pub fn practices() -> Vec<String> {
     .to_vec()
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -170,7 +170,7 @@ fn esc(s: &str) -> String {
     out
 }
 
-fn num(v: f64) -> String {
+pub(crate) fn num(v: f64) -> String {
     if v == 0.0 {
         "0".into()
     } else if v.abs() >= 100.0 {
@@ -185,7 +185,7 @@ fn num(v: f64) -> String {
 const COLOURS: [(&str, &str); 3] = [("CPU", "#3b6ea5"), ("DRAM", "#7fb069"), ("GPU", "#d1495b")];
 
 /// Stacked bars: energy per ledger window, by component.
-fn energy_chart(f: &RunFigures) -> String {
+pub(crate) fn energy_chart(f: &RunFigures) -> String {
     let (w, h, pad) = (640.0, 220.0, 40.0);
     let max = f
         .windows
