@@ -488,6 +488,7 @@ rbac_gateway() {
   done
   for probe in "get tenants.$g/x" "create tenants.$g" "patch tenants.$g/x" "update tenants.$g/x" \
     "delete tenants.$g/x" "get sandboxes.$g/x" "update sandboxes.$g/x" "deletecollection sandboxes.$g" \
+    "create trialruns.$g -n default" "list trialruns.$g --all-namespaces" \
     "patch sandboxes.$g/x --subresource status" "patch tenants.$g/x --subresource status" \
     "get secrets -n $NAMESPACE" "list secrets -n $NAMESPACE" "list secrets --all-namespaces" \
     "get secrets/serre-api-database -n $NAMESPACE" "get secrets/sandbox-storage -n default" \
@@ -501,8 +502,36 @@ rbac_gateway() {
   elif [ ${#allowed[@]} -ne 0 ]; then
     fail rbac "the gateway's ServiceAccount may also: ${allowed[*]}"
   else
-    pass rbac "gateway ServiceAccount: list/watch tenants, list/watch/create/patch/delete sandboxes, nothing more (no Secrets)"
+    pass rbac "gateway ServiceAccount: list/watch tenants, list/watch/create/patch/delete sandboxes, create events, nothing more cluster-wide (no Secrets)"
   fi
+}
+
+# Inside a sandbox namespace the operator binds the gateway to its trial-run role: create
+# TrialRuns and their token Secrets, read and cancel them, record their usage; nothing
+# else there (no reading Secrets), and none of it in any other namespace.
+rbac_gateway_in_sandbox() {
+  local ns=$1 sa=system:serviceaccount:$NAMESPACE:$RELEASE-gateway g=serre.metropolegrandparis.fr
+  local probe missing=() allowed=()
+  for _ in $(seq 1 20); do kc auth can-i create secrets -n "$ns" --as "$sa" >/dev/null && break; sleep 0.5; done
+  for probe in "create secrets -n $ns" "create trialruns.$g -n $ns" "get trialruns.$g/x -n $ns" \
+    "patch trialruns.$g/x -n $ns" "patch trialruns.$g/x -n $ns --subresource status"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    kc auth can-i $probe --as "$sa" >/dev/null || missing+=("$probe")
+  done
+  for probe in "get secrets -n $ns" "list secrets -n $ns" "delete secrets -n $ns" \
+    "create secrets -n default" "create trialruns.$g -n default" "delete trialruns.$g/x -n $ns" \
+    "create pods -n $ns" "create jobs.batch -n $ns"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    kc auth can-i $probe --as "$sa" >/dev/null && allowed+=("$probe")
+  done
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail rbac "in sandbox namespace $ns the gateway may not: ${missing[*]}"
+    return 1
+  elif [ ${#allowed[@]} -ne 0 ]; then
+    fail rbac "in sandbox namespace $ns the gateway may also: ${allowed[*]}"
+    return 1
+  fi
+  pass rbac "gateway in a sandbox namespace (bound by the operator): create TrialRuns and their token Secrets, get/patch them and their status; no Secret reads, nothing elsewhere"
 }
 
 # Default values, storage off: the operator has no right on Secrets or ConfigMaps, and
@@ -527,6 +556,7 @@ rbac_plain() {
     return 1
   fi
   wait_for 25 "storage off: sandbox never became Ready" phase_is "$name" Ready || step=
+  [ -n "$step" ] && { rbac_gateway_in_sandbox "serre-$name" || step=; }
   if [ -n "$step" ]; then
     kc delete sandbox "$name" --wait=false >/dev/null
     wait_for 60 "storage off: the sandbox was not deleted with its namespace" gone sandbox "$name" || step=

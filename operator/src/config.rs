@@ -83,6 +83,34 @@ pub struct BuildConfig {
     /// `serre-api fetch-grants`). Required for runs with grants.
     #[arg(long, env = "SERRE_RUN_FETCH_IMAGE")]
     pub run_fetch_image: Option<String>,
+
+    /// The gateway's ServiceAccount, `namespace/name`. Each sandbox namespace then binds
+    /// it to `--gateway-runs-cluster-role` there (and only there), so the gateway can
+    /// create trial runs and their token Secrets without any cluster-wide Secret right.
+    #[arg(long, env = "SERRE_GATEWAY_SERVICE_ACCOUNT", value_parser = parse_service_account)]
+    pub gateway_service_account: Option<(String, String)>,
+
+    /// ClusterRole holding what the gateway does inside a sandbox namespace (shipped by
+    /// the chart; the operator only has `bind` on it).
+    #[arg(long, env = "SERRE_GATEWAY_RUNS_CLUSTER_ROLE", default_value = crate::build::GATEWAY_RUNS_CLUSTER_ROLE)]
+    pub gateway_runs_cluster_role: String,
+}
+
+fn parse_service_account(s: &str) -> Result<(String, String), String> {
+    let dns_label = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 63
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !p.starts_with('-')
+            && !p.ends_with('-')
+    };
+    match s.split_once('/') {
+        Some((ns, name)) if dns_label(ns) && dns_label(name) => Ok((ns.into(), name.into())),
+        _ => Err(format!(
+            "{s:?} is not namespace/name of a ServiceAccount (e.g. serre-system/serre-gateway)"
+        )),
+    }
 }
 
 /// Settings of the running process.
@@ -198,5 +226,16 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         c.run_fetch_image = Some(String::new());
         assert!(c.validate().unwrap_err().starts_with("--run-fetch-image"));
+    }
+
+    #[test]
+    fn the_gateway_account_is_namespace_slash_name() {
+        assert_eq!(
+            parse_service_account("serre-system/serre-gateway"),
+            Ok(("serre-system".into(), "serre-gateway".into()))
+        );
+        for bad in ["serre-gateway", "a/b/c", "/x", "Serre/x", "a/-x"] {
+            assert!(parse_service_account(bad).is_err(), "{bad}");
+        }
     }
 }

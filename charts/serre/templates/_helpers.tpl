@@ -82,3 +82,8 @@ gateway Service when the gateway is deployed, else none (runs with grants then w
 {{- define "serre.gateway.sqlite" -}}
 {{- if not .Values.gateway.database.urlSecret.name -}}true{{- end -}}
 {{- end -}}
+
+{{/* ClusterRole bound to the gateway inside each sandbox namespace (trial runs). */}}
+{{- define "serre.gateway.runsClusterRole" -}}
+{{- printf "%s-runs" (include "serre.gateway.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}

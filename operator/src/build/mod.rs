@@ -18,7 +18,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use network::{parse_cidr, parse_egress, parse_selector};
-pub use rbac::{EDITOR_CLUSTER_ROLE, editor_cluster_role};
+pub use rbac::{EDITOR_CLUSTER_ROLE, GATEWAY_RUNS_CLUSTER_ROLE, editor_cluster_role};
 
 use crate::config::BuildConfig;
 use crate::resources::{
@@ -85,6 +85,9 @@ pub fn desired(input: &BuildInput<'_>) -> Vec<Child> {
         finish(rbac::workload_service_account(input, &ns), input),
         finish(rbac::editors_role_binding(input, &ns), input),
     ];
+    if let Some(binding) = rbac::gateway_role_binding(input, &ns) {
+        children.push(finish(binding, input));
+    }
     for policy in network::network_policies(input, &ns) {
         children.push(finish(policy, input));
     }

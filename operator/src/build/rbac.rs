@@ -9,6 +9,11 @@ use super::{BuildInput, meta};
 /// (`bind` on this one name) but holds none of its permissions itself.
 pub const EDITOR_CLUSTER_ROLE: &str = "serre-sandbox-editor";
 
+/// ClusterRole holding what the gateway does inside a sandbox namespace (create trial
+/// runs and their token Secrets, follow them, cancel them, record their usage). Shipped
+/// by the chart, bound per sandbox namespace only.
+pub const GATEWAY_RUNS_CLUSTER_ROLE: &str = "serre-gateway-runs";
+
 /// Service account for workloads; its token is never mounted unless a pod asks.
 pub(super) fn workload_service_account(input: &BuildInput<'_>, ns: &str) -> ServiceAccount {
     ServiceAccount {
@@ -48,6 +53,26 @@ pub(super) fn editors_role_binding(input: &BuildInput<'_>, ns: &str) -> RoleBind
                 .collect(),
         ),
     }
+}
+
+/// Binds the gateway's ServiceAccount to the gateway-runs role in this namespace, when
+/// the operator knows that account.
+pub(super) fn gateway_role_binding(input: &BuildInput<'_>, ns: &str) -> Option<RoleBinding> {
+    let (sa_namespace, sa_name) = input.config.gateway_service_account.as_ref()?;
+    Some(RoleBinding {
+        metadata: meta(input, "serre-gateway-runs", Some(ns)),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: input.config.gateway_runs_cluster_role.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            api_group: None,
+            name: sa_name.clone(),
+            namespace: Some(sa_namespace.clone()),
+        }]),
+    })
 }
 
 /// The editor ClusterRole: run and inspect workloads, nothing that changes the
@@ -136,6 +161,28 @@ mod tests {
                 ("Group".to_owned(), "ept-est-ensemble-admins".to_owned()),
                 ("Group".to_owned(), "ept-est-ensemble-data".to_owned())
             ]
+        );
+    }
+
+    #[test]
+    fn the_gateway_is_bound_per_namespace_only_when_known() {
+        let (t, r) = (tenant(), resources(None));
+        let mut c = test_build_config();
+        assert!(
+            gateway_role_binding(&input(&t, &r, &[], Workloads::Running, &c), "serre-x").is_none()
+        );
+        c.gateway_service_account = Some(("serre-system".into(), "serre-gateway".into()));
+        let rb = gateway_role_binding(&input(&t, &r, &[], Workloads::Running, &c), "serre-x")
+            .expect("binding");
+        assert_eq!(rb.metadata.namespace.as_deref(), Some("serre-x"));
+        assert_eq!(
+            (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
+            ("ClusterRole", GATEWAY_RUNS_CLUSTER_ROLE)
+        );
+        let s = &rb.subjects.unwrap()[0];
+        assert_eq!(
+            (s.kind.as_str(), s.name.as_str(), s.namespace.as_deref()),
+            ("ServiceAccount", "serre-gateway", Some("serre-system"))
         );
     }
 
