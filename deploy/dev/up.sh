@@ -43,7 +43,8 @@ $BIN install
 $BIN storage-keys
 
 step "Operator (logs: $DIR/operator.log)"
-$BIN run --http-addr 127.0.0.1:18080 --platform-egress "127.0.0.1/32:${SERRE_S3_ENDPOINT##*:}" >"$DIR/operator.log" 2>&1 &
+$BIN run --http-addr 127.0.0.1:18080 --platform-egress "127.0.0.1/32:${SERRE_S3_ENDPOINT##*:}" \
+  --gateway-url http://127.0.0.1:15480 --run-fetch-image serre-api:dev >"$DIR/operator.log" 2>&1 &
 echo $! >"$DIR/operator.pid"
 
 step "Example Tenant and Sandbox"
@@ -82,5 +83,8 @@ Serre is running.
   curl -s -H "Authorization: Bearer \$(cat $DIR/alice.token)" 127.0.0.1:15480/v1/sandboxes
   kubectl get sandboxes; kubectl -n serre-mobility-forecast get resourcequota,networkpolicy,rolebinding,secret
   curl -s 127.0.0.1:18080/metrics | grep serre_
+  Trial runs (docs/trial-runs.md): POST /v1/sandboxes/{name}/runs; the operator makes the Job
+  (this local control plane has no kubelet: pods are created, never run). Usage and budget:
+  curl -s -H "Authorization: Bearer \$(cat $DIR/alice.token)" 127.0.0.1:15480/v1/tenants/est-ensemble/usage
 Stop with: $0 down
 MSG
