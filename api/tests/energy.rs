@@ -31,10 +31,10 @@ const BETA: &str = "sbx-beta";
 // (namespace, pod, zone, watts). package contains core and uncore: a sum of all the
 // zones would count them twice.
 const KEPLER_CPU: &[(&str, &str, &str, f64)] = &[
-    (ALPHA, "trainer-0", "package", 12.0),
-    (ALPHA, "trainer-0", "core", 9.0),
-    (ALPHA, "trainer-0", "uncore", 2.0),
-    (ALPHA, "trainer-0", "dram", 3.0),
+    (ALPHA, "run-0123456789ab-x7k2p", "package", 12.0),
+    (ALPHA, "run-0123456789ab-x7k2p", "core", 9.0),
+    (ALPHA, "run-0123456789ab-x7k2p", "uncore", 2.0),
+    (ALPHA, "run-0123456789ab-x7k2p", "dram", 3.0),
     (ALPHA, "notebook-0", "package", 8.0),
     (ALPHA, "notebook-0", "core", 6.0),
     (ALPHA, "notebook-0", "uncore", 1.0),
@@ -48,7 +48,8 @@ const KEPLER_CPU: &[(&str, &str, &str, f64)] = &[
 const KEPLER_GPU_W: f64 = 100.0;
 const DCGM_GPU_W: f64 = 90.0;
 /// CPU cores used (cAdvisor).
-const CPU_CORES: &[(&str, &str, f64)] = &[(ALPHA, "trainer-0", 2.0), (BETA, "etl-0", 0.5)];
+const CPU_CORES: &[(&str, &str, f64)] =
+    &[(ALPHA, "run-0123456789ab-x7k2p", 2.0), (BETA, "etl-0", 0.5)];
 
 impl Exporter {
     fn render(&self) -> String {
@@ -75,13 +76,13 @@ impl Exporter {
         );
         out.push_str("# TYPE kepler_pod_gpu_joules_total counter\n");
         out.push_str(&format!(
-            "kepler_pod_gpu_joules_total{{gpu=\"0\",node_name=\"node-1\",pod_id=\"trainer-0-uid\",pod_name=\"trainer-0\",pod_namespace=\"{ALPHA}\",state=\"running\"}} {}\n",
+            "kepler_pod_gpu_joules_total{{gpu=\"0\",node_name=\"node-1\",pod_id=\"run-0123456789ab-x7k2p-uid\",pod_name=\"run-0123456789ab-x7k2p\",pod_namespace=\"{ALPHA}\",state=\"running\"}} {}\n",
             KEPLER_GPU_W * t
         ));
         out.push_str("# HELP DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION Total energy consumption since boot (in mJ).\n");
         out.push_str("# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\n");
         out.push_str(&format!(
-            "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{gpu=\"0\",UUID=\"GPU-5e1f0c2a-8d3b-4c1e-9f7a-2b6d4e8c1a3f\",pci_bus_id=\"00000000:17:00.0\",device=\"nvidia0\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"node-1\",DCGM_FI_DRIVER_VERSION=\"550.54.15\",container=\"trainer\",namespace=\"{ALPHA}\",pod=\"trainer-0\"}} {}\n",
+            "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{gpu=\"0\",UUID=\"GPU-5e1f0c2a-8d3b-4c1e-9f7a-2b6d4e8c1a3f\",pci_bus_id=\"00000000:17:00.0\",device=\"nvidia0\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"node-1\",DCGM_FI_DRIVER_VERSION=\"550.54.15\",container=\"trainer\",namespace=\"{ALPHA}\",pod=\"run-0123456789ab-x7k2p\"}} {}\n",
             (DCGM_GPU_W * t * 1000.0).round()
         ));
         // An idle GPU not mapped to any pod: never attributed.
@@ -286,14 +287,14 @@ async fn accounts_kepler_and_dcgm_through_a_real_prometheus() {
     );
 
     // The gateway's ledger window: namespace totals as above, plus a trial run's own
-    // figures from its pods (`trainer` owns pod `trainer-0`), measured, never modelled.
+    // figures from its pods (`trainer` owns pod `run-0123456789ab-x7k2p`), measured, never modelled.
     let scope = Scope {
         tenants: BTreeMap::from([
             (ALPHA.to_string(), "tenant-a".to_string()),
             (BETA.to_string(), "tenant-b".to_string()),
         ]),
         runs: vec![RunSpan {
-            name: "trainer".into(),
+            name: "run-0123456789ab".into(),
             namespace: ALPHA.into(),
             tenant: "tenant-a".into(),
             started: window.start - chrono::Duration::hours(1),
@@ -331,18 +332,18 @@ async fn accounts_kepler_and_dcgm_through_a_real_prometheus() {
         10.0 * seconds,
         "ledger beta CPU",
     );
-    let (cpu, method) = value("trainer", ALPHA, "cpu_energy");
+    let (cpu, method) = value("run-0123456789ab", ALPHA, "cpu_energy");
     close(cpu, 12.0 * seconds, "run CPU package joules (its pod only)");
     assert_eq!(method, "kepler");
     close(
-        value("trainer", ALPHA, "dram_energy").0,
+        value("run-0123456789ab", ALPHA, "dram_energy").0,
         3.0 * seconds,
         "run DRAM",
     );
-    let (gpu, method) = value("trainer", ALPHA, "gpu_energy");
+    let (gpu, method) = value("run-0123456789ab", ALPHA, "gpu_energy");
     close(gpu, DCGM_GPU_W * seconds, "run GPU joules");
     assert_eq!(method, "dcgm");
-    let (used, method) = value("trainer", ALPHA, "cpu_used");
+    let (used, method) = value("run-0123456789ab", ALPHA, "cpu_used");
     close(used, 2.0 * seconds, "run core-seconds");
     assert_eq!(method, "cadvisor");
     assert!(
@@ -352,7 +353,7 @@ async fn accounts_kepler_and_dcgm_through_a_real_prometheus() {
     assert!(
         !rows
             .iter()
-            .any(|r| r.run == "trainer" && r.namespace != ALPHA),
+            .any(|r| r.run == "run-0123456789ab" && r.namespace != ALPHA),
         "a run's rows carry its namespace"
     );
     drop(prometheus);

@@ -19,6 +19,8 @@ pub struct DcgmSchema {
     pub metric: String,
     /// `namespace`, or `exported_namespace` when Prometheus renamed the exporter's label.
     pub namespace_label: String,
+    /// Extra label matchers, e.g. `pod=~"run-.+"` (empty: none).
+    pub matcher: String,
 }
 
 impl Default for DcgmSchema {
@@ -26,6 +28,7 @@ impl Default for DcgmSchema {
         Self {
             metric: "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION".into(),
             namespace_label: "namespace".into(),
+            matcher: String::new(),
         }
     }
 }
@@ -35,8 +38,13 @@ impl DcgmSchema {
     /// mapped to a pod (idle GPUs) are left out.
     pub fn query(&self, window: &Window) -> String {
         let label = &self.namespace_label;
+        let extra = if self.matcher.is_empty() {
+            String::new()
+        } else {
+            format!(",{}", self.matcher)
+        };
         format!(
-            r#"sum by ({label}) (increase({}{{{label}!=""}}[{}]))"#,
+            "sum by ({label}) (increase({}{{{label}!=\"\"{extra}}}[{}]))",
             self.metric,
             window.range()
         )

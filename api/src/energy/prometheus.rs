@@ -77,11 +77,23 @@ struct Envelope {
     error: Option<String>,
 }
 
+/// `data` as first read: its type only (the samples are skipped, not built).
 #[derive(Deserialize)]
 struct Data {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: serde_json::Value,
+}
+
+/// The samples of a vector answer, decoded straight into their final form (no
+/// intermediate JSON tree: answers of 10,000 series stay small in memory).
+#[derive(Deserialize)]
+struct Vector {
+    data: VectorData,
+}
+
+#[derive(Deserialize)]
+struct VectorData {
+    result: Vec<RawSample>,
 }
 
 #[derive(Deserialize)]
@@ -120,8 +132,10 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<Vec<Sample>, EnergyErr
             data.result_type
         )));
     }
-    let raw: Vec<RawSample> =
-        serde_json::from_value(data.result).map_err(|e| EnergyError::Decode(e.to_string()))?;
+    let raw = serde_json::from_slice::<Vector>(body)
+        .map_err(|e| EnergyError::Decode(e.to_string()))?
+        .data
+        .result;
     let mut out = Vec::with_capacity(raw.len());
     for s in raw {
         let value: f64 = s.value.1.parse().map_err(|_| {

@@ -16,6 +16,9 @@ pub struct ResourceQueries {
     pub namespace_label: String,
     /// Subquery step for integrating gauges, seconds.
     pub resolution_s: u32,
+    /// Extra label matchers added to every selector, e.g. `pod=~"run-.+"` (empty: none),
+    /// so Prometheus answers only the series asked for.
+    pub matcher: String,
 }
 
 impl Default for ResourceQueries {
@@ -23,11 +26,22 @@ impl Default for ResourceQueries {
         Self {
             namespace_label: "namespace".into(),
             resolution_s: 30,
+            matcher: String::new(),
         }
     }
 }
 
 impl ResourceQueries {
+    /// `metric{matchers}` with the extra matcher appended.
+    fn selector(&self, metric: &str, matchers: &str) -> String {
+        let extra = match (matchers.is_empty(), self.matcher.is_empty()) {
+            (_, true) => matchers.to_owned(),
+            (true, false) => self.matcher.clone(),
+            (false, false) => format!("{matchers},{}", self.matcher),
+        };
+        format!("{metric}{{{extra}}}")
+    }
+
     fn integral(&self, selector: &str, window: &Window, scale: f64) -> String {
         let (ns, r) = (&self.namespace_label, self.resolution_s);
         format!(
@@ -41,33 +55,30 @@ impl ResourceQueries {
     /// utilisation (0..1).
     pub fn queries(&self, window: &Window) -> [String; 6] {
         let ns = &self.namespace_label;
+        let requests = |resource: &str| {
+            self.selector(
+                "kube_pod_container_resource_requests",
+                &format!("resource=\"{resource}\""),
+            )
+        };
+        let running = "container!=\"\",image!=\"\"";
         [
             format!(
-                r#"sum by ({ns}) (increase(container_cpu_usage_seconds_total{{container!="",image!=""}}[{}]))"#,
+                "sum by ({ns}) (increase({}[{}]))",
+                self.selector("container_cpu_usage_seconds_total", running),
                 window.range()
             ),
+            self.integral(&requests("cpu"), window, 1.0),
             self.integral(
-                r#"kube_pod_container_resource_requests{resource="cpu"}"#,
-                window,
-                1.0,
-            ),
-            self.integral(
-                r#"container_memory_working_set_bytes{container!="",image!=""}"#,
+                &self.selector("container_memory_working_set_bytes", running),
                 window,
                 1e-9,
             ),
-            self.integral(
-                r#"kube_pod_container_resource_requests{resource="memory"}"#,
-                window,
-                1e-9,
-            ),
-            self.integral(
-                r#"kube_pod_container_resource_requests{resource="nvidia_com_gpu"}"#,
-                window,
-                1.0,
-            ),
+            self.integral(&requests("memory"), window, 1e-9),
+            self.integral(&requests("nvidia_com_gpu"), window, 1.0),
             format!(
-                r#"avg by ({ns}) (avg_over_time(DCGM_FI_DEV_GPU_UTIL{{{ns}!=""}}[{}])) / 100"#,
+                "avg by ({ns}) (avg_over_time({}[{}])) / 100",
+                self.selector("DCGM_FI_DEV_GPU_UTIL", &format!("{ns}!=\"\"")),
                 window.range()
             ),
         ]

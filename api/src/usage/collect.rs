@@ -58,6 +58,9 @@ pub enum Source {
     Declared,
 }
 
+/// Pods of trial-run Jobs: the run's name (`run-` and 12 hex digits), a dash, a suffix.
+pub const RUN_POD_PATTERN: &str = "run-[0-9a-f]{12}-.+";
+
 const DECLARED: &str =
     "TrialRun requests × running time (no metrics source configured: an upper bound)";
 
@@ -153,11 +156,11 @@ async fn prometheus_inputs(
         KeplerSchema::default(),
         DcgmSchema::default(),
     );
-    let (resources, kepler, dcgm) = tokio::try_join!(
-        resources::collect(client, &window, &rq),
-        kepler::collect(client, &window, &ks),
-        dcgm::collect(client, &window, &ds),
-    )?;
+    // One collector at a time: with per-pod answers, the decoded samples of every query
+    // in flight at once would dominate the memory.
+    let resources = resources::collect(client, &window, &rq).await?;
+    let kepler = kepler::collect(client, &window, &ks).await?;
+    let dcgm = dcgm::collect(client, &window, &ds).await?;
     let known = |k: &String| scope.tenants.contains_key(k);
     let namespaces = AccountInputs {
         resources: resources.into_iter().filter(|(k, _)| known(k)).collect(),
@@ -174,24 +177,35 @@ async fn prometheus_inputs(
     if runs.is_empty() {
         return Ok((namespaces, AccountInputs::default()));
     }
-    // Runs: the same figures by pod, rolled up to the run owning each pod.
+    // Runs: the same figures by pod, for the pods of run Jobs only (`<run>-<suffix>`),
+    // rolled up to the run owning each pod.
     let pod_resources = ResourceQueries {
         namespace_label: "pod".into(),
+        matcher: format!("pod=~\"{RUN_POD_PATTERN}\""),
         ..ResourceQueries::default()
     };
+    let kepler_default = KeplerSchema::default();
+    let only_runs = |selector: &str| {
+        let m = format!("pod_name=~\"{RUN_POD_PATTERN}\"");
+        match selector.strip_suffix('}') {
+            Some(open) => format!("{open},{m}}}"),
+            None => format!("{selector}{{{m}}}"),
+        }
+    };
     let pod_kepler = KeplerSchema {
+        cpu: only_runs(&kepler_default.cpu),
+        dram: only_runs(&kepler_default.dram),
+        gpu: only_runs(&kepler_default.gpu),
         namespace_label: "pod_name".into(),
-        ..KeplerSchema::default()
     };
     let pod_dcgm = DcgmSchema {
         namespace_label: "pod".into(),
+        matcher: format!("pod=~\"{RUN_POD_PATTERN}\""),
         ..DcgmSchema::default()
     };
-    let (resources, kepler, dcgm) = tokio::try_join!(
-        resources::collect(client, &window, &pod_resources),
-        kepler::collect(client, &window, &pod_kepler),
-        dcgm::collect(client, &window, &pod_dcgm),
-    )?;
+    let resources = resources::collect(client, &window, &pod_resources).await?;
+    let kepler = kepler::collect(client, &window, &pod_kepler).await?;
+    let dcgm = dcgm::collect(client, &window, &pod_dcgm).await?;
     let owner = |pod: &str| {
         runs.iter()
             .find(|r| {
