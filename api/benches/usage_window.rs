@@ -193,7 +193,11 @@ fn main() {
                 gpus: 0.0,
             })
             .collect();
-        let scope = Scope { tenants, runs };
+        let scope = Scope {
+            tenants,
+            runs,
+            storage_bytes: BTreeMap::new(),
+        };
         let source = Source::Prometheus(PrometheusClient::new(&url, Duration::from_secs(30)).unwrap());
         let (model, carbon) = (PowerModel::default(), CarbonParams::default());
         let hwm_before = vm_hwm_kb();

@@ -303,6 +303,7 @@ async fn accounts_kepler_and_dcgm_through_a_real_prometheus() {
             memory_gb: 8.0,
             gpus: 1.0,
         }],
+        storage_bytes: BTreeMap::new(),
     };
     let source =
         Source::Prometheus(PrometheusClient::new(&prometheus.url, Duration::from_secs(5)).unwrap());

@@ -211,6 +211,17 @@ async fn bucket_is_encrypted_isolated_quota_limited_and_shredded_with_a_certific
         (info.max_size == Some(4 * 1024 * 1024)).then_some(())
     })
     .await;
+    // What the bucket holds, read from the admin API at reconcile, is in the status (the
+    // gateway's storage GB-hours come from it).
+    let sandboxes = Api::<Sandbox>::all(client.clone());
+    let used = eventually(60, "bucket usage in the Sandbox status", || async {
+        let s = sandboxes.get(&a).await.ok()?;
+        let used = s.status?.storage?.used?;
+        (used.bytes > 0 && used.objects >= 2).then_some(used)
+    })
+    .await;
+    let info = admin.bucket(&s3a.bucket).await.unwrap().unwrap();
+    assert_eq!((used.bytes, used.objects), (info.bytes, info.objects));
 
     // Teardown.
     let uid = ready.metadata.uid.clone().unwrap();

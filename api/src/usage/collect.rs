@@ -45,11 +45,39 @@ impl RunSpan {
     }
 }
 
-/// What the window covers: the Serre namespaces (namespace → tenant) and the runs.
+/// What the window covers: the Serre namespaces (namespace → tenant), the runs, and the
+/// bytes each namespace's bucket holds (from the store's admin API, through the
+/// Sandbox's status).
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
     pub tenants: BTreeMap<String, String>,
     pub runs: Vec<RunSpan>,
+    pub storage_bytes: BTreeMap<String, u64>,
+}
+
+/// Storage GB-hours of each bucket over the window (GB = 10⁹ bytes).
+fn storage_rows(window: Window, scope: &Scope) -> Vec<LedgerRow> {
+    let hours = window.seconds() / 3600.0;
+    scope
+        .storage_bytes
+        .iter()
+        .filter_map(|(ns, bytes)| {
+            Some(LedgerRow {
+                window_start: window.start,
+                window_end: window.end,
+                tenant: scope.tenants.get(ns)?.clone(),
+                namespace: ns.clone(),
+                run: String::new(),
+                quantity: "storage_used".into(),
+                value: *bytes as f64 / 1e9 * hours,
+                unit: "gb_h".into(),
+                method: "store_admin_api".into(),
+                source: "bucket size from the object store's admin API (Sandbox \
+                         status.storage.used) × window"
+                    .into(),
+            })
+        })
+        .collect()
 }
 
 /// Where figures come from.
@@ -105,6 +133,7 @@ pub async fn window_rows(
         }
         rows.extend(window_rows);
     }
+    rows.extend(storage_rows(window, scope));
     Ok(rows)
 }
 
@@ -299,8 +328,12 @@ mod tests {
     async fn declared_figures_are_flagged_modelled_and_sum_up() {
         let w = Window::new(t(0), t(300)).unwrap();
         let scope = Scope {
-            tenants: BTreeMap::new(),
+            tenants: BTreeMap::from([("serre-lab".to_string(), "est-ensemble".to_string())]),
             runs: vec![run("run-a", 0, Some(100)), run("run-b", 200, None)],
+            storage_bytes: BTreeMap::from([
+                ("serre-lab".to_string(), 36_000_000_000),
+                ("serre-unknown".to_string(), 1),
+            ]),
         };
         let rows = window_rows(
             &Source::Declared,
@@ -311,7 +344,21 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(rows.iter().all(|r| r.method == "modelled"), "{rows:?}");
+        // 36 GB held for 300 s = 3 GB-hours, from the store, not modelled; a namespace
+        // that is not Serre's is not recorded.
+        let storage: Vec<_> = rows
+            .iter()
+            .filter(|r| r.quantity == "storage_used")
+            .collect();
+        assert_eq!(storage.len(), 1);
+        assert!((storage[0].value - 3.0).abs() < 1e-12);
+        assert_eq!(storage[0].method, "store_admin_api");
+        assert!(
+            rows.iter()
+                .filter(|r| r.quantity != "storage_used")
+                .all(|r| r.method == "modelled"),
+            "{rows:?}"
+        );
         let value = |run: &str, q: &str| {
             rows.iter()
                 .find(|r| r.run == run && r.quantity == q)

@@ -169,9 +169,16 @@ impl Accountant {
 
     fn scope(&self, open: &[RunRow]) -> Scope {
         let mut tenants = BTreeMap::new();
+        let mut storage_bytes = BTreeMap::new();
         if let Some(cluster) = &self.cluster {
             for s in cluster.sandboxes() {
-                if let Some(ns) = s.status.as_ref().and_then(|st| st.namespace.clone()) {
+                let Some(st) = s.status.as_ref() else {
+                    continue;
+                };
+                if let Some(ns) = st.namespace.clone() {
+                    if let Some(used) = st.storage.as_ref().and_then(|x| x.used.as_ref()) {
+                        storage_bytes.insert(ns.clone(), used.bytes);
+                    }
                     tenants.insert(ns, s.spec.tenant.clone());
                 }
             }
@@ -186,6 +193,7 @@ impl Accountant {
         Scope {
             tenants,
             runs: spans,
+            storage_bytes,
         }
     }
 

@@ -9,7 +9,7 @@ mod trial_run;
 pub use condition::{Condition, ConditionStatus, set_condition};
 pub use sandbox::{
     GpuRequest, RemovedData, Sandbox, SandboxPhase, SandboxResources, SandboxSpec, SandboxStatus,
-    StorageStatus,
+    StorageStatus, StorageUsed,
 };
 pub use tenant::{
     Allowance, MemberGroup, MemberRole, Reserved, Tenant, TenantKind, TenantSpec, TenantStatus,

@@ -123,6 +123,19 @@ pub struct StorageStatus {
     /// Teardown progress: objects and bytes removed so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed: Option<RemovedData>,
+    /// What the bucket holds, from the store's admin API at each reconcile (the gateway
+    /// turns it into storage GB-hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<StorageUsed>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageUsed {
+    pub bytes: u64,
+    pub objects: u64,
+    /// When these figures were first seen (they are rewritten only when they change).
+    pub since: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -17,7 +17,9 @@ use super::keys::StorageKeys;
 use super::{Result, StorageProvisioner, bucket_name, objects};
 use crate::crypto::{DeletionCertificate, SignedCertificate};
 use crate::quantity::Quantity;
-use crate::resources::{LABEL_MANAGED_BY, LABEL_SANDBOX, LABEL_TENANT, MANAGER, StorageStatus};
+use crate::resources::{
+    LABEL_MANAGED_BY, LABEL_SANDBOX, LABEL_TENANT, MANAGER, StorageStatus, StorageUsed,
+};
 
 /// Secret in each sandbox namespace with what S3 clients need (boto3, object_store).
 pub const SANDBOX_SECRET: &str = "sandbox-storage";
@@ -66,7 +68,9 @@ impl Storage {
                 && cur.endpoint == self.config.s3_endpoint
                 && secrets.get_opt(SANDBOX_SECRET).await?.is_some()
             {
-                return Ok(cur.clone());
+                let mut same = cur.clone();
+                same.used = self.used(&bucket, cur.used.as_ref()).await;
+                return Ok(same);
             }
         }
         let info = self.provisioner.ensure_bucket(&bucket, max_size).await?;
@@ -123,6 +127,9 @@ impl Storage {
                 &Patch::Apply(&value),
             )
             .await?;
+        let used = self
+            .used(&bucket, current.and_then(|c| c.used.as_ref()))
+            .await;
         Ok(StorageStatus {
             bucket,
             endpoint: self.config.s3_endpoint.clone(),
@@ -130,7 +137,30 @@ impl Storage {
             data_key_id,
             max_size: max_size.to_string(),
             removed: None,
+            used,
         })
+    }
+
+    /// What the bucket holds now; `since` moves only when the figures change (so a
+    /// reconcile that finds nothing new writes no status). A failed read keeps the
+    /// previous figures: usage never fails provisioning.
+    async fn used(&self, bucket: &str, previous: Option<&StorageUsed>) -> Option<StorageUsed> {
+        match self.provisioner.bucket(bucket).await {
+            Ok(Some(info)) => {
+                let unchanged =
+                    previous.filter(|p| p.bytes == info.bytes && p.objects == info.objects);
+                Some(unchanged.cloned().unwrap_or(StorageUsed {
+                    bytes: info.bytes,
+                    objects: info.objects,
+                    since: Utc::now(),
+                }))
+            }
+            Ok(None) => previous.cloned(),
+            Err(e) => {
+                tracing::debug!(%bucket, error = %e, "bucket usage not read; keeping the last figures");
+                previous.cloned()
+            }
+        }
     }
 
     /// Delete every object of the sandbox's bucket; returns what was removed now
