@@ -68,11 +68,12 @@ pub enum Action {
     RunList,
     RunRead,
     RunCancel,
+    RunQuality,
     UsageRead,
 }
 
 impl Action {
-    pub const ALL: [Action; 35] = [
+    pub const ALL: [Action; 36] = [
         Action::TenantRead,
         Action::SandboxCreate,
         Action::SandboxList,
@@ -107,6 +108,7 @@ impl Action {
         Action::RunList,
         Action::RunRead,
         Action::RunCancel,
+        Action::RunQuality,
         Action::UsageRead,
     ];
 
@@ -147,6 +149,7 @@ impl Action {
             Action::RunList => "run.list",
             Action::RunRead => "run.read",
             Action::RunCancel => "run.cancel",
+            Action::RunQuality => "run.quality",
             Action::UsageRead => "usage.read",
         }
     }

@@ -383,7 +383,9 @@ fn every_action_is_in_the_schema() {
             | Action::SandboxApprove
             | Action::SandboxReject
             | Action::SandboxMembersAdd
-            | Action::SandboxMembersRemove => Resource::Sandbox {
+            | Action::SandboxMembersRemove
+            | Action::RunCreate
+            | Action::RunList => Resource::Sandbox {
                 name: "s",
                 tenant: "t",
                 created_by: "u",
@@ -414,6 +416,12 @@ fn every_action_is_in_the_schema() {
                 id: "s",
                 status: "proposed",
                 proposed_by: Some("u"),
+            },
+            Action::RunRead | Action::RunCancel | Action::RunQuality => Resource::Run {
+                id: "r",
+                tenant: "t",
+                vendors: &vendors,
+                requested_by: "u",
             },
             _ => Resource::Tenant("t"),
         };

@@ -139,6 +139,22 @@ fn decision_table_of_trial_runs_and_usage() {
             &["requester-cancel-run"],
         ),
         (
+            "requester reports quality",
+            &vera,
+            RunQuality,
+            &veras_run,
+            true,
+            &["requester-report-quality"],
+        ),
+        (
+            "tenant admin does not report a vendor's quality",
+            &alice,
+            RunQuality,
+            &veras_run,
+            false,
+            &[],
+        ),
+        (
             "member cannot cancel someone else's run",
             &bob,
             RunCancel,

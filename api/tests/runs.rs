@@ -409,6 +409,40 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         (v["phase"] == "Running").then_some(())
     })
     .await;
+    // The vendor reports the quality its model reached; only the requester may.
+    let quality = format!("{runs}/{name}/quality");
+    let (s, v) = gw
+        .call(
+            "PUT",
+            &quality,
+            Some(&acme),
+            Some(json!({"metric": "rougeL", "value": 0.38})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["quality"], json!({"metric": "rougeL", "value": 0.38}));
+    assert_error(
+        &gw.call(
+            "PUT",
+            &quality,
+            Some(&bob),
+            Some(json!({"metric": "f1", "value": 1.0})),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &gw.call(
+            "PUT",
+            &quality,
+            Some(&acme),
+            Some(json!({"metric": "", "value": 1.0})),
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     drive_pod(&kube, &ns, &name, "Succeeded").await;
     let done = eventually(90, "the run to be closed with figures", || async {
@@ -471,6 +505,41 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
     assert_eq!(env["results"], 0, "{entry}");
     assert_eq!(env["basis"], "no measured trial run");
     assert_eq!(env["totalKwh"], 0.0);
+    let result = &entry["results"][0];
+    assert_eq!(result["runId"], json!(name), "{entry}");
+    assert_eq!(result["phase"], "inference");
+    assert_eq!(
+        result["quality"],
+        json!({"metric": "rougeL", "value": 0.38})
+    );
+    assert_eq!(result["method"]["estimated"], true);
+    assert!(
+        result["resources"]["cpuChargedCoreSeconds"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{result}"
+    );
+    assert_eq!(result["resources"]["requested"]["cpu"], "1");
+    // A quality reported after the run closed updates the attached result.
+    let (s, _) = gw
+        .call(
+            "PUT",
+            &quality,
+            Some(&acme),
+            Some(json!({"metric": "rougeL", "value": 0.41})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, entry) = gw
+        .call(
+            "GET",
+            &format!("/v1/catalogue/solutions/{sol}"),
+            Some(&mia),
+            None,
+        )
+        .await;
+    assert_eq!(entry["results"][0]["quality"]["value"], 0.41);
     let (s, report) = gw
         .call("GET", &format!("{runs}/{name}/report"), Some(&acme), None)
         .await;

@@ -118,6 +118,8 @@ async fn ledger_windows_and_runs(backend: Backend) {
         exit_reason: None,
         summary_json: None,
         closed_at: None,
+        quality_metric: None,
+        quality_value: None,
     };
     store.insert_run(&r).await.unwrap();
     assert!(store.insert_run(&r).await.is_err(), "names are unique");

@@ -132,6 +132,7 @@ mod tests {
             method_json: "{}".into(),
             recorded_by: "mgp".into(),
             recorded_at: "2026-05-01T00:00:00Z".into(),
+            resources_json: None,
         }
     }
 

@@ -67,6 +67,66 @@ pub struct SolutionView {
     pub updated_by: String,
     pub updated_at: String,
     pub published_at: Option<String>,
+    /// The trial results attached to the entry, oldest measurement first.
+    pub results: Vec<TrialResultView>,
+}
+
+/// One measured phase of one trial run, as attached to an entry.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialResultView {
+    pub run_id: String,
+    pub tenant: String,
+    pub sandbox: String,
+    /// training, fine-tuning, inference or evaluation.
+    pub phase: String,
+    pub kwh: f64,
+    pub gco2e: f64,
+    pub duration_s: f64,
+    pub functional_units: Option<f64>,
+    /// The vendor's reported quality metric, if given.
+    pub quality: Option<QualityView>,
+    /// Resources used (core-seconds, GB-seconds, GPU-seconds, what was requested).
+    #[schema(value_type = Object)]
+    pub resources: Option<serde_json::Value>,
+    /// How the figures were obtained (`estimated: true` when modelled).
+    #[schema(value_type = Object)]
+    pub method: serde_json::Value,
+    pub measured_at: String,
+    pub recorded_by: String,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct QualityView {
+    pub metric: String,
+    pub value: f64,
+}
+
+impl TrialResultView {
+    fn new(r: &TrialResultRow) -> Self {
+        Self {
+            run_id: r.run_id.clone(),
+            tenant: r.tenant.clone(),
+            sandbox: r.sandbox.clone(),
+            phase: r.phase.clone(),
+            kwh: r.kwh,
+            gco2e: r.gco2e,
+            duration_s: r.duration_s,
+            functional_units: r.functional_units,
+            quality: r
+                .quality_metric
+                .clone()
+                .zip(r.quality_value)
+                .map(|(metric, value)| QualityView { metric, value }),
+            resources: r
+                .resources_json
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
+            method: serde_json::from_str(&r.method_json).unwrap_or(serde_json::Value::Null),
+            measured_at: r.measured_at.clone(),
+            recorded_by: r.recorded_by.clone(),
+        }
+    }
 }
 
 impl SolutionView {
@@ -109,6 +169,7 @@ impl SolutionView {
             updated_by: row.updated_by.clone(),
             updated_at: row.updated_at.clone(),
             published_at: row.published_at.clone(),
+            results: results.iter().map(TrialResultView::new).collect(),
         }
     }
 }

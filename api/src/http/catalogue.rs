@@ -382,6 +382,7 @@ pub async fn attach_result(
         method_json: serde_json::Value::Object(req.method.clone()).to_string(),
         recorded_by: ctx.caller.principal.subject.clone(),
         recorded_at: timestamp(chrono::Utc::now()),
+        resources_json: None,
     };
     app.store.attach_trial_result(&row).await?;
     app.record(

@@ -209,6 +209,10 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration) -> Router {
             get(runs::get_one).delete(runs::cancel),
         )
         .route("/sandboxes/{name}/runs/{id}/report", get(runs::report))
+        .route(
+            "/sandboxes/{name}/runs/{id}/quality",
+            axum::routing::put(runs::quality),
+        )
         .route("/sandboxes/{name}/report", get(sandbox_report::report))
         .route("/tenants/{tenant}/usage", get(usage::summary))
         .route("/tenants/{tenant}/usage/ledger", get(usage::ledger))

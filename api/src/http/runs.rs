@@ -41,8 +41,19 @@ pub struct RunView {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub exit_reason: Option<String>,
+    /// The quality the requester reported (`PUT …/quality`), if any.
+    pub quality: Option<Quality>,
     /// Final figures, once the run is over and its last window accounted.
     pub figures: Option<RunFigures>,
+}
+
+/// A quality figure the requester reports for its run (e.g. `rougeL` 0.41).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Quality {
+    /// What was measured, e.g. `rougeL`, `f1`, `accuracy`.
+    pub metric: String,
+    pub value: f64,
 }
 
 fn view(r: &RunRow) -> RunView {
@@ -62,6 +73,11 @@ fn view(r: &RunRow) -> RunView {
         started_at: r.started_at.clone(),
         finished_at: r.finished_at.clone(),
         exit_reason: r.exit_reason.clone(),
+        quality: r
+            .quality_metric
+            .clone()
+            .zip(r.quality_value)
+            .map(|(metric, value)| Quality { metric, value }),
         figures: r
             .summary_json
             .as_deref()
@@ -265,6 +281,8 @@ pub async fn create(
         exit_reason: None,
         summary_json: None,
         closed_at: None,
+        quality_metric: None,
+        quality_value: None,
     };
     app.store.insert_run(&row).await?;
     if let Err(e) = runs::cluster::create(
@@ -399,6 +417,72 @@ pub async fn cancel(
     Ok((StatusCode::ACCEPTED, Json(view(&run))).into_response())
 }
 
+/// Report the quality the run's model reached: shown with the run, in its report, and on
+/// the catalogue result the run attaches (or has attached) to its solution.
+#[utoipa::path(
+    put, path = "/v1/sandboxes/{name}/runs/{id}/quality", tag = "runs",
+    params(("name" = String, Path), ("id" = String, Path)),
+    request_body = Quality,
+    responses(
+        (status = 200, body = RunView),
+        (status = 403, description = "Only the run's requester reports its quality", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn quality(
+    State(app): State<AppState>,
+    ctx: Ctx,
+    Path((name, id)): Path<(String, String)>,
+    Body(q): Body<Quality>,
+) -> Result<Json<RunView>, ApiError> {
+    // -- Validation
+    let metric = q.metric.trim();
+    let mut issues = Vec::new();
+    if metric.is_empty()
+        || metric.len() > 64
+        || !metric
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@/ ".contains(c))
+    {
+        issues.push(FieldIssue::new(
+            "metric",
+            "metric_name",
+            "1 to 64 letters, digits, spaces or -_.@/, e.g. \"rougeL\"",
+        ));
+    }
+    if !q.value.is_finite() {
+        issues.push(FieldIssue::new("value", "type", "a finite number"));
+    }
+    if !issues.is_empty() {
+        return Err(ApiError::Validation(issues));
+    }
+    // -- Authorization
+    let (_, run) = load_run(&app, &ctx, Action::RunQuality, &name, &id).await?;
+    // -- Business logic
+    app.store
+        .set_run_quality(&run.name, metric, q.value)
+        .await?;
+    app.store
+        .set_trial_result_quality(&run.name, metric, q.value)
+        .await?;
+    app.record(
+        &ctx,
+        "run.quality",
+        format!("Run::{id:?}"),
+        Some(&run.tenant),
+        json!({ "metric": metric, "value": q.value }),
+    )
+    .await?;
+    let run = app
+        .store
+        .get_run(&id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(Json(view(&run)))
+}
+
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -490,6 +574,7 @@ pub async fn report(
         started_at: run.started_at.clone(),
         finished_at: run.finished_at.clone(),
         exit_reason: run.exit_reason.clone(),
+        quality: run.quality_metric.clone().zip(run.quality_value),
         requested: Requested {
             cpu: spec
                 .as_ref()

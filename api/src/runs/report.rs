@@ -24,6 +24,8 @@ pub struct RunReport {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub exit_reason: Option<String>,
+    /// The quality the requester reported: `(metric, value)`.
+    pub quality: Option<(String, f64)>,
     /// Requests of the workload container: cpu, memory, GPUs.
     pub requested: Requested,
     /// False while the run goes on or the ledger has not covered its end yet.
@@ -291,13 +293,19 @@ pub fn html(r: &RunReport) -> String {
         page.push_str(r#"<p><strong>Provisional:</strong> the run is not over or its last window is not accounted yet.</p>"#);
     }
     page.push_str("<table>");
-    let facts: [(&str, String); 10] = [
+    let facts: [(&str, String); 11] = [
         ("Sandbox", r.sandbox.clone()),
         ("Tenant", r.tenant.clone()),
         ("Solution", r.solution.clone().unwrap_or_else(|| "—".into())),
         ("Kind", r.kind.clone()),
         ("Phase", r.phase.clone()),
         ("Exit", r.exit_reason.clone().unwrap_or_else(|| "—".into())),
+        (
+            "Quality",
+            r.quality
+                .as_ref()
+                .map_or_else(|| "not reported".into(), |(m, v)| format!("{m} = {v}")),
+        ),
         (
             "Started",
             r.started_at.clone().unwrap_or_else(|| "—".into()),

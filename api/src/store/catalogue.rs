@@ -46,6 +46,9 @@ pub struct TrialResultRow {
     pub method_json: String,
     pub recorded_by: String,
     pub recorded_at: String,
+    /// JSON object of the resources used (`cpuCoreSeconds`, `memoryGbSeconds`,
+    /// `gpuSeconds`), when known.
+    pub resources_json: Option<String>,
 }
 
 macro_rules! bind_solution {
@@ -146,8 +149,8 @@ impl Store {
     pub async fn attach_trial_result(&self, r: &TrialResultRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO catalogue_trial_results (id, solution_id, run_id, \
             tenant, sandbox, phase, kwh, gco2e, duration_s, functional_units, quality_metric, \
-            quality_value, measured_at, method_json, recorded_by, recorded_at) VALUES ($1, $2, \
-            $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+            quality_value, measured_at, method_json, recorded_by, recorded_at, resources_json) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
         let result = run!(self, |p| sqlx::query(SQL)
             .bind(&r.id)
             .bind(&r.solution_id)
@@ -165,6 +168,7 @@ impl Store {
             .bind(&r.method_json)
             .bind(&r.recorded_by)
             .bind(&r.recorded_at)
+            .bind(&r.resources_json)
             .execute(p)
             .await
             .map(|_| ()));
@@ -175,6 +179,25 @@ impl Store {
             ))),
             other => other,
         }
+    }
+
+    /// Record the quality a run's vendor reported on the result attached for that run.
+    pub async fn set_trial_result_quality(
+        &self,
+        run_id: &str,
+        metric: &str,
+        value: f64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE catalogue_trial_results SET quality_metric = $1, \
+            quality_value = $2 WHERE run_id = $3";
+        run!(self, |p| sqlx::query(SQL)
+            .bind(metric)
+            .bind(value)
+            .bind(run_id)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
     }
 
     /// Every solution's trial results, by solution (for lists and exports: one query).

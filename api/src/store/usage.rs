@@ -7,7 +7,7 @@ use super::{Pool, Store, StoreError, parse_timestamp, timestamp};
 use crate::energy::LedgerRow;
 
 /// A trial run as recorded by the gateway.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct RunRow {
     pub name: String,
     pub namespace: String,
@@ -26,6 +26,9 @@ pub struct RunRow {
     /// The run's figures once final (JSON of `runs::RunFigures`).
     pub summary_json: Option<String>,
     pub closed_at: Option<String>,
+    /// The quality the requester reported (e.g. `rougeL` 0.41), if any.
+    pub quality_metric: Option<String>,
+    pub quality_value: Option<f64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -255,6 +258,25 @@ impl Store {
             .bind(started_at)
             .bind(finished_at)
             .bind(exit_reason)
+            .bind(name)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Record the quality the requester reported for a run.
+    pub async fn set_run_quality(
+        &self,
+        name: &str,
+        metric: &str,
+        value: f64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str =
+            "UPDATE trial_runs SET quality_metric = $1, quality_value = $2 WHERE name = $3";
+        run!(self, |p| sqlx::query(SQL)
+            .bind(metric)
+            .bind(value)
             .bind(name)
             .execute(p)
             .await

@@ -301,6 +301,7 @@ impl Accountant {
         }
         let spec: Option<TrialRunSpec> = serde_json::from_str(&run.spec_json).ok();
         let Some(spec) = spec else { return Ok(false) };
+        let value = |q: &str| figures.figures.get(q).map_or(0.0, |f| f.value);
         let method: serde_json::Map<String, serde_json::Value> = figures
             .figures
             .iter()
@@ -322,12 +323,23 @@ impl Accountant {
             gco2e: figures.gco2e + figures.embodied_gco2e,
             duration_s: figures.duration_seconds,
             functional_units: figures.functional_units.map(|n| n as f64),
-            quality_metric: None,
-            quality_value: None,
+            quality_metric: run.quality_metric.clone(),
+            quality_value: run.quality_value,
             measured_at: run.finished_at.clone().unwrap_or_else(|| timestamp(now)),
             method_json: serde_json::Value::Object(method).to_string(),
             recorded_by: SYSTEM_PRINCIPAL.to_owned(),
             recorded_at: timestamp(now),
+            resources_json: Some(
+                serde_json::json!({
+                    "cpuCoreSeconds": value("cpu_used"),
+                    "cpuChargedCoreSeconds": value("cpu_charged"),
+                    "memoryGbSeconds": value("memory_charged"),
+                    "gpuSeconds": value("gpu_time"),
+                    "requested": {"cpu": spec.resources.cpu, "memory": spec.resources.memory,
+                        "gpus": spec.resources.gpu.as_ref().map_or(0, |g| g.count)},
+                })
+                .to_string(),
+            ),
         };
         match self.store.attach_trial_result(&row).await {
             Ok(()) => Ok(true),
