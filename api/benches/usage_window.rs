@@ -30,7 +30,7 @@ const RUNS: usize = 100;
 
 /// Pod `p`: every 100th pod belongs to a trial run's Job.
 fn pod(p: usize) -> String {
-    if p % (PODS / RUNS) == 0 {
+    if p.is_multiple_of(PODS / RUNS) {
         format!("run-{:012x}-x7k2p", p)
     } else {
         format!("job-{p}-7d9f8")
@@ -59,7 +59,7 @@ fn response(series: impl Iterator<Item = (String, f64)>) -> Vec<u8> {
 
 /// Pod indices answered: all, or (a selector `pod=~"run-…"`) the runs' pods only.
 fn pods(runs_only: bool) -> impl Iterator<Item = usize> {
-    (0..PODS).filter(move |p| !runs_only || p % (PODS / RUNS) == 0)
+    (0..PODS).filter(move |p| !runs_only || p.is_multiple_of(PODS / RUNS))
 }
 
 fn kepler(zone: Option<&str>, value: f64, runs_only: bool) -> Vec<u8> {

@@ -324,7 +324,7 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         .await
         .expect("TrialRun");
     assert_eq!(tr.spec.requested_by, "acme");
-    assert_eq!(tr.spec.grants, [gid.clone()]);
+    assert_eq!(tr.spec.grants, std::slice::from_ref(&gid));
     let secret = Api::<Secret>::namespaced(kube.clone(), &ns)
         .get(&format!("{name}-token"))
         .await

@@ -202,74 +202,6 @@ pub fn token_expiry(now: DateTime<Utc>, timeout_seconds: u32) -> DateTime<Utc> {
     now + chrono::Duration::seconds(i64::from(timeout_seconds)) + chrono::Duration::hours(1)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req() -> CreateRun {
-        serde_json::from_value(serde_json::json!({
-            "image": "registry.example.fr/vendor/model:1",
-            "resources": {"cpu": "2", "memory": "4Gi"},
-            "grants": ["g-1"],
-            "kind": "inference",
-            "timeoutSeconds": 600,
-            "functionalUnit": {"name": "inference", "count": 1000}
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_good_request_passes_and_builds_its_spec() {
-        let r = req();
-        assert!(validate(&r).is_empty());
-        let s = spec(&r, "est--lab", "run-0123456789ab", "vendor-a");
-        assert_eq!(s.token_secret.as_deref(), Some("run-0123456789ab-token"));
-        assert_eq!(s.kind, RunKind::Inference);
-        assert_eq!(s.functional_unit.unwrap().count, 1000);
-        assert!(s.resources.gpu.is_none());
-        assert_eq!(catalogue_phase(RunKind::FineTuning), "fine-tuning");
-    }
-
-    #[test]
-    fn each_rule_names_its_field() {
-        let mut r = req();
-        r.image = "bad image".into();
-        r.timeout_seconds = 0;
-        r.grants = vec!["g-1".into(), "g-1".into(), "../x".into()];
-        r.functional_unit = Some(FunctionalUnitBody {
-            name: " ".into(),
-            count: 0,
-        });
-        let fields: Vec<String> = validate(&r).into_iter().map(|i| i.field).collect();
-        for f in [
-            "image",
-            "timeoutSeconds",
-            "grants[1]",
-            "grants[2]",
-            "functionalUnit.count",
-            "functionalUnit.name",
-        ] {
-            assert!(fields.iter().any(|x| x == f), "{f} missing in {fields:?}");
-        }
-        let unknown = serde_json::from_value::<CreateRun>(serde_json::json!({
-            "image": "x", "resources": {"cpu": "1", "memory": "1Gi"}, "kind": "mining",
-            "timeoutSeconds": 1
-        }));
-        assert!(unknown.is_err());
-    }
-
-    #[test]
-    fn names_are_fresh_dns_labels() {
-        let a = new_name();
-        assert_eq!(a.len(), 16);
-        assert!(
-            a.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        );
-        assert_ne!(a, new_name());
-    }
-}
-
 /// Whether a grant may feed a run of `requester` in `sandbox` (of `tenant`, with
 /// `vendors`): a sandbox grant to this very sandbox, or a vendor grant to the requester
 /// who is a vendor of this sandbox; active either way. The message never says more
@@ -335,5 +267,73 @@ pub fn check_against(
                 FieldIssue::new(field, "run_policy", e.message)
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> CreateRun {
+        serde_json::from_value(serde_json::json!({
+            "image": "registry.example.fr/vendor/model:1",
+            "resources": {"cpu": "2", "memory": "4Gi"},
+            "grants": ["g-1"],
+            "kind": "inference",
+            "timeoutSeconds": 600,
+            "functionalUnit": {"name": "inference", "count": 1000}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_good_request_passes_and_builds_its_spec() {
+        let r = req();
+        assert!(validate(&r).is_empty());
+        let s = spec(&r, "est--lab", "run-0123456789ab", "vendor-a");
+        assert_eq!(s.token_secret.as_deref(), Some("run-0123456789ab-token"));
+        assert_eq!(s.kind, RunKind::Inference);
+        assert_eq!(s.functional_unit.unwrap().count, 1000);
+        assert!(s.resources.gpu.is_none());
+        assert_eq!(catalogue_phase(RunKind::FineTuning), "fine-tuning");
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let mut r = req();
+        r.image = "bad image".into();
+        r.timeout_seconds = 0;
+        r.grants = vec!["g-1".into(), "g-1".into(), "../x".into()];
+        r.functional_unit = Some(FunctionalUnitBody {
+            name: " ".into(),
+            count: 0,
+        });
+        let fields: Vec<String> = validate(&r).into_iter().map(|i| i.field).collect();
+        for f in [
+            "image",
+            "timeoutSeconds",
+            "grants[1]",
+            "grants[2]",
+            "functionalUnit.count",
+            "functionalUnit.name",
+        ] {
+            assert!(fields.iter().any(|x| x == f), "{f} missing in {fields:?}");
+        }
+        let unknown = serde_json::from_value::<CreateRun>(serde_json::json!({
+            "image": "x", "resources": {"cpu": "1", "memory": "1Gi"}, "kind": "mining",
+            "timeoutSeconds": 1
+        }));
+        assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn names_are_fresh_dns_labels() {
+        let a = new_name();
+        assert_eq!(a.len(), 16);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
+        assert_ne!(a, new_name());
     }
 }

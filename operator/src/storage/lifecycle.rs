@@ -62,16 +62,15 @@ impl Storage {
         let bucket = bucket_name(t.sandbox);
         let max_size = Self::quota_bytes(storage);
         let secrets = Api::<Secret>::namespaced(client.clone(), t.namespace);
-        if let Some(cur) = current {
-            if cur.bucket == bucket
-                && cur.max_size == max_size.to_string()
-                && cur.endpoint == self.config.s3_endpoint
-                && secrets.get_opt(SANDBOX_SECRET).await?.is_some()
-            {
-                let mut same = cur.clone();
-                same.used = self.used(&bucket, cur.used.as_ref()).await;
-                return Ok(same);
-            }
+        if let Some(cur) = current
+            && cur.bucket == bucket
+            && cur.max_size == max_size.to_string()
+            && cur.endpoint == self.config.s3_endpoint
+            && secrets.get_opt(SANDBOX_SECRET).await?.is_some()
+        {
+            let mut same = cur.clone();
+            same.used = self.used(&bucket, cur.used.as_ref()).await;
+            return Ok(same);
         }
         let info = self.provisioner.ensure_bucket(&bucket, max_size).await?;
         let creds = self.provisioner.ensure_key(&bucket, &info.id).await?;
