@@ -195,6 +195,30 @@ impl Cluster {
         result
     }
 
+    /// Record the month's energy against the budget in the Tenant's status (the `energy`
+    /// field only, server-side apply with field manager `serre-api`); the operator turns
+    /// it into the `EnergyBudget` condition.
+    pub async fn set_tenant_energy(
+        &self,
+        tenant: &str,
+        energy: &serre_operator::resources::EnergyBudgetStatus,
+    ) -> Result<(), ClusterError> {
+        let patch = serde_json::json!({
+            "apiVersion": "serre.metropolegrandparis.fr/v1alpha1",
+            "kind": "Tenant",
+            "status": { "energy": energy },
+        });
+        Api::<Tenant>::all(self.client.clone())
+            .patch_status(
+                tenant,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map(|_| ())
+            .map_err(ClusterError::from_kube)
+    }
+
     /// Publish a Warning Event about a tenant (energy budget); failures are only logged.
     pub async fn tenant_event(&self, tenant: &Tenant, level: &str, message: &str) {
         use kube::Resource;

@@ -724,6 +724,15 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         .call("GET", &format!("/v1/tenants/{t}/usage"), Some(&alice), None)
         .await;
     assert_eq!(usage["budget"]["level"], "exhausted");
+    // The Tenant shows it too: the gateway records the figures in its status, the
+    // operator turns them into the EnergyBudget condition.
+    eventually(60, "the EnergyBudget condition on the Tenant", || async {
+        let tenant = Api::<Tenant>::all(kube.clone()).get(&t).await.ok()?;
+        let st = tenant.status?;
+        let c = st.conditions.iter().find(|c| c.type_ == "EnergyBudget")?;
+        (c.reason == "Exhausted" && st.energy?.level == "exhausted").then_some(())
+    })
+    .await;
     eventually(30, "the budget warning in the audit log", || async {
         let (_, audit) = gw
             .call("GET", &format!("/v1/audit?tenant={t}"), Some(&alice), None)

@@ -482,14 +482,15 @@ rbac_gateway() {
   local g=serre.metropolegrandparis.fr
   for _ in $(seq 1 20); do kc auth can-i list "sandboxes.$g" --as "$sa" >/dev/null && break; sleep 0.5; done
   for probe in "list tenants.$g" "watch tenants.$g" "list sandboxes.$g" "watch sandboxes.$g" \
-    "create sandboxes.$g" "patch sandboxes.$g/x" "delete sandboxes.$g/x"; do
+    "create sandboxes.$g" "patch sandboxes.$g/x" "delete sandboxes.$g/x" \
+    "patch tenants.$g/x --subresource status"; do
     # shellcheck disable=SC2086 # a probe is several words
     kc auth can-i $probe --as "$sa" >/dev/null || missing+=("$probe")
   done
   for probe in "get tenants.$g/x" "create tenants.$g" "patch tenants.$g/x" "update tenants.$g/x" \
     "delete tenants.$g/x" "get sandboxes.$g/x" "update sandboxes.$g/x" "deletecollection sandboxes.$g" \
     "create trialruns.$g -n default" "list trialruns.$g --all-namespaces" \
-    "patch sandboxes.$g/x --subresource status" "patch tenants.$g/x --subresource status" \
+    "patch sandboxes.$g/x --subresource status" "update tenants.$g/x --subresource status" \
     "get secrets -n $NAMESPACE" "list secrets -n $NAMESPACE" "list secrets --all-namespaces" \
     "get secrets/serre-api-database -n $NAMESPACE" "get secrets/sandbox-storage -n default" \
     "create secrets -n $NAMESPACE" "watch secrets --all-namespaces" "list namespaces" \
@@ -502,7 +503,7 @@ rbac_gateway() {
   elif [ ${#allowed[@]} -ne 0 ]; then
     fail rbac "the gateway's ServiceAccount may also: ${allowed[*]}"
   else
-    pass rbac "gateway ServiceAccount: list/watch tenants, list/watch/create/patch/delete sandboxes, create events, nothing more cluster-wide (no Secrets)"
+    pass rbac "gateway ServiceAccount: list/watch tenants (patch their status: energy budget), list/watch/create/patch/delete sandboxes, create events, nothing more cluster-wide (no Secrets)"
   fi
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serre_operator::quantity::Quantity;
-use serre_operator::resources::{RunUsageSummary, TrialRunSpec};
+use serre_operator::resources::{EnergyBudgetStatus, RunUsageSummary, TrialRunSpec};
 
 pub use config::UsageConfig;
 
@@ -362,6 +362,31 @@ impl Accountant {
             let (from, to) = budget::month(now);
             let used = self.store.tenant_meter_kwh(&name, from, to).await?;
             let state = budget::state(now, Some(budget), used);
+            if let Some(cluster) = &self.cluster {
+                let level = match state.level {
+                    budget::BudgetLevel::Exhausted => "exhausted",
+                    budget::BudgetLevel::Warning => "warning",
+                    _ => "ok",
+                };
+                let known = tenant.status.as_ref().and_then(|s| s.energy.as_ref());
+                let stale = known.is_none_or(|k| {
+                    k.level != level
+                        || k.month != from
+                        || (k.used_kwh - used).abs() > 0.005 * budget
+                });
+                if stale {
+                    let energy = EnergyBudgetStatus {
+                        month: from,
+                        used_kwh: used,
+                        budget_kwh: budget,
+                        level: level.to_owned(),
+                        updated_at: now,
+                    };
+                    if let Err(e) = cluster.set_tenant_energy(&name, &energy).await {
+                        tracing::warn!(tenant = %name, error = %e, "could not record the energy budget in the Tenant's status");
+                    }
+                }
+            }
             let level = match state.level {
                 budget::BudgetLevel::Warning => "warning",
                 budget::BudgetLevel::Exhausted => "exhausted",

@@ -93,8 +93,76 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
         },
     };
     set_condition(&mut status.conditions, ready);
+    if let Some(c) = energy_condition(&tenant, generation, now) {
+        set_condition(&mut status.conditions, c);
+    } else {
+        status.conditions.retain(|c| c.type_ != ENERGY_BUDGET);
+    }
     write_status(&ctx, &tenant, &old, status).await?;
     Ok(Action::requeue(Duration::from_secs(3600)))
+}
+
+const ENERGY_BUDGET: &str = "EnergyBudget";
+
+/// `EnergyBudget` from what the gateway's accounting wrote in `status.energy` (only for a
+/// tenant with a budget, and only for the current month's figures).
+fn energy_condition(
+    tenant: &Tenant,
+    generation: Option<i64>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Condition> {
+    let budget = tenant.spec.energy_budget_kwh?;
+    let e = tenant.status.as_ref()?.energy.as_ref()?;
+    let current = e.month.format("%Y-%m").to_string() == now.format("%Y-%m").to_string();
+    let level = if current { e.level.as_str() } else { "ok" };
+    let share = |used: f64| {
+        if budget > 0.0 {
+            used / budget * 100.0
+        } else {
+            100.0
+        }
+    };
+    let (status, reason, message) = match level {
+        "exhausted" => (
+            ConditionStatus::False,
+            "Exhausted",
+            format!(
+                "{:.3} kWh of the {budget} kWh monthly energy budget used ({:.0} %): new trial runs are refused until next month or a raised budget.",
+                e.used_kwh,
+                share(e.used_kwh)
+            ),
+        ),
+        "warning" => (
+            ConditionStatus::False,
+            "NearlyExhausted",
+            format!(
+                "{:.3} kWh of the {budget} kWh monthly energy budget used ({:.0} %, warning at 80 %).",
+                e.used_kwh,
+                share(e.used_kwh)
+            ),
+        ),
+        _ => (
+            ConditionStatus::True,
+            "WithinBudget",
+            if current {
+                format!(
+                    "{:.3} kWh of the {budget} kWh monthly energy budget used ({:.0} %).",
+                    e.used_kwh,
+                    share(e.used_kwh)
+                )
+            } else {
+                format!("No energy recorded yet this month (budget {budget} kWh).")
+            },
+        ),
+    };
+    Some(Condition::new(
+        ENERGY_BUDGET,
+        status,
+        reason,
+        message,
+        generation,
+        now,
+    ))
 }
 
 async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
@@ -142,7 +210,12 @@ async fn write_status(
     old: &TenantStatus,
     new: TenantStatus,
 ) -> Result<()> {
-    if *old == new && tenant.status.is_some() {
+    // `energy` belongs to the gateway (another field manager): never applied from here.
+    let mut new = new;
+    new.energy = None;
+    let mut old = old.clone();
+    old.energy = None;
+    if old == new && tenant.status.is_some() {
         return Ok(());
     }
     let patch = json!({"apiVersion": "serre.metropolegrandparis.fr/v1alpha1", "kind": "Tenant", "status": new});

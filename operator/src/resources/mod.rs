@@ -12,7 +12,8 @@ pub use sandbox::{
     StorageStatus, StorageUsed,
 };
 pub use tenant::{
-    Allowance, MemberGroup, MemberRole, Reserved, Tenant, TenantKind, TenantSpec, TenantStatus,
+    Allowance, EnergyBudgetStatus, MemberGroup, MemberRole, Reserved, Tenant, TenantKind,
+    TenantSpec, TenantStatus,
 };
 pub use trial_run::{
     FunctionalUnit, RunKind, RunPhase, RunResources, RunUsageSummary, TrialRun, TrialRunSpec,

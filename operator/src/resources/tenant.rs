@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -92,6 +93,24 @@ pub struct TenantStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The month's energy against `spec.energyBudgetKwh`, written by the gateway's
+    /// accounting (its own field manager); the operator turns it into the `EnergyBudget`
+    /// condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<EnergyBudgetStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnergyBudgetStatus {
+    /// First instant of the month (UTC) the figures are about.
+    pub month: DateTime<Utc>,
+    /// kWh at the meter used this month.
+    pub used_kwh: f64,
+    pub budget_kwh: f64,
+    /// `ok`, `warning` (≥ 80 %) or `exhausted` (≥ 100 %: new runs are refused).
+    pub level: String,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Reserved quantities, in canonical Kubernetes syntax.
