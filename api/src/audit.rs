@@ -5,10 +5,13 @@
 //! Changing, inserting or deleting any entry breaks the chain from that entry on;
 //! [`verify`] recomputes it and names the first broken entry.
 //!
-//! Appends go through one writer task that numbers and chains entries and commits them
-//! in batches (group commit): each caller waits until its entries are durable. If
-//! another replica took a sequence number first (PostgreSQL), the writer re-reads the
-//! head and chains again.
+//! Appends go through one writer that numbers and chains entries and commits them in
+//! batches (group commit): each caller waits until its entries are durable. On a SQLite
+//! file the writer is a blocking thread that owns the audit file
+//! ([`crate::store::sqlite_audit`]) and reads the head under the write lock. Elsewhere
+//! (PostgreSQL, in-memory SQLite) it is a task that goes through the pool; if another
+//! replica took a sequence number first (PostgreSQL), it re-reads the head and chains
+//! again.
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
+use crate::store::sqlite_audit::AuditFile;
 use crate::store::{AuditRow, Store, StoreError, timestamp};
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -135,7 +139,13 @@ impl AuditLog {
     /// Start the writer. It stops once every handle is dropped and the queue is drained.
     pub fn start(store: Store, metrics: Arc<Metrics>) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
-        let task = tokio::spawn(writer(store, metrics, rx));
+        let task = match store.audit_file() {
+            Some(file) => {
+                let file = file.to_owned();
+                tokio::task::spawn_blocking(move || file_writer(&file, &metrics, rx))
+            }
+            None => tokio::spawn(writer(store, metrics, rx)),
+        };
         (Self { tx }, task)
     }
 
@@ -209,6 +219,57 @@ async fn writer(store: Store, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Job>
                 }
             }
         }
+        for job in jobs.drain(..) {
+            let _ = job.done.send(outcome.clone());
+        }
+    }
+}
+
+/// The writer of a SQLite audit file: one thread, one connection, one transaction per
+/// batch. Stops once every handle is dropped and the queue is drained.
+fn file_writer(path: &std::path::Path, metrics: &Metrics, mut rx: mpsc::Receiver<Job>) {
+    let mut file: Option<AuditFile> = None;
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let opened = match file.take() {
+            Some(f) => Ok(f),
+            None => AuditFile::open(path),
+        };
+        let outcome = opened.and_then(|mut f| {
+            let appended = f.append(|head| {
+                let (mut seq, mut prev) = head.unwrap_or_else(|| (0, GENESIS.to_owned()));
+                let mut rows = Vec::new();
+                for d in jobs.iter_mut().flat_map(|j| j.drafts.drain(..)) {
+                    seq += 1;
+                    let row = seal(d, seq, &prev);
+                    prev.clone_from(&row.hash);
+                    rows.push(row);
+                }
+                rows
+            });
+            file = Some(f);
+            appended
+        });
+        let outcome = match outcome {
+            Ok(n) => {
+                metrics.audit_entries.inc_by(n as u64);
+                metrics.audit_batches.inc();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit append failed");
+                // Reopen on the next batch.
+                file = None;
+                Err(AuditError::Unavailable(e.to_string()))
+            }
+        };
         for job in jobs.drain(..) {
             let _ = job.done.send(outcome.clone());
         }

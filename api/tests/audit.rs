@@ -371,3 +371,156 @@ async fn concurrent_requests_and_two_replicas_keep_one_chain(backend: Backend) {
     assert_eq!(report.entries, 202);
     store.close().await;
 }
+
+/// A SQLite database written before the audit log moved to its own file: the gateway
+/// copies the entries once, unchanged, drops the old table, and the chain goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_audit_log_moves_to_its_own_file_with_its_chain() {
+    use serre_api::audit::{AuditLog, Draft, GENESIS, Outcome, entry_hash};
+    use serre_api::store::AuditRow;
+    use sqlx::Connection;
+
+    let url = support::fresh_database(Backend::Sqlite).await;
+    let main = std::path::PathBuf::from(url.trim_start_matches("sqlite://"));
+    let audit_file = main.with_file_name("serre-api-audit.db");
+    // The old layout: migrated, with three chained entries in the main database.
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&main)
+            .create_if_missing(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&mut conn)
+            .await
+            .unwrap();
+        let mut prev = GENESIS.to_owned();
+        for seq in 1..=3i64 {
+            let mut row = AuditRow {
+                seq,
+                time: format!("2026-01-0{seq}T00:00:00.000000Z"),
+                principal: "alice".into(),
+                tenant: (seq != 2).then(|| "est-ensemble".into()),
+                action: "sandbox.read".into(),
+                resource: "Sandbox::\"x\"".into(),
+                decision: "allow".into(),
+                policies: "[\"p\"]".into(),
+                request_id: format!("r{seq}"),
+                details: "{\"é\":\"ü\"}".into(),
+                prev_hash: prev.clone(),
+                hash: String::new(),
+            };
+            row.hash = entry_hash(&row);
+            prev.clone_from(&row.hash);
+            sqlx::query(
+                "INSERT INTO audit_log VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(row.seq)
+            .bind(&row.time)
+            .bind(&row.principal)
+            .bind(&row.tenant)
+            .bind(&row.action)
+            .bind(&row.resource)
+            .bind(&row.decision)
+            .bind(&row.policies)
+            .bind(&row.request_id)
+            .bind(&row.details)
+            .bind(&row.prev_hash)
+            .bind(&row.hash)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        conn.close().await.unwrap();
+    }
+    assert!(!audit_file.exists());
+    // Inspection without migrating reads the log where it is.
+    let (ok, out) = verify_cli(&["--database-url", &url]);
+    assert!(ok && out.contains("audit chain intact: 3 entries"), "{out}");
+
+    for _ in 0..2 {
+        // Opening moves the entries (the second time there is nothing left to move).
+        let store = Store::connect(&url, 2).await.unwrap();
+        assert_eq!(store.audit_file(), Some(audit_file.as_path()));
+        let report = serre_api::audit::verify(&store, None).await.unwrap();
+        assert_eq!(report.broken, None);
+        assert_eq!(report.entries, 3);
+        assert_eq!(
+            store
+                .audit_page(Some("est-ensemble"), 0, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        store.close().await;
+    }
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let old: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'",
+    )
+    .fetch_optional(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(old, None, "the main database keeps no audit table");
+    conn.close().await.unwrap();
+
+    // New entries chain after the moved ones.
+    let store = Store::connect(&url, 2).await.unwrap();
+    let (log, writer) = AuditLog::start(
+        store.clone(),
+        std::sync::Arc::new(serre_api::metrics::Metrics::default()),
+    );
+    log.append(vec![
+        Draft::new(
+            "bob",
+            "sandbox.read",
+            "Sandbox::\"x\"".into(),
+            Outcome::Deny,
+        ),
+        Draft::new(
+            "bob",
+            "sandbox.read",
+            "Sandbox::\"y\"".into(),
+            Outcome::NotFound,
+        ),
+    ])
+    .await
+    .unwrap();
+    drop(log);
+    writer.await.unwrap();
+    let rows = store.audit_page(None, 0, 10).await.unwrap();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows[3].prev_hash, rows[2].hash);
+    store.close().await;
+    let (ok, out) = verify_cli(&["--database-url", &url]);
+    assert!(ok && out.contains("audit chain intact: 5 entries"), "{out}");
+}
+
+/// In-memory SQLite keeps the log in its one database.
+#[tokio::test]
+async fn in_memory_sqlite_keeps_the_audit_table() {
+    use serre_api::audit::{AuditLog, Draft, Outcome};
+    let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+    assert_eq!(store.audit_file(), None);
+    let (log, writer) = AuditLog::start(
+        store.clone(),
+        std::sync::Arc::new(serre_api::metrics::Metrics::default()),
+    );
+    for _ in 0..3 {
+        log.append(vec![Draft::new(
+            "bob",
+            "sandbox.read",
+            "Sandbox::\"x\"".into(),
+            Outcome::Allow,
+        )])
+        .await
+        .unwrap();
+    }
+    drop(log);
+    writer.await.unwrap();
+    let report = serre_api::audit::verify(&store, None).await.unwrap();
+    assert_eq!(report.broken, None);
+    assert_eq!(report.entries, 3);
+}

@@ -3,16 +3,18 @@
 //! each statement is compiled for both drivers through [`run!`]. Migrations are per
 //! backend under `api/migrations/`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 mod model;
+pub mod sqlite_audit;
 mod sqlite_reader;
 pub use model::*;
 
@@ -28,6 +30,8 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{path}: {source}")]
@@ -83,6 +87,8 @@ pub struct Store {
     pool: Pool,
     /// SQLite only: the hot read path without sqlx's thread hand-off.
     reader: Option<std::sync::Arc<SqliteReader>>,
+    /// SQLite file databases: the audit log's own file ([`sqlite_audit`]).
+    audit_file: Option<PathBuf>,
 }
 
 impl Store {
@@ -98,6 +104,7 @@ impl Store {
 
     async fn open(url: &str, max_connections: u32, migrate: bool) -> Result<Self, StoreError> {
         let mut reader = None;
+        let mut audit_file = None;
         let pool = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(migrate)
@@ -105,7 +112,8 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true);
-            if let Some(parent) = options.get_filename().parent().filter(|_| migrate)
+            let file = options.get_filename().to_owned();
+            if let Some(parent) = file.parent().filter(|_| migrate)
                 && !parent.as_os_str().is_empty()
             {
                 std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
@@ -113,16 +121,56 @@ impl Store {
                     source,
                 })?;
             }
+            // sqlx names an in-memory database `file:sqlx-in-memory-N`: look at the URL.
+            let on_disk = !(url.contains(":memory:")
+                || url.contains("mode=memory")
+                || file.as_os_str().is_empty());
+            if on_disk {
+                let audit = sqlite_audit::path_for(&file);
+                if migrate {
+                    sqlite_audit::create(&audit)?;
+                }
+                // A database from before the move, inspected without migrating it, still
+                // has its log in the main file.
+                if audit.exists() {
+                    audit_file = Some(audit);
+                }
+            }
+            // A file is migrated (and its audit log moved) on a connection of its own,
+            // before the pool's connections attach the audit file.
+            if migrate && on_disk {
+                let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+                sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+                if let Some(audit) = &audit_file {
+                    attach_audit(&mut conn, audit).await?;
+                    let moved = sqlite_audit::move_rows(&mut conn).await?;
+                    if moved > 0 {
+                        tracing::info!(entries = moved, file = %audit.display(),
+                            "audit log moved to its own file");
+                    }
+                }
+                conn.close().await?;
+            }
+            let attach = audit_file.clone();
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
+                .after_connect(move |conn, _meta| {
+                    let attach = attach.clone();
+                    Box::pin(async move {
+                        if let Some(audit) = &attach {
+                            attach_audit(conn, audit).await?;
+                        }
+                        Ok(())
+                    })
+                })
                 .connect_with(options.clone())
                 .await?;
-            if migrate {
+            if migrate && !on_disk {
+                // In memory: the database lives as long as the pool's connection.
                 sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             }
-            let file = options.get_filename();
-            if !file.as_os_str().is_empty() && file != Path::new(":memory:") {
-                reader = Some(std::sync::Arc::new(SqliteReader::new(file)));
+            if on_disk {
+                reader = Some(std::sync::Arc::new(SqliteReader::new(&file)));
             }
             Pool::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -139,7 +187,17 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        Ok(Self { pool, reader })
+        Ok(Self {
+            pool,
+            reader,
+            audit_file,
+        })
+    }
+
+    /// SQLite file databases: the audit log's own file, appended to by one thread
+    /// ([`sqlite_audit::AuditFile`]); `None` where the log is a table of the database.
+    pub fn audit_file(&self) -> Option<&Path> {
+        self.audit_file.as_deref()
     }
 
     pub fn backend(&self) -> Backend {
@@ -509,6 +567,15 @@ impl Store {
                 .await)?,
         })
     }
+}
+
+/// Attach the audit file as schema [`sqlite_audit::SCHEMA`].
+async fn attach_audit(conn: &mut sqlx::SqliteConnection, file: &Path) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("ATTACH DATABASE $1 AS {}", sqlite_audit::SCHEMA))
+        .bind(file.to_string_lossy().into_owned())
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 fn push_audit_values<'a, DB>(qb: &mut sqlx::QueryBuilder<'a, DB>, entries: &'a [AuditRow])

@@ -7,7 +7,9 @@
 //! thread: in WAL mode a reader never waits for the writer, and the pages are in the
 //! page cache, so the call takes microseconds. It never blocks longer than
 //! [`BUSY_TIMEOUT`]: when SQLite is busy (a checkpoint, a schema change) the caller falls
-//! back to the sqlx pool. Writes always go through sqlx.
+//! back to the sqlx pool. Writes to the main database always go through sqlx; the audit
+//! log has its own file and writer ([`super::sqlite_audit`]), so its commits leave these
+//! connections' page caches warm.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -53,8 +55,8 @@ impl SqliteReader {
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        // Every audit commit changes the file, which empties a connection's page cache;
-        // mapped pages are re-read without a pread() per page.
+        // A write to the main database empties a connection's page cache; mapped pages
+        // are re-read without a pread() per page.
         conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
         Ok(conn)
     }
