@@ -223,6 +223,41 @@ pub async fn create(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    let mut body = Some(body);
+    let result = create_checked(app, ctx, params, headers, &mut body).await;
+    if result.is_err()
+        && let Some(unread) = body.take()
+    {
+        drain(unread).await;
+    }
+    result
+}
+
+/// Read and discard what a client still sends after its upload was refused before its body
+/// was read (bounded), so it receives the error rather than a broken connection.
+async fn drain(body: axum::body::Body) {
+    use futures::StreamExt;
+    const LIMIT: usize = 16 << 20;
+    let mut stream = body.into_data_stream();
+    let read = async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
+}
+
+async fn create_checked(
+    app: AppState,
+    ctx: Ctx,
+    params: Result<Query<UploadParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: &mut Option<axum::body::Body>,
+) -> Result<Response, ApiError> {
     // -- Validation
     let params = query(params)?;
     let mut issues = Vec::new();
@@ -275,6 +310,9 @@ pub async fn create(
     // -- Business logic: store the bytes first, then record (nothing visible on failure).
     let id = uuid::Uuid::new_v4().to_string();
     let by = ctx.caller.principal.subject.clone();
+    let body = body
+        .take()
+        .ok_or_else(|| ApiError::Internal("upload body already taken".into()))?;
     let version = store_upload(&app, &tenant, &id, format, body, &by).await?;
     let row = DatasetRow {
         id: id.clone(),
