@@ -9,6 +9,7 @@ mod extract;
 mod grants;
 mod ops;
 mod run_data;
+mod run_report;
 mod runs;
 mod sandbox_report;
 mod sandboxes;
@@ -208,7 +209,10 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration) -> Router {
             "/sandboxes/{name}/runs/{id}",
             get(runs::get_one).delete(runs::cancel),
         )
-        .route("/sandboxes/{name}/runs/{id}/report", get(runs::report))
+        .route(
+            "/sandboxes/{name}/runs/{id}/report",
+            get(run_report::report),
+        )
         .route(
             "/sandboxes/{name}/runs/{id}/quality",
             axum::routing::put(runs::quality),

@@ -35,7 +35,7 @@ use crate::error::{ApiError, ErrorBody};
         super::grants::create, super::grants::list, super::grants::get_one,
         super::grants::revoke, super::grants::data, super::grants::profile,
         super::runs::create, super::runs::list, super::runs::get_one, super::runs::cancel,
-        super::runs::report, super::runs::quality, super::run_data::data, super::sandbox_report::report,
+        super::run_report::report, super::runs::quality, super::run_data::data, super::sandbox_report::report,
         super::usage::summary, super::usage::ledger,
     ),
     components(schemas(ErrorBody, Readiness, Reloaded)),

@@ -2,21 +2,20 @@
 //! follow them, cancel them, and read their frugality reports.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serre_operator::resources::{SandboxPhase, TrialRunSpec};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::sandboxes::load_authorized as load_sandbox;
 use super::{AppState, Body, Ctx};
 use crate::authz::{Action, Resource};
 use crate::error::{ApiError, ErrorBody};
 use crate::grants::tokens::{self, Claims, Kind};
-use crate::runs::report::{self, CarbonNote, Comparison, Requested, RunReport};
 use crate::runs::{self, CreateRun, RunFigures};
 use crate::sandboxes::FieldIssue;
 use crate::store::{RunRow, SandboxRecord, timestamp};
@@ -56,7 +55,7 @@ pub struct Quality {
     pub value: f64,
 }
 
-fn view(r: &RunRow) -> RunView {
+pub(super) fn view(r: &RunRow) -> RunView {
     let spec: Option<TrialRunSpec> = serde_json::from_str(&r.spec_json).ok();
     RunView {
         name: r.name.clone(),
@@ -100,7 +99,7 @@ fn resource<'a>(r: &'a RunRow, vendors: &'a [String]) -> Resource<'a> {
 
 /// Load a run of this sandbox and authorize `action` on it: missing, foreign and
 /// another vendor's runs all answer 404.
-async fn load_run(
+pub(super) async fn load_run(
     app: &AppState,
     ctx: &Ctx,
     action: Action,
@@ -481,124 +480,4 @@ pub async fn quality(
         .await?
         .ok_or_else(|| not_found(&id))?;
     Ok(Json(view(&run)))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ReportParams {
-    /// json (default) or html; `Accept: text/html` also gives the page.
-    format: Option<String>,
-}
-
-/// The run's frugality report (provisional until the run is closed).
-#[utoipa::path(
-    get, path = "/v1/sandboxes/{name}/runs/{id}/report", tag = "runs",
-    params(("name" = String, Path), ("id" = String, Path), ReportParams),
-    responses(
-        (status = 200, body = RunReport, description = "JSON, or an HTML page with format=html"),
-        (status = 404, body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn report(
-    State(app): State<AppState>,
-    ctx: Ctx,
-    Path((name, id)): Path<(String, String)>,
-    Query(params): Query<ReportParams>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let html = match params.format.as_deref() {
-        Some("html") => true,
-        Some("json") => false,
-        None => headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/html")),
-        Some(other) => {
-            return Err(ApiError::Validation(vec![FieldIssue::new(
-                "format",
-                "one_of",
-                format!("{other:?} is not json or html"),
-            )]));
-        }
-    };
-    let (_, run) = load_run(&app, &ctx, Action::RunRead, &name, &id).await?;
-    let accountant = &app.accountant;
-    let figures = match run
-        .summary_json
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-    {
-        Some(f) => f,
-        None => accountant
-            .figures(&run)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?,
-    };
-    let spec: Option<TrialRunSpec> = serde_json::from_str(&run.spec_json).ok();
-    let mut comparison = Vec::new();
-    if let Some(solution) = &run.solution {
-        for other in app.store.closed_runs_of_solution(solution).await? {
-            if other.name == run.name {
-                continue;
-            }
-            let Some(f) = other
-                .summary_json
-                .as_deref()
-                .and_then(|s| serde_json::from_str::<RunFigures>(s).ok())
-            else {
-                continue;
-            };
-            comparison.push(Comparison {
-                run: other.name.clone(),
-                kind: other.kind.clone(),
-                finished_at: other.finished_at.clone(),
-                duration_seconds: f.duration_seconds,
-                kwh: f.kwh,
-                gco2e: f.gco2e + f.embodied_gco2e,
-                kwh_per_unit: f.kwh_per_unit,
-                sci_per_unit: f.sci_per_unit,
-                energy_method: f.energy_method.clone(),
-            });
-        }
-    }
-    let body = RunReport {
-        run: run.name.clone(),
-        sandbox: run.sandbox.clone(),
-        tenant: run.tenant.clone(),
-        solution: run.solution.clone(),
-        kind: run.kind.clone(),
-        phase: run.phase.clone(),
-        requested_by: run.requested_by.clone(),
-        started_at: run.started_at.clone(),
-        finished_at: run.finished_at.clone(),
-        exit_reason: run.exit_reason.clone(),
-        quality: run.quality_metric.clone().zip(run.quality_value),
-        requested: Requested {
-            cpu: spec
-                .as_ref()
-                .map(|s| s.resources.cpu.clone())
-                .unwrap_or_default(),
-            memory: spec
-                .as_ref()
-                .map(|s| s.resources.memory.clone())
-                .unwrap_or_default(),
-            gpus: spec
-                .as_ref()
-                .and_then(|s| s.resources.gpu.as_ref())
-                .map_or(0, |g| g.count),
-        },
-        final_figures: run.closed_at.is_some(),
-        caveats: report::caveats(&figures, accountant.declared()),
-        figures,
-        carbon: CarbonNote::from_params(&accountant.carbon),
-        comparison,
-        practices: report::practices(),
-        generated_at: Utc::now(),
-    };
-    if html {
-        return Ok(Html(report::html(&body)).into_response());
-    }
-    Ok(Json(body).into_response())
 }
