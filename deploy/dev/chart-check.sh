@@ -135,7 +135,12 @@ start_control_plane() {
 render() { # NAME [helm args...] -> $WORK/NAME.yaml
   local name=$1
   shift
-  "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" >"$WORK/$name.yaml" 2>"$WORK/$name.err"
+  "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" >"$WORK/$name.yaml" 2>"$WORK/$name.err" || return 1
+  # helm can exit 0 and leave nothing when the disk is full: an empty rendering is a failure.
+  if ! grep -q '^kind:' "$WORK/$name.yaml"; then
+    echo "the rendering has no object (free space where it was written: $(df -h --output=avail "$WORK" | tail -n 1 | tr -d ' '))" >>"$WORK/$name.err"
+    return 1
+  fi
 }
 
 # --- checks ---------------------------------------------------------------------------

@@ -11,7 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 export SERRE_CACHE=${SERRE_CACHE:-$HOME/.cache/serre}
+# A clean clone gains nothing from incremental compilation; its caches cost gigabytes.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 step() { printf '\n==> %s\n' "$*"; }
+free_space() { # where cargo builds, and where the tests write
+  df -h --output=target,avail "${CARGO_TARGET_DIR:-$ROOT/target}" /tmp 2>/dev/null |
+    tail -n +2 | awk '{printf "%s %s free; ", $1, $2}'
+}
 
 step "Debian packages"
 need=()
@@ -52,10 +58,13 @@ step "Formatting"
 cargo fmt --all -- --check
 
 step "Rust tests (workspace)"
+mkdir -p "${CARGO_TARGET_DIR:-$ROOT/target}"
+echo "disk before the build: $(free_space)"
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$WORK/cargo-test.log"
 status=${PIPESTATUS[0]}
 set -e
+echo "disk after the tests: $(free_space)"
 
 step "Helm chart checks"
 chart=0
