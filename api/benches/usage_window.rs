@@ -3,7 +3,7 @@
 //!     cargo bench -p serre-api --bench usage_window
 //!
 //! What runs is the production code, `usage::collect::window_rows` with a Prometheus
-//! source: the ten queries summed by namespace, then the same by pod for the runs, over
+//! source: the fourteen queries summed by namespace, then the same by pod for the runs, over
 //! HTTP, decoded, aggregated, rolled up to 100 active trial runs, accounted, and the ledger
 //! rows written as Parquet. The answers come from an in-process HTTP endpoint serving
 //! pre-generated per-pod answers for 10,000 pods in 1,000 namespaces (the heaviest form:
@@ -27,6 +27,7 @@ use serre_api::usage::collect::{RUN_POD_PATTERN, RunSpan, Scope, Source, window_
 const PODS: usize = 10_000;
 const PODS_PER_NAMESPACE: usize = 10;
 const RUNS: usize = 100;
+const NODES: usize = 200;
 
 /// Pod `p`: every 100th pod belongs to a trial run's Job.
 fn pod(p: usize) -> String {
@@ -93,6 +94,26 @@ fn kubelet(value: f64, every: usize, runs_only: bool) -> Vec<u8> {
     }))
 }
 
+/// The node agent's totals: one series per node.
+fn nodes(value: f64) -> Vec<u8> {
+    response((0..NODES).map(|n| (format!(r#""node":"node-{n}""#), value)))
+}
+
+/// cAdvisor's CPU time joined to the pods' nodes, by node and pod (the heaviest form).
+fn rapl_cpu(runs_only: bool) -> Vec<u8> {
+    response(pods(runs_only).map(|p| {
+        (
+            format!(
+                r#""namespace":"{}","node":"node-{}","pod":"{}""#,
+                ns(p),
+                p % NODES,
+                pod(p)
+            ),
+            240.0,
+        )
+    }))
+}
+
 /// The pre-generated answers for each query, chosen by what it asks for: every pod, or
 /// only the runs' pods when the selector names them (as Prometheus would filter).
 struct Answers(Vec<(&'static str, Vec<u8>, Vec<u8>)>);
@@ -101,7 +122,11 @@ type Render = fn(bool) -> Vec<u8>;
 
 impl Answers {
     fn new() -> Self {
-        let table: [(&'static str, Render); 10] = [
+        let table: [(&'static str, Render); 13] = [
+            // The RAPL attribution's join (it also names cAdvisor's counter: first).
+            ("kube_pod_info", rapl_cpu),
+            ("serre_node_rapl_joules_total", |_| nodes(4000.0)),
+            ("serre_node_cpu_busy_seconds_total", |_| nodes(2400.0)),
             (r#"zone="package""#, |r| kepler(Some("package"), 1500.0, r)),
             (r#"zone="dram""#, |r| kepler(Some("dram"), 120.0, r)),
             ("kepler_pod_gpu_joules_total", |r| kepler(None, 9000.0, r)),

@@ -1,6 +1,6 @@
 //! `serre-api`: the gateway (`serve`), development tokens (`dev-token`), the audit log
-//! (`audit verify`, `audit export`), the OpenAPI document (`openapi`) and a trial run's
-//! init step (`fetch-grants`).
+//! (`audit verify`, `audit export`), the OpenAPI document (`openapi`), a trial run's
+//! init step (`fetch-grants`) and the node agent exporting RAPL energy (`node-energy`).
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -43,6 +43,28 @@ enum Command {
     Openapi,
     /// A trial run's init step: fetch the granted views with the run's token.
     FetchGrants(FetchGrants),
+    /// Node agent: export the node's RAPL energy and busy CPU time to Prometheus.
+    NodeEnergy(NodeEnergy),
+}
+
+#[derive(clap::Args)]
+struct NodeEnergy {
+    /// The node's name as Kubernetes knows it (downward API `spec.nodeName`).
+    #[arg(long, env = "SERRE_NODE_NAME")]
+    node: String,
+    /// Address serving `/metrics`.
+    #[arg(long, env = "SERRE_NODE_ENERGY_LISTEN", default_value = "0.0.0.0:9102")]
+    listen: std::net::SocketAddr,
+    #[arg(long, default_value = "/sys/class/powercap")]
+    powercap: PathBuf,
+    #[arg(long, default_value = "/proc/stat")]
+    proc_stat: PathBuf,
+    /// Also count the DRAM zones (a separate RAPL domain on servers).
+    #[arg(long)]
+    dram: bool,
+    /// Sampling period: shorter than one wrap of the fastest counter.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    sample: Duration,
 }
 
 #[derive(clap::Args)]
@@ -253,6 +275,36 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     v.path.display()
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::NodeEnergy(n) => {
+            let listener = tokio::net::TcpListener::bind(n.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", n.listen))?;
+            eprintln!("serre-api node-energy: node {} on {}", n.node, n.listen);
+            let cfg = serre_api::energy::node_agent::AgentConfig {
+                node: n.node,
+                powercap: n.powercap,
+                proc_stat: n.proc_stat,
+                with_dram: n.dram,
+                sample: n.sample,
+            };
+            let shutdown = async {
+                let term = async {
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(mut s) => {
+                            s.recv().await;
+                        }
+                        Err(_) => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = term => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            };
+            serre_api::energy::node_agent::run(cfg, listener, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi => {

@@ -1,6 +1,7 @@
 //! Energy accounting against a real Prometheus (Debian's package, started by
 //! `deploy/dev/prometheus.sh`) scraping an exporter served by this test in Kepler's and
-//! DCGM's exposition formats. If Prometheus cannot be installed the test fails, saying so.
+//! DCGM's exposition formats, and Serre's node agent reading a powercap directory that
+//! the test advances. If Prometheus cannot be installed the test fails, saying so.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -113,6 +114,10 @@ struct Prometheus {
     url: String,
 }
 
+/// The tests of this file run one at a time: each starts its own Prometheus, and two
+/// starting together could both pick the same free port.
+static ONE_PROMETHEUS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl Prometheus {
     fn start(target: &str) -> Self {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -159,6 +164,7 @@ fn close(actual: f64, expected: f64, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_kepler_and_dcgm_through_a_real_prometheus() {
+    let _one = ONE_PROMETHEUS.lock().await;
     serre_api::install_crypto_provider();
     let exporter = Arc::new(Exporter {
         started: Instant::now(),
@@ -358,4 +364,212 @@ async fn accounts_kepler_and_dcgm_through_a_real_prometheus() {
         "a run's rows carry its namespace"
     );
     drop(prometheus);
+}
+
+/// A powercap directory and `/proc/stat` whose counters advance like a node drawing
+/// `PACKAGE_W` and `DRAM_W` with `BUSY_CORES` busy; the package counter wraps every
+/// half second (as real ones do every few minutes).
+const PACKAGE_W: f64 = 60.0;
+const DRAM_W: f64 = 6.0;
+const BUSY_CORES: f64 = 4.0;
+const PACKAGE_RANGE_UJ: u64 = 30_000_000;
+
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn advance_node(dir: &Path, t: f64) {
+    let package = (PACKAGE_W * t * 1e6) as u64 % PACKAGE_RANGE_UJ;
+    write_atomically(
+        &dir.join("powercap/intel-rapl:0/energy_uj"),
+        &format!("{package}\n"),
+    );
+    let dram = (DRAM_W * t * 1e6) as u64;
+    write_atomically(
+        &dir.join("powercap/intel-rapl:0:2/energy_uj"),
+        &format!("{dram}\n"),
+    );
+    let busy = (BUSY_CORES * t * 100.0) as u64;
+    write_atomically(
+        &dir.join("stat"),
+        &format!("cpu  {busy} 0 0 900000 0 0 0 0 0 0\n"),
+    );
+}
+
+fn fake_node(dir: &Path) {
+    for (zone, name, range) in [
+        ("intel-rapl:0", "package-0", PACKAGE_RANGE_UJ),
+        ("intel-rapl:0:0", "core", PACKAGE_RANGE_UJ),
+        ("intel-rapl:0:2", "dram", 262_143_328_850),
+    ] {
+        let z = dir.join("powercap").join(zone);
+        std::fs::create_dir_all(&z).unwrap();
+        std::fs::write(z.join("name"), format!("{name}\n")).unwrap();
+        std::fs::write(z.join("energy_uj"), "0\n").unwrap();
+        std::fs::write(z.join("max_energy_range_uj"), format!("{range}\n")).unwrap();
+    }
+    advance_node(dir, 1.0);
+}
+
+/// cAdvisor's CPU time and kube-state-metrics' pod → node mapping: on node-1 (the agent's)
+/// the run's pod uses 2 of the 4 busy cores and beta's pod 1; gamma's pod runs on node-2,
+/// which has no agent.
+fn pods_on_nodes(t: f64) -> String {
+    let mut out = String::from(
+        "# TYPE container_cpu_usage_seconds_total counter\n# TYPE kube_pod_info gauge\n",
+    );
+    for (ns, pod, node, cores) in [
+        (ALPHA, "run-0123456789ab-x7k2p", "node-1", 2.0),
+        (BETA, "etl-0", "node-1", 1.0),
+        ("sbx-gamma", "etl-0", "node-2", 3.0),
+    ] {
+        out.push_str(&format!(
+            "container_cpu_usage_seconds_total{{container=\"main\",cpu=\"total\",image=\"registry.local/x:1\",namespace=\"{ns}\",pod=\"{pod}\"}} {}\n",
+            cores * t
+        ));
+        out.push_str(&format!(
+            "kube_pod_info{{namespace=\"{ns}\",pod=\"{pod}\",uid=\"{pod}-uid\",node=\"{node}\",host_ip=\"10.0.0.1\",pod_ip=\"10.1.0.1\",created_by_kind=\"Job\"}} 1\n"
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_rapl_from_the_node_agent_through_a_real_prometheus() {
+    let _one = ONE_PROMETHEUS.lock().await;
+    serre_api::install_crypto_provider();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("energy-rapl-node-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    fake_node(&dir);
+    let started = Instant::now();
+    let node_dir = dir.clone();
+    let advancing = tokio::spawn(async move {
+        loop {
+            advance_node(&node_dir, started.elapsed().as_secs_f64() + 1.0);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+
+    // The real agent, sampling every 100 ms.
+    let agent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agent_addr = agent.local_addr().unwrap().to_string();
+    let cfg = serre_api::energy::node_agent::AgentConfig {
+        node: "node-1".into(),
+        powercap: dir.join("powercap"),
+        proc_stat: dir.join("stat"),
+        with_dram: true,
+        sample: Duration::from_millis(100),
+    };
+    tokio::spawn(serre_api::energy::node_agent::run(
+        cfg,
+        agent,
+        std::future::pending(),
+    ));
+    let pods = Router::new().route(
+        "/metrics",
+        get(move || async move {
+            (
+                [("content-type", "text/plain; version=0.0.4")],
+                pods_on_nodes(started.elapsed().as_secs_f64() + 1000.0),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pods_addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, pods).await.unwrap() });
+
+    let targets = format!("{pods_addr},{agent_addr}");
+    let prometheus = tokio::task::spawn_blocking(move || Prometheus::start(&targets))
+        .await
+        .unwrap();
+    let client = PrometheusClient::new(&prometheus.url, Duration::from_secs(5)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let agent_samples = client
+            .query(
+                r#"count_over_time(serre_node_rapl_joules_total{zone="package"}[1m])"#,
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        let pod_samples = client
+            .query("count_over_time(kube_pod_info[1m])", Utc::now())
+            .await
+            .unwrap();
+        if [agent_samples, pod_samples]
+            .iter()
+            .all(|s| s.first().is_some_and(|s| s.value >= 12.0))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus took more than a minute to scrape the agent and the pods 12 times"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let end = Utc::now() - chrono::Duration::seconds(1);
+    let window = Window::new(end - chrono::Duration::seconds(10), end).unwrap();
+    let seconds = window.seconds();
+    let scope = Scope {
+        tenants: BTreeMap::from([
+            (ALPHA.to_string(), "tenant-a".to_string()),
+            (BETA.to_string(), "tenant-b".to_string()),
+            ("sbx-gamma".to_string(), "tenant-c".to_string()),
+        ]),
+        runs: vec![RunSpan {
+            name: "run-0123456789ab".into(),
+            namespace: ALPHA.into(),
+            tenant: "tenant-a".into(),
+            started: window.start - chrono::Duration::hours(1),
+            finished: None,
+            cpu_cores: 4.0,
+            memory_gb: 8.0,
+            gpus: 0.0,
+        }],
+        storage_bytes: BTreeMap::new(),
+    };
+    let source = Source::Prometheus(client);
+    let rows = window_rows(
+        &source,
+        window,
+        &scope,
+        &PowerModel::default(),
+        &CarbonParams::default(),
+    )
+    .await
+    .unwrap();
+    advancing.abort();
+    let value = |run: &str, ns: &str, q: &str| {
+        let r = rows
+            .iter()
+            .find(|r| r.run == run && r.namespace == ns && r.quantity == q)
+            .unwrap_or_else(|| panic!("no {q} row for run {run:?} in {ns}: {rows:?}"));
+        (r.value, r.method.clone())
+    };
+    // node-1's 60 W package: half to the run's pod (2 of 4 busy cores), a quarter to
+    // beta, the last quarter (processes outside any pod) to no one.
+    let (cpu, method) = value("run-0123456789ab", ALPHA, "cpu_energy");
+    close(cpu, PACKAGE_W / 2.0 * seconds, "run CPU joules from RAPL");
+    assert_eq!(method, "rapl");
+    let (dram, method) = value("run-0123456789ab", ALPHA, "dram_energy");
+    close(dram, DRAM_W / 2.0 * seconds, "run DRAM joules from RAPL");
+    assert_eq!(method, "rapl");
+    let (cpu, method) = value("", ALPHA, "cpu_energy");
+    close(cpu, PACKAGE_W / 2.0 * seconds, "alpha CPU joules");
+    assert_eq!(method, "rapl");
+    close(
+        value("", BETA, "cpu_energy").0,
+        PACKAGE_W / 4.0 * seconds,
+        "beta CPU joules",
+    );
+    // node-2 has no agent: gamma's CPU energy is modelled, and says so.
+    let (_, method) = value("", "sbx-gamma", "cpu_energy");
+    assert_eq!(method, "modelled");
+    drop(prometheus);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -218,6 +218,37 @@ check_template() {
     pass template "storage: env, read-only token volume and RBAC only with storage.enabled"
   fi
   check_template_gateway
+  check_template_node_energy
+}
+
+# The node agent: absent by default; with ci/good/node-energy.yaml a DaemonSet running as
+# root without any capability, the host's /sys read-only, the node's name from the
+# downward API, and a PodMonitor.
+check_template_node_energy() {
+  local ds pm missing=()
+  if ! render node-energy "${DEFAULTS[@]}" -f "$CHART/ci/good/node-energy.yaml"; then
+    fail template "node-energy values: $(tail -n 3 "$WORK/node-energy.err" | tr '\n' ' ')"
+    return
+  fi
+  if grep -q 'component: node-energy' "$WORK/default.yaml" "$WORK/production.yaml"; then
+    fail template "the node agent is rendered although nodeEnergy.enabled is false"
+    return
+  fi
+  ds=$(gateway_doc "$WORK/node-energy.yaml" DaemonSet "$RELEASE-node-energy")
+  pm=$(gateway_doc "$WORK/node-energy.yaml" PodMonitor "$RELEASE-node-energy")
+  for want in 'runAsUser: 0' 'readOnlyRootFilesystem: true' 'allowPrivilegeEscalation: false' \
+    'privileged: false' 'drop: \["ALL"\]' 'type: RuntimeDefault' 'automountServiceAccountToken: false' \
+    '- node-energy' '- /host/sys/class/powercap' '- "5s"' '- --dram' 'fieldPath: spec.nodeName' \
+    'mountPath: /host/sys' 'readOnly: true' 'path: /sys' 'path: /healthz' 'prometheus.io/scrape: "true"' \
+    'key: nvidia.com/gpu'; do
+    grep -q -- "$want" <<<"$ds" || missing+=("$want")
+  done
+  grep -q 'port: metrics' <<<"$pm" || missing+=("a PodMonitor")
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail template "node agent DaemonSet lacks: ${missing[*]}"
+  else
+    pass template "node agent: off by default; root without capabilities, host /sys read-only, node name from the downward API, PodMonitor"
+  fi
 }
 
 # gateway_doc FILE KIND [NAME]: the gateway's object of that kind (and name, default
@@ -320,11 +351,13 @@ check_dry_run() {
   KUBECONFIG=$kubeconfig kc wait --for condition=Established --timeout 30s \
     crd/sandboxes.serre.metropolegrandparis.fr crd/tenants.serre.metropolegrandparis.fr >/dev/null
   KUBECONFIG=$kubeconfig kc create namespace "$NAMESPACE" >/dev/null 2>&1 || true
-  for label in default production storage-on; do
+  for label in default production storage-on node-energy; do
     local args=(--include-crds --kube-version "$version")
     [ "$label" = default ] && args+=("${DEFAULTS[@]}")
     [ "$label" = production ] && args+=(-f "$CHART/values-production.yaml")
     [ "$label" = storage-on ] && args+=(-f "$CHART/ci/good/storage-on.yaml")
+    # No PodMonitor: the test control plane has no Prometheus Operator CRDs.
+    [ "$label" = node-energy ] && args+=(-f "$CHART/ci/good/node-energy.yaml" --set nodeEnergy.podMonitor=false)
     if ! render "dry-$label" "${args[@]}"; then
       fail dry-run "$label: helm template failed: $(tail -n 2 "$WORK/dry-$label.err" | tr '\n' ' ')"
       continue

@@ -3,7 +3,8 @@
 #
 #   prometheus.sh install             install Debian's prometheus package if missing (apt-get)
 #   prometheus.sh start DIR TARGET    start it with its state in DIR, scraping http://TARGET/metrics
-#                                     (TARGET = host:port); writes DIR/port
+#                                     (TARGET = host:port, or several joined by commas);
+#                                     writes DIR/port
 #   prometheus.sh stop DIR            stop it
 #
 # Environment: SERRE_PROMETHEUS_PORT (default: the first free port from 15600),
@@ -47,7 +48,7 @@ global:
 scrape_configs:
   - job_name: target
     static_configs:
-      - targets: ["$target"]
+      - targets: [$(printf '"%s"' "$target" | sed 's/,/", "/g')]
 YAML
   log "starting on 127.0.0.1:$port, scraping http://$target/metrics every second"
   prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \

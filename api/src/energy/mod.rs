@@ -4,7 +4,8 @@
 //!
 //! 1. collect: [`resources`] (CPU, memory, GPU time from cAdvisor and kube-state-metrics),
 //!    [`kepler`], [`dcgm`] (energy counters through the [`prometheus`] query API) and
-//!    [`rapl`] (powercap counters read on a node);
+//!    [`rapl`] (powercap counters read on a node by the [`node_agent`], attributed by
+//!    CPU-time share in [`node_rapl`]);
 //! 2. account (pure): [`usage::account`] picks the best source per component (CPU package,
 //!    DRAM, GPU), falls back to the documented [`model`], never adds two sources for the
 //!    same component, and converts to kWh at the meter and gCO2e with [`carbon`];
@@ -21,6 +22,8 @@ mod error;
 pub mod kepler;
 pub mod ledger;
 pub mod model;
+pub mod node_agent;
+pub mod node_rapl;
 pub mod prometheus;
 pub mod rapl;
 pub mod resources;

@@ -3,7 +3,7 @@
 //!
 //! Two sources:
 //! - **Prometheus** (`--prometheus-url`): cAdvisor and kube-state-metrics for compute,
-//!   Kepler and DCGM for energy, summed by namespace, and by pod for the runs (a run's
+//!   Kepler, DCGM and the node agent's RAPL counters for energy, summed by namespace, and by pod for the runs (a run's
 //!   pods are its Job's, named `<run>-<suffix>`); components without a measured figure
 //!   fall back to the power model, flagged `modelled`.
 //! - **Declared** (no Prometheus configured): each run's requested resources × the time
@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::energy::dcgm::{self, DcgmSchema};
 use crate::energy::kepler::{self, KeplerSchema};
+use crate::energy::node_rapl::{self, RaplQueries};
 use crate::energy::resources::{self, ResourceQueries};
 use crate::energy::{
     AccountInputs, CarbonParams, ComponentJoules, EnergyError, EnergySource, LedgerRow, Method,
@@ -190,10 +191,11 @@ async fn prometheus_inputs(
     let resources = resources::collect(client, &window, &rq).await?;
     let kepler = kepler::collect(client, &window, &ks).await?;
     let dcgm = dcgm::collect(client, &window, &ds).await?;
+    let rapl = node_rapl::collect(client, &window, &RaplQueries::default()).await?;
     let known = |k: &String| scope.tenants.contains_key(k);
     let namespaces = AccountInputs {
         resources: resources.into_iter().filter(|(k, _)| known(k)).collect(),
-        energy: [kepler, dcgm]
+        energy: [kepler, dcgm, rapl]
             .into_iter()
             .map(|mut s| {
                 s.by_namespace.retain(|k, _| known(k));
@@ -235,6 +237,12 @@ async fn prometheus_inputs(
     let resources = resources::collect(client, &window, &pod_resources).await?;
     let kepler = kepler::collect(client, &window, &pod_kepler).await?;
     let dcgm = dcgm::collect(client, &window, &pod_dcgm).await?;
+    let pod_rapl = RaplQueries {
+        namespace_label: "pod".into(),
+        matcher: format!("pod=~\"{RUN_POD_PATTERN}\""),
+        ..RaplQueries::default()
+    };
+    let rapl = node_rapl::collect(client, &window, &pod_rapl).await?;
     let owner = |pod: &str| {
         runs.iter()
             .find(|r| {
@@ -249,7 +257,7 @@ async fn prometheus_inputs(
             add_usage(by_run.resources.entry(run).or_default(), &usage);
         }
     }
-    for source in [kepler, dcgm] {
+    for source in [kepler, dcgm, rapl] {
         let mut rolled = EnergySource {
             method: source.method,
             source: source.source,
