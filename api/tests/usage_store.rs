@@ -1,6 +1,6 @@
 //! The usage ledger and trial-run records on both databases: windows recorded whole with
 //! the cursor, replayed windows replacing rather than doubling, filters, monthly sums,
-//! and the run life cycle (follow, close once).
+//! the run life cycle (follow, close once), and budget warnings claimed once.
 
 mod support;
 
@@ -9,7 +9,35 @@ use serre_api::energy::LedgerRow;
 use serre_api::store::{LedgerQuery, RunRow, Store};
 use support::Backend;
 
-both_backends!(ledger_windows_and_runs);
+both_backends!(ledger_windows_and_runs, budget_warnings_are_claimed_once);
+
+async fn budget_warnings_are_claimed_once(backend: Backend) {
+    let url = support::fresh_database(backend).await;
+    let store = Store::connect(&url, 2).await.expect("connect");
+    let november = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let december = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 11, 26, 22, 0, 0).unwrap();
+    let claim = |store: &Store, tenant: &'static str, month, level: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_budget_warning(tenant, month, level, now)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(claim(&store, "ee", november, "warning").await);
+    assert!(!claim(&store, "ee", november, "warning").await);
+    // Another level, month or tenant is another warning.
+    assert!(claim(&store, "ee", november, "exhausted").await);
+    assert!(claim(&store, "ee", december, "warning").await);
+    assert!(claim(&store, "pm", november, "warning").await);
+    // A second gateway on the same database (another replica, or this one restarted)
+    // finds the claims.
+    let other = Store::connect(&url, 2).await.expect("connect again");
+    assert!(!claim(&other, "ee", november, "warning").await);
+    assert!(!claim(&other, "ee", november, "exhausted").await);
+}
 
 fn row(start: i64, tenant: &str, ns: &str, run: &str, q: &str, v: f64) -> LedgerRow {
     LedgerRow {

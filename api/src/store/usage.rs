@@ -131,6 +131,30 @@ impl Store {
         Ok(())
     }
 
+    /// Claim the energy budget warning of `tenant` for the month starting at `month` at
+    /// `level`: true for the first caller only (the one that gives the warning), false for
+    /// every later one, whether another replica or this gateway before a restart.
+    pub async fn claim_budget_warning(
+        &self,
+        tenant: &str,
+        month: DateTime<Utc>,
+        level: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "INSERT INTO budget_warnings (tenant, month, level, warned_at) \
+            VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, month, level) DO NOTHING";
+        let (month, now) = (timestamp(month), timestamp(now));
+        let inserted = run!(self, |p| sqlx::query(SQL)
+            .bind(tenant)
+            .bind(&month)
+            .bind(level)
+            .bind(&now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(inserted == 1)
+    }
+
     /// Ledger rows in window order.
     pub async fn ledger_rows(&self, q: &LedgerQuery<'_>) -> Result<Vec<LedgerRow>, StoreError> {
         let head = format!("SELECT {LEDGER_COLUMNS} FROM usage_ledger WHERE 1 = 1");

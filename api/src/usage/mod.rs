@@ -7,8 +7,8 @@ pub mod budget;
 pub mod collect;
 mod config;
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -52,8 +52,6 @@ pub struct Accountant {
     ledger: Ledger,
     model: PowerModel,
     pub carbon: CarbonParams,
-    /// (tenant, month start, level) already warned about.
-    warned: Mutex<HashSet<(String, String, &'static str)>>,
 }
 
 impl Accountant {
@@ -75,7 +73,6 @@ impl Accountant {
             ledger: config.ledger(),
             model: config.model(),
             carbon: config.carbon(),
-            warned: Mutex::default(),
         })
     }
 
@@ -392,13 +389,13 @@ impl Accountant {
                 budget::BudgetLevel::Exhausted => "exhausted",
                 _ => continue,
             };
-            let key = (name.clone(), timestamp(from), level);
-            let fresh = self
-                .warned
-                .lock()
-                .map(|mut w| w.insert(key))
-                .unwrap_or(false);
-            if !fresh {
+            // Once per tenant, month and level, across restarts and replicas: the database
+            // row is the claim.
+            if !self
+                .store
+                .claim_budget_warning(&name, from, level, now)
+                .await?
+            {
                 continue;
             }
             let message = format!(
