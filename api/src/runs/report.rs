@@ -281,14 +281,17 @@ fn comparison_chart(report: &RunReport) -> String {
     svg
 }
 
+/// The start of a report page, up to and including its heading; `subject` is escaped.
+pub(crate) fn page_head(subject: &str) -> String {
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Frugality report — {s}</title><style>body{{font-family:sans-serif;max-width:760px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.note{{color:#555;font-size:0.9em}}</style></head><body><h1>Frugality report — {s}</h1>"#,
+        s = esc(subject)
+    )
+}
+
 pub fn html(r: &RunReport) -> String {
     let f = &r.figures;
-    let mut page = String::new();
-    let _ = write!(
-        page,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Frugality report — {run}</title><style>body{{font-family:sans-serif;max-width:760px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.note{{color:#555;font-size:0.9em}}</style></head><body><h1>Frugality report — {run}</h1>"#,
-        run = esc(&r.run)
-    );
+    let mut page = page_head(&r.run);
     if !r.final_figures {
         page.push_str(r#"<p><strong>Provisional:</strong> the run is not over or its last window is not accounted yet.</p>"#);
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::figures::RunFigures;
-use super::report::{CarbonNote, energy_chart, esc, num};
+use super::report::{CarbonNote, energy_chart, esc, num, page_head};
 use crate::usage::budget::BudgetState;
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -48,11 +48,10 @@ pub struct SandboxReport {
 
 pub fn html(r: &SandboxReport) -> String {
     let f = &r.figures;
-    let mut page = String::new();
+    let mut page = page_head(&format!("sandbox {}", r.sandbox));
     let _ = write!(
         page,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Frugality report — {s}</title><style>body{{font-family:sans-serif;max-width:760px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.note{{color:#555;font-size:0.9em}}</style></head><body><h1>Frugality report — sandbox {s}</h1><p>Tenant {t}, namespace {ns}, from {from} to {to}.</p>"#,
-        s = esc(&r.sandbox),
+        "<p>Tenant {t}, namespace {ns}, from {from} to {to}.</p>",
         t = esc(&r.tenant),
         ns = esc(r.namespace.as_deref().unwrap_or("—")),
         from = r.from.to_rfc3339(),
