@@ -1,6 +1,7 @@
 //! Authorization as code: Cedar policies and schema from the policies directory, loaded
 //! at start and swapped atomically on reload. Every handler asks [`Authorizer::decide`]
 //! before acting; the decision names the policies that produced it (for the audit log).
+//! The actions and resources are in `action`, the loading of the directory in `bundle`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -10,11 +11,17 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use cedar_policy::{
     Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    PolicyId, Request, RestrictedExpression,
 };
 
 use crate::identity::Principal;
 use crate::tenants::Roles;
+
+mod action;
+mod bundle;
+
+pub use action::{Action, Resource};
+use bundle::{Bundle, load_bundle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthzError {
@@ -31,199 +38,6 @@ pub enum AuthzError {
     Request(String),
 }
 
-/// Everything a handler may ask permission for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Action {
-    TenantRead,
-    SandboxCreate,
-    SandboxList,
-    TenantPolicyRead,
-    TenantPolicyWrite,
-    SandboxRead,
-    SandboxDelete,
-    SandboxApprove,
-    SandboxReject,
-    SandboxMembersAdd,
-    SandboxMembersRemove,
-    AuditRead,
-    PolicyReload,
-    DatasetCreate,
-    DatasetList,
-    DatasetRead,
-    DatasetVersionCreate,
-    DatasetVersionDelete,
-    GrantCreate,
-    GrantRead,
-    GrantRevoke,
-    GrantData,
-    CatalogueList,
-    CatalogueCreate,
-    CataloguePropose,
-    CatalogueExport,
-    CatalogueRead,
-    CatalogueUpdate,
-    CatalogueReview,
-    CatalogueResultsAttach,
-    RunCreate,
-    RunList,
-    RunRead,
-    RunCancel,
-    RunQuality,
-    UsageRead,
-}
-
-impl Action {
-    pub const ALL: [Action; 36] = [
-        Action::TenantRead,
-        Action::SandboxCreate,
-        Action::SandboxList,
-        Action::TenantPolicyRead,
-        Action::TenantPolicyWrite,
-        Action::SandboxRead,
-        Action::SandboxDelete,
-        Action::SandboxApprove,
-        Action::SandboxReject,
-        Action::SandboxMembersAdd,
-        Action::SandboxMembersRemove,
-        Action::AuditRead,
-        Action::PolicyReload,
-        Action::DatasetCreate,
-        Action::DatasetList,
-        Action::DatasetRead,
-        Action::DatasetVersionCreate,
-        Action::DatasetVersionDelete,
-        Action::GrantCreate,
-        Action::GrantRead,
-        Action::GrantRevoke,
-        Action::GrantData,
-        Action::CatalogueList,
-        Action::CatalogueCreate,
-        Action::CataloguePropose,
-        Action::CatalogueExport,
-        Action::CatalogueRead,
-        Action::CatalogueUpdate,
-        Action::CatalogueReview,
-        Action::CatalogueResultsAttach,
-        Action::RunCreate,
-        Action::RunList,
-        Action::RunRead,
-        Action::RunCancel,
-        Action::RunQuality,
-        Action::UsageRead,
-    ];
-
-    /// The Cedar action id, also the audit log's action name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::TenantRead => "tenant.read",
-            Action::SandboxCreate => "sandbox.create",
-            Action::SandboxList => "sandbox.list",
-            Action::TenantPolicyRead => "tenant.policy.read",
-            Action::TenantPolicyWrite => "tenant.policy.write",
-            Action::SandboxRead => "sandbox.read",
-            Action::SandboxDelete => "sandbox.delete",
-            Action::SandboxApprove => "sandbox.approve",
-            Action::SandboxReject => "sandbox.reject",
-            Action::SandboxMembersAdd => "sandbox.members.add",
-            Action::SandboxMembersRemove => "sandbox.members.remove",
-            Action::AuditRead => "audit.read",
-            Action::PolicyReload => "policy.reload",
-            Action::DatasetCreate => "dataset.create",
-            Action::DatasetList => "dataset.list",
-            Action::DatasetRead => "dataset.read",
-            Action::DatasetVersionCreate => "dataset.version.create",
-            Action::DatasetVersionDelete => "dataset.version.delete",
-            Action::GrantCreate => "grant.create",
-            Action::GrantRead => "grant.read",
-            Action::GrantRevoke => "grant.revoke",
-            Action::GrantData => "grant.data",
-            Action::CatalogueList => "catalogue.list",
-            Action::CatalogueCreate => "catalogue.create",
-            Action::CataloguePropose => "catalogue.propose",
-            Action::CatalogueExport => "catalogue.export",
-            Action::CatalogueRead => "catalogue.read",
-            Action::CatalogueUpdate => "catalogue.update",
-            Action::CatalogueReview => "catalogue.review",
-            Action::CatalogueResultsAttach => "catalogue.results.attach",
-            Action::RunCreate => "run.create",
-            Action::RunList => "run.list",
-            Action::RunRead => "run.read",
-            Action::RunCancel => "run.cancel",
-            Action::RunQuality => "run.quality",
-            Action::UsageRead => "usage.read",
-        }
-    }
-}
-
-/// What an action is about.
-#[derive(Clone, Debug)]
-pub enum Resource<'a> {
-    Platform,
-    Tenant(&'a str),
-    Sandbox {
-        name: &'a str,
-        tenant: &'a str,
-        created_by: &'a str,
-        vendors: &'a [String],
-    },
-    Dataset {
-        id: &'a str,
-        tenant: &'a str,
-        classification: &'a str,
-    },
-    Grant {
-        id: &'a str,
-        tenant: &'a str,
-        /// Principals the grant names (its vendor, or the vendors of its sandbox).
-        readers: &'a [String],
-        /// Granted to a sandbox (its tenant's members may read the view too).
-        to_sandbox: bool,
-    },
-    /// An entry of the catalogue of AI solutions (not a tenant's: the Métropole's).
-    Solution {
-        id: &'a str,
-        /// proposed, published or rejected.
-        status: &'a str,
-        /// The vendor principal who proposed it (none when a Métropole admin created it).
-        proposed_by: Option<&'a str>,
-    },
-    /// A trial run in a sandbox.
-    Run {
-        id: &'a str,
-        tenant: &'a str,
-        /// Vendor principals of the run's sandbox.
-        vendors: &'a [String],
-        requested_by: &'a str,
-    },
-}
-
-impl Resource<'_> {
-    /// `Type::"id"` form for the audit log.
-    pub fn describe(&self) -> String {
-        match self {
-            Resource::Platform => "Platform::\"serre\"".into(),
-            Resource::Tenant(t) => format!("Tenant::{t:?}"),
-            Resource::Sandbox { name, .. } => format!("Sandbox::{name:?}"),
-            Resource::Dataset { id, .. } => format!("Dataset::{id:?}"),
-            Resource::Grant { id, .. } => format!("Grant::{id:?}"),
-            Resource::Solution { id, .. } => format!("Solution::{id:?}"),
-            Resource::Run { id, .. } => format!("Run::{id:?}"),
-        }
-    }
-
-    /// The tenant the resource belongs to (for audit scoping).
-    pub fn tenant(&self) -> Option<&str> {
-        match self {
-            Resource::Platform | Resource::Solution { .. } => None,
-            Resource::Tenant(t) => Some(t),
-            Resource::Sandbox { tenant, .. }
-            | Resource::Dataset { tenant, .. }
-            | Resource::Grant { tenant, .. }
-            | Resource::Run { tenant, .. } => Some(tenant),
-        }
-    }
-}
-
 /// An authenticated caller and the roles derived from their groups.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -238,12 +52,6 @@ pub struct Decision {
     /// Ids of the policies that decided (the permits that allowed, or the forbids that
     /// denied; empty for a default deny).
     pub policies: Vec<String>,
-}
-
-struct Bundle {
-    policies: PolicySet,
-    schema: Schema,
-    ids: Vec<String>,
 }
 
 struct Types {
@@ -538,114 +346,4 @@ impl Authorizer {
             policies,
         })
     }
-}
-
-fn read(path: &Path) -> Result<String, AuthzError> {
-    std::fs::read_to_string(path).map_err(|source| AuthzError::Io {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-fn load_bundle(dir: &Path) -> Result<Bundle, AuthzError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| AuthzError::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    let mut schema_text = String::new();
-    let mut schema_files = 0;
-    let mut policies = PolicySet::new();
-    let mut ids = Vec::new();
-    for path in &files {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("cedarschema") => {
-                schema_text.push_str(&read(path)?);
-                schema_text.push('\n');
-                schema_files += 1;
-            }
-            Some("cedar") => {
-                let text = read(path)?;
-                let parsed = PolicySet::from_str(&text).map_err(|e| AuthzError::Parse {
-                    path: path.display().to_string(),
-                    message: format!("{:?}", miette_text(&e)),
-                })?;
-                for policy in parsed.policies() {
-                    let id = policy.annotation("id").ok_or_else(|| AuthzError::Parse {
-                        path: path.display().to_string(),
-                        message: format!(
-                            "a policy has no @id(\"…\") annotation: {}",
-                            first_line(&policy.to_string())
-                        ),
-                    })?;
-                    policies
-                        .add(policy.new_id(PolicyId::new(id)))
-                        .map_err(|e| AuthzError::Parse {
-                            path: path.display().to_string(),
-                            message: format!("policy {id:?}: {e}"),
-                        })?;
-                    ids.push(id.to_owned());
-                }
-                if parsed.templates().next().is_some() {
-                    return Err(AuthzError::Parse {
-                        path: path.display().to_string(),
-                        message: "policy templates are not supported".into(),
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    if schema_files == 0 {
-        return Err(AuthzError::Invalid(format!(
-            "{}: no *.cedarschema file",
-            dir.display()
-        )));
-    }
-    if ids.is_empty() {
-        return Err(AuthzError::Invalid(format!(
-            "{}: no policy (*.cedar)",
-            dir.display()
-        )));
-    }
-    let (schema, _warnings) =
-        Schema::from_cedarschema_str(&schema_text).map_err(|e| AuthzError::Parse {
-            path: dir.display().to_string(),
-            message: format!("schema: {}", miette_text(&e)),
-        })?;
-    let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
-    if !result.validation_passed() {
-        let problems: Vec<String> = result.validation_errors().map(|e| miette_text(e)).collect();
-        return Err(AuthzError::Invalid(format!(
-            "policies do not match the schema: {}",
-            problems.join("; ")
-        )));
-    }
-    ids.sort();
-    Ok(Bundle {
-        policies,
-        schema,
-        ids,
-    })
-}
-
-fn first_line(s: &str) -> String {
-    s.lines()
-        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('@'))
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
-}
-
-/// An error with its help text, on one line.
-fn miette_text(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
