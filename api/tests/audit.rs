@@ -9,10 +9,7 @@ use serde_json::{Value, json};
 use serre_api::store::Store;
 use support::{Backend, Gateway, Setup, assert_error, sandbox_body};
 
-const EE_ADMIN: &[&str] = &["est-ensemble-admins"];
-const EE_DATA: &[&str] = &["est-ensemble-data"];
-const MONTREUIL_ADMIN: &[&str] = &["montreuil-admins"];
-const MGP: &[&str] = &["mgp-admins"];
+use support::groups::{EE_ADMIN, EE_DATA, MGP, MONTREUIL_ADMIN};
 
 both_backends!(
     decisions_and_changes_are_recorded_with_principal_policies_and_request_id,

@@ -10,9 +10,7 @@ use std::io::Write;
 use serde_json::{Value, json};
 use support::{Backend, Gateway, Setup, assert_error};
 
-const EE_ADMIN: &[&str] = &["est-ensemble-admins"];
-const EE_DATA: &[&str] = &["est-ensemble-data"];
-const MGP: &[&str] = &["mgp-admins"];
+use support::groups::{EE_ADMIN, EE_DATA, MGP};
 
 async fn gateway(backend: Backend) -> Gateway {
     let mut setup = Setup::local(support::fresh_database(backend).await);

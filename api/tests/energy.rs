@@ -154,6 +154,27 @@ impl Drop for Prometheus {
     }
 }
 
+/// Wait (a minute at most) until Prometheus holds 12 samples of each series.
+async fn scraped_12_times(client: &PrometheusClient, series: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for selector in series {
+        loop {
+            let samples = client
+                .query(&format!("count_over_time({selector}[1m])"), Utc::now())
+                .await
+                .unwrap();
+            if samples.first().is_some_and(|s| s.value >= 12.0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus took more than a minute to scrape 12 samples of {selector}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
 fn close(actual: f64, expected: f64, what: &str) {
     let tolerance = 0.08 * expected.abs();
     assert!(
@@ -190,25 +211,11 @@ async fn accounts_kepler_and_dcgm_through_a_real_prometheus() {
         .unwrap();
     let client = PrometheusClient::new(&prometheus.url, Duration::from_secs(5)).unwrap();
 
-    // Wait for at least 12 scrapes.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let samples = client
-            .query(
-                r#"count_over_time(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu="0"}[1m])"#,
-                Utc::now(),
-            )
-            .await
-            .unwrap();
-        if samples.first().is_some_and(|s| s.value >= 12.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus took more than a minute to scrape 12 samples"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    scraped_12_times(
+        &client,
+        &[r#"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu="0"}"#],
+    )
+    .await;
 
     let end = Utc::now() - chrono::Duration::seconds(1);
     let window = Window::new(end - chrono::Duration::seconds(10), end).unwrap();
@@ -486,31 +493,14 @@ async fn accounts_rapl_from_the_node_agent_through_a_real_prometheus() {
         .await
         .unwrap();
     let client = PrometheusClient::new(&prometheus.url, Duration::from_secs(5)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let agent_samples = client
-            .query(
-                r#"count_over_time(serre_node_rapl_joules_total{zone="package"}[1m])"#,
-                Utc::now(),
-            )
-            .await
-            .unwrap();
-        let pod_samples = client
-            .query("count_over_time(kube_pod_info[1m])", Utc::now())
-            .await
-            .unwrap();
-        if [agent_samples, pod_samples]
-            .iter()
-            .all(|s| s.first().is_some_and(|s| s.value >= 12.0))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus took more than a minute to scrape the agent and the pods 12 times"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    scraped_12_times(
+        &client,
+        &[
+            r#"serre_node_rapl_joules_total{zone="package"}"#,
+            "kube_pod_info",
+        ],
+    )
+    .await;
 
     let end = Utc::now() - chrono::Duration::seconds(1);
     let window = Window::new(end - chrono::Duration::seconds(10), end).unwrap();

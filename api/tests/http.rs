@@ -63,15 +63,9 @@ async fn operations_endpoints_and_errors() {
         .await;
     assert_eq!(s, 404);
 
-    let (status, headers, body) = gw.call_raw("GET", "/metrics", None, None).await;
-    assert_eq!(status, 200);
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/openmetrics-text")
-    );
-    let metrics = String::from_utf8(body).unwrap();
+    let metrics = gw
+        .get_text("/metrics", None, "application/openmetrics-text")
+        .await;
     for needle in [
         "serre_api_http_requests_total{method=\"GET\",route=\"/v1/sandboxes/{name}\",status=\"200\"} 3",
         "serre_api_http_requests_total{method=\"GET\",route=\"/v1/sandboxes/{name}\",status=\"404\"} 1",

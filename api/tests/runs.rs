@@ -11,148 +11,18 @@
 //! flagged `modelled`); tests/energy.rs covers the Prometheus path.
 
 mod support;
+mod trial_cluster;
 
 use std::time::Duration;
 
-use clap::Parser;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, ResourceExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use serre_operator::resources::{
-    Allowance, LABEL_RUN, MemberGroup, MemberRole, Tenant, TenantKind, TenantSpec, TrialRun,
-};
+use serre_operator::resources::{Tenant, TrialRun};
 use support::{Backend, Gateway, Setup, assert_error, eventually, unique_name};
-
-const REGISTRY: &str = "registry.example.fr/vendors";
-
-async fn client() -> Client {
-    serre_api::install_crypto_provider();
-    let kc = Kubeconfig::read_from(support::kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
-}
-
-/// The operator, in-process on its own runtime (it lives as long as this test binary).
-fn start_operator(gateway_url: &str) {
-    #[derive(Parser)]
-    struct Flags {
-        #[command(flatten)]
-        build: serre_operator::config::BuildConfig,
-    }
-    let flags = Flags::parse_from([
-        "serre-operator",
-        "--gateway-url",
-        gateway_url,
-        "--run-fetch-image",
-        "registry.example.fr/serre/serre-api:test",
-    ]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let client = client().await;
-            let options = serre_operator::controller::RunOptions {
-                concurrency: 4,
-                storage: None,
-                resync: Duration::from_secs(600),
-                events_namespace: "serre-system".into(),
-            };
-            let _ = tx.send(());
-            serre_operator::controller::run(
-                client,
-                flags.build,
-                options,
-                std::sync::Arc::new(serre_operator::telemetry::Metrics::default()),
-                std::future::pending(),
-            )
-            .await;
-        });
-    });
-    rx.recv().expect("operator started");
-}
-
-fn tenant_spec(name: &str) -> TenantSpec {
-    TenantSpec {
-        display_name: format!("Tenant {name}"),
-        kind: TenantKind::Ept,
-        members: vec![
-            MemberGroup {
-                group: format!("{name}-admins"),
-                role: MemberRole::Admin,
-            },
-            MemberGroup {
-                group: format!("{name}-data"),
-                role: MemberRole::Member,
-            },
-        ],
-        allowance: Allowance {
-            cpu: "16".into(),
-            memory: "64Gi".into(),
-            gpus: 0,
-            storage: "500Gi".into(),
-            sandboxes: 5,
-        },
-        allowed_registries: vec![REGISTRY.into()],
-        suspended: false,
-        energy_budget_kwh: None,
-    }
-}
-
-fn run_body(grants: &[&str], solution: Option<&str>) -> Value {
-    json!({
-        "image": format!("{REGISTRY}/summariser:2.1"),
-        "command": ["python", "summarise.py"],
-        "resources": {"cpu": "1", "memory": "2Gi"},
-        "grants": grants,
-        "solution": solution,
-        "kind": "inference",
-        "timeoutSeconds": 900,
-        "functionalUnit": {"name": "deliberation", "count": 40},
-    })
-}
-
-/// Play the kubelet for the run's pod.
-async fn drive_pod(client: &Client, ns: &str, run: &str, phase: &str) {
-    let pods = Api::<Pod>::namespaced(client.clone(), ns);
-    let selector = format!("{LABEL_RUN}={run}");
-    let pod = eventually(90, &format!("the pod of {run}"), || {
-        let (pods, selector) = (pods.clone(), selector.clone());
-        async move {
-            let list = pods
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .ok()?;
-            list.items.first().map(ResourceExt::name_any)
-        }
-    })
-    .await;
-    let mut status = json!({"phase": phase, "startTime": chrono::Utc::now().to_rfc3339()});
-    if phase == "Succeeded" {
-        status["containerStatuses"] = json!([{
-            "name": "trial", "image": format!("{REGISTRY}/summariser:2.1"), "imageID": "",
-            "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 0, "reason": "Completed",
-                "startedAt": chrono::Utc::now().to_rfc3339(),
-                "finishedAt": chrono::Utc::now().to_rfc3339()}}
-        }]);
-    }
-    pods.patch_status(
-        &pod,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "status": status })),
-    )
-    .await
-    .expect("patch pod status");
-}
+use trial_cluster::{client, drive_pod, run_body, start_operator, tenant_spec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
@@ -553,22 +423,13 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
     );
     assert!(report["practices"].to_string().contains("AFNOR SPEC 2314"));
     assert_eq!(report["carbon"]["intensityYear"], 2024);
-    let (s, headers, html) = gw
-        .call_raw(
-            "GET",
+    let html = gw
+        .get_text(
             &format!("{runs}/{name}/report?format=html"),
             Some(&acme),
-            None,
+            "text/html",
         )
         .await;
-    assert_eq!(s, 200);
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let html = String::from_utf8(html).expect("html");
     assert!(html.contains("<svg") && html.contains(&name));
 
     // -- A second run of the same solution, cancelled by its requester: the operator
@@ -643,16 +504,14 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         403,
         "forbidden",
     );
-    let (s, _, page) = gw
-        .call_raw(
-            "GET",
+    let page = gw
+        .get_text(
             &format!("/v1/sandboxes/{sb}/report?format=html"),
             Some(&alice),
-            None,
+            "text/html",
         )
         .await;
-    assert_eq!(s, 200);
-    assert!(String::from_utf8(page).unwrap().contains(&second));
+    assert!(page.contains(&second));
 
     // -- Usage and budget: the tenant's month so far; a budget below it refuses runs.
     let (s, usage) = gw
@@ -669,22 +528,13 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         404,
         "not_found",
     );
-    let (s, headers, csv) = gw
-        .call_raw(
-            "GET",
+    let csv = gw
+        .get_text(
             &format!("/v1/tenants/{t}/usage/ledger"),
             Some(&alice),
-            None,
+            "text/csv",
         )
         .await;
-    assert_eq!(s, 200);
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/csv")
-    );
-    let csv = String::from_utf8(csv).unwrap();
     assert!(csv.starts_with("window_start,window_end,tenant,namespace,run,"));
     assert!(csv.contains(&name));
     assert_error(

@@ -482,6 +482,22 @@ impl Gateway {
         (status, headers, bytes)
     }
 
+    /// `GET path` answered 200 with a content type starting with `content_type`: its text.
+    pub async fn get_text(&self, path: &str, token: Option<&str>, content_type: &str) -> String {
+        let (status, headers, body) = self.call_raw("GET", path, token, None).await;
+        let body = String::from_utf8(body).unwrap_or_else(|e| panic!("GET {path}: not UTF-8: {e}"));
+        assert_eq!(status, 200, "GET {path}: {body}");
+        let got = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            got.starts_with(content_type),
+            "GET {path}: content type {got:?}, expected {content_type}…"
+        );
+        body
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
@@ -498,6 +514,34 @@ pub fn sandbox_body(tenant: &str, name: &str, days: i64) -> Value {
         "resources": { "cpu": "2", "memory": "4Gi", "storage": "10Gi" },
         "expiresAt": (chrono::Utc::now() + chrono::Duration::days(days)).to_rfc3339(),
     })
+}
+
+/// Groups of the tenants in `Setup::local`'s tenants file, as the tests' callers carry them.
+pub mod groups {
+    pub const EE_ADMIN: &[&str] = &["est-ensemble-admins"];
+    pub const EE_DATA: &[&str] = &["est-ensemble-data"];
+    pub const MONTREUIL_ADMIN: &[&str] = &["montreuil-admins"];
+    pub const MGP: &[&str] = &["mgp-admins"];
+}
+
+/// A gateway without a cluster on a fresh database of `backend`.
+pub async fn local_gateway(backend: Backend) -> Gateway {
+    Gateway::start(Setup::local(fresh_database(backend).await)).await
+}
+
+/// The (field, rule) pairs of a validation error's details.
+pub fn issues(got: &(u16, Value)) -> Vec<(String, String)> {
+    got.1["error"]["details"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no details: {}", got.1))
+        .iter()
+        .map(|d| {
+            (
+                d["field"].as_str().unwrap_or_default().to_owned(),
+                d["rule"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Assert an error body: status, code, and that the message is not empty.
