@@ -131,18 +131,99 @@ impl Authorizer {
         &self,
         tenants: impl IntoIterator<Item = &'a String>,
     ) -> RestrictedExpression {
-        RestrictedExpression::new_set(
-            tenants
-                .into_iter()
-                .map(|t| RestrictedExpression::new_entity_uid(self.uid(&self.types.tenant, t))),
-        )
+        RestrictedExpression::new_set(tenants.into_iter().map(|t| self.tenant_ref(t)))
     }
 
-    /// May `caller` do `action` on `resource`?
     fn tenant_ref(&self, tenant: &str) -> RestrictedExpression {
         RestrictedExpression::new_entity_uid(self.uid(&self.types.tenant, tenant))
     }
 
+    fn user_ref(&self, subject: &str) -> RestrictedExpression {
+        RestrictedExpression::new_entity_uid(self.uid(&self.types.user, subject))
+    }
+
+    fn user_set<'a>(&self, subjects: impl IntoIterator<Item = &'a str>) -> RestrictedExpression {
+        RestrictedExpression::new_set(subjects.into_iter().map(|s| self.user_ref(s)))
+    }
+
+    /// The resource's uid, and its entity when it has attributes the policies read.
+    fn resource_entity(
+        &self,
+        resource: &Resource<'_>,
+    ) -> Result<(EntityUid, Option<Entity>), AuthzError> {
+        let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
+        let (uid, attrs) = match resource {
+            Resource::Platform => return Ok((self.uid(&self.types.platform, "serre"), None)),
+            Resource::Tenant(t) => return Ok((self.uid(&self.types.tenant, t), None)),
+            Resource::Sandbox {
+                name,
+                tenant,
+                created_by,
+                vendors,
+            } => (
+                self.uid(&self.types.sandbox, name),
+                vec![
+                    ("tenant", self.tenant_ref(tenant)),
+                    ("createdBy", self.user_ref(created_by)),
+                    ("vendors", self.user_set(vendors.iter().map(String::as_str))),
+                ],
+            ),
+            Resource::Dataset {
+                id,
+                tenant,
+                classification,
+            } => (
+                self.uid(&self.types.dataset, id),
+                vec![
+                    ("tenant", self.tenant_ref(tenant)),
+                    ("classification", string(classification)),
+                ],
+            ),
+            Resource::Grant {
+                id,
+                tenant,
+                readers,
+                to_sandbox,
+            } => (
+                self.uid(&self.types.grant, id),
+                vec![
+                    ("tenant", self.tenant_ref(tenant)),
+                    ("readers", self.user_set(readers.iter().map(String::as_str))),
+                    ("toSandbox", RestrictedExpression::new_bool(*to_sandbox)),
+                ],
+            ),
+            Resource::Solution {
+                id,
+                status,
+                proposed_by,
+            } => (
+                self.uid(&self.types.solution, id),
+                vec![
+                    ("status", string(status)),
+                    ("proposers", self.user_set(*proposed_by)),
+                ],
+            ),
+            Resource::Run {
+                id,
+                tenant,
+                vendors,
+                requested_by,
+            } => (
+                self.uid(&self.types.run, id),
+                vec![
+                    ("tenant", self.tenant_ref(tenant)),
+                    ("vendors", self.user_set(vendors.iter().map(String::as_str))),
+                    ("requestedBy", self.user_ref(requested_by)),
+                ],
+            ),
+        };
+        let attrs = attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let entity = Entity::new(uid.clone(), attrs, HashSet::new())
+            .map_err(|e| AuthzError::Request(e.to_string()))?;
+        Ok((uid, Some(entity)))
+    }
+
+    /// May `caller` do `action` on `resource`?
     pub fn decide(
         &self,
         caller: &Caller,
@@ -170,149 +251,8 @@ impl Authorizer {
             HashSet::new(),
         )
         .map_err(|e| err(&e))?;
-        let mut entities = vec![principal];
-        let resource_uid =
-            match resource {
-                Resource::Platform => self.uid(&self.types.platform, "serre"),
-                Resource::Tenant(t) => self.uid(&self.types.tenant, t),
-                Resource::Sandbox {
-                    name,
-                    tenant,
-                    created_by,
-                    vendors,
-                } => {
-                    let uid = self.uid(&self.types.sandbox, name);
-                    let vendors = RestrictedExpression::new_set(vendors.iter().map(|v| {
-                        RestrictedExpression::new_entity_uid(self.uid(&self.types.user, v))
-                    }));
-                    entities.push(
-                        Entity::new(
-                            uid.clone(),
-                            HashMap::from([
-                                (
-                                    "tenant".to_owned(),
-                                    RestrictedExpression::new_entity_uid(
-                                        self.uid(&self.types.tenant, tenant),
-                                    ),
-                                ),
-                                (
-                                    "createdBy".to_owned(),
-                                    RestrictedExpression::new_entity_uid(
-                                        self.uid(&self.types.user, created_by),
-                                    ),
-                                ),
-                                ("vendors".to_owned(), vendors),
-                            ]),
-                            HashSet::new(),
-                        )
-                        .map_err(|e| err(&e))?,
-                    );
-                    uid
-                }
-                Resource::Dataset {
-                    id,
-                    tenant,
-                    classification,
-                } => {
-                    let uid = self.uid(&self.types.dataset, id);
-                    entities.push(
-                        Entity::new(
-                            uid.clone(),
-                            HashMap::from([
-                                ("tenant".to_owned(), self.tenant_ref(tenant)),
-                                (
-                                    "classification".to_owned(),
-                                    RestrictedExpression::new_string((*classification).to_owned()),
-                                ),
-                            ]),
-                            HashSet::new(),
-                        )
-                        .map_err(|e| err(&e))?,
-                    );
-                    uid
-                }
-                Resource::Grant {
-                    id,
-                    tenant,
-                    readers,
-                    to_sandbox,
-                } => {
-                    let uid = self.uid(&self.types.grant, id);
-                    let readers = RestrictedExpression::new_set(readers.iter().map(|v| {
-                        RestrictedExpression::new_entity_uid(self.uid(&self.types.user, v))
-                    }));
-                    entities.push(
-                        Entity::new(
-                            uid.clone(),
-                            HashMap::from([
-                                ("tenant".to_owned(), self.tenant_ref(tenant)),
-                                ("readers".to_owned(), readers),
-                                (
-                                    "toSandbox".to_owned(),
-                                    RestrictedExpression::new_bool(*to_sandbox),
-                                ),
-                            ]),
-                            HashSet::new(),
-                        )
-                        .map_err(|e| err(&e))?,
-                    );
-                    uid
-                }
-                Resource::Solution {
-                    id,
-                    status,
-                    proposed_by,
-                } => {
-                    let uid = self.uid(&self.types.solution, id);
-                    let proposers = RestrictedExpression::new_set(proposed_by.iter().map(|v| {
-                        RestrictedExpression::new_entity_uid(self.uid(&self.types.user, v))
-                    }));
-                    entities.push(
-                        Entity::new(
-                            uid.clone(),
-                            HashMap::from([
-                                (
-                                    "status".to_owned(),
-                                    RestrictedExpression::new_string((*status).to_owned()),
-                                ),
-                                ("proposers".to_owned(), proposers),
-                            ]),
-                            HashSet::new(),
-                        )
-                        .map_err(|e| err(&e))?,
-                    );
-                    uid
-                }
-                Resource::Run {
-                    id,
-                    tenant,
-                    vendors,
-                    requested_by,
-                } => {
-                    let uid = self.uid(&self.types.run, id);
-                    let vendors = RestrictedExpression::new_set(vendors.iter().map(|v| {
-                        RestrictedExpression::new_entity_uid(self.uid(&self.types.user, v))
-                    }));
-                    entities.push(
-                        Entity::new(
-                            uid.clone(),
-                            HashMap::from([
-                                ("tenant".to_owned(), self.tenant_ref(tenant)),
-                                ("vendors".to_owned(), vendors),
-                                (
-                                    "requestedBy".to_owned(),
-                                    RestrictedExpression::new_entity_uid(
-                                        self.uid(&self.types.user, requested_by),
-                                    ),
-                                ),
-                            ]),
-                            HashSet::new(),
-                        )
-                        .map_err(|e| err(&e))?,
-                    );
-                    uid
-                }
-            };
+        let (resource_uid, resource_entity) = self.resource_entity(resource)?;
+        let entities = std::iter::once(principal).chain(resource_entity);
         let action_uid = self
             .types
             .actions
