@@ -304,7 +304,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     _ = tokio::signal::ctrl_c() => {},
                 }
             };
-            serre_api::energy::node_agent::run(cfg, listener, shutdown).await?;
+            // The error's own text names the path and the OS reason once.
+            serre_api::energy::node_agent::run(cfg, listener, shutdown)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot export node energy: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi => {
