@@ -368,7 +368,7 @@ fn main() {
     for _ in 0..args.runs {
         dplain.push(duckdb(&input, &dout, &plain_sel));
         let duck_rows = parquet_rows(&dout);
-        assert_eq!(duck_rows as u64, rows_out as u64, "DuckDB kept other rows");
+        assert_eq!(duck_rows as u64, rows_out, "DuckDB kept other rows");
         dhash.push(duckdb(&input, &dout, hash_sel));
     }
     let duck_mb = std::fs::metadata(&dout).unwrap().len() as f64 / MB;

@@ -161,7 +161,7 @@ async fn propose_publish_and_who_sees_what(backend: Backend) {
     // Who sees what.
     let list = |t: String| {
         let gw = &gw;
-        async move { get(&gw, SOLUTIONS, &t).await }
+        async move { get(gw, SOLUTIONS, &t).await }
     };
     let (s, l) = list(bob.clone()).await;
     assert_eq!((s, ids(&l)), (200, vec![pub_id.clone()]));

@@ -95,8 +95,7 @@ async fn bad_uploads_get_a_clear_error_and_store_nothing(backend: Backend) {
         (q, b"a,b\n1,2\n3\n".to_vec(), 422, "invalid_csv", "line 3"),
         (q, b"a,b\n1,\"x\n".to_vec(), 422, "invalid_csv", "line"),
         (
-            &"tenant=est-ensemble&name=residents&classification=personal&format=csv&types=a:int64"
-                [..],
+            "tenant=est-ensemble&name=residents&classification=personal&format=csv&types=a:int64",
             b"a,b\n1,2\nzz,3\n".to_vec(),
             422,
             "invalid_csv",

@@ -26,16 +26,6 @@ impl Usage {
         })
     }
 
-    pub fn add(self, o: Self) -> Self {
-        Self {
-            cpu: self.cpu + o.cpu,
-            memory: self.memory + o.memory,
-            gpus: self.gpus + o.gpus,
-            storage: self.storage + o.storage,
-            sandboxes: self.sandboxes + o.sandboxes,
-        }
-    }
-
     /// Canonical quantities for a Tenant's status.
     pub fn to_reserved(self) -> Reserved {
         Reserved {
@@ -44,6 +34,20 @@ impl Usage {
             gpus: u32::try_from(self.gpus).unwrap_or(u32::MAX),
             storage: self.storage.to_bytes_string(),
             sandboxes: u32::try_from(self.sandboxes).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+impl std::ops::Add for Usage {
+    type Output = Self;
+
+    fn add(self, o: Self) -> Self {
+        Self {
+            cpu: self.cpu + o.cpu,
+            memory: self.memory + o.memory,
+            gpus: self.gpus + o.gpus,
+            storage: self.storage + o.storage,
+            sandboxes: self.sandboxes + o.sandboxes,
         }
     }
 }
@@ -146,7 +150,7 @@ mod tests {
     fn sums_and_formats_reservations() {
         let a = Usage::of(&resources(None)).unwrap();
         let b = Usage::of(&resources(Some(("nvidia.com/gpu", 1)))).unwrap();
-        let total = a.add(b).to_reserved();
+        let total = (a + b).to_reserved();
         assert_eq!(total.cpu, "8");
         assert_eq!(total.memory, "32Gi");
         assert_eq!(total.storage, "100Gi");
@@ -157,7 +161,7 @@ mod tests {
     fn within_allowance_is_admitted() {
         let limit = limits(&tenant().allowance).unwrap();
         let one = Usage::of(&resources(None)).unwrap();
-        let reserved = one.add(one).add(one);
+        let reserved = one + one + one;
         assert_eq!(
             check(limit, reserved, one),
             Ok(()),
@@ -169,7 +173,7 @@ mod tests {
     fn excess_names_each_resource_and_the_amount() {
         let limit = limits(&tenant().allowance).unwrap();
         let one = Usage::of(&resources(None)).unwrap();
-        let reserved = one.add(one).add(one).add(one);
+        let reserved = one + one + one + one;
         let mut big = resources(Some(("nvidia.com/gpu", 3)));
         big.memory = "500Mi".into();
         let excess = check(limit, reserved, Usage::of(&big).unwrap()).unwrap_err();

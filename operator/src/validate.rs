@@ -118,17 +118,17 @@ pub fn validate_resources(r: &SandboxResources, config: &BuildConfig) -> Vec<Fie
     if r.max_pods == 0 {
         errors.push(err("spec.resources.maxPods", "must be at least 1"));
     }
-    if let Some(gpu) = &r.gpu {
-        if !config.gpu_resources.iter().any(|g| g == &gpu.resource_name) {
-            errors.push(err(
-                "spec.resources.gpu.resourceName",
-                format!(
-                    "{:?} is not a GPU resource this cluster offers (offered: {})",
-                    gpu.resource_name,
-                    config.gpu_resources.join(", ")
-                ),
-            ));
-        }
+    if let Some(gpu) = &r.gpu
+        && !config.gpu_resources.iter().any(|g| g == &gpu.resource_name)
+    {
+        errors.push(err(
+            "spec.resources.gpu.resourceName",
+            format!(
+                "{:?} is not a GPU resource this cluster offers (offered: {})",
+                gpu.resource_name,
+                config.gpu_resources.join(", ")
+            ),
+        ));
     }
     errors
 }

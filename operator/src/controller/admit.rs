@@ -90,7 +90,7 @@ pub(super) async fn admit(
         .filter(|s| s.spec.tenant == sandbox.spec.tenant && s.name_any() != name)
         .filter_map(|s| s.status.as_ref()?.admitted.as_ref())
         .filter_map(|r| Usage::of(r).ok())
-        .fold(Usage::default(), Usage::add);
+        .fold(Usage::default(), std::ops::Add::add);
     // Growing from an earlier admission only needs room for the difference.
     let previous = status.admitted.as_ref().and_then(|r| Usage::of(r).ok());
     let counted = previous.map_or(request, |_| Usage {

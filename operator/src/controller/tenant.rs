@@ -47,7 +47,7 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
         .filter(|s| s.spec.tenant == name)
         .filter_map(|s| s.status.as_ref()?.admitted.as_ref())
         .filter_map(|r| Usage::of(r).ok())
-        .fold(Usage::default(), Usage::add);
+        .fold(Usage::default(), std::ops::Add::add);
     status.reserved = reserved.to_reserved();
 
     let ready = match admission::limits(&tenant.spec.allowance) {

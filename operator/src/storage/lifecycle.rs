@@ -208,14 +208,13 @@ impl Storage {
     ) -> Result<SignedCertificate> {
         let api = Api::<ConfigMap>::namespaced(client.clone(), &self.namespace);
         let name = certificate_name(t.sandbox, t.uid);
-        if let Some(existing) = api.get_opt(&name).await? {
-            if let Some(json) = existing
+        if let Some(existing) = api.get_opt(&name).await?
+            && let Some(json) = existing
                 .data
                 .as_ref()
                 .and_then(|d| d.get("certificate.json"))
-            {
-                return Ok(SignedCertificate::from_json(json)?);
-            }
+        {
+            return Ok(SignedCertificate::from_json(json)?);
         }
         let certificate = DeletionCertificate {
             version: 1,
