@@ -170,6 +170,17 @@ impl ApiError {
     }
 }
 
+/// A query string that does not fit the handler's parameters: 400 `invalid_query`, with
+/// axum's explanation (which parameter, what was expected).
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::BadRequest {
+            code: "invalid_query",
+            message: e.body_text(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -103,6 +103,13 @@ async fn bad_uploads_get_a_clear_error_and_store_nothing(backend: Backend) {
         ),
         (q, Vec::new(), 400, "empty_upload", "empty"),
         (
+            "tenant=est-ensemble&name=ok&classification=open&format=csv&header=maybe",
+            b"a\n1\n".to_vec(),
+            400,
+            "invalid_query",
+            "header",
+        ),
+        (
             "tenant=est-ensemble&name=residents&classification=personal&format=parquet",
             b"PAR1garbagePAR1".to_vec(),
             422,

@@ -27,13 +27,6 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("solution {id:?} not found"))
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(q)| q).map_err(|e| ApiError::BadRequest {
-        code: "invalid_query",
-        message: e.body_text(),
-    })
-}
-
 fn resource(row: &SolutionRow) -> Resource<'_> {
     Resource::Solution {
         id: &row.id,
@@ -162,7 +155,7 @@ pub async fn list(
     ctx: Ctx,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Vec<SolutionView>>, ApiError> {
-    let params = query(params)?;
+    let Query(params) = params?;
     if let Some(s) = &params.status
         && !STATUSES.contains(&s.as_str())
     {
@@ -421,7 +414,7 @@ pub async fn export(
     ctx: Ctx,
     params: Result<Query<ExportParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let params = query(params)?;
+    let Query(params) = params?;
     let format = params.format.as_deref().unwrap_or("json");
     if !["json", "csv", "dcat"].contains(&format) {
         return Err(ApiError::Validation(vec![FieldIssue::new(

@@ -50,13 +50,6 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("dataset {id:?} not found"))
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(q)| q).map_err(|e| ApiError::BadRequest {
-        code: "invalid_query",
-        message: e.body_text(),
-    })
-}
-
 /// A dataset name: no path separators, no dots, nothing a file system or a Delta Sharing
 /// table path would read differently.
 pub fn check_name(field: &str, name: &str, issues: &mut Vec<FieldIssue>) {
@@ -259,7 +252,7 @@ async fn create_checked(
     body: &mut Option<axum::body::Body>,
 ) -> Result<Response, ApiError> {
     // -- Validation
-    let params = query(params)?;
+    let Query(params) = params?;
     let mut issues = Vec::new();
     let tenant = params.tenant.clone().unwrap_or_default();
     if tenant.is_empty() {
@@ -384,7 +377,7 @@ pub async fn create_version(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let params = query(params)?;
+    let Query(params) = params?;
     let mut issues = Vec::new();
     for (field, set) in [
         ("tenant", params.tenant.is_some()),

@@ -340,10 +340,7 @@ pub async fn data(
     params: Result<Query<DataParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::BadRequest {
-        code: "invalid_query",
-        message: e.body_text(),
-    })?;
+    let Query(params) = params?;
     let format = match params.format.as_deref() {
         None | Some("parquet") => ServeFormat::Parquet,
         Some("arrow") => ServeFormat::ArrowStream,

@@ -53,10 +53,7 @@ pub async fn report(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     // -- Extract
-    let Query(params) = params.map_err(|e| ApiError::BadRequest {
-        code: "invalid_query",
-        message: e.body_text(),
-    })?;
+    let Query(params) = params?;
     let (from, to) = window_of(&params.from, &params.to)?;
     let html = match params.format.as_deref() {
         Some("html") => true,

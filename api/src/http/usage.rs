@@ -114,10 +114,7 @@ pub async fn summary(
     Path(tenant): Path<String>,
     params: Result<Query<UsageParams>, QueryRejection>,
 ) -> Result<Json<TenantUsage>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::BadRequest {
-        code: "invalid_query",
-        message: e.body_text(),
-    })?;
+    let Query(params) = params?;
     let (from, to) = window(&params)?;
     authorize(&app, &ctx, &tenant).await?;
     let rows = app
@@ -203,10 +200,7 @@ pub async fn ledger(
     Path(tenant): Path<String>,
     params: Result<Query<UsageParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::BadRequest {
-        code: "invalid_query",
-        message: e.body_text(),
-    })?;
+    let Query(params) = params?;
     let (from, to) = window(&params)?;
     let parquet = match params.format.as_deref() {
         None | Some("csv") => false,
