@@ -11,53 +11,22 @@ mod support;
 use std::path::PathBuf;
 
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use serre_operator::resources::{
-    Allowance, MemberGroup, MemberRole, Sandbox, Tenant, TenantKind, TenantSpec,
-};
+use serre_operator::resources::{MemberRole, Sandbox, Tenant, TenantSpec};
 use support::{Backend, Gateway, Setup, eventually, sandbox_body, unique_name};
 
-async fn client(kubeconfig: &std::path::Path) -> Client {
-    let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
-}
-
+/// The tests' tenant, allowed one GPU.
 fn tenant_spec(name: &str) -> TenantSpec {
-    TenantSpec {
-        display_name: format!("Tenant {name}"),
-        kind: TenantKind::Ept,
-        members: vec![
-            MemberGroup {
-                group: format!("{name}-admins"),
-                role: MemberRole::Admin,
-            },
-            MemberGroup {
-                group: format!("{name}-data"),
-                role: MemberRole::Member,
-            },
-        ],
-        allowance: Allowance {
-            cpu: "16".into(),
-            memory: "64Gi".into(),
-            gpus: 1,
-            storage: "500Gi".into(),
-            sandboxes: 5,
-        },
-        allowed_registries: vec![],
-        suspended: false,
-        energy_budget_kwh: None,
-    }
+    let mut spec = support::tenant_spec(name);
+    spec.allowance.gpus = 1;
+    spec
 }
 
 async fn setup_cluster() -> (Client, PathBuf) {
     serre_api::install_crypto_provider();
     let kubeconfig = support::kubeconfig().to_path_buf();
-    let client = client(&kubeconfig).await;
+    let client = support::kube_client().await;
     serre_operator::manifests::install(&client, "serre-system")
         .await
         .expect("install CRDs");

@@ -16,8 +16,8 @@ use serre_api::energy::dcgm::{self, DcgmSchema};
 use serre_api::energy::kepler::{self, KeplerSchema};
 use serre_api::energy::resources::{self, ResourceQueries};
 use serre_api::energy::{
-    AccountInputs, CarbonParams, Method, PowerModel, PrometheusClient, Quantity, Window, account,
-    ledger,
+    AccountInputs, CarbonParams, LedgerRow, Method, PowerModel, PrometheusClient, Quantity, Window,
+    account, ledger,
 };
 use serre_api::usage::collect::{RunSpan, Scope, Source, window_rows};
 
@@ -175,6 +175,15 @@ async fn scraped_12_times(client: &PrometheusClient, series: &[&str]) {
     }
 }
 
+/// The value and method of one ledger row of the window (run "" = namespace total).
+fn row_value(rows: &[LedgerRow], run: &str, ns: &str, q: &str) -> (f64, String) {
+    let r = rows
+        .iter()
+        .find(|r| r.run == run && r.namespace == ns && r.quantity == q)
+        .unwrap_or_else(|| panic!("no {q} row for run {run:?} in {ns}: {rows:?}"));
+    (r.value, r.method.clone())
+}
+
 fn close(actual: f64, expected: f64, what: &str) {
     let tolerance = 0.08 * expected.abs();
     assert!(
@@ -329,13 +338,7 @@ async fn accounts_kepler_and_dcgm_through_a_real_prometheus() {
     )
     .await
     .unwrap();
-    let value = |run: &str, ns: &str, q: &str| {
-        let r = rows
-            .iter()
-            .find(|r| r.run == run && r.namespace == ns && r.quantity == q)
-            .unwrap_or_else(|| panic!("no {q} row for run {run:?} in {ns}"));
-        (r.value, r.method.clone())
-    };
+    let value = |run: &str, ns: &str, q: &str| row_value(&rows, run, ns, q);
     close(
         value("", ALPHA, "cpu_energy").0,
         20.0 * seconds,
@@ -534,13 +537,7 @@ async fn accounts_rapl_from_the_node_agent_through_a_real_prometheus() {
     .await
     .unwrap();
     advancing.abort();
-    let value = |run: &str, ns: &str, q: &str| {
-        let r = rows
-            .iter()
-            .find(|r| r.run == run && r.namespace == ns && r.quantity == q)
-            .unwrap_or_else(|| panic!("no {q} row for run {run:?} in {ns}: {rows:?}"));
-        (r.value, r.method.clone())
-    };
+    let value = |run: &str, ns: &str, q: &str| row_value(&rows, run, ns, q);
     // node-1's 60 W package: half to the run's pod (2 of 4 busy cores), a quarter to
     // beta, the last quarter (processes outside any pod) to no one.
     let (cpu, method) = value("run-0123456789ab", ALPHA, "cpu_energy");

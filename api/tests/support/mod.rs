@@ -272,7 +272,48 @@ pub fn kubeconfig() -> &'static Path {
     })
 }
 
+/// A client of the test control plane ([`kubeconfig`]).
+pub async fn kube_client() -> kube::Client {
+    serre_api::install_crypto_provider();
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig()).expect("kubeconfig");
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(kc, &options)
+        .await
+        .expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
 // ---- Tenants --------------------------------------------------------------------------------
+
+/// A Tenant resource's spec for cluster tests: groups `<name>-admins` (admin) and
+/// `<name>-data` (member), a 16-core allowance without GPUs, no registry allowed.
+pub fn tenant_spec(name: &str) -> serre_operator::resources::TenantSpec {
+    use serre_operator::resources::{Allowance, MemberGroup, MemberRole, TenantKind, TenantSpec};
+    TenantSpec {
+        display_name: format!("Tenant {name}"),
+        kind: TenantKind::Ept,
+        members: vec![
+            MemberGroup {
+                group: format!("{name}-admins"),
+                role: MemberRole::Admin,
+            },
+            MemberGroup {
+                group: format!("{name}-data"),
+                role: MemberRole::Member,
+            },
+        ],
+        allowance: Allowance {
+            cpu: "16".into(),
+            memory: "64Gi".into(),
+            gpus: 0,
+            storage: "500Gi".into(),
+            sandboxes: 5,
+        },
+        allowed_registries: vec![],
+        suspended: false,
+        energy_budget_kwh: None,
+    }
+}
 
 /// Tenants of the tests: the Métropole, Est Ensemble (EPT) and Montreuil (commune).
 pub const TENANTS_YAML: &str = r#"

@@ -7,24 +7,16 @@ use std::time::Duration;
 use clap::Parser;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
-use serre_operator::resources::{
-    Allowance, LABEL_RUN, MemberGroup, MemberRole, TenantKind, TenantSpec,
-};
+use serre_operator::resources::{LABEL_RUN, TenantSpec};
 
 use crate::support::{self, eventually};
 
 pub const REGISTRY: &str = "registry.example.fr/vendors";
 
 pub async fn client() -> Client {
-    serre_api::install_crypto_provider();
-    let kc = Kubeconfig::read_from(support::kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
+    support::kube_client().await
 }
 
 /// The operator, in-process on its own runtime (it lives as long as this test binary).
@@ -70,30 +62,11 @@ pub fn start_operator(gateway_url: &str) {
     rx.recv().expect("operator started");
 }
 
+/// A tenant allowed to run images from [`REGISTRY`].
 pub fn tenant_spec(name: &str) -> TenantSpec {
     TenantSpec {
-        display_name: format!("Tenant {name}"),
-        kind: TenantKind::Ept,
-        members: vec![
-            MemberGroup {
-                group: format!("{name}-admins"),
-                role: MemberRole::Admin,
-            },
-            MemberGroup {
-                group: format!("{name}-data"),
-                role: MemberRole::Member,
-            },
-        ],
-        allowance: Allowance {
-            cpu: "16".into(),
-            memory: "64Gi".into(),
-            gpus: 0,
-            storage: "500Gi".into(),
-            sandboxes: 5,
-        },
         allowed_registries: vec![REGISTRY.into()],
-        suspended: false,
-        energy_budget_kwh: None,
+        ..support::tenant_spec(name)
     }
 }
 
