@@ -13,7 +13,8 @@
 //!
 //! The part of a node's energy that no pod accounts for (system daemons, kubelet, idle
 //! power) stays unattributed. Nodes without the agent give nothing here, and the next
-//! source (the model) supplies their figures.
+//! source (the model) supplies their figures; when no node has it, only the first query
+//! is asked.
 
 use std::collections::BTreeMap;
 
@@ -125,8 +126,17 @@ pub async fn collect(
     queries: &RaplQueries,
 ) -> Result<EnergySource, EnergyError> {
     let [q_package, q_dram, q_busy, q_cpu] = queries.queries(window);
-    let (package, dram, busy, cpu) = tokio::try_join!(
-        client.query(&q_package, window.end),
+    let package = client.query(&q_package, window.end).await?;
+    if package.is_empty() {
+        // No node runs the agent (or none reported in this window): the join over every
+        // pod's CPU time would be asked for nothing.
+        return Ok(EnergySource {
+            method: Method::Rapl,
+            source: q_package,
+            by_namespace: Default::default(),
+        });
+    }
+    let (dram, busy, cpu) = tokio::try_join!(
         client.query(&q_dram, window.end),
         client.query(&q_busy, window.end),
         client.query(&q_cpu, window.end),
