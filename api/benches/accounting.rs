@@ -8,11 +8,13 @@
 //! them, sums by namespace, runs `account`, builds the ledger rows and writes them as
 //! Parquet. Reports the time per cycle and the peak resident memory (VmHWM).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
+use common::response;
 use serre_api::energy::prometheus::{parse_response, sum_by};
 use serre_api::energy::usage::{ResourceUsage, by_tenant};
 use serre_api::energy::{
@@ -21,22 +23,6 @@ use serre_api::energy::{
 
 const PODS: usize = 10_000;
 const PODS_PER_NAMESPACE: usize = 10;
-
-fn response(series: impl Iterator<Item = (String, f64)>) -> Vec<u8> {
-    let mut out = String::from(r#"{"status":"success","data":{"resultType":"vector","result":["#);
-    for (i, (labels, value)) in series.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write!(
-            out,
-            r#"{{"metric":{{{labels}}},"value":[1772445900.000,"{value}"]}}"#
-        )
-        .unwrap();
-    }
-    out.push_str("]}}");
-    out.into_bytes()
-}
 
 fn kepler_labels(pod: usize, zone: &str) -> String {
     let ns = pod / PODS_PER_NAMESPACE;

@@ -12,8 +12,9 @@
 //! against a real Prometheus in tests/energy.rs). Reports the time per window and the peak
 //! resident memory (VmHWM).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use chrono::{TimeZone, Utc};
+use common::response;
 use serre_api::energy::{CarbonParams, PowerModel, PrometheusClient, Window, ledger};
 use serre_api::usage::collect::{RUN_POD_PATTERN, RunSpan, Scope, Source, window_rows};
 
@@ -40,22 +42,6 @@ fn pod(p: usize) -> String {
 
 fn ns(p: usize) -> String {
     format!("sbx-{:04}", p / PODS_PER_NAMESPACE)
-}
-
-fn response(series: impl Iterator<Item = (String, f64)>) -> Vec<u8> {
-    let mut out = String::from(r#"{"status":"success","data":{"resultType":"vector","result":["#);
-    for (i, (labels, value)) in series.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write!(
-            out,
-            r#"{{"metric":{{{labels}}},"value":[1772445900.000,"{value}"]}}"#
-        )
-        .unwrap();
-    }
-    out.push_str("]}}");
-    out.into_bytes()
 }
 
 /// Pod indices answered: all, or (a selector `pod=~"run-…"`) the runs' pods only.
