@@ -1,33 +1,35 @@
 #!/usr/bin/env bash
 # A real, local Kubernetes control plane for development and tests:
 # etcd + kube-apiserver + kube-controller-manager (1.20.2, built from Debian's
-# source package), on loopback only. No kubelet: pods are never run.
+# source package). The API server listens on the host address (deploy/dev/lib.sh,
+# 10.250.0.1 by default: this machine and its local nodes only); etcd and the
+# controller-manager on loopback. Pods run once deploy/dev/node.sh adds a node.
 #
 #   control-plane.sh build          build (or reuse) the binaries under ~/.cache/serre
+#                                   (the node's kubelet, kube-proxy and kube-scheduler too)
 #   control-plane.sh start DIR      start everything with its state in DIR, write DIR/kubeconfig
-#   control-plane.sh stop DIR       stop what `start DIR` started
+#   control-plane.sh stop DIR       stop what `start DIR` started (and its node, if any)
 #
 # Environment: SERRE_CACHE (default ~/.cache/serre), SERRE_CP_PORT_BASE (default 16440:
 # apiserver = base+3, etcd client = base+0, etcd peer = base+1, controller-manager = base+2),
-# SERRE_CP_PARENT_PID (optional: stop everything once that process is gone).
+# SERRE_CP_PARENT_PID (optional: stop everything once that process is gone),
+# SERRE_HOST_ADDR (default 10.250.0.1).
+#
+# Each running control plane holds a network index N (DIR/net-index): its Service range
+# is 10.96.N.0/24 and its node, if any, lives in network namespace serre-nN. Two local
+# clusters (deploy/dev/up.sh and the tests) therefore never share ports, Services or
+# iptables rules.
 set -euo pipefail
+LOG_TAG=control-plane
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/lib.sh"
 
 K8S_VERSION=1.20.2
 CACHE=${SERRE_CACHE:-$HOME/.cache/serre}
 K8S_DIR=$CACHE/kubernetes-$K8S_VERSION
 BIN=$K8S_DIR/bin
-
-log() { printf '[control-plane] %s\n' "$*" >&2; }
-
-need_apt() {
-  local missing=()
-  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
-}
+# The control plane, and the node's own components (deploy/dev/node.sh).
+K8S_BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
 
 ensure_deb_src() {
   if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
@@ -47,9 +49,9 @@ EOF
 
 build() {
   need_apt etcd-server openssl
-  if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ]; then
-    return 0
-  fi
+  local have=1
+  for b in $K8S_BINARIES; do [ -x "$BIN/$b" ] || have=0; done
+  [ "$have" = 1 ] && return 0
   need_apt golang-go rsync golang-github-modern-go-reflect2-dev dpkg-dev
   ensure_deb_src
   mkdir -p "$K8S_DIR"
@@ -68,27 +70,87 @@ build() {
   local gopath=$K8S_DIR/gopath
   mkdir -p "$gopath/src/k8s.io"
   ln -sfn "$src" "$gopath/src/k8s.io/kubernetes"
-  log "building kube-apiserver and kube-controller-manager (about 10 minutes cold)"
+  local what
+  what=$(printf 'cmd/%s ' $K8S_BINARIES)
+  log "building $K8S_BINARIES (about 20 minutes cold)"
   (cd "$gopath/src/k8s.io/kubernetes" &&
     env HOME="$K8S_DIR" GOPATH="$gopath" GOCACHE="$CACHE/go-build" GO111MODULE=off GOFLAGS= \
-      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$K8S_DIR/build.log" 2>&1) || {
+      make WHAT="$what" >"$K8S_DIR/build.log" 2>&1) || {
     tail -n 40 "$K8S_DIR/build.log" >&2
     exit 1
   }
   mkdir -p "$BIN"
-  cp "$src/_output/local/bin/linux/amd64/kube-apiserver" "$src/_output/local/bin/linux/amd64/kube-controller-manager" "$BIN/"
+  for b in $K8S_BINARIES; do cp "$src/_output/local/bin/linux/amd64/$b" "$BIN/"; done
   rm -rf "$work" "$gopath"
   log "binaries ready in $BIN"
 }
 
-wait_http() { # url seconds [curl args...]
-  local url=$1 secs=$2
-  shift 2
-  for _ in $(seq 1 $((secs * 10))); do
-    curl -fsS -o /dev/null "$@" "$url" 2>/dev/null && return 0
-    sleep 0.1
+# A certificate signed by the cluster CA: cert PKI NAME SUBJECT EXTENSIONS
+cert() {
+  local pki=$1 name=$2 subj=$3 ext=$4
+  openssl req -newkey rsa:2048 -nodes -subj "$subj" \
+    -keyout "$pki/$name.key" -out "$pki/$name.csr" 2>/dev/null
+  printf '%b' "$ext" >"$pki/$name.ext"
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
+  rm -f "$pki/$name.csr" "$pki/$name.ext"
+  chmod 600 "$pki/$name.key"
+}
+
+kubeconfig() { # FILE PKI API_PORT CREDENTIALS
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: serre-dev
+  cluster:
+    server: https://$SERRE_HOST_ADDR:$3
+    certificate-authority: $2/ca.crt
+users:
+- name: serre-dev
+  user:
+    $4
+contexts:
+- name: serre-dev
+  context: {cluster: serre-dev, user: serre-dev}
+current-context: serre-dev
+EOF
+}
+
+# The PKI of a cluster, made once (its version file names the layout and network index:
+# an older layout, or another index, is made anew).
+PKI_VERSION=2
+make_pki() { # DIR API_PORT N
+  local dir=$1 api_port=$2 n=$3 pki=$1/pki
+  if [ "$(cat "$pki/version" 2>/dev/null)" = "$PKI_VERSION.$n.$api_port" ]; then return 0; fi
+  rm -rf "$pki" && mkdir -p "$pki" && chmod 700 "$pki"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=serre-dev-ca" \
+    -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+  local server_ext='basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n'
+  local client_ext='basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n'
+  cert "$pki" apiserver "/CN=kube-apiserver" \
+    "subjectAltName=IP:$SERRE_HOST_ADDR,IP:127.0.0.1,IP:10.96.$n.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n$server_ext"
+  # The API server's client identity towards kubelets (logs, exec, port-forward).
+  cert "$pki" apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client_ext"
+  # The node's identity (Node authorizer + NodeRestriction) and its serving certificate.
+  cert "$pki" node-client "/O=system:nodes/CN=system:node:serre-node" "$client_ext"
+  cert "$pki" node-serving "/CN=serre-node" "subjectAltName=IP:10.250.$n.2,DNS:serre-node\n$server_ext"
+  cert "$pki" kube-proxy "/CN=system:kube-proxy" "$client_ext"
+  cert "$pki" kube-scheduler "/CN=system:kube-scheduler" "$client_ext"
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  local token
+  token=$(openssl rand -hex 24)
+  printf '%s,serre-admin,serre-admin,system:masters\n' "$token" >"$pki/tokens.csv"
+  kubeconfig "$dir/kubeconfig" "$pki" "$api_port" "token: $token"
+  local who
+  for who in node-client kube-proxy kube-scheduler; do
+    kubeconfig "$pki/$who.kubeconfig" "$pki" "$api_port" \
+      "client-certificate: $pki/$who.crt
+    client-key: $pki/$who.key"
   done
-  return 1
+  chmod 600 "$dir/kubeconfig" "$pki"/*.key "$pki/tokens.csv" "$pki"/*.kubeconfig
+  echo "$PKI_VERSION.$n.$api_port" >"$pki/version"
 }
 
 start() {
@@ -96,43 +158,20 @@ start() {
   build
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
+  chmod 700 "$dir"
+  ensure_host_address
+  local n
+  n=$(alloc_net_index "$dir")
+  echo "$n" >"$dir/net-index"
   local base=${SERRE_CP_PORT_BASE:-16440}
   local etcd_port=$base peer_port=$((base + 1)) cm_port=$((base + 2)) api_port=$((base + 3))
+  echo "$base" >"$dir/port-base"
+  # The PKI and etcd's data name the network index and ports: a restart that got others
+  # starts from a new cluster.
+  if [ "$(cat "$dir/pki/version" 2>/dev/null)" != "$PKI_VERSION.$n.$api_port" ]; then rm -rf "$dir/etcd"; fi
+  mkdir -p "$dir/etcd"
+  make_pki "$dir" "$api_port" "$n"
   local pki=$dir/pki
-  mkdir -p "$pki" "$dir/etcd"
-  chmod 700 "$dir" "$pki"
-  if [ ! -f "$pki/ca.crt" ]; then
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=serre-dev-ca" \
-      -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
-      -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$pki/ext.cnf"
-    openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-      -days 3650 -extfile "$pki/ext.cnf" -out "$pki/apiserver.crt" 2>/dev/null
-    openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
-    openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
-    local token
-    token=$(openssl rand -hex 24)
-    printf '%s,serre-admin,serre-admin,system:masters\n' "$token" >"$pki/tokens.csv"
-    cat >"$dir/kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: serre-dev
-  cluster:
-    server: https://127.0.0.1:$api_port
-    certificate-authority: $pki/ca.crt
-users:
-- name: serre-admin
-  user:
-    token: $token
-contexts:
-- name: serre-dev
-  context: {cluster: serre-dev, user: serre-admin}
-current-context: serre-dev
-EOF
-    chmod 600 "$dir/kubeconfig" "$pki"/*.key "$pki/tokens.csv"
-  fi
 
   log "starting etcd on 127.0.0.1:$etcd_port"
   etcd --name serre-dev --data-dir "$dir/etcd" \
@@ -143,29 +182,32 @@ EOF
   echo $! >"$dir/etcd.pid"
   wait_http "http://127.0.0.1:$etcd_port/health" 30 || { tail "$dir/etcd.log" >&2; exit 1; }
 
-  log "starting kube-apiserver on https://127.0.0.1:$api_port"
+  log "starting kube-apiserver on https://$SERRE_HOST_ADDR:$api_port (Services 10.96.$n.0/24)"
   "$BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --insecure-port 0 \
+    --bind-address "$SERRE_HOST_ADDR" --advertise-address "$SERRE_HOST_ADDR" --secure-port "$api_port" --insecure-port 0 \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
     --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$pki/sa.pub" \
     --service-account-signing-key-file "$pki/sa.key" --api-audiences https://kubernetes.default.svc \
-    --token-auth-file "$pki/tokens.csv" --authorization-mode RBAC \
-    --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
-    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota \
+    --token-auth-file "$pki/tokens.csv" --authorization-mode Node,RBAC \
+    --service-cluster-ip-range "10.96.$n.0/24" \
+    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota,NodeRestriction \
     --cert-dir "$dir/apiserver-certs" --logtostderr=true --v=0 >"$dir/apiserver.log" 2>&1 &
   echo $! >"$dir/apiserver.pid"
   local token
   token=$(cut -d, -f1 "$pki/tokens.csv")
-  wait_http "https://127.0.0.1:$api_port/readyz" 60 --cacert "$pki/ca.crt" -H "Authorization: Bearer $token" ||
+  wait_http "https://$SERRE_HOST_ADDR:$api_port/readyz" 60 --cacert "$pki/ca.crt" -H "Authorization: Bearer $token" ||
     { tail -n 30 "$dir/apiserver.log" >&2; exit 1; }
 
   log "starting kube-controller-manager"
+  # The node lifecycle controller lifts a new node's not-ready taint.
   "$BIN/kube-controller-manager" --kubeconfig "$dir/kubeconfig" \
     --authentication-kubeconfig "$dir/kubeconfig" --authorization-kubeconfig "$dir/kubeconfig" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --use-service-account-credentials=false \
-    --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle' --leader-elect=false \
+    --controllers '*,-nodeipam,-cloud-node-lifecycle' --leader-elect=false \
     --bind-address 127.0.0.1 --secure-port "$cm_port" --port 0 \
     --logtostderr=true --v=0 >"$dir/controller-manager.log" 2>&1 &
   echo $! >"$dir/controller-manager.pid"
@@ -184,14 +226,12 @@ EOF
 
 stop() {
   local dir=${1:?usage: control-plane.sh stop DIR}
-  for p in controller-manager apiserver etcd; do
-    if [ -f "$dir/$p.pid" ]; then
-      kill "$(cat "$dir/$p.pid")" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$(cat "$dir/$p.pid")" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$(cat "$dir/$p.pid")" 2>/dev/null || true
-      rm -f "$dir/$p.pid"
-    fi
-  done
+  [ -d "$dir" ] || return 0
+  dir=$(cd "$dir" && pwd)
+  if [ -f "$dir/node/net-index" ]; then "$HERE/node.sh" stop "$dir" || true; fi
+  local p
+  for p in controller-manager apiserver etcd; do stop_pidfile "$dir/$p.pid"; done
+  release_net_index "$(cat "$dir/net-index" 2>/dev/null || true)" "$dir"
 }
 
 case "${1:-}" in

@@ -71,7 +71,14 @@ impl ControlPlane {
     /// The kube-apiserver's `/metrics`, read with the admin token and the cluster CA.
     pub(crate) fn apiserver_metrics(&self) -> Result<Prom> {
         let ca = self.dir.join("pki/ca.crt");
-        let url = format!("https://127.0.0.1:{}/metrics", self.port_base + 3);
+        // The API server listens on the host address (deploy/dev/lib.sh), as its kubeconfig says.
+        let kubeconfig = std::fs::read_to_string(self.dir.join("kubeconfig"))
+            .context("read the control plane's kubeconfig")?;
+        let server = kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .context("no server in the control plane's kubeconfig")?;
+        let url = format!("{server}/metrics");
         self.curl(&["--cacert", &ca.to_string_lossy(), &url])
             .context("kube-apiserver /metrics")
     }
