@@ -106,7 +106,9 @@ sbom() { # PACKAGE(crate) NAME -> $OUT/NAME.cdx.json
       purl: ("pkg:deb/debian/" + .name + "@" + .version + "?arch=" + .arch + "&distro=debian-12"),
       "bom-ref": ("pkg:deb/debian/" + .name + "@" + .version)
     }]' "$dir/$crate.cdx.json" >"$OUT/$name.cdx.json"
-  rm -f "$dir/$crate.cdx.json"
+  # cargo-cyclonedx writes one file per workspace member: remove them all.
+  cargo metadata --no-deps --format-version 1 | jq -r '.packages[].manifest_path' |
+    while read -r m; do rm -f "$(dirname "$m")/$crate.cdx.json"; done
 }
 
 # --- one image --------------------------------------------------------------------------

@@ -8,7 +8,9 @@
 #
 # Environment: SERRE_CACHE (default ~/.cache/serre), SERRE_OIDC_PORT (default 15433; 0 = any
 # free port), SERRE_OIDC_TOKEN_TTL (seconds, default 600), SERRE_OIDC_PARENT_PID (optional:
-# stop once that process is gone; with SERRE_OIDC_REMOVE_ON_EXIT=1 also remove DIR).
+# stop once that process is gone; with SERRE_OIDC_REMOVE_ON_EXIT=1 also remove DIR),
+# SERRE_OIDC_HOST (listen address, default 127.0.0.1), SERRE_OIDC_TLS_CERT/_KEY (serve HTTPS
+# with that certificate; SERRE_OIDC_TLS_CA: the CA that signed it, for the readiness check).
 # Needs Debian's `nodejs` and `npm` (installed if missing).
 set -euo pipefail
 
@@ -55,7 +57,7 @@ start() {
     nohup node "$dir/server.js" >"$dir/oidc-provider.log" 2>&1 </dev/null &
   echo $! >"$dir/oidc-provider.pid"
   for _ in $(seq 1 150); do
-    if [ -s "$dir/issuer" ] && curl -fsS -o /dev/null "$(cat "$dir/issuer")/.well-known/openid-configuration" 2>/dev/null; then
+    if [ -s "$dir/issuer" ] && curl -fsS ${SERRE_OIDC_TLS_CERT:+--cacert "${SERRE_OIDC_TLS_CA:-$SERRE_OIDC_TLS_CERT}"} -o /dev/null "$(cat "$dir/issuer")/.well-known/openid-configuration" 2>/dev/null; then
       break
     fi
     if ! kill -0 "$(cat "$dir/oidc-provider.pid")" 2>/dev/null; then

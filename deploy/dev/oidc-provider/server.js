@@ -12,9 +12,12 @@
 // storage and a throwaway key: development and tests only.
 //
 // Environment: PORT (default 15433; 0 = any free port), SERRE_OIDC_STATE_DIR (required),
-// SERRE_OIDC_CLIENTS (default ./clients.json), SERRE_OIDC_TOKEN_TTL (seconds, default 600).
+// SERRE_OIDC_CLIENTS (default ./clients.json), SERRE_OIDC_TOKEN_TTL (seconds, default 600),
+// SERRE_OIDC_HOST (address to listen on, default 127.0.0.1), SERRE_OIDC_TLS_CERT and
+// SERRE_OIDC_TLS_KEY (PEM files: serve HTTPS, as a production gateway requires).
 import { generateKeyPairSync } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,9 +46,13 @@ const jwk = { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig', alg: 'RS
 writeAtomically(join(stateDir, 'signing-key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
 writeAtomically(join(stateDir, 'kid'), kid);
 
-const server = createServer();
-server.listen(port, '127.0.0.1', () => {
-  const issuer = `http://127.0.0.1:${server.address().port}`;
+const host = process.env.SERRE_OIDC_HOST ?? '127.0.0.1';
+const tls = process.env.SERRE_OIDC_TLS_CERT
+  ? { cert: readFileSync(process.env.SERRE_OIDC_TLS_CERT), key: readFileSync(process.env.SERRE_OIDC_TLS_KEY) }
+  : null;
+const server = tls ? createHttpsServer(tls) : createHttpServer();
+server.listen(port, host, () => {
+  const issuer = `${tls ? 'https' : 'http'}://${host}:${server.address().port}`;
   const provider = new Provider(issuer, {
     clients: clients.map((c) => ({
       client_id: c.client_id,
