@@ -230,7 +230,29 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
         source,
     })?;
     app.data.set_listen_address(addr);
-    let router = http::router(app.clone(), config.body_limit, config.request_timeout);
+    if let Some(metrics_addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: metrics_addr,
+                source,
+            })?;
+        tracing::info!(addr = %metrics_addr, "serre-api metrics listening");
+        let router = http::metrics_router(app.clone());
+        let rx = stop_rx.clone();
+        background.push(tokio::spawn(async move {
+            let server = axum::serve(listener, router).with_graceful_shutdown(stopped(rx));
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        }));
+    }
+    let router = http::router(
+        app.clone(),
+        config.body_limit,
+        config.request_timeout,
+        config.metrics_listen.is_none(),
+    );
     let grace = config.shutdown_grace;
     let rx = stop_rx.clone();
     let task = tokio::spawn(async move {

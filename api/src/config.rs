@@ -44,6 +44,11 @@ pub struct Config {
     #[arg(long, env = "SERRE_API_LISTEN", default_value = "127.0.0.1:15480")]
     pub listen: SocketAddr,
 
+    /// Address serving `/metrics` on its own (e.g. `0.0.0.0:9090`), so that the public API
+    /// port does not expose it. Unset: `/metrics` is served on `--listen`.
+    #[arg(long, env = "SERRE_API_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// `production` refuses the development issuer and plain-HTTP identity providers
     /// outside loopback.
     #[arg(

@@ -1,6 +1,7 @@
 //! `serre-api`: the gateway (`serve`), development tokens (`dev-token`), the audit log
 //! (`audit verify`, `audit export`), the OpenAPI document (`openapi`), a trial run's
-//! init step (`fetch-grants`) and the node agent exporting RAPL energy (`node-energy`).
+//! init step (`fetch-grants`), the node agent exporting RAPL energy (`node-energy`) and
+//! the creation of the dataset keys' Secret (`data-keys`).
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -45,6 +46,19 @@ enum Command {
     FetchGrants(FetchGrants),
     /// Node agent: export the node's RAPL energy and busy CPU time to Prometheus.
     NodeEnergy(NodeEnergy),
+    /// Create the gateway's dataset keys as a Secret, unless it exists (the chart's
+    /// install hook runs it).
+    DataKeys(DataKeysSecret),
+}
+
+#[derive(clap::Args)]
+struct DataKeysSecret {
+    /// Namespace of the Secret (the gateway's).
+    #[arg(long)]
+    namespace: String,
+    /// Name of the Secret (chart value `gateway.data.keysSecret`).
+    #[arg(long, default_value = "serre-gateway-data-keys")]
+    secret: String,
 }
 
 #[derive(clap::Args)]
@@ -274,6 +288,36 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     v.sha256,
                     v.path.display()
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DataKeys(d) => {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                anyhow::anyhow!("no usable kubeconfig (KUBECONFIG or in-cluster): {e}")
+            })?;
+            let api =
+                kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, &d.namespace);
+            if api.get_opt(&d.secret).await?.is_some() {
+                eprintln!(
+                    "Secret {}/{} already exists; left unchanged",
+                    d.namespace, d.secret
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let secret = serre_api::datasets::DataKeys::generate_secret(&d.namespace, &d.secret)?;
+            match api.create(&Default::default(), &secret).await {
+                Ok(_) => eprintln!(
+                    "Secret {}/{} created with new dataset keys",
+                    d.namespace, d.secret
+                ),
+                // Another hook run created it meanwhile: its keys stand.
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    eprintln!(
+                        "Secret {}/{} already exists; left unchanged",
+                        d.namespace, d.secret
+                    )
+                }
+                Err(e) => return Err(e.into()),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -381,3 +381,34 @@ fn dev_tokens_carry_the_requested_claims() {
     let ttl = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
     assert_eq!(ttl, 3600);
 }
+
+/// With `--metrics-listen`, `/metrics` leaves the public API port for its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_their_own_listener_are_not_on_the_api_port() {
+    let port = support::free_ports(1);
+    let mut setup = Setup::local(support::fresh_database(Backend::Sqlite).await);
+    setup.extra = vec!["--metrics-listen".into(), format!("127.0.0.1:{port}")];
+    let gw = Gateway::start(setup).await;
+    let (s, _) = gw.call("GET", "/healthz", None, None).await;
+    assert_eq!(s, 200);
+    let got = gw.call("GET", "/metrics", None, None).await;
+    assert_error(&got, 404, "route_not_found");
+
+    let resp = gw
+        .http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("metrics listener");
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.expect("body");
+    assert!(
+        text.contains(
+            "serre_api_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    let (s, _) = gw.call("GET", "/v1/me", None, None).await;
+    assert_eq!(s, 401, "the API stays on its port");
+    gw.stop().await;
+}

@@ -7,7 +7,10 @@
 #   garage.sh stop DIR       stop it
 #
 # Environment: SERRE_CACHE (default ~/.cache/serre), SERRE_GARAGE_PORT_BASE (default 13900:
-# S3 = base, RPC = base+1, admin = base+3), SERRE_GARAGE_PARENT_PID (stop once it is gone).
+# S3 = base, RPC = base+1, admin = base+3), SERRE_GARAGE_BIND (address of the S3 and admin
+# APIs, default 127.0.0.1; the local cluster's pods need the host address 10.250.0.1),
+# SERRE_GARAGE_PARENT_PID (stop once it is gone). A restart keeps the first start's ports
+# and address.
 set -euo pipefail
 
 GARAGE_VERSION=2.5.0
@@ -35,6 +38,9 @@ start() {
   [ -f "$dir/ports" ] && base=$(cat "$dir/ports")
   echo "$base" >"$dir/ports"
   local s3=$base rpc=$((base + 1)) admin=$((base + 3))
+  local bind=${SERRE_GARAGE_BIND:-127.0.0.1}
+  [ -f "$dir/bind" ] && bind=$(cat "$dir/bind")
+  echo "$bind" >"$dir/bind"
   if [ ! -f "$dir/garage.toml" ]; then
     local admin_token
     admin_token=$(openssl rand -hex 32)
@@ -49,31 +55,31 @@ rpc_secret = "$(openssl rand -hex 32)"
 
 [s3_api]
 s3_region = "garage"
-api_bind_addr = "127.0.0.1:$s3"
+api_bind_addr = "$bind:$s3"
 
 [admin]
-api_bind_addr = "127.0.0.1:$admin"
+api_bind_addr = "$bind:$admin"
 admin_token = "$admin_token"
 TOML
     chmod 600 "$dir/garage.toml"
     printf '%s' "$admin_token" >"$dir/admin-token"
     chmod 600 "$dir/admin-token"
     cat >"$dir/env" <<ENV
-SERRE_S3_ENDPOINT=http://127.0.0.1:$s3
-SERRE_GARAGE_ADMIN_ENDPOINT=http://127.0.0.1:$admin
+SERRE_S3_ENDPOINT=http://$bind:$s3
+SERRE_GARAGE_ADMIN_ENDPOINT=http://$bind:$admin
 SERRE_GARAGE_ADMIN_TOKEN_FILE=$dir/admin-token
 SERRE_S3_REGION=garage
 GARAGE_DATA_DIR=$dir/data
 ENV
   fi
-  log "starting on 127.0.0.1:$s3 (S3) and 127.0.0.1:$admin (admin)"
+  log "starting on $bind:$s3 (S3) and $bind:$admin (admin)"
   "$GARAGE" -c "$dir/garage.toml" server --single-node >"$dir/garage.log" 2>&1 &
   echo $! >"$dir/garage.pid"
   for _ in $(seq 1 100); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$admin/health" 2>/dev/null && break
+    curl -fsS -o /dev/null "http://$bind:$admin/health" 2>/dev/null && break
     sleep 0.1
   done
-  curl -fsS -o /dev/null "http://127.0.0.1:$admin/health" || { tail -n 20 "$dir/garage.log" >&2; exit 1; }
+  curl -fsS -o /dev/null "http://$bind:$admin/health" || { tail -n 20 "$dir/garage.log" >&2; exit 1; }
   # A healthy answer from another process on the same ports is not ours.
   sleep 0.2
   kill -0 "$(cat "$dir/garage.pid")" 2>/dev/null || {

