@@ -2,7 +2,10 @@
 # Check the Helm chart charts/serre. One PASS or FAIL line per check; exits non-zero
 # if any check fails.
 #
-#   deploy/dev/chart-check.sh
+#   deploy/dev/chart-check.sh [CHECK...]
+#
+# With no CHECK, every check below runs in order; otherwise only those named (e.g.
+# `chart-check.sh lint template schema`, which needs neither cargo nor a cluster).
 #
 #   manifests       the generated CRDs and editor ClusterRole match the Rust types
 #   lint            helm lint --strict, default values and values-production.yaml
@@ -809,27 +812,36 @@ rbac_storage() {
 }
 
 # --- run ------------------------------------------------------------------------------
+ALL_CHECKS=(manifests lint template schema dry-run rbac)
+SELECTED=("$@")
+[ ${#SELECTED[@]} -eq 0 ] && SELECTED=("${ALL_CHECKS[@]}")
+for c in "${SELECTED[@]}"; do
+  [[ " ${ALL_CHECKS[*]} " == *" $c "* ]] || { echo "chart-check: unknown check '$c' (known: ${ALL_CHECKS[*]})" >&2; exit 2; }
+done
+selected() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
 if ensure_helm; then
   pass helm "helm $HELM_VERSION at $HELM"
 else
   fail helm "could not install helm $HELM_VERSION"
   exit 1
 fi
-check_manifests
-check_lint
-check_template
-check_schema
+selected manifests && check_manifests
+selected lint && check_lint
+selected template && check_template
+selected schema && check_schema
 own=
-if [ -n "${KUBECONFIG:-}" ]; then
-  log "dry run on KUBECONFIG=$KUBECONFIG; the rbac check starts a private control plane"
-  check_dry_run "$KUBECONFIG"
-elif start_control_plane "$WORK/cp"; then
-  own=$CP_KUBECONFIG
-  check_dry_run "$own"
-else
-  fail dry-run "could not start a control plane (deploy/dev/control-plane.sh)"
+if selected dry-run; then
+  if [ -n "${KUBECONFIG:-}" ]; then
+    log "dry run on KUBECONFIG=$KUBECONFIG; the rbac check starts a private control plane"
+    check_dry_run "$KUBECONFIG"
+  elif start_control_plane "$WORK/cp"; then
+    own=$CP_KUBECONFIG
+    check_dry_run "$own"
+  else
+    fail dry-run "could not start a control plane (deploy/dev/control-plane.sh)"
+  fi
 fi
-check_rbac "$own"
+selected rbac && check_rbac "$own"
 
 if [ "$FAILED" -ne 0 ]; then
   echo "chart-check: FAILED"
