@@ -36,7 +36,9 @@
 # Garage under garage-<version>/), KUBECONFIG (cluster for the dry-run),
 # SERRE_CP_PORT_BASE (ports of a control plane started here; default: a free range),
 # SERRE_GARAGE_PORT_BASE (Garage's ports: S3 = base, RPC = base+1, admin = base+3;
-# default 13990), SERRE_CHART_CHECK_KEEP=1 (keep the temp dir).
+# default 13990), SERRE_OPERATOR_BIN (the operator binary the rbac check runs; default
+# target/debug/serre-operator, which the manifests check builds), SERRE_CHART_CHECK_KEEP=1
+# (keep the temp dir).
 set -uo pipefail
 
 HELM_VERSION=4.1.4
@@ -60,7 +62,7 @@ printf 'gateway:\n  oidc:\n    issuer: https://login.example.org/realms/serre\n'
 DEFAULTS=(-f "$GATEWAY_ISSUER_VALUES")
 CP_DIRS=()
 CP_KUBECONFIG=
-OPERATOR_BIN=$ROOT/target/debug/serre-operator
+OPERATOR_BIN=${SERRE_OPERATOR_BIN:-$ROOT/target/debug/serre-operator}
 OPERATOR_PID=
 OPERATOR_LOG=
 GARAGE_PORT_BASE=${SERRE_GARAGE_PORT_BASE:-13990}
@@ -510,6 +512,41 @@ check_dry_run() {
       fail dry-run "$label values: $(grep -iv 'dry run' <<<"$out" | head -n 3 | tr '\n' ' ')"
     fi
   done
+  check_required_secrets "$kubeconfig"
+}
+
+# Secrets the chart cannot create (templates/required-secrets.yaml): with a cluster that
+# answers (helm template --dry-run=server), the production values fail while the Garage
+# token, database URL and data S3 key Secrets are missing, naming each; once they exist
+# (one of them first without its entry) the rendering succeeds. Uses a namespace of its
+# own, deleted afterwards.
+check_required_secrets() {
+  local kubeconfig=$1 ns=serre-chart-check-secrets out missing=() s
+  local args=(template "$RELEASE" "$CHART" --namespace "$ns" -f "$CHART/values-production.yaml" --dry-run=server)
+  KUBECONFIG=$kubeconfig kc create namespace "$ns" >/dev/null 2>&1
+  if out=$(KUBECONFIG=$kubeconfig "$HELM" "${args[@]}" 2>&1 >/dev/null); then
+    fail dry-run "production values rendered against a cluster without the Secrets they need"
+    KUBECONFIG=$kubeconfig kc delete namespace "$ns" --wait=false >/dev/null 2>&1
+    return
+  fi
+  for s in serre-garage-admin-token serre-api-database serre-gateway-data-s3; do
+    grep -q "Secret $ns/$s (.*) does not exist; create it: kubectl -n $ns create secret generic $s" <<<"$out" || missing+=("$s")
+  done
+  grep -q 'serre-storage-keys\|serre-gateway-data-keys' <<<"$out" && missing+=("(named a key Secret the hook creates)")
+  KUBECONFIG=$kubeconfig kc create secret generic serre-garage-admin-token -n "$ns" --from-literal=admin-token=x >/dev/null
+  KUBECONFIG=$kubeconfig kc create secret generic serre-gateway-data-s3 -n "$ns" --from-literal=secret=x >/dev/null
+  KUBECONFIG=$kubeconfig kc create secret generic serre-api-database -n "$ns" --from-literal=wrong-entry=x >/dev/null
+  out=$(KUBECONFIG=$kubeconfig "$HELM" "${args[@]}" 2>&1 >/dev/null)
+  grep -q "Secret $ns/serre-api-database (.*) has no entry \"url\"" <<<"$out" || missing+=("a refusal naming the missing entry url")
+  KUBECONFIG=$kubeconfig kc delete secret serre-api-database -n "$ns" >/dev/null
+  KUBECONFIG=$kubeconfig kc create secret generic serre-api-database -n "$ns" --from-literal=url=postgres://x >/dev/null
+  out=$(KUBECONFIG=$kubeconfig "$HELM" "${args[@]}" 2>&1 >/dev/null) || missing+=("a rendering once the Secrets exist: $(tail -n 2 <<<"$out" | tr '\n' ' ')")
+  KUBECONFIG=$kubeconfig kc delete namespace "$ns" --wait=false >/dev/null 2>&1
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail dry-run "required Secrets (production values, helm template --dry-run=server): ${missing[*]}"
+  else
+    pass dry-run "required Secrets: the install fails early naming each missing Secret or entry it cannot create (Garage token, database URL, data S3 key), and renders once they exist"
+  fi
 }
 
 # --- rbac: the operator binary as the chart's ServiceAccount --------------------------
@@ -618,7 +655,7 @@ EOF
 
 check_rbac() {
   if [ ! -x "$OPERATOR_BIN" ]; then
-    fail rbac "no operator binary at $OPERATOR_BIN (the manifests check builds it)"
+    fail rbac "no operator binary at $OPERATOR_BIN (the manifests check builds it; or set SERRE_OPERATOR_BIN)"
     return
   fi
   # The operator reconciles every Sandbox of a cluster: never run it on a shared one.
