@@ -557,11 +557,13 @@ check_required_secrets() {
 # real Garage.
 
 # rbac_install LABEL [helm args...]: install that rendering for real (CRDs included) and
-# write the operator container's environment to $WORK/rbac-LABEL.env.
+# write the operator container's environment to $WORK/rbac-LABEL.env. Without Helm's
+# hooks (the key Job and its RBAC): kubectl does not replace a hook Job as Helm does, and
+# rbac_keys checks the hook's RBAC on its own.
 rbac_install() {
   local label=$1 out
   shift
-  if ! render "rbac-$label" "$@" --include-crds --kube-version 1.20.2; then
+  if ! render "rbac-$label" "$@" --include-crds --no-hooks --kube-version 1.20.2; then
     fail rbac "$label: helm template failed: $(tail -n 2 "$WORK/rbac-$label.err" | tr '\n' ' ')"
     return 1
   fi
@@ -688,7 +690,46 @@ contexts: [{name: c, context: {cluster: c, user: sa}}]
 current-context: c
 EOF
   rbac_gateway
+  rbac_keys
   rbac_plain && rbac_storage
+}
+
+# The key hook's RBAC (production values: both key Secrets), applied without its Job:
+# get on the two key Secrets by name and create Secrets, in the release namespace only.
+rbac_keys() {
+  local sa=system:serviceaccount:$NAMESPACE:$RELEASE-keys probe missing=() allowed=() out
+  if ! render rbac-keys -f "$CHART/values-production.yaml" --show-only templates/keys-hook.yaml --kube-version 1.20.2; then
+    fail rbac "key hook: helm template failed: $(tail -n 2 "$WORK/rbac-keys.err" | tr '\n' ' ')"
+    return
+  fi
+  # Every object but the Job (it would never run here: no node).
+  awk '/^---/ { if (doc !~ /\nkind: Job\n/) printf "%s", doc; doc = "\n---\n"; next } { doc = doc $0 "\n" }
+    END { if (doc !~ /\nkind: Job\n/) printf "%s", doc }' "$WORK/rbac-keys.yaml" >"$WORK/rbac-keys-rbac.yaml"
+  if ! out=$(kc apply -f "$WORK/rbac-keys-rbac.yaml"); then
+    fail rbac "key hook: applying its RBAC: $(head -n 2 <<<"$out" | tr '\n' ' ')"
+    return
+  fi
+  for _ in $(seq 1 20); do kc auth can-i create secrets -n "$NAMESPACE" --as "$sa" >/dev/null && break; sleep 0.5; done
+  for probe in "get secrets/serre-storage-keys -n $NAMESPACE" "get secrets/serre-gateway-data-keys -n $NAMESPACE" \
+    "create secrets -n $NAMESPACE"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    kc auth can-i $probe --as "$sa" >/dev/null || missing+=("$probe")
+  done
+  for probe in "get secrets/serre-api-database -n $NAMESPACE" "list secrets -n $NAMESPACE" \
+    "update secrets/serre-storage-keys -n $NAMESPACE" "patch secrets/serre-gateway-data-keys -n $NAMESPACE" \
+    "delete secrets/serre-storage-keys -n $NAMESPACE" "create secrets -n default" "get secrets/serre-storage-keys -n default" \
+    "create configmaps -n $NAMESPACE" "create pods -n $NAMESPACE"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    kc auth can-i $probe --as "$sa" >/dev/null && allowed+=("$probe")
+  done
+  kc delete -f "$WORK/rbac-keys-rbac.yaml" >/dev/null 2>&1
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail rbac "the key hook's ServiceAccount may not: ${missing[*]}"
+  elif [ ${#allowed[@]} -ne 0 ]; then
+    fail rbac "the key hook's ServiceAccount may also: ${allowed[*]}"
+  else
+    pass rbac "key hook ServiceAccount: get the two key Secrets by name, create Secrets, in $NAMESPACE only; nothing else"
+  fi
 }
 
 # The gateway's ServiceAccount (default values): exactly the verbs of api/src/cluster.rs
