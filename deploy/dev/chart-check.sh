@@ -2,7 +2,10 @@
 # Check the Helm chart charts/serre. One PASS or FAIL line per check; exits non-zero
 # if any check fails.
 #
-#   deploy/dev/chart-check.sh
+#   deploy/dev/chart-check.sh [CHECK...]
+#
+# With no CHECK, every check below runs in order; otherwise only those named (e.g.
+# `chart-check.sh lint template schema`, which needs neither cargo nor a cluster).
 #
 #   manifests       the generated CRDs and editor ClusterRole match the Rust types
 #   lint            helm lint --strict, default values and values-production.yaml
@@ -33,7 +36,9 @@
 # Garage under garage-<version>/), KUBECONFIG (cluster for the dry-run),
 # SERRE_CP_PORT_BASE (ports of a control plane started here; default: a free range),
 # SERRE_GARAGE_PORT_BASE (Garage's ports: S3 = base, RPC = base+1, admin = base+3;
-# default 13990), SERRE_CHART_CHECK_KEEP=1 (keep the temp dir).
+# default 13990), SERRE_OPERATOR_BIN (the operator binary the rbac check runs; default
+# target/debug/serre-operator, which the manifests check builds), SERRE_CHART_CHECK_KEEP=1
+# (keep the temp dir).
 set -uo pipefail
 
 HELM_VERSION=4.1.4
@@ -57,7 +62,7 @@ printf 'gateway:\n  oidc:\n    issuer: https://login.example.org/realms/serre\n'
 DEFAULTS=(-f "$GATEWAY_ISSUER_VALUES")
 CP_DIRS=()
 CP_KUBECONFIG=
-OPERATOR_BIN=$ROOT/target/debug/serre-operator
+OPERATOR_BIN=${SERRE_OPERATOR_BIN:-$ROOT/target/debug/serre-operator}
 OPERATOR_PID=
 OPERATOR_LOG=
 GARAGE_PORT_BASE=${SERRE_GARAGE_PORT_BASE:-13990}
@@ -181,10 +186,11 @@ check_template() {
     fail template "values-production.yaml: $(tail -n 3 "$WORK/production.err" | tr '\n' ' ')"
   fi
   # What the operator must never lose: hardening and probes of the Deployment.
-  # The operator's objects only (the gateway's are checked by check_template_gateway).
+  # The operator's objects only (the gateway's are checked by check_template_gateway, the
+  # key hook's by check_template_keys).
   local d=$WORK/default-operator.yaml missing=()
-  awk '/^---/ { if (doc !~ /app.kubernetes.io\/component: gateway/) printf "%s", doc; doc = ""; next }
-    { doc = doc $0 "\n" } END { if (doc !~ /app.kubernetes.io\/component: gateway/) printf "%s", doc }' \
+  awk '/^---/ { if (doc !~ /app.kubernetes.io\/component: (gateway|keys)\n/) printf "%s", doc; doc = ""; next }
+    { doc = doc $0 "\n" } END { if (doc !~ /app.kubernetes.io\/component: (gateway|keys)\n/) printf "%s", doc }' \
     "$WORK/default.yaml" >"$d"
   for want in 'runAsNonRoot: true' 'runAsUser: 65532' 'readOnlyRootFilesystem: true' \
     'allowPrivilegeEscalation: false' 'drop: \["ALL"\]' 'type: RuntimeDefault' \
@@ -218,6 +224,8 @@ check_template() {
     pass template "storage: env, read-only token volume and RBAC only with storage.enabled"
   fi
   check_template_gateway
+  check_template_gateway_ops
+  check_template_keys
   check_template_node_energy
 }
 
@@ -307,6 +315,142 @@ check_template_gateway() {
   fi
 }
 
+# What ops need around the gateway (issue 11): /metrics on its own port and ClusterIP
+# Service, never on the API Service; sandboxes' egress to the chart's gateway pods (the
+# operator's SERRE_GATEWAY_* select exactly the gateway's pod labels and port); a PDB and
+# spread with several replicas; and, with ci/good/gateway-operations.yaml, a private CA
+# mounted in both Deployments, images pinned by digest, scheduling, proxy and extra volumes.
+check_template_gateway_ops() {
+  local gd gs gm op gp ops_gd ops_op pair k v sel missing=() leaked=() out
+  gd=$(gateway_doc "$WORK/default.yaml" Deployment)
+  gs=$(gateway_doc "$WORK/default.yaml" Service)
+  gm=$(gateway_doc "$WORK/default.yaml" Service "$RELEASE-gateway-metrics")
+  op=$(gateway_doc "$WORK/default.yaml" Deployment "$RELEASE-operator")
+  gp=$(gateway_doc "$WORK/production.yaml" Deployment)
+  for want in '- name: metrics' 'containerPort: 9090' 'name: SERRE_API_METRICS_LISTEN' 'value: "0.0.0.0:9090"'; do
+    grep -q -- "$want" <<<"$gd" || missing+=("gateway Deployment: $want")
+  done
+  { grep -q 'type: ClusterIP' <<<"$gm" && grep -q 'port: 9090' <<<"$gm" && grep -q 'targetPort: metrics' <<<"$gm"; } ||
+    missing+=("Service $RELEASE-gateway-metrics (ClusterIP, 9090 -> metrics)")
+  grep -q 'name: metrics\|port: 9090' <<<"$gs" && leaked+=("the API Service $RELEASE-gateway serves metrics")
+  # Sandbox egress to the gateway: the selector is the gateway pods' own labels.
+  grep -A1 'name: SERRE_GATEWAY_NAMESPACE_SELECTOR' <<<"$op" | grep -q "value: \"kubernetes.io/metadata.name=$NAMESPACE\"" ||
+    missing+=("operator: SERRE_GATEWAY_NAMESPACE_SELECTOR=kubernetes.io/metadata.name=$NAMESPACE")
+  grep -A1 'name: SERRE_GATEWAY_PORT' <<<"$op" | grep -q 'value: "8080"' || missing+=("operator: SERRE_GATEWAY_PORT=8080")
+  sel=$(grep -A1 'name: SERRE_GATEWAY_POD_SELECTOR' <<<"$op" | sed -n 's/.*value: "\(.*\)"/\1/p')
+  [ -n "$sel" ] || missing+=("operator: SERRE_GATEWAY_POD_SELECTOR")
+  for pair in ${sel//,/ }; do
+    k=${pair%%=*} v=${pair#*=}
+    grep -qE "^ {8}$k: \"?$v\"?\$" <<<"$gd" || missing+=("gateway pods lack the selected label $pair")
+  done
+  if ! render gateway-disabled "${DEFAULTS[@]}" -f "$CHART/ci/good/gateway-disabled.yaml"; then
+    missing+=("gateway-disabled rendering: $(tail -n 1 "$WORK/gateway-disabled.err")")
+  elif grep -q 'SERRE_GATEWAY_\(NAMESPACE_SELECTOR\|POD_SELECTOR\|PORT\)' "$WORK/gateway-disabled.yaml"; then
+    leaked+=("gateway disabled, yet the operator allows egress to it")
+  fi
+  # Several replicas (production): a PDB and a spread; one replica (default): no PDB.
+  gateway_doc "$WORK/production.yaml" PodDisruptionBudget | grep -q 'app.kubernetes.io/component: gateway' ||
+    missing+=("production: PodDisruptionBudget $RELEASE-gateway")
+  [ -n "$(gateway_doc "$WORK/default.yaml" PodDisruptionBudget)" ] && leaked+=("default (1 replica): a gateway PDB")
+  grep -q 'topologySpreadConstraints:' <<<"$gp" || missing+=("production: gateway topologySpreadConstraints")
+  grep -q ':8443"' "$WORK/production.yaml" && leaked+=("production: platformEgress to port 8443")
+  # No CA bundle by default.
+  grep -q 'SSL_CERT_DIR\|/etc/serre/ca' "$WORK/default.yaml" && leaked+=("default: a CA bundle mount")
+  # ci/good/gateway-operations.yaml
+  if ! render ops "${DEFAULTS[@]}" -f "$CHART/ci/good/gateway-operations.yaml"; then
+    fail template "gateway-operations values: $(tail -n 3 "$WORK/ops.err" | tr '\n' ' ')"
+    return
+  fi
+  ops_gd=$(gateway_doc "$WORK/ops.yaml" Deployment)
+  ops_op=$(gateway_doc "$WORK/ops.yaml" Deployment "$RELEASE-operator")
+  gateway_doc "$WORK/ops.yaml" ConfigMap "$RELEASE-ca" | grep -q -- '-----BEGIN CERTIFICATE-----' || missing+=("ConfigMap $RELEASE-ca")
+  for doc in ops_gd ops_op; do
+    for want in 'name: SSL_CERT_DIR' 'value: "/etc/serre/ca"' 'mountPath: /etc/serre/ca' "name: $RELEASE-ca" 'checksum/ca-bundle: '; do
+      grep -q -- "$want" <<<"${!doc}" || missing+=("$doc: $want")
+    done
+    grep -A2 'name: ca-bundle' <<<"${!doc}" | grep -q 'readOnly: true' || missing+=("$doc: CA mounted read-only")
+  done
+  grep -q 'image: "registry.metropolegrandparis.fr/serre/serre-operator@sha256:0123456789abcdef' <<<"$ops_op" ||
+    missing+=("operator image repository@digest")
+  grep -q 'image: "registry.metropolegrandparis.fr/serre/serre-api:0.1.0@sha256:fedcba9876543210' <<<"$ops_gd" ||
+    missing+=("gateway image repository:tag@digest")
+  grep -A1 'name: SERRE_RUN_FETCH_IMAGE' <<<"$ops_op" | grep -q '@sha256:fedcba9876543210' || missing+=("trial runs' init image by digest")
+  for want in 'containerPort: 9100' 'value: "0.0.0.0:9100"' 'priorityClassName: platform-high' 'kubernetes.io/os: linux' \
+    'key: dedicated' 'nodeAffinity:' 'topologySpreadConstraints:' 'name: HTTPS_PROXY' 'name: NO_PROXY' \
+    'name: audit-export' 'mountPath: /var/lib/serre-export' 'example.org/team: serre' 'example.org/tier: api'; do
+    grep -q -- "$want" <<<"$ops_gd" || missing+=("gateway-operations: $want")
+  done
+  # /metrics never on the API port.
+  if out=$("$HELM" template "$RELEASE" "$CHART" "${DEFAULTS[@]}" --set gateway.metrics.port=8080 2>&1 >/dev/null) ||
+    ! grep -q 'gateway.metrics.port (8080) must differ from gateway.port' <<<"$out"; then
+    missing+=("a refusal of gateway.metrics.port = gateway.port")
+  fi
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail template "gateway operations, the rendering lacks: ${missing[*]}"
+  elif [ ${#leaked[@]} -ne 0 ]; then
+    fail template "gateway operations, the rendering has what it must not: ${leaked[*]}"
+  else
+    pass template "gateway: /metrics on its own port and ClusterIP Service; sandbox egress to the gateway pods' labels and port (none without the gateway); PDB and spread with 2 replicas; CA bundle mounted read-only in both Deployments; digests; scheduling, proxy, extra volumes"
+  fi
+}
+
+# The key hook (keys.create): a Job of pre-install/pre-upgrade hooks, restricted, with
+# its own ServiceAccount and Role (get the key Secrets by name, create Secrets, in the
+# release namespace), created before it (weights); storage-keys with storage on,
+# data-keys with the gateway, each from the chart's own image; absent with keys.create
+# false or nothing to create.
+check_template_keys() {
+  local jd jp role weights missing=() leaked=() kind w
+  jd=$(gateway_doc "$WORK/default.yaml" Job "$RELEASE-keys")
+  jp=$(gateway_doc "$WORK/production.yaml" Job "$RELEASE-keys")
+  if [ -z "$jd" ] || [ -z "$jp" ]; then
+    fail template "no key hook Job $RELEASE-keys (default: ${#jd} chars, production: ${#jp} chars)"
+    return
+  fi
+  for want in 'helm.sh/hook: pre-install,pre-upgrade' 'helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded' \
+    'runAsNonRoot: true' 'runAsUser: 65532' 'readOnlyRootFilesystem: true' 'allowPrivilegeEscalation: false' \
+    'drop: \["ALL"\]' 'type: RuntimeDefault' 'automountServiceAccountToken: true' 'restartPolicy: Never' \
+    "serviceAccountName: $RELEASE-keys"; do
+    grep -q -- "$want" <<<"$jd" || missing+=("default: $want")
+    grep -q -- "$want" <<<"$jp" || missing+=("production: $want")
+  done
+  local data_args="args: \[\"data-keys\", \"--namespace\", \"$NAMESPACE\", \"--secret\", \"serre-gateway-data-keys\"\]"
+  local storage_args="args: \[\"storage-keys\", \"--namespace\", \"$NAMESPACE\", \"--secret\", \"serre-storage-keys\"\]"
+  grep -q -- "$data_args" <<<"$jd" || missing+=("default: serre-api data-keys")
+  grep -q 'storage-keys' <<<"$jd" && leaked+=("default (storage off): storage-keys")
+  grep -q -- "$data_args" <<<"$jp" || missing+=("production: serre-api data-keys")
+  grep -q -- "$storage_args" <<<"$jp" || missing+=("production: serre-operator storage-keys")
+  grep -A1 -- '- name: storage-keys' <<<"$jp" | grep -q 'image: "registry.metropolegrandparis.fr/serre/serre-operator:0.1.0"' ||
+    missing+=("production: storage-keys from the operator image")
+  grep -A1 -- '- name: data-keys' <<<"$jp" | grep -q 'image: "registry.metropolegrandparis.fr/serre/serre-api:0.1.0"' ||
+    missing+=("production: data-keys from the gateway image")
+  role=$(gateway_doc "$WORK/production.yaml" Role "$RELEASE-keys")
+  grep -q 'resourceNames: \["serre-storage-keys","serre-gateway-data-keys"\]' <<<"$role" || missing+=("Role: get on the two key Secrets by name")
+  [ "$(grep -c 'verbs:' <<<"$role")" = 2 ] && grep -q 'verbs: \["get"\]' <<<"$role" && grep -q 'verbs: \["create"\]' <<<"$role" &&
+    ! grep -q 'resources: \["[^s]' <<<"$role" || leaked+=("Role: more than get/create on Secrets")
+  [ -n "$(gateway_doc "$WORK/production.yaml" ClusterRole "$RELEASE-keys")" ] && leaked+=("a cluster-wide role for the hook")
+  # RBAC before the Job: weights ServiceAccount, Role < RoleBinding < Job.
+  weights=
+  for kind in ServiceAccount Role RoleBinding Job; do
+    w=$(gateway_doc "$WORK/production.yaml" "$kind" "$RELEASE-keys" | sed -n 's/.*helm.sh\/hook-weight: "\(-\{0,1\}[0-9]*\)".*/\1/p')
+    weights+="$kind=${w:-none} "
+    [ -n "$w" ] || missing+=("$kind $RELEASE-keys: a hook weight")
+    eval "w_$kind=\${w:-0}"
+  done
+  # shellcheck disable=SC2154 # set by the eval above
+  { [ "$w_ServiceAccount" -lt "$w_RoleBinding" ] && [ "$w_Role" -lt "$w_RoleBinding" ] && [ "$w_RoleBinding" -lt "$w_Job" ]; } ||
+    missing+=("hook weights in order ServiceAccount, Role < RoleBinding < Job ($weights)")
+  grep -q "name: $RELEASE-keys" "$WORK/ops.yaml" && leaked+=("keys.create false: the hook")
+  grep -q "name: $RELEASE-keys" "$WORK/gateway-disabled.yaml" && leaked+=("gateway and storage off: the hook")
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail template "key hook lacks: ${missing[*]}"
+  elif [ ${#leaked[@]} -ne 0 ]; then
+    fail template "key hook has what it must not: ${leaked[*]}"
+  else
+    pass template "key hook: pre-install/pre-upgrade Job, restricted, storage-keys and data-keys from the chart's images with the right Secrets, its own namespaced RBAC created first ($weights); none with keys.create false"
+  fi
+}
+
 check_schema() {
   local f expect out bad=0 good=0 before=$FAILED
   FAILED=0
@@ -368,6 +512,41 @@ check_dry_run() {
       fail dry-run "$label values: $(grep -iv 'dry run' <<<"$out" | head -n 3 | tr '\n' ' ')"
     fi
   done
+  check_required_secrets "$kubeconfig"
+}
+
+# Secrets the chart cannot create (templates/required-secrets.yaml): with a cluster that
+# answers (helm template --dry-run=server), the production values fail while the Garage
+# token, database URL and data S3 key Secrets are missing, naming each; once they exist
+# (one of them first without its entry) the rendering succeeds. Uses a namespace of its
+# own, deleted afterwards.
+check_required_secrets() {
+  local kubeconfig=$1 ns=serre-chart-check-secrets out missing=() s
+  local args=(template "$RELEASE" "$CHART" --namespace "$ns" -f "$CHART/values-production.yaml" --dry-run=server)
+  KUBECONFIG=$kubeconfig kc create namespace "$ns" >/dev/null 2>&1
+  if out=$(KUBECONFIG=$kubeconfig "$HELM" "${args[@]}" 2>&1 >/dev/null); then
+    fail dry-run "production values rendered against a cluster without the Secrets they need"
+    KUBECONFIG=$kubeconfig kc delete namespace "$ns" --wait=false >/dev/null 2>&1
+    return
+  fi
+  for s in serre-garage-admin-token serre-api-database serre-gateway-data-s3; do
+    grep -q "Secret $ns/$s (.*) does not exist; create it: kubectl -n $ns create secret generic $s" <<<"$out" || missing+=("$s")
+  done
+  grep -q 'serre-storage-keys\|serre-gateway-data-keys' <<<"$out" && missing+=("(named a key Secret the hook creates)")
+  KUBECONFIG=$kubeconfig kc create secret generic serre-garage-admin-token -n "$ns" --from-literal=admin-token=x >/dev/null
+  KUBECONFIG=$kubeconfig kc create secret generic serre-gateway-data-s3 -n "$ns" --from-literal=secret=x >/dev/null
+  KUBECONFIG=$kubeconfig kc create secret generic serre-api-database -n "$ns" --from-literal=wrong-entry=x >/dev/null
+  out=$(KUBECONFIG=$kubeconfig "$HELM" "${args[@]}" 2>&1 >/dev/null)
+  grep -q "Secret $ns/serre-api-database (.*) has no entry \"url\"" <<<"$out" || missing+=("a refusal naming the missing entry url")
+  KUBECONFIG=$kubeconfig kc delete secret serre-api-database -n "$ns" >/dev/null
+  KUBECONFIG=$kubeconfig kc create secret generic serre-api-database -n "$ns" --from-literal=url=postgres://x >/dev/null
+  out=$(KUBECONFIG=$kubeconfig "$HELM" "${args[@]}" 2>&1 >/dev/null) || missing+=("a rendering once the Secrets exist: $(tail -n 2 <<<"$out" | tr '\n' ' ')")
+  KUBECONFIG=$kubeconfig kc delete namespace "$ns" --wait=false >/dev/null 2>&1
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail dry-run "required Secrets (production values, helm template --dry-run=server): ${missing[*]}"
+  else
+    pass dry-run "required Secrets: the install fails early naming each missing Secret or entry it cannot create (Garage token, database URL, data S3 key), and renders once they exist"
+  fi
 }
 
 # --- rbac: the operator binary as the chart's ServiceAccount --------------------------
@@ -378,11 +557,13 @@ check_dry_run() {
 # real Garage.
 
 # rbac_install LABEL [helm args...]: install that rendering for real (CRDs included) and
-# write the operator container's environment to $WORK/rbac-LABEL.env.
+# write the operator container's environment to $WORK/rbac-LABEL.env. Without Helm's
+# hooks (the key Job and its RBAC): kubectl does not replace a hook Job as Helm does, and
+# rbac_keys checks the hook's RBAC on its own.
 rbac_install() {
   local label=$1 out
   shift
-  if ! render "rbac-$label" "$@" --include-crds --kube-version 1.20.2; then
+  if ! render "rbac-$label" "$@" --include-crds --no-hooks --kube-version 1.20.2; then
     fail rbac "$label: helm template failed: $(tail -n 2 "$WORK/rbac-$label.err" | tr '\n' ' ')"
     return 1
   fi
@@ -476,7 +657,7 @@ EOF
 
 check_rbac() {
   if [ ! -x "$OPERATOR_BIN" ]; then
-    fail rbac "no operator binary at $OPERATOR_BIN (the manifests check builds it)"
+    fail rbac "no operator binary at $OPERATOR_BIN (the manifests check builds it; or set SERRE_OPERATOR_BIN)"
     return
   fi
   # The operator reconciles every Sandbox of a cluster: never run it on a shared one.
@@ -509,7 +690,46 @@ contexts: [{name: c, context: {cluster: c, user: sa}}]
 current-context: c
 EOF
   rbac_gateway
+  rbac_keys
   rbac_plain && rbac_storage
+}
+
+# The key hook's RBAC (production values: both key Secrets), applied without its Job:
+# get on the two key Secrets by name and create Secrets, in the release namespace only.
+rbac_keys() {
+  local sa=system:serviceaccount:$NAMESPACE:$RELEASE-keys probe missing=() allowed=() out
+  if ! render rbac-keys -f "$CHART/values-production.yaml" --show-only templates/keys-hook.yaml --kube-version 1.20.2; then
+    fail rbac "key hook: helm template failed: $(tail -n 2 "$WORK/rbac-keys.err" | tr '\n' ' ')"
+    return
+  fi
+  # Every object but the Job (it would never run here: no node).
+  awk '/^---/ { if (doc !~ /\nkind: Job\n/) printf "%s", doc; doc = "\n---\n"; next } { doc = doc $0 "\n" }
+    END { if (doc !~ /\nkind: Job\n/) printf "%s", doc }' "$WORK/rbac-keys.yaml" >"$WORK/rbac-keys-rbac.yaml"
+  if ! out=$(kc apply -f "$WORK/rbac-keys-rbac.yaml"); then
+    fail rbac "key hook: applying its RBAC: $(head -n 2 <<<"$out" | tr '\n' ' ')"
+    return
+  fi
+  for _ in $(seq 1 20); do kc auth can-i create secrets -n "$NAMESPACE" --as "$sa" >/dev/null && break; sleep 0.5; done
+  for probe in "get secrets/serre-storage-keys -n $NAMESPACE" "get secrets/serre-gateway-data-keys -n $NAMESPACE" \
+    "create secrets -n $NAMESPACE"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    kc auth can-i $probe --as "$sa" >/dev/null || missing+=("$probe")
+  done
+  for probe in "get secrets/serre-api-database -n $NAMESPACE" "list secrets -n $NAMESPACE" \
+    "update secrets/serre-storage-keys -n $NAMESPACE" "patch secrets/serre-gateway-data-keys -n $NAMESPACE" \
+    "delete secrets/serre-storage-keys -n $NAMESPACE" "create secrets -n default" "get secrets/serre-storage-keys -n default" \
+    "create configmaps -n $NAMESPACE" "create pods -n $NAMESPACE"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    kc auth can-i $probe --as "$sa" >/dev/null && allowed+=("$probe")
+  done
+  kc delete -f "$WORK/rbac-keys-rbac.yaml" >/dev/null 2>&1
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail rbac "the key hook's ServiceAccount may not: ${missing[*]}"
+  elif [ ${#allowed[@]} -ne 0 ]; then
+    fail rbac "the key hook's ServiceAccount may also: ${allowed[*]}"
+  else
+    pass rbac "key hook ServiceAccount: get the two key Secrets by name, create Secrets, in $NAMESPACE only; nothing else"
+  fi
 }
 
 # The gateway's ServiceAccount (default values): exactly the verbs of api/src/cluster.rs
@@ -809,27 +1029,36 @@ rbac_storage() {
 }
 
 # --- run ------------------------------------------------------------------------------
+ALL_CHECKS=(manifests lint template schema dry-run rbac)
+SELECTED=("$@")
+[ ${#SELECTED[@]} -eq 0 ] && SELECTED=("${ALL_CHECKS[@]}")
+for c in "${SELECTED[@]}"; do
+  [[ " ${ALL_CHECKS[*]} " == *" $c "* ]] || { echo "chart-check: unknown check '$c' (known: ${ALL_CHECKS[*]})" >&2; exit 2; }
+done
+selected() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
 if ensure_helm; then
   pass helm "helm $HELM_VERSION at $HELM"
 else
   fail helm "could not install helm $HELM_VERSION"
   exit 1
 fi
-check_manifests
-check_lint
-check_template
-check_schema
+selected manifests && check_manifests
+selected lint && check_lint
+selected template && check_template
+selected schema && check_schema
 own=
-if [ -n "${KUBECONFIG:-}" ]; then
-  log "dry run on KUBECONFIG=$KUBECONFIG; the rbac check starts a private control plane"
-  check_dry_run "$KUBECONFIG"
-elif start_control_plane "$WORK/cp"; then
-  own=$CP_KUBECONFIG
-  check_dry_run "$own"
-else
-  fail dry-run "could not start a control plane (deploy/dev/control-plane.sh)"
+if selected dry-run; then
+  if [ -n "${KUBECONFIG:-}" ]; then
+    log "dry run on KUBECONFIG=$KUBECONFIG; the rbac check starts a private control plane"
+    check_dry_run "$KUBECONFIG"
+  elif start_control_plane "$WORK/cp"; then
+    own=$CP_KUBECONFIG
+    check_dry_run "$own"
+  else
+    fail dry-run "could not start a control plane (deploy/dev/control-plane.sh)"
+  fi
 fi
-check_rbac "$own"
+selected rbac && check_rbac "$own"
 
 if [ "$FAILED" -ne 0 ]; then
   echo "chart-check: FAILED"

@@ -50,8 +50,25 @@ app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* An image reference from a values block {repository, tag, digest}: repo:tag, where
+     tag defaults to the chart's appVersion; with a digest, repo@digest (tag left empty)
+     or repo:tag@digest (tag set: the runtime pulls by digest, the tag is informative).
+     Call with (dict "image" .Values.image "ctx" $). */}}
+{{- define "serre.imageRef" -}}
+{{- $img := .image -}}
+{{- if $img.digest -}}
+{{- if $img.tag -}}
+{{- printf "%s:%s@%s" $img.repository $img.tag $img.digest -}}
+{{- else -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- end -}}
+{{- else -}}
+{{- printf "%s:%s" $img.repository (default .ctx.Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "serre.operator.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- include "serre.imageRef" (dict "image" .Values.image "ctx" .) -}}
 {{- end -}}
 
 {{/* Name of the gateway's objects (Deployment, ServiceAccount, RBAC, Service, PVC). */}}
@@ -60,7 +77,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "serre.gateway.image" -}}
-{{- printf "%s:%s" .Values.gateway.image.repository (default .Chart.AppVersion .Values.gateway.image.tag) -}}
+{{- include "serre.imageRef" (dict "image" .Values.gateway.image "ctx" .) -}}
 {{- end -}}
 
 {{/* Gateway URL given to trial runs' init step: trialRuns.gatewayUrl, else the chart's
@@ -86,4 +103,75 @@ gateway Service when the gateway is deployed, else none (runs with grants then w
 {{/* ClusterRole bound to the gateway inside each sandbox namespace (trial runs). */}}
 {{- define "serre.gateway.runsClusterRole" -}}
 {{- printf "%s-runs" (include "serre.gateway.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The gateway pods' selector labels as "k=v,k=v" (SERRE_GATEWAY_POD_SELECTOR). */}}
+{{- define "serre.gateway.podSelector" -}}
+{{- $labels := include "serre.selectorLabels" (dict "ctx" . "component" "gateway") | fromYaml -}}
+{{- $pairs := list -}}
+{{- range $k := keys $labels | sortAlpha -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k (index $labels $k)) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
+
+{{/* Private CA bundle (caBundle): ConfigMap name, mount directory, and the pieces a
+     pod spec needs. Each piece renders nothing when caBundle is "". The images set
+     SSL_CERT_FILE (the Mozilla bundle); SSL_CERT_DIR adds every file of the directory
+     (rustls-native-certs reads both). */}}
+{{- define "serre.ca.name" -}}
+{{- printf "%s-ca" (include "serre.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "serre.ca.dir" -}}
+/etc/serre/ca
+{{- end -}}
+
+{{- define "serre.ca.env" -}}
+{{- if .Values.caBundle -}}
+- name: SSL_CERT_DIR
+  value: {{ include "serre.ca.dir" . | quote }}
+{{- end -}}
+{{- end -}}
+
+{{- define "serre.ca.volumeMount" -}}
+{{- if .Values.caBundle -}}
+- name: ca-bundle
+  mountPath: {{ include "serre.ca.dir" . }}
+  readOnly: true
+{{- end -}}
+{{- end -}}
+
+{{- define "serre.ca.volume" -}}
+{{- if .Values.caBundle -}}
+- name: ca-bundle
+  configMap:
+    name: {{ include "serre.ca.name" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* Annotation rolling the pods when the CA bundle changes (a mounted ConfigMap is
+     updated in place, but the processes read it once at start). */}}
+{{- define "serre.ca.checksum" -}}
+{{- if .Values.caBundle -}}
+checksum/ca-bundle: {{ .Values.caBundle | sha256sum }}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the key-creating install hook's objects (ServiceAccount, Role, Job). */}}
+{{- define "serre.keys.fullname" -}}
+{{- printf "%s-keys" (include "serre.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The restricted container securityContext of the key hook's containers. */}}
+{{- define "serre.keys.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+runAsNonRoot: true
+runAsUser: 65532
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
 {{- end -}}
