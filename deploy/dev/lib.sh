@@ -106,3 +106,17 @@ ensure_helm() {
   rm -rf "$dl"
   [ $rc -eq 0 ] && "$HELM" version --short | grep -q "^v$HELM_VERSION"
 }
+
+# cargo_tool NAME VERSION: print the path of a cargo-installed tool, installing it once
+# under $SERRE_CACHE/tools/NAME-VERSION (its build directory beside it, removed after).
+cargo_tool() {
+  local name=$1 version=$2 root
+  root=${SERRE_CACHE:-$HOME/.cache/serre}/tools/$name-$version
+  if [ ! -x "$root/bin/$name" ]; then
+    log "installing $name $version (once, cached in $root)"
+    CARGO_TARGET_DIR=$root.build cargo install --locked --quiet --root "$root" --version "$version" "$name" >&2 ||
+      return 1
+    rm -rf "$root.build"
+  fi
+  echo "$root/bin/$name"
+}

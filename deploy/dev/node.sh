@@ -86,10 +86,16 @@ setup_mounts() {
     mount --bind "$NS_DIR" "$NS_DIR"
     mount --make-private "$NS_DIR"
   fi
-  if [ ! -e "$NS_DIR/mnt-$N" ] || ! nsenter --mount="$NS_DIR/mnt-$N" true 2>/dev/null; then
+  mkdir -p /var/log/pods /var/log/containers "$NODE/log/pods" "$NODE/log/containers"
+  # A namespace left by an earlier node whose DIR was since removed still mounts the old,
+  # deleted directories (the kubelet then fails "mkdir /var/log/pods/…: no such file"):
+  # keep it only if its /var/log/pods is this node's.
+  local want seen
+  want=$(stat -c %d:%i "$NODE/log/pods")
+  seen=$(nsenter --mount="$NS_DIR/mnt-$N" stat -c %d:%i /var/log/pods 2>/dev/null || true)
+  if [ "$seen" != "$want" ]; then
     umount "$NS_DIR/mnt-$N" 2>/dev/null || true
     touch "$NS_DIR/mnt-$N"
-    mkdir -p /var/log/pods /var/log/containers "$NODE/log/pods" "$NODE/log/containers"
     unshare --mount="$NS_DIR/mnt-$N" --propagation private sh -euc "
       mount --bind '$NODE/log/pods' /var/log/pods
       mount --bind '$NODE/log/containers' /var/log/containers

@@ -8,7 +8,9 @@
 #   prometheus.sh stop DIR            stop it
 #
 # Environment: SERRE_PROMETHEUS_PORT (default: the first free port from 15600),
-# SERRE_PROMETHEUS_PARENT_PID (stop once that process is gone).
+# SERRE_PROMETHEUS_PARENT_PID (stop once that process is gone), SERRE_PROMETHEUS_KUBELET
+# (ADDR:PORT,TOKEN_FILE,CA_FILE: also scrape that kubelet's cAdvisor series, as a
+# cluster's Prometheus does, over HTTPS with a bearer token allowed nodes/metrics).
 set -euo pipefail
 
 log() { printf '[prometheus] %s\n' "$*" >&2; }
@@ -50,6 +52,19 @@ scrape_configs:
     static_configs:
       - targets: [$(printf '"%s"' "$target" | sed 's/,/", "/g')]
 YAML
+  if [ -n "${SERRE_PROMETHEUS_KUBELET:-}" ]; then
+    local kubelet token ca
+    IFS=, read -r kubelet token ca <<<"$SERRE_PROMETHEUS_KUBELET"
+    cat >>"$dir/prometheus.yml" <<YAML
+  - job_name: kubelet-cadvisor
+    scheme: https
+    metrics_path: /metrics/cadvisor
+    authorization: {credentials_file: $token}
+    tls_config: {ca_file: $ca}
+    static_configs:
+      - targets: ["$kubelet"]
+YAML
+  fi
   log "starting on 127.0.0.1:$port, scraping http://$target/metrics every second"
   prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
     --storage.tsdb.retention.time=1h --web.listen-address="127.0.0.1:$port" \

@@ -1,90 +1,92 @@
 #!/usr/bin/env bash
-# Serre's main job on a laptop, on embedded defaults: a real local control plane
-# (kube-apiserver + etcd + controller-manager), Garage, the operator with storage, the
-# gateway (SQLite, development token issuer), an example Tenant and Sandbox — shown
-# Ready — and a sandbox requested through the gateway.
+# Serre's main job on one machine, on embedded defaults: a real local Kubernetes 1.20.2
+# cluster (control plane and one node: containerd, kubelet, kube-proxy), Serre's images
+# built and pushed to the node's registry, Serre installed with `helm install
+# charts/serre` (operator and gateway as Pods, SQLite, storage on Garage, the development
+# OpenID provider over HTTPS), then an example Tenant and Sandbox shown Ready and a sandbox
+# requested through the gateway.
 #
 #   deploy/dev/up.sh          start everything (state in $SERRE_DEV_DIR, default /tmp/serre-dev)
-#   deploy/dev/up.sh down     stop everything
+#   deploy/dev/up.sh down     stop everything (state kept; rm -rf it for a fresh start)
+#
+# Runs beside the tests: its cluster takes ports from SERRE_CP_PORT_BASE (default 16540),
+# the tests' from 16440. Needs root (network namespaces, containerd), as CI has.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+LOG_TAG=up
+. deploy/dev/lib.sh
 DIR=${SERRE_DEV_DIR:-/tmp/serre-dev}
 export SERRE_CACHE=${SERRE_CACHE:-$HOME/.cache/serre}
 step() { printf '\n==> %s\n' "$*"; }
+kc() { kubectl "$@" 2>&1 | grep -v '^Warning: version difference'; return "${PIPESTATUS[0]}"; }
 
 down() {
-  for p in gateway operator; do
-    [ -f "$DIR/$p.pid" ] && kill "$(cat "$DIR/$p.pid")" 2>/dev/null || true
-    rm -f "$DIR/$p.pid"
-  done
-  deploy/dev/garage.sh stop "$DIR/garage" 2>/dev/null || true
+  deploy/dev/install.sh down "$DIR/serre" 2>/dev/null || true
   deploy/dev/control-plane.sh stop "$DIR/cp" 2>/dev/null || true
   echo "stopped (state kept in $DIR; rm -rf it for a fresh start)"
 }
 if [ "${1:-}" = "down" ]; then down; exit 0; fi
-[ -f "$DIR/operator.pid" ] && kill -0 "$(cat "$DIR/operator.pid")" 2>/dev/null && { echo "already running; '$0 down' first"; exit 1; }
+if [ -f "$DIR/cp/kubeconfig" ] && KUBECONFIG=$DIR/cp/kubeconfig kubectl get --raw /readyz >/dev/null 2>&1; then
+  echo "already running; '$0 down' first"
+  exit 1
+fi
 mkdir -p "$DIR"
 
-step "Building serre-operator and serre-api"
-cargo build -q -p serre-operator --bin serre-operator -p serre-api --bin serre-api
-BIN=target/debug/serre-operator
-API=target/debug/serre-api
-
-step "Control plane"
-deploy/dev/control-plane.sh start "$DIR/cp"
+step "Kubernetes 1.20.2: control plane and node (binaries built once, cached in $SERRE_CACHE)"
+deploy/dev/control-plane.sh build
+SERRE_CP_PORT_BASE=${SERRE_CP_PORT_BASE:-16540} deploy/dev/control-plane.sh start "$DIR/cp"
+deploy/dev/node.sh start "$DIR/cp"
 export KUBECONFIG=$DIR/cp/kubeconfig
+kc get nodes -o wide
 
-step "Garage"
-SERRE_GARAGE_PORT_BASE=${SERRE_GARAGE_PORT_BASE:-13900} deploy/dev/garage.sh start "$DIR/garage"
-set -a; . "$DIR/garage/env"; set +a
-
-step "CRDs, ClusterRole, namespace and storage keys"
-$BIN install
-$BIN storage-keys
-
-step "Operator (logs: $DIR/operator.log)"
-$BIN run --http-addr 127.0.0.1:18080 --platform-egress "127.0.0.1/32:${SERRE_S3_ENDPOINT##*:}" \
-  --gateway-url http://127.0.0.1:15480 --run-fetch-image serre-api:dev >"$DIR/operator.log" 2>&1 &
-echo $! >"$DIR/operator.pid"
+step "Serre's images and helm install charts/serre"
+deploy/dev/install.sh up "$DIR/cp" "$DIR/serre"
+set -a; . "$DIR/serre/env"; set +a
 
 step "Example Tenant and Sandbox"
 expires=$(date -u -d '+30 days' +%Y-%m-%dT%H:%M:%SZ)
-kubectl apply -f deploy/examples/tenant-est-ensemble.yaml 2>/dev/null
-sed "s/expiresAt: .*/expiresAt: \"$expires\"/" deploy/examples/sandbox-mobility.yaml | kubectl apply -f - 2>/dev/null
-for _ in $(seq 1 120); do
+kc apply -f deploy/examples/tenant-est-ensemble.yaml
+sed "s/expiresAt: .*/expiresAt: \"$expires\"/" deploy/examples/sandbox-mobility.yaml | kc apply -f -
+phase=
+for _ in $(seq 1 240); do
   phase=$(kubectl get sandbox mobility-forecast -o jsonpath='{.status.phase}' 2>/dev/null || true)
   [ "$phase" = "Ready" ] && break
   sleep 0.5
 done
-kubectl get tenants,sandboxes 2>/dev/null
-kubectl get sandbox mobility-forecast -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}' 2>/dev/null
-[ "$phase" = "Ready" ] || { echo "the sandbox did not become Ready; see $DIR/operator.log" >&2; exit 1; }
-step "Gateway (logs: $DIR/gateway.log)"
-$API serve --environment development --dev-issuer --kubeconfig "$KUBECONFIG" \
-  --data-dir "$DIR/api" --listen 127.0.0.1:15480 --policies-dir policies >"$DIR/gateway.log" 2>&1 &
-echo $! >"$DIR/gateway.pid"
-for _ in $(seq 1 100); do curl -fsS -o /dev/null 127.0.0.1:15480/readyz 2>/dev/null && break; sleep 0.2; done
-curl -fsS 127.0.0.1:15480/readyz >/dev/null || { echo "the gateway did not become ready; see $DIR/gateway.log" >&2; exit 1; }
-TOKEN=$($API dev-token --data-dir "$DIR/api" --sub alice@est-ensemble.fr --groups ept-est-ensemble-data)
-echo "A data-team member asks for a sandbox within the self-service policy:"
+kc get tenants,sandboxes
+kc get sandbox mobility-forecast -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
+if [ "$phase" != "Ready" ]; then
+  echo "the sandbox did not become Ready; operator logs:" >&2
+  kc -n "$NAMESPACE" logs -l app.kubernetes.io/component=operator --tail=30 >&2 || true
+  exit 1
+fi
+
+step "A data-team member asks the gateway for a sandbox (OpenID client credentials)"
+token() { # CLIENT -> an access token from the development OpenID provider
+  curl -fsS --cacert "$OIDC_CA" -u "$1:dev-secret-$1" -d grant_type=client_credentials \
+    -d resource=urn:serre:api "$OIDC_ISSUER/token" | jq -r .access_token
+}
+TOKEN=$(token est-ensemble-data-team)
+printf '%s' "$TOKEN" >"$DIR/data-team.token"
 curl -sS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
   -d '{"tenant":"est-ensemble","name":"air-quality","purpose":"Test air-quality sensor forecasting models","resources":{"cpu":"2","memory":"4Gi","storage":"10Gi"},"expiresAt":"'"$(date -u -d '+10 days' +%FT%TZ)"'"}' \
-  127.0.0.1:15480/v1/sandboxes
+  "$GATEWAY_URL/v1/sandboxes"
 echo
-echo "$TOKEN" >"$DIR/alice.token"
 
 cat <<MSG
 
-Serre is running.
+Serre is running on a local Kubernetes 1.20.2 cluster (one node), installed with Helm:
   export KUBECONFIG=$KUBECONFIG
-  Gateway: http://127.0.0.1:15480 (OpenAPI at /openapi.json); a token for alice (data team of
-  est-ensemble) is in $DIR/alice.token; mint others with
-    $API dev-token --data-dir $DIR/api --sub bob --groups ept-est-ensemble-admins
-  curl -s -H "Authorization: Bearer \$(cat $DIR/alice.token)" 127.0.0.1:15480/v1/sandboxes
-  kubectl get sandboxes; kubectl -n serre-mobility-forecast get resourcequota,networkpolicy,rolebinding,secret
-  curl -s 127.0.0.1:18080/metrics | grep serre_
-  Trial runs (docs/trial-runs.md): POST /v1/sandboxes/{name}/runs; the operator makes the Job
-  (this local control plane has no kubelet: pods are created, never run). Usage and budget:
-  curl -s -H "Authorization: Bearer \$(cat $DIR/alice.token)" 127.0.0.1:15480/v1/tenants/est-ensemble/usage
+  kubectl -n $NAMESPACE get pods -o wide        # the operator (2 replicas) and the gateway
+  $HELM -n $NAMESPACE status $RELEASE           # values: $VALUES
+Gateway: $GATEWAY_URL (its ClusterIP, reachable from this machine; OpenAPI at /openapi.json)
+  A token for the est-ensemble data team is in $DIR/data-team.token; others from the
+  development OpenID provider (clients in deploy/dev/oidc-provider/clients.json):
+    curl --cacert $OIDC_CA -u est-ensemble-admin:dev-secret-est-ensemble-admin \\
+      -d grant_type=client_credentials -d resource=urn:serre:api $OIDC_ISSUER/token
+  curl -s -H "Authorization: Bearer \$(cat $DIR/data-team.token)" $GATEWAY_URL/v1/sandboxes
+  kubectl get sandboxes; kubectl -n serre-mobility-forecast get resourcequota,networkpolicy,secret
+Garage (S3): $S3_ENDPOINT. No cluster DNS here: Pods reach Services by ClusterIP.
 Stop with: $0 down
 MSG
