@@ -34,7 +34,8 @@
 #
 # Environment: SERRE_CACHE (default ~/.cache/serre: helm is kept under helm-<version>/,
 # Garage under garage-<version>/), KUBECONFIG (cluster for the dry-run),
-# SERRE_CP_PORT_BASE (ports of a control plane started here; default: a free range),
+# SERRE_CHART_CHECK_CP_PORT_BASE (ports of the first control plane started here; default:
+# a free range; never SERRE_CP_PORT_BASE, which names the caller's own cluster),
 # SERRE_GARAGE_PORT_BASE (Garage's ports: S3 = base, RPC = base+1, admin = base+3;
 # default 13990), SERRE_OPERATOR_BIN (the operator binary the rbac check runs; default
 # target/debug/serre-operator, which the manifests check builds), SERRE_CHART_CHECK_KEEP=1
@@ -106,8 +107,8 @@ free_port_base() {
 # The control plane also stops by itself once this script is gone (SERRE_CP_PARENT_PID).
 start_control_plane() {
   local dir=$1 base
-  base=${SERRE_CP_PORT_BASE:-$(free_port_base)}
-  # A second control plane may not reuse SERRE_CP_PORT_BASE.
+  base=${SERRE_CHART_CHECK_CP_PORT_BASE:-$(free_port_base)}
+  # A second control plane may not reuse that base.
   [ ${#CP_DIRS[@]} -gt 0 ] && base=$(free_port_base)
   CP_DIRS+=("$dir")
   CP_KUBECONFIG=

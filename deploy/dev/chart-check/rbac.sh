@@ -116,7 +116,7 @@ check_rbac() {
   local kcfg=${1:-}
   if [ -z "$kcfg" ]; then
     if ! start_control_plane "$WORK/cp-rbac"; then
-      fail rbac "could not start a private control plane"
+      fail rbac "could not start a private control plane: $(tail -n 3 "$WORK/cp-rbac.log" 2>/dev/null | tr '\n' ' ')"
       return
     fi
     kcfg=$CP_KUBECONFIG

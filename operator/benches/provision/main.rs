@@ -19,7 +19,15 @@
 //! Environment: `SANDBOXES` (500), `TENANTS` (10), `IN_FLIGHT` (16 concurrent creates),
 //! `RESYNC` (30s, the operator's `--resync`), `SERRE_CP_PORT_BASE` (15700: etcd = base,
 //! controller-manager = base+2, apiserver = base+3, operator HTTP = base+4),
-//! `READY_TIMEOUT` (10m), `KEEP_CONTROL_PLANE` (set: keep the temporary directory).
+//! `READY_TIMEOUT` (10m), `KEEP_CONTROL_PLANE` (set: keep the temporary directory),
+//! `IN_CLUSTER` (set: the operator runs as ops run it, see below).
+//!
+//! With `IN_CLUSTER=1` the control plane also gets a real node (`deploy/dev/node.sh`) and
+//! Serre is installed on it with Helm (`deploy/dev/install.sh`: images built with
+//! `SERRE_CARGO_PROFILE`, default release, pushed to the node's registry; two operator
+//! replicas; storage on a real Garage, so each sandbox also gets a bucket, an S3 key and a
+//! wrapped data key). The figures are the leader Pod's: its `/metrics` on its Pod IP, its
+//! peak RSS from `/proc` of its process on this machine.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read as _, Write as _};
@@ -47,6 +55,7 @@ use serre_operator::resources::{
 };
 
 mod control_plane;
+mod in_cluster;
 mod metrics;
 mod process;
 mod report;
@@ -54,6 +63,7 @@ mod resync;
 mod workload;
 
 use control_plane::*;
+use in_cluster::*;
 use metrics::*;
 use process::*;
 use report::*;
@@ -107,6 +117,7 @@ struct Params {
     port_base: u16,
     ready_timeout: Duration,
     keep_control_plane: bool,
+    in_cluster: bool,
 }
 
 impl Params {
@@ -132,6 +143,7 @@ impl Params {
             port_base: var("SERRE_CP_PORT_BASE", 15700)?,
             ready_timeout: humantime::parse_duration(&ready_timeout).context("READY_TIMEOUT")?,
             keep_control_plane: std::env::var_os("KEEP_CONTROL_PLANE").is_some(),
+            in_cluster: std::env::var_os("IN_CLUSTER").is_some(),
         };
         if p.sandboxes == 0 || p.tenants == 0 || p.in_flight == 0 {
             bail!("SANDBOXES, TENANTS and IN_FLIGHT must be at least 1");
@@ -171,15 +183,21 @@ async fn run(p: Params) -> Result<()> {
     let kubeconfig = cp.dir.join("kubeconfig");
     let client = client(&kubeconfig).await?;
 
-    // Install and tenants, before the operator starts.
-    let status = Command::new(OPERATOR_BIN)
-        .args(["install", "--namespace", OPERATOR_NAMESPACE])
-        .env("KUBECONFIG", &kubeconfig)
-        .status()
-        .context("run serre-operator install")?;
-    if !status.success() {
-        bail!("serre-operator install failed: {status}");
-    }
+    // Install and tenants, before the operator starts (in a cluster: before the leader
+    // has anything to do).
+    let installed = if p.in_cluster {
+        Some(Installed::start(&p, &cp, &client).await?)
+    } else {
+        let status = Command::new(OPERATOR_BIN)
+            .args(["install", "--namespace", OPERATOR_NAMESPACE])
+            .env("KUBECONFIG", &kubeconfig)
+            .status()
+            .context("run serre-operator install")?;
+        if !status.success() {
+            bail!("serre-operator install failed: {status}");
+        }
+        None
+    };
     let tenants: Vec<String> = (0..p.tenants)
         .map(|t| format!("{PREFIX}-t{t:02}"))
         .collect();
@@ -187,8 +205,20 @@ async fn run(p: Params) -> Result<()> {
         create_tenant(&client, t, p.per_tenant()).await?;
     }
 
-    let mut operator = Operator::start(&p, &kubeconfig, &out_dir.join("provision-operator.log"))?;
-    let op = operator.http.clone();
+    let (mut operator, op, operator_pid) = match &installed {
+        Some(i) => {
+            eprintln!(
+                "provision: leader Pod {} (metrics {}, pid {})",
+                i.leader, i.http, i.pid
+            );
+            (None, i.http.clone(), i.pid)
+        }
+        None => {
+            let o = Operator::start(&p, &kubeconfig, &out_dir.join("provision-operator.log"))?;
+            let (http, pid) = (o.http.clone(), o.child.id());
+            (Some(o), http, pid)
+        }
+    };
     wait_for(Duration::from_secs(60), "the operator's /readyz", || {
         http_get(&op, "/readyz").is_some()
     })
@@ -211,7 +241,7 @@ async fn run(p: Params) -> Result<()> {
 
     // 1. Provisioning.
     let pids = Pids {
-        operator: operator.child.id(),
+        operator: operator_pid,
         apiserver: cp.pid("apiserver"),
         etcd: cp.pid("etcd"),
         controller_manager: cp.pid("controller-manager"),
@@ -281,7 +311,9 @@ async fn run(p: Params) -> Result<()> {
     let rss = proc_status_kib(pids.operator);
     let apiserver_rss = pids.apiserver.and_then(proc_status_kib);
     let load_end = loadavg();
-    operator.stop();
+    if let Some(o) = operator.as_mut() {
+        o.stop();
+    }
 
     // 5. Report.
     let objects_total: usize = objects.values().sum();
@@ -310,7 +342,8 @@ async fn run(p: Params) -> Result<()> {
             "tenants": p.tenants,
             "in_flight": p.in_flight,
             "resync": p.resync,
-            "operator_args": Operator::args(&p),
+            "mode": if p.in_cluster { "in-cluster: helm install, 2 replicas, storage on Garage" } else { "operator process, storage off" },
+            "operator_args": if p.in_cluster { json!({"chart_values": {"runtime.resync": p.resync}}) } else { json!(Operator::args(&p)) },
         },
         "machine": {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),

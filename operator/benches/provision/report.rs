@@ -60,7 +60,12 @@ pub(crate) fn print_summary(s: &SummaryInput<'_>) {
     };
     println!();
     println!(
-        "Operator provisioning: {} sandboxes, {} tenants, {} creates in flight, {} CPUs",
+        "Operator provisioning ({}): {} sandboxes, {} tenants, {} creates in flight, {} CPUs",
+        if s.p.in_cluster {
+            "in cluster, installed with Helm, storage on Garage"
+        } else {
+            "operator process, storage off"
+        },
         s.p.sandboxes,
         s.p.tenants,
         s.p.in_flight,
