@@ -1,5 +1,7 @@
-//! A tenant and sandbox resources for unit tests (feature `fixtures`), shared by the
-//! operator's builders and the validation crate.
+//! A tenant and sandbox resources for unit tests, shared by the operator's builders and
+//! `serre-validation`. Always compiled rather than behind a feature: a feature enabled
+//! only by dev-dependencies would build this crate, and every crate above it, twice
+//! (once for `cargo build`, once for `cargo test`).
 
 use crate::{
     Allowance, GpuRequest, MemberGroup, MemberRole, SandboxResources, TenantKind, TenantSpec,

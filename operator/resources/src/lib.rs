@@ -1,12 +1,12 @@
 //! Serre's custom resources. Group `serre.metropolegrandparis.fr`, version `v1alpha1`.
-//! The CRD YAML in `charts/serre/crds/` is generated from these types (`serre-operator manifests`).
+//! The CRD YAML in `charts/serre/crds/` is generated from these types
+//! (`serre-operator manifests`).
 //!
 //! Shared by the operator and the gateway: the types, their [`quantity`] strings, their
-//! conditions and the labels the operator puts on what it creates. Nothing here talks to
-//! the API server.
+//! conditions and the labels the operator puts on what it creates; [`fixtures`] for unit
+//! tests. Nothing here talks to the API server.
 
 mod condition;
-#[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod quantity;
 mod sandbox;

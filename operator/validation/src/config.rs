@@ -204,8 +204,8 @@ pub fn namespace_name(config: &BuildConfig, sandbox: &str) -> String {
     format!("{}{}", config.namespace_prefix, sandbox)
 }
 
-/// The settings of unit tests: the defaults with two platform egress entries.
-#[cfg(any(test, feature = "fixtures"))]
+/// The settings of unit tests (the operator's too): the defaults with two platform egress
+/// entries. Not behind `cfg(test)`, which another crate's tests cannot see.
 pub fn test_build_config() -> BuildConfig {
     use clap::Parser;
     #[derive(clap::Parser)]
