@@ -37,7 +37,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serre_api::blobs::{BlobBackend, BlobStore};
 use serre_api::data::{ColumnRule, Recipe};
-use serre_operator::crypto::{Kek, KekRing};
+use serre_crypto::{Kek, KekRing};
 
 const COLUMNS: [&str; 5] = ["id", "name", "email", "age", "income"];
 const FILTER: &str = "age < 50";

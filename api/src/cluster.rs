@@ -14,7 +14,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use serre_operator::resources::{LABEL_TENANT, Sandbox, SandboxSpec, Tenant};
+use serre_resources::{LABEL_TENANT, Sandbox, SandboxSpec, Tenant};
 use tokio::sync::Notify;
 
 use crate::audit::{AuditLog, Draft, Outcome};
@@ -201,7 +201,7 @@ impl Cluster {
     pub async fn set_tenant_energy(
         &self,
         tenant: &str,
-        energy: &serre_operator::resources::EnergyBudgetStatus,
+        energy: &serre_resources::EnergyBudgetStatus,
     ) -> Result<(), ClusterError> {
         let patch = serde_json::json!({
             "apiVersion": "serre.metropolegrandparis.fr/v1alpha1",

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use kube::ResourceExt;
 use kube::runtime::reflector;
-use serre_operator::resources::{MemberRole, Tenant, TenantKind};
+use serre_resources::{MemberRole, Tenant, TenantKind};
 
 use crate::identity::Principal;
 

@@ -20,7 +20,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 use serre_api::blobs::{BlobBackend, BlobStore, StoredBlob};
-use serre_operator::crypto::{Kek, KekRing, ciphertext_len};
+use serre_crypto::{Kek, KekRing, ciphertext_len};
 use sha2::{Digest, Sha256};
 
 const SEG: usize = 64 * 1024;

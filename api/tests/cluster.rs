@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use serre_operator::resources::{MemberRole, Sandbox, Tenant, TenantSpec};
+use serre_resources::{MemberRole, Sandbox, Tenant, TenantSpec};
 use support::{Backend, Gateway, Setup, eventually, sandbox_body, unique_name};
 
 /// The tests' tenant, allowed one GPU.

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use serre_operator::resources::{Tenant, TrialRun};
+use serre_resources::{Tenant, TrialRun};
 use support::{Backend, Gateway, Setup, assert_error, eventually, unique_name};
 use trial_cluster::{client, drive_pod, run_body, start_operator, tenant_spec};
 

@@ -8,15 +8,17 @@ pub mod admission;
 pub mod build;
 pub mod config;
 pub mod controller;
-pub mod crypto;
 pub mod manifests;
-pub mod quantity;
-pub mod resources;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
-pub mod validate;
-pub mod validate_run;
+
+// Shared with the gateway, which depends on these crates and not on this one; re-exported
+// under their former module names so the operator's paths stay as they were.
+pub use serre_crypto as crypto;
+pub use serre_resources as resources;
+pub use serre_resources::quantity;
+pub use serre_validation::{validate, validate_run};
 
 /// Select rustls' ring provider once per process (several TLS stacks in the tree
 /// enable different providers, so none is chosen automatically).

@@ -1,6 +1,6 @@
 //! The one error type of the blob store.
 
-use serre_operator::crypto::CryptoError;
+use serre_crypto::CryptoError;
 
 /// Everything that can go wrong storing or reading an encrypted blob. Messages name
 /// objects by key only, never key material or plaintext.

@@ -2,7 +2,7 @@
 //! an S3 bucket (Garage) in production, both through `object_store`.
 //!
 //! Every blob is encrypted client-side before it leaves the process, in the operator's
-//! streaming format (`serre_operator::crypto::stream`: 64 KiB AES-256-GCM segments),
+//! streaming format (`serre_crypto::stream`: 64 KiB AES-256-GCM segments),
 //! with its own fresh [`DataKey`]. The data key is wrapped by the [`KekRing`] with the
 //! context `serre/blob/<key>` and returned to the caller as
 //! [`StoredBlob::wrapped_key`] to be recorded next to the blob's metadata; the store
@@ -31,10 +31,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
-use serre_operator::crypto::stream::HEADER_LEN;
-use serre_operator::crypto::{
-    DataKey, EncryptedLayout, KekRing, KeyWrapper, SegmentOpener, WrappedKey,
-};
+use serre_crypto::stream::HEADER_LEN;
+use serre_crypto::{DataKey, EncryptedLayout, KekRing, KeyWrapper, SegmentOpener, WrappedKey};
 
 mod error;
 mod reader;
@@ -385,7 +383,7 @@ impl BlobStore {
             .await
             .map_err(|e| BlobError::from_store(&blob.key, e))?;
         let state = StreamState {
-            body: serre_operator::crypto::decrypt_stream(&data_key, got.into_stream()).boxed(),
+            body: serre_crypto::decrypt_stream(&data_key, got.into_stream()).boxed(),
             key: blob.key.clone(),
             expected: blob.plain_size,
             seen: 0,
@@ -491,7 +489,7 @@ impl BlobStore {
 /// the object; this also checks its length against the recorded size, and stops after
 /// the first error.
 struct StreamState {
-    body: BoxStream<'static, serre_operator::crypto::Result<Bytes>>,
+    body: BoxStream<'static, serre_crypto::Result<Bytes>>,
     key: String,
     expected: u64,
     seen: u64,
@@ -526,7 +524,7 @@ impl StreamState {
 fn size_mismatch(key: &str, expected: u64, seen: u64) -> BlobError {
     BlobError::Integrity {
         key: key.to_owned(),
-        source: serre_operator::crypto::CryptoError::Truncated(if seen < expected {
+        source: serre_crypto::CryptoError::Truncated(if seen < expected {
             "blob is shorter than its recorded size"
         } else {
             "blob is longer than its recorded size"

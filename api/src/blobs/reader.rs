@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use parquet::errors::ParquetError;
 use parquet::file::reader::{ChunkReader, Length};
-use serre_operator::crypto::stream::TAG_LEN;
-use serre_operator::crypto::{EncryptedLayout, SegmentOpener};
+use serre_crypto::stream::TAG_LEN;
+use serre_crypto::{EncryptedLayout, SegmentOpener};
 
 use super::BlobError;
 

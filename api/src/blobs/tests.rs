@@ -8,7 +8,7 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use futures::TryStreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serre_operator::crypto::{Kek, KekRing, ciphertext_len};
+use serre_crypto::{Kek, KekRing, ciphertext_len};
 use sha2::{Digest, Sha256};
 
 use super::*;

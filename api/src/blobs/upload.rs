@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use serre_operator::crypto::{DataKey, encrypt_to};
+use serre_crypto::{DataKey, encrypt_to};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -118,8 +118,8 @@ fn encrypt_file(
         buf: Vec::with_capacity(CHUNK),
     };
     let plain = encrypt_to(key, &mut reader, writer).map_err(|e| match e {
-        serre_operator::crypto::CryptoError::Io(e) if reader.failed => local(e),
-        serre_operator::crypto::CryptoError::Io(e) => BlobError::Io(e),
+        serre_crypto::CryptoError::Io(e) if reader.failed => local(e),
+        serre_crypto::CryptoError::Io(e) => BlobError::Io(e),
         other => BlobError::Crypto(other),
     })?;
     Ok((plain, reader.hasher.finalize().into()))

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use serre_operator::crypto::{DataKey, Kek, KekRing};
+use serre_crypto::{DataKey, Kek, KekRing};
 use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +209,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let keys = DataKeys::load_or_create(&dir.path().join("keys")).expect("create");
         let again = DataKeys::load(&dir.path().join("keys")).expect("load");
-        use serre_operator::crypto::KeyWrapper;
+        use serre_crypto::KeyWrapper;
         assert_eq!(keys.secret(), again.secret());
         assert_eq!(keys.keks.key_id(), again.keks.key_id());
 

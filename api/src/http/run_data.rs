@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use chrono::Utc;
-use serre_operator::resources::TrialRunSpec;
+use serre_resources::TrialRunSpec;
 
 use super::AppState;
 use super::serve::{ServeFormat, serve_view};

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
-use serre_operator::resources::TrialRunSpec;
+use serre_resources::TrialRunSpec;
 use utoipa::IntoParams;
 
 use super::runs::load_run;

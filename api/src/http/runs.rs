@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use serre_operator::resources::{SandboxPhase, TrialRunSpec};
+use serre_resources::{SandboxPhase, TrialRunSpec};
 use utoipa::ToSchema;
 
 use super::sandboxes::load_authorized as load_sandbox;

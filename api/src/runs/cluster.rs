@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use serre_operator::resources::{
+use serre_resources::{
     LABEL_RUN, LABEL_SANDBOX, LABEL_TENANT, RunUsageSummary, TrialRun, TrialRunSpec,
 };
 

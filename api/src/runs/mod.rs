@@ -10,7 +10,7 @@ pub mod sandbox_report;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serre_operator::resources::{FunctionalUnit, GpuRequest, RunKind, RunResources, TrialRunSpec};
+use serre_resources::{FunctionalUnit, GpuRequest, RunKind, RunResources, TrialRunSpec};
 use utoipa::ToSchema;
 
 use crate::sandboxes::FieldIssue;
@@ -237,14 +237,14 @@ pub fn grant_usable(
 pub fn check_against(
     spec: &TrialRunSpec,
     namespace: &str,
-    sandbox: &serre_operator::resources::Sandbox,
-    tenant: &serre_operator::resources::TenantSpec,
+    sandbox: &serre_resources::Sandbox,
+    tenant: &serre_resources::TenantSpec,
 ) -> Vec<FieldIssue> {
     use clap::Parser;
     #[derive(Parser)]
     struct Flags {
         #[command(flatten)]
-        build: serre_operator::config::BuildConfig,
+        build: serre_validation::config::BuildConfig,
     }
     // The namespace the operator gave the sandbox tells its prefix.
     let prefix = namespace
@@ -257,8 +257,13 @@ pub fn check_against(
             format!("the sandbox's namespace {namespace:?} is not one Serre made"),
         )];
     };
-    match serre_operator::validate_run::validate_run(spec, namespace, sandbox, tenant, &flags.build)
-    {
+    match serre_validation::validate_run::validate_run(
+        spec,
+        namespace,
+        sandbox,
+        tenant,
+        &flags.build,
+    ) {
         Ok(()) => Vec::new(),
         Err(errors) => errors
             .into_iter()

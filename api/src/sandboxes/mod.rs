@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::{Deserialize, Serialize};
-use serre_operator::quantity::Quantity;
-use serre_operator::resources::{GpuRequest, SandboxResources, SandboxSpec, Tenant};
+use serre_resources::quantity::Quantity;
+use serre_resources::{GpuRequest, SandboxResources, SandboxSpec, Tenant};
 use utoipa::ToSchema;
 
 use crate::config::SandboxConfig;
@@ -383,7 +383,7 @@ pub fn validate_create(
     };
 
     for (i, cidr) in body.extra_egress_cidrs.iter().enumerate() {
-        if let Err(e) = serre_operator::build::parse_cidr(cidr) {
+        if let Err(e) = serre_validation::net::parse_cidr(cidr) {
             push(
                 &mut issues,
                 &format!("extraEgressCidrs[{i}]"),

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serre_operator::resources::{Condition, SandboxResources, SandboxSpec, SandboxStatus};
+use serre_resources::{Condition, SandboxResources, SandboxSpec, SandboxStatus};
 use utoipa::ToSchema;
 
 use crate::store::{APPROVED, DELETING, PENDING_APPROVAL, REJECTED, SandboxRecord};

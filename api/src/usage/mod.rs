@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serre_operator::quantity::Quantity;
-use serre_operator::resources::{EnergyBudgetStatus, RunUsageSummary, TrialRunSpec};
+use serre_resources::quantity::Quantity;
+use serre_resources::{EnergyBudgetStatus, RunUsageSummary, TrialRunSpec};
 
 pub use config::UsageConfig;
 

@@ -287,8 +287,8 @@ pub async fn kube_client() -> kube::Client {
 
 /// A Tenant resource's spec for cluster tests: groups `<name>-admins` (admin) and
 /// `<name>-data` (member), a 16-core allowance without GPUs, no registry allowed.
-pub fn tenant_spec(name: &str) -> serre_operator::resources::TenantSpec {
-    use serre_operator::resources::{Allowance, MemberGroup, MemberRole, TenantKind, TenantSpec};
+pub fn tenant_spec(name: &str) -> serre_resources::TenantSpec {
+    use serre_resources::{Allowance, MemberGroup, MemberRole, TenantKind, TenantSpec};
     TenantSpec {
         display_name: format!("Tenant {name}"),
         kind: TenantKind::Ept,

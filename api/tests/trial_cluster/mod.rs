@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
-use serre_operator::resources::{LABEL_RUN, TenantSpec};
+use serre_resources::{LABEL_RUN, TenantSpec};
 
 use crate::support::{self, eventually};
 
@@ -24,7 +24,7 @@ pub fn start_operator(gateway_url: &str) {
     #[derive(Parser)]
     struct Flags {
         #[command(flatten)]
-        build: serre_operator::config::BuildConfig,
+        build: serre_validation::config::BuildConfig,
     }
     let flags = Flags::parse_from([
         "serre-operator",

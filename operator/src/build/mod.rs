@@ -17,8 +17,8 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use network::{parse_cidr, parse_egress, parse_selector};
-pub use rbac::{EDITOR_CLUSTER_ROLE, GATEWAY_RUNS_CLUSTER_ROLE, editor_cluster_role};
+pub use rbac::editor_cluster_role;
+use serre_validation::config::namespace_name;
 
 use crate::config::BuildConfig;
 use crate::resources::{
@@ -68,11 +68,6 @@ impl Child {
             self.name
         )
     }
-}
-
-/// Name of the namespace holding a sandbox.
-pub fn namespace_name(config: &BuildConfig, sandbox: &str) -> String {
-    format!("{}{}", config.namespace_prefix, sandbox)
 }
 
 /// All objects a sandbox needs, in the order they should be applied.
@@ -156,47 +151,7 @@ pub fn content_hash(value: &serde_json::Value) -> String {
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::*;
-    use crate::resources::{Allowance, GpuRequest, MemberGroup, MemberRole, TenantKind};
-
-    pub fn tenant() -> TenantSpec {
-        TenantSpec {
-            display_name: "Est Ensemble".into(),
-            kind: TenantKind::Ept,
-            members: vec![
-                MemberGroup {
-                    group: "ept-est-ensemble-admins".into(),
-                    role: MemberRole::Admin,
-                },
-                MemberGroup {
-                    group: "ept-est-ensemble-data".into(),
-                    role: MemberRole::Member,
-                },
-            ],
-            allowance: Allowance {
-                cpu: "16".into(),
-                memory: "64Gi".into(),
-                gpus: 2,
-                storage: "1Ti".into(),
-                sandboxes: 5,
-            },
-            allowed_registries: vec!["registry.metropolegrandparis.fr".into()],
-            suspended: false,
-            energy_budget_kwh: None,
-        }
-    }
-
-    pub fn resources(gpu: Option<(&str, u32)>) -> SandboxResources {
-        SandboxResources {
-            cpu: "4".into(),
-            memory: "16Gi".into(),
-            gpu: gpu.map(|(n, c)| GpuRequest {
-                count: c,
-                resource_name: n.into(),
-            }),
-            storage: "50Gi".into(),
-            max_pods: 8,
-        }
-    }
+    pub use serre_resources::fixtures::{resources, tenant};
 
     pub fn input<'a>(
         tenant: &'a TenantSpec,

@@ -2,17 +2,9 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use serre_validation::config::EDITOR_CLUSTER_ROLE;
+
 use super::{BuildInput, meta};
-
-/// ClusterRole whose rules the tenant's groups get inside their sandbox namespaces
-/// only (through a RoleBinding). Shipped by the chart; the operator may bind it
-/// (`bind` on this one name) but holds none of its permissions itself.
-pub const EDITOR_CLUSTER_ROLE: &str = "serre-sandbox-editor";
-
-/// ClusterRole holding what the gateway does inside a sandbox namespace (create trial
-/// runs and their token Secrets, follow them, cancel them, record their usage). Shipped
-/// by the chart, bound per sandbox namespace only.
-pub const GATEWAY_RUNS_CLUSTER_ROLE: &str = "serre-gateway-runs";
 
 /// Service account for workloads; its token is never mounted unless a pod asks.
 pub(super) fn workload_service_account(input: &BuildInput<'_>, ns: &str) -> ServiceAccount {
@@ -141,6 +133,7 @@ mod tests {
     use super::super::fixtures::*;
     use super::*;
     use crate::config::test_build_config;
+    use serre_validation::config::GATEWAY_RUNS_CLUSTER_ROLE;
 
     #[test]
     fn tenant_groups_are_bound_in_the_namespace_only() {

@@ -18,14 +18,16 @@ use super::Context;
 use super::admit::{Admission, admit};
 use super::error::{Error, Result};
 use super::storage;
-use crate::build::{self, BuildInput, Workloads, namespace_name, parse_cidr};
+use crate::build::{self, BuildInput, Workloads};
 use crate::controller::children::apply_children;
 use crate::resources::{
     Condition, ConditionStatus, LABEL_TENANT, MANAGER, Sandbox, SandboxPhase, SandboxStatus,
     set_condition,
 };
 use crate::storage::lifecycle::Target;
-use crate::validate::{describe, validate_sandbox};
+use serre_validation::config::namespace_name;
+use serre_validation::net::parse_cidr;
+use serre_validation::validate::{describe, validate_sandbox};
 
 pub const FINALIZER: &str = "serre.metropolegrandparis.fr/cleanup";
 

@@ -27,8 +27,8 @@ use crate::resources::{
     Condition, ConditionStatus, LABEL_RUN, MANAGER, RunPhase, SandboxPhase, TrialRun,
     TrialRunStatus, set_condition,
 };
-use crate::validate::describe;
-use crate::validate_run::validate_run;
+use serre_validation::validate::describe;
+use serre_validation::validate_run::validate_run;
 
 /// How long past its timeout a run may still be running before the operator stops it
 /// itself (the Job controller's own deadline should have fired long before).

@@ -5,10 +5,11 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::build::{namespace_name, parse_cidr};
-use crate::config::BuildConfig;
-use crate::quantity::Quantity;
-use crate::resources::{SandboxResources, SandboxSpec};
+use serre_resources::quantity::Quantity;
+use serre_resources::{SandboxResources, SandboxSpec};
+
+use crate::config::{BuildConfig, namespace_name};
+use crate::net::parse_cidr;
 
 /// One problem with a field, phrased for the person who wrote the object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,9 +157,9 @@ fn is_dns_label(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::resources;
     use crate::config::test_build_config;
     use chrono::{Duration, TimeZone};
+    use serre_resources::fixtures::resources;
 
     fn spec(expires_in_days: i64) -> (SandboxSpec, DateTime<Utc>) {
         let created = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
@@ -189,7 +190,7 @@ mod tests {
         s.resources.cpu = "lots".into();
         s.resources.memory = "0".into();
         s.resources.max_pods = 0;
-        s.resources.gpu = Some(crate::resources::GpuRequest {
+        s.resources.gpu = Some(serre_resources::GpuRequest {
             count: 1,
             resource_name: "amd.com/gpu".into(),
         });

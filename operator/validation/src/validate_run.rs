@@ -3,10 +3,10 @@
 //! calls the same function before creating a run, so both refuse the same specs with
 //! the same messages. Returns every problem at once.
 
-use crate::build::namespace_name;
-use crate::config::BuildConfig;
-use crate::quantity::Quantity;
-use crate::resources::{Sandbox, TenantSpec, TrialRunSpec};
+use serre_resources::quantity::Quantity;
+use serre_resources::{Sandbox, TenantSpec, TrialRunSpec};
+
+use crate::config::{BuildConfig, namespace_name};
 use crate::validate::{FieldError, err};
 
 /// Most grants one run may fetch.
@@ -201,12 +201,12 @@ fn repository(image: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{resources, tenant};
     use crate::config::test_build_config;
-    use crate::resources::{
+    use crate::validate::describe;
+    use serre_resources::fixtures::{resources, tenant};
+    use serre_resources::{
         FunctionalUnit, GpuRequest, RunKind, RunResources, SandboxSpec, SandboxStatus,
     };
-    use crate::validate::describe;
 
     fn sandbox(gpu: Option<(&str, u32)>) -> Sandbox {
         let mut s = Sandbox::new(

@@ -261,7 +261,7 @@ impl SegmentOpener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::stream::{SEGMENT_SIZE, ciphertext_len, encrypt_to};
+    use crate::stream::{SEGMENT_SIZE, ciphertext_len, encrypt_to};
 
     const S: usize = SEGMENT_SIZE;
 

@@ -1,7 +1,14 @@
 //! Serre's custom resources. Group `serre.metropolegrandparis.fr`, version `v1alpha1`.
-//! The CRD YAML in `charts/serre/crds/` is generated from these types (`serre-operator crds`).
+//! The CRD YAML in `charts/serre/crds/` is generated from these types
+//! (`serre-operator manifests`).
+//!
+//! Shared by the operator and the gateway: the types, their [`quantity`] strings, their
+//! conditions and the labels the operator puts on what it creates; [`fixtures`] for unit
+//! tests. Nothing here talks to the API server.
 
 mod condition;
+pub mod fixtures;
+pub mod quantity;
 mod sandbox;
 mod tenant;
 mod trial_run;
