@@ -232,12 +232,11 @@ fn sh(dir: &Path, script: &str) -> std::process::Output {
 /// signature made by openssl over the extracted payload verifies here.
 #[test]
 fn openssl_verifies_without_serre() {
-    if !have("openssl") {
-        eprintln!(
-            "SKIPPED openssl part of openssl_verifies_without_serre: no `openssl` binary on PATH"
-        );
-        return;
-    }
+    // A check that cannot run fails: deploy/dev/test.sh installs openssl (and jq).
+    assert!(
+        have("openssl"),
+        "no `openssl` binary on PATH: install Debian's openssl (deploy/dev/test.sh does)"
+    );
     let dir = scratch_dir();
     let out = sh(
         &dir,
@@ -262,36 +261,26 @@ fn openssl_verifies_without_serre() {
     )
     .expect("write");
 
-    // Extract payload and signature: with jq as documented, else from Rust.
-    if have("jq") {
-        let out = sh(
-            &dir,
-            "jq -cj .certificate deletion-certificate.json > payload.json && jq -r .signature deletion-certificate.json | base64 -d > sig.bin",
-        );
-        assert!(
-            out.status.success(),
-            "jq/base64: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let payload = std::fs::read(dir.join("payload.json")).expect("payload");
-        assert_eq!(
-            String::from_utf8_lossy(&payload),
-            String::from_utf8_lossy(&certificate().canonical_bytes().expect("canonical")),
-            "jq reproduces the signed bytes"
-        );
-    } else {
-        eprintln!("no `jq` on PATH: writing payload.json and sig.bin from Rust instead");
-        std::fs::write(
-            dir.join("payload.json"),
-            certificate().canonical_bytes().expect("c"),
-        )
-        .expect("write");
-        std::fs::write(
-            dir.join("sig.bin"),
-            B64.decode(&signed.signature).expect("b64"),
-        )
-        .expect("write");
-    }
+    // Extract payload and signature with jq, as documented (a check that cannot run fails).
+    assert!(
+        have("jq"),
+        "no `jq` binary on PATH: install Debian's jq (deploy/dev/test.sh does)"
+    );
+    let out = sh(
+        &dir,
+        "jq -cj .certificate deletion-certificate.json > payload.json && jq -r .signature deletion-certificate.json | base64 -d > sig.bin",
+    );
+    assert!(
+        out.status.success(),
+        "jq/base64: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let payload = std::fs::read(dir.join("payload.json")).expect("payload");
+    assert_eq!(
+        String::from_utf8_lossy(&payload),
+        String::from_utf8_lossy(&certificate().canonical_bytes().expect("canonical")),
+        "jq reproduces the signed bytes"
+    );
     let verify = "openssl pkeyutl -verify -pubin -inkey serre-signing.pub.pem -rawin -in payload.json -sigfile sig.bin";
     let out = sh(&dir, verify);
     assert!(
