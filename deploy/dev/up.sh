@@ -69,10 +69,27 @@ token() { # CLIENT -> an access token from the development OpenID provider
 }
 TOKEN=$(token est-ensemble-data-team)
 printf '%s' "$TOKEN" >"$DIR/data-team.token"
-curl -sS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+code=$(curl -sS -o "$DIR/air-quality.json" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' \
   -d '{"tenant":"est-ensemble","name":"air-quality","purpose":"Test air-quality sensor forecasting models","resources":{"cpu":"2","memory":"4Gi","storage":"10Gi"},"expiresAt":"'"$(date -u -d '+10 days' +%FT%TZ)"'"}' \
-  "$GATEWAY_URL/v1/sandboxes"
-echo
+  "$GATEWAY_URL/v1/sandboxes")
+case $code in
+  201) echo "POST /v1/sandboxes: 201 Created" ;;
+  # A restart on a kept state directory: the request of an earlier run is still there.
+  409) echo "POST /v1/sandboxes: 409, already requested by an earlier run; GET it:"
+    curl -fsS -H "Authorization: Bearer $TOKEN" "$GATEWAY_URL/v1/sandboxes/est-ensemble--air-quality" \
+      >"$DIR/air-quality.json" ;;
+  *) echo "POST /v1/sandboxes failed: HTTP $code $(cat "$DIR/air-quality.json")" >&2; exit 1 ;;
+esac
+jq -c . "$DIR/air-quality.json"
+phase=
+for _ in $(seq 1 240); do
+  phase=$(kubectl get sandbox est-ensemble--air-quality -o jsonpath='{.status.phase}' 2>/dev/null || true)
+  [ "$phase" = "Ready" ] && break
+  sleep 0.5
+done
+kc get sandbox est-ensemble--air-quality
+[ "$phase" = "Ready" ] || { echo "the requested sandbox did not become Ready" >&2; exit 1; }
 
 cat <<MSG
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::{Deserialize, Serialize};
 use serre_resources::quantity::Quantity;
 use serre_resources::{GpuRequest, SandboxResources, SandboxSpec, Tenant};
+use serre_validation::validate::is_dns_label;
 use utoipa::ToSchema;
 
 use crate::config::SandboxConfig;
@@ -196,14 +197,6 @@ impl SelfServicePolicy {
 }
 
 // ---- Validation -------------------------------------------------------------------------
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
 
 /// The sandbox's resource name for a tenant and a short name.
 pub fn resource_name(tenant: &str, name: &str) -> String {

@@ -146,7 +146,9 @@ pub fn human(d: std::time::Duration) -> String {
     }
 }
 
-fn is_dns_label(s: &str) -> bool {
+/// A DNS label as Kubernetes names need it: lowercase letters, digits and `-`, not at
+/// either end (the length is checked by callers, against their own limit).
+pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
