@@ -166,6 +166,15 @@ start() {
   local base=${SERRE_CP_PORT_BASE:-16440}
   local etcd_port=$base peer_port=$((base + 1)) cm_port=$((base + 2)) api_port=$((base + 3))
   echo "$base" >"$dir/port-base"
+  # Another cluster (or anything) on these ports would answer in this one's place.
+  local p holder
+  for p in "$etcd_port" "$peer_port" "$cm_port" "$api_port"; do
+    holder=$(ss -Htlnp "sport = :$p" 2>/dev/null | head -n 1)
+    if [ -n "$holder" ]; then
+      log "port $p is already in use ($holder): stop that cluster or set SERRE_CP_PORT_BASE"
+      exit 1
+    fi
+  done
   # The PKI and etcd's data name the network index and ports: a restart that got others
   # starts from a new cluster.
   if [ "$(cat "$dir/pki/version" 2>/dev/null)" != "$PKI_VERSION.$n.$api_port" ]; then rm -rf "$dir/etcd"; fi
@@ -180,7 +189,8 @@ start() {
     --initial-cluster "serre-dev=http://127.0.0.1:$peer_port" \
     --listen-metrics-urls "" --log-level warn >"$dir/etcd.log" 2>&1 &
   echo $! >"$dir/etcd.pid"
-  wait_http "http://127.0.0.1:$etcd_port/health" 30 || { tail "$dir/etcd.log" >&2; exit 1; }
+  wait_http "http://127.0.0.1:$etcd_port/health" 30 && kill -0 "$(cat "$dir/etcd.pid")" 2>/dev/null ||
+    { tail "$dir/etcd.log" >&2; exit 1; }
 
   log "starting kube-apiserver on https://$SERRE_HOST_ADDR:$api_port (Services 10.96.$n.0/24)"
   "$BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
