@@ -1,18 +1,19 @@
-//! Trial runs against a real kube-apiserver + etcd + kube-controller-manager.
-//!
-//! The control plane has no kubelet: the Job controller creates a run's pod, but nothing
-//! ever runs it. Each test plays the kubelet's part itself, patching the pod's status
-//! (phase Running, then Succeeded or Failed with the trial container's exit code), and
-//! the real Job controller turns that into the Job's conditions the operator reads.
+//! Trial runs against a real kube-apiserver + etcd + kube-controller-manager and a real
+//! node (kubelet, containerd): the run's Job is created by the operator, its pod pulled
+//! from the node's registry and run by the kubelet, and the run ends on what really
+//! happened. The trial is Serre's example model (deploy/examples/model), whose test
+//! flags make it fail, sleep or allocate; the init step is the real `serre-api
+//! fetch-grants` (with no gateway listening here, it fails).
 
 #[path = "support/mod.rs"]
 mod support;
 
 use chrono::Duration;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use serde_json::json;
 use serre_operator::resources::{
     LABEL_RUN, RunKind, RunResources, TrialRun, TrialRunSpec, TrialRunStatus,
@@ -20,20 +21,18 @@ use serre_operator::resources::{
 use support::operator::shared_operator;
 use support::*;
 
-const REGISTRY: &str = "registry.example.fr/vendors";
-
-/// A tenant allowing [`REGISTRY`] and a Ready sandbox; returns the sandbox's name and
-/// namespace.
-async fn ready_sandbox(client: &Client) -> (String, String) {
+/// A tenant allowing the test images' registry and a Ready sandbox with `cpu` CPUs;
+/// returns the sandbox's name and namespace.
+async fn ready_sandbox(client: &Client, cpu: &str) -> (String, String) {
     let tenant = unique("ept");
     let mut spec = tenant_spec("8", 2);
-    spec.allowed_registries = vec![REGISTRY.into()];
+    spec.allowed_registries = vec![test_images()];
     create_tenant(client, &tenant, spec).await;
     let name = unique("trials");
     create_sandbox(
         client,
         &name,
-        sandbox_spec(&tenant, "2", Duration::days(30)),
+        sandbox_spec(&tenant, cpu, Duration::days(30)),
     )
     .await;
     wait_phase(client, &name, "Ready", 120).await;
@@ -41,21 +40,22 @@ async fn ready_sandbox(client: &Client) -> (String, String) {
     (name, ns)
 }
 
-fn run_spec(sandbox: &str, grants: &[&str]) -> TrialRunSpec {
+/// The example model with `args`, 500m CPU and 128Mi.
+fn run_spec(sandbox: &str, grants: &[&str], args: &[&str]) -> TrialRunSpec {
     TrialRunSpec {
         sandbox: sandbox.into(),
-        image: format!("{REGISTRY}/bus-model:1.0"),
-        command: vec!["python".into(), "forecast.py".into()],
-        args: vec!["--days".into(), "7".into()],
+        image: test_image("serre-example-model"),
+        command: vec![],
+        args: args.iter().map(|a| a.to_string()).collect(),
         resources: RunResources {
             cpu: "500m".into(),
-            memory: "1Gi".into(),
+            memory: "128Mi".into(),
             gpu: None,
         },
         grants: grants.iter().map(|g| g.to_string()).collect(),
         solution: None,
         kind: RunKind::Inference,
-        timeout_seconds: 600,
+        timeout_seconds: 300,
         functional_unit: None,
         token_secret: (!grants.is_empty()).then(|| "run-token".to_owned()),
         requested_by: "alice@est-ensemble.fr".into(),
@@ -83,45 +83,13 @@ async fn wait_run(client: &Client, ns: &str, name: &str, phase: &str, secs: u64)
     .await
 }
 
-/// The run's pod, once the Job controller has created it.
-async fn wait_pod(client: &Client, ns: &str, run: &str) -> String {
-    let pods = Api::<Pod>::namespaced(client.clone(), ns);
-    let selector = format!("{LABEL_RUN}={run}");
-    eventually(60, &format!("the pod of run {run}"), || {
-        let (pods, selector) = (pods.clone(), selector.clone());
-        async move {
-            let list = pods
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .ok()?;
-            list.items.first().map(ResourceExt::name_any)
-        }
-    })
-    .await
-}
-
-/// Play the kubelet: set the pod's phase, and the trial's exit code once it ended.
-async fn drive_pod(client: &Client, ns: &str, pod: &str, phase: &str, exit_code: Option<i32>) {
-    let mut status = json!({"phase": phase});
-    if let Some(code) = exit_code {
-        status["containerStatuses"] = json!([{
-            "name": "trial", "image": format!("{REGISTRY}/bus-model:1.0"), "imageID": "",
-            "ready": false, "restartCount": 0,
-            "state": {"terminated": {
-                "exitCode": code,
-                "reason": if code == 0 { "Completed" } else { "Error" },
-                "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:01:00Z"
-            }}
-        }]);
-    }
+/// The run's pods (by its label).
+async fn run_pods(client: &Client, ns: &str, run: &str) -> Vec<Pod> {
     Api::<Pod>::namespaced(client.clone(), ns)
-        .patch_status(
-            pod,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": status})),
-        )
+        .list(&ListParams::default().labels(&format!("{LABEL_RUN}={run}")))
         .await
-        .expect("patch pod status");
+        .expect("list pods")
+        .items
 }
 
 fn condition_reason(st: &TrialRunStatus, type_: &str) -> String {
@@ -133,77 +101,76 @@ fn condition_reason(st: &TrialRunStatus, type_: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_run_with_grants_is_fetched_run_and_succeeds() {
+async fn the_model_runs_on_the_node_and_succeeds() {
     shared_operator();
     let client = client().await;
-    let (sandbox, ns) = ready_sandbox(&client).await;
-    create_run(&client, &ns, "happy", run_spec(&sandbox, &["g-1", "g-2"])).await;
+    let (sandbox, ns) = ready_sandbox(&client, "2").await;
+    create_run(&client, &ns, "happy", run_spec(&sandbox, &[], &[])).await;
 
-    // The Job, exactly as the gateway's init step expects it.
     let jobs = Api::<Job>::namespaced(client.clone(), &ns);
     let job = eventually(60, "the Job", || async {
         jobs.get_opt("happy").await.ok()?
     })
     .await;
     let spec = job.spec.as_ref().unwrap();
-    assert_eq!(spec.active_deadline_seconds, Some(600));
+    assert_eq!(spec.active_deadline_seconds, Some(300));
     assert_eq!(spec.backoff_limit, Some(0));
-    assert_eq!(job.owner_references()[0].kind, "TrialRun");
-    let pod = spec.template.spec.as_ref().unwrap();
-    let init = &pod.init_containers.as_ref().unwrap()[0];
-    assert_eq!(
-        init.command.as_ref().unwrap(),
-        &[
-            "serre-api",
-            "fetch-grants",
-            "--gateway",
-            "http://127.0.0.1:13901",
-            "--token-file",
-            "/var/run/serre/token",
-            "--out",
-            "/data/grants",
-            "--grant",
-            "g-1",
-            "--grant",
-            "g-2",
-        ]
-    );
-    let trial = &pod.containers[0];
+    let trial = &spec.template.spec.as_ref().unwrap().containers[0];
     let mount = &trial.volume_mounts.as_ref().unwrap()[0];
     assert_eq!(
         (mount.mount_path.as_str(), mount.read_only),
         ("/data/grants", Some(true))
     );
 
-    let running = wait_run(&client, &ns, "happy", "Running", 60).await;
-    assert!(running.started_at.is_some());
-    assert_eq!(running.job.as_deref(), Some("happy"));
-    assert_eq!(condition_reason(&running, "Accepted"), "JobCreated");
-
-    let pod = wait_pod(&client, &ns, "happy").await;
-    drive_pod(&client, &ns, &pod, "Running", None).await;
-    drive_pod(&client, &ns, &pod, "Succeeded", Some(0)).await;
-    let done = wait_run(&client, &ns, "happy", "Succeeded", 60).await;
+    let done = wait_run(&client, &ns, "happy", "Succeeded", 180).await;
     assert!(done.started_at.is_some() && done.finished_at.is_some());
     assert!(done.finished_at >= done.started_at);
     assert_eq!(done.results_prefix.as_deref(), Some("runs/happy/"));
     assert_eq!(done.exit_code, Some(0));
+    assert_eq!(condition_reason(&done, "Accepted"), "JobCreated");
     assert_eq!(condition_reason(&done, "Complete"), "Succeeded");
+    // The kubelet ran it: the trial container really started and exited 0, as user
+    // 65532, and printed what the model prints first.
+    let pods = run_pods(&client, &ns, "happy").await;
+    let status = pods[0].status.as_ref().expect("pod status");
+    let trial = &status.container_statuses.as_ref().expect("statuses")[0];
+    let ended = trial.state.as_ref().and_then(|s| s.terminated.as_ref());
+    assert_eq!(ended.map(|t| t.exit_code), Some(0), "{trial:?}");
+    assert!(!trial.image_id.is_empty(), "pulled: {trial:?}");
+    let pod_name = pods[0].metadata.name.clone().expect("pod name");
+    let logs = Api::<Pod>::namespaced(client.clone(), &ns)
+        .logs(&pod_name, &Default::default())
+        .await
+        .expect("logs");
+    assert!(
+        logs.lines()
+            .next()
+            .unwrap_or_default()
+            .starts_with("serre-example-model started at"),
+        "{logs}"
+    );
+    assert!(logs.contains("run=happy"), "{logs}");
 }
 
 #[tokio::test]
-async fn a_non_zero_exit_code_fails_the_run_with_that_code() {
+async fn a_non_zero_exit_code_fails_the_run_with_that_code_and_its_last_words() {
     shared_operator();
     let client = client().await;
-    let (sandbox, ns) = ready_sandbox(&client).await;
-    create_run(&client, &ns, "exit3", run_spec(&sandbox, &[])).await;
-    let pod = wait_pod(&client, &ns, "exit3").await;
-    drive_pod(&client, &ns, &pod, "Running", None).await;
-    drive_pod(&client, &ns, &pod, "Failed", Some(3)).await;
-    let st = wait_run(&client, &ns, "exit3", "Failed", 60).await;
+    let (sandbox, ns) = ready_sandbox(&client, "2").await;
+    create_run(
+        &client,
+        &ns,
+        "exit3",
+        run_spec(&sandbox, &[], &["--exit-code", "3"]),
+    )
+    .await;
+    let st = wait_run(&client, &ns, "exit3", "Failed", 180).await;
     assert_eq!(st.exit_code, Some(3));
     let reason = st.exit_reason.unwrap_or_default();
-    assert!(reason.contains("exited with code 3"), "{reason}");
+    assert!(
+        reason.starts_with("the trial exited with code 3 (Error): "),
+        "{reason}"
+    );
     assert!(st.finished_at.is_some());
 }
 
@@ -211,28 +178,45 @@ async fn a_non_zero_exit_code_fails_the_run_with_that_code() {
 async fn the_job_deadline_times_the_run_out() {
     shared_operator();
     let client = client().await;
-    let (sandbox, ns) = ready_sandbox(&client).await;
-    let mut spec = run_spec(&sandbox, &[]);
-    spec.timeout_seconds = 2;
+    let (sandbox, ns) = ready_sandbox(&client, "2").await;
+    let mut spec = run_spec(&sandbox, &[], &["--sleep-seconds", "600"]);
+    spec.timeout_seconds = 8;
     create_run(&client, &ns, "slow", spec).await;
-    // Nobody drives the pod: the Job controller's activeDeadlineSeconds ends it.
-    let st = wait_run(&client, &ns, "slow", "TimedOut", 90).await;
+    // The model sleeps: the Job controller's activeDeadlineSeconds stops it.
+    let st = wait_run(&client, &ns, "slow", "TimedOut", 120).await;
     assert_eq!(
         st.exit_reason.as_deref(),
-        Some("exceeded its timeout of 2 s")
+        Some("exceeded its timeout of 8 s")
     );
     assert!(st.finished_at.is_some());
+    eventually(60, "the pod to be stopped", || async {
+        let pods = run_pods(&client, &ns, "slow").await;
+        pods.iter()
+            .all(|p| {
+                p.metadata.deletion_timestamp.is_some()
+                    || p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running")
+            })
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
-async fn a_cancelled_run_loses_its_job() {
+async fn a_cancelled_run_loses_its_job_and_pod() {
     shared_operator();
     let client = client().await;
-    let (sandbox, ns) = ready_sandbox(&client).await;
-    create_run(&client, &ns, "stopme", run_spec(&sandbox, &[])).await;
-    let jobs = Api::<Job>::namespaced(client.clone(), &ns);
-    eventually(60, "the Job", || async {
-        jobs.get_opt("stopme").await.ok()?
+    let (sandbox, ns) = ready_sandbox(&client, "2").await;
+    create_run(
+        &client,
+        &ns,
+        "stopme",
+        run_spec(&sandbox, &[], &["--sleep-seconds", "600"]),
+    )
+    .await;
+    eventually(120, "the model to be running", || async {
+        let pods = run_pods(&client, &ns, "stopme").await;
+        let phase = pods.first()?.status.as_ref()?.phase.clone()?;
+        (phase == "Running").then_some(())
     })
     .await;
     Api::<TrialRun>::namespaced(client.clone(), &ns)
@@ -249,15 +233,23 @@ async fn a_cancelled_run_loses_its_job() {
         Some("cancelled by alice@est-ensemble.fr")
     );
     assert!(st.finished_at.is_some());
+    let jobs = Api::<Job>::namespaced(client.clone(), &ns);
     wait_gone(&jobs, "stopme", 30).await;
+    eventually(90, "the pod to be gone", || async {
+        run_pods(&client, &ns, "stopme")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn an_image_from_a_registry_the_tenant_does_not_allow_is_refused() {
     shared_operator();
     let client = client().await;
-    let (sandbox, ns) = ready_sandbox(&client).await;
-    let mut spec = run_spec(&sandbox, &[]);
+    let (sandbox, ns) = ready_sandbox(&client, "2").await;
+    let mut spec = run_spec(&sandbox, &[], &[]);
     spec.image = "registry.example.fr/vendorsx/bus-model:1.0".into();
     create_run(&client, &ns, "foreign", spec).await;
     let st = wait_run(&client, &ns, "foreign", "Failed", 60).await;
@@ -274,32 +266,147 @@ async fn an_image_from_a_registry_the_tenant_does_not_allow_is_refused() {
 }
 
 #[tokio::test]
+async fn an_image_that_cannot_be_pulled_fails_the_run() {
+    shared_operator();
+    let client = client().await;
+    let (sandbox, ns) = ready_sandbox(&client, "2").await;
+    let mut spec = run_spec(&sandbox, &[], &[]);
+    spec.image = format!("{}/no-such-model:1", test_images());
+    create_run(&client, &ns, "nopull", spec).await;
+    let st = wait_run(&client, &ns, "nopull", "Failed", 180).await;
+    let reason = st.exit_reason.unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!(
+            "the image \"{}/no-such-model:1\" of container trial could not be pulled",
+            test_images()
+        )),
+        "{reason}"
+    );
+    assert_eq!(st.exit_code, None);
+    // The pod stops retrying: the Job is gone.
+    wait_gone(&Api::<Job>::namespaced(client.clone(), &ns), "nopull", 30).await;
+}
+
+#[tokio::test]
+async fn a_model_over_its_memory_limit_is_oom_killed() {
+    shared_operator();
+    let client = client().await;
+    let (sandbox, ns) = ready_sandbox(&client, "2").await;
+    let mut spec = run_spec(&sandbox, &[], &["--allocate-mib", "512"]);
+    spec.resources.memory = "64Mi".into();
+    create_run(&client, &ns, "greedy", spec).await;
+    let st = wait_run(&client, &ns, "greedy", "Failed", 180).await;
+    assert_eq!(st.exit_code, Some(137));
+    assert_eq!(
+        st.exit_reason.as_deref(),
+        Some(
+            "the trial was killed for using more memory than its limit of 64Mi \
+             (OOMKilled, exit code 137)"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_run_the_quota_has_no_room_for_is_refused_with_the_quota_message() {
+    shared_operator();
+    let client = client().await;
+    let (sandbox, ns) = ready_sandbox(&client, "1").await;
+    // The first run takes the sandbox's whole CPU and keeps it.
+    let mut first = run_spec(&sandbox, &[], &["--sleep-seconds", "600"]);
+    first.resources.cpu = "1".into();
+    create_run(&client, &ns, "first", first.clone()).await;
+    wait_run(&client, &ns, "first", "Running", 120).await;
+    eventually(120, "the first run's pod", || async {
+        (!run_pods(&client, &ns, "first").await.is_empty()).then_some(())
+    })
+    .await;
+    create_run(&client, &ns, "second", first).await;
+    let st = wait_run(&client, &ns, "second", "Failed", 120).await;
+    let reason = st.exit_reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("the sandbox refused the run's pod: ")
+            && reason.contains("exceeded quota"),
+        "{reason}"
+    );
+    wait_gone(&Api::<Job>::namespaced(client.clone(), &ns), "second", 30).await;
+    // The first one is untouched.
+    let first = Api::<TrialRun>::namespaced(client.clone(), &ns)
+        .get("first")
+        .await
+        .expect("first run");
+    assert_eq!(format!("{:?}", first.status.unwrap().phase), "Running");
+}
+
+#[tokio::test]
 async fn a_failed_init_step_says_the_datasets_could_not_be_fetched() {
     shared_operator();
     let client = client().await;
-    let (sandbox, ns) = ready_sandbox(&client).await;
-    create_run(&client, &ns, "nofetch", run_spec(&sandbox, &["g-1"])).await;
-    let pod = wait_pod(&client, &ns, "nofetch").await;
-    // The kubelet's part: the init step exits 1, the trial never starts.
-    let status = json!({"status": {
-        "phase": "Failed",
-        "initContainerStatuses": [{
-            "name": "fetch-grants", "image": "registry.example.fr/serre/serre-api:test",
-            "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"terminated": {
-                "exitCode": 1, "reason": "Error", "message": "grant g-1: 403 Forbidden",
-                "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:05Z"
-            }}
-        }]
-    }});
-    Api::<Pod>::namespaced(client.clone(), &ns)
-        .patch_status(&pod, &PatchParams::default(), &Patch::Merge(&status))
+    let (sandbox, ns) = ready_sandbox(&client, "2").await;
+    // The token the gateway would have made; no gateway listens at the operator's URL.
+    let secret = Secret {
+        metadata: kube::core::ObjectMeta {
+            name: Some("run-token".into()),
+            ..Default::default()
+        },
+        data: Some([("token".to_owned(), ByteString(b"serre-rt1.x.y".to_vec()))].into()),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &secret)
         .await
-        .expect("patch pod status");
-    let st = wait_run(&client, &ns, "nofetch", "Failed", 60).await;
-    assert_eq!(st.exit_code, Some(1));
+        .expect("token secret");
+    create_run(&client, &ns, "nofetch", run_spec(&sandbox, &["g-1"], &[])).await;
+    let jobs = Api::<Job>::namespaced(client.clone(), &ns);
+    let job = eventually(60, "the Job", || async {
+        jobs.get_opt("nofetch").await.ok()?
+    })
+    .await;
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let init = &pod.init_containers.as_ref().unwrap()[0];
     assert_eq!(
-        st.exit_reason.as_deref(),
-        Some("fetching the granted datasets failed: exit code 1 (Error): grant g-1: 403 Forbidden")
+        init.command.as_ref().unwrap(),
+        &[
+            "serre-api",
+            "fetch-grants",
+            "--gateway",
+            "http://127.0.0.1:13901",
+            "--token-file",
+            "/var/run/serre/token",
+            "--out",
+            "/data/grants",
+            "--grant",
+            "g-1",
+        ]
+    );
+    let st = wait_run(&client, &ns, "nofetch", "Failed", 180).await;
+    assert!(st.exit_code.is_some_and(|c| c != 0), "{st:?}");
+    let reason = st.exit_reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("fetching the granted datasets failed: exit code "),
+        "{reason}"
+    );
+    // The tail of fetch-grants' own error, from the pod's log.
+    assert!(reason.contains("127.0.0.1:13901"), "{reason}");
+    // The trial never started.
+    let pods = run_pods(&client, &ns, "nofetch").await;
+    let trial = &pods[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
+    assert!(
+        trial
+            .state
+            .as_ref()
+            .and_then(|s| s.running.as_ref())
+            .is_none()
+            && trial
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_none(),
+        "{trial:?}"
     );
 }

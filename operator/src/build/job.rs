@@ -35,6 +35,10 @@ pub const FETCH_CPU: &str = "200m";
 pub const FETCH_MEMORY: &str = "256Mi";
 /// ServiceAccount of sandbox workloads (no token mounted, no rights).
 const WORKLOAD_SERVICE_ACCOUNT: &str = "sandbox-workload";
+/// A container that fails without writing a termination message gets the tail of its
+/// log as one (the kubelet keeps at most 80 lines, 2 KiB): the run's exit reason then
+/// says what the program printed before it failed.
+const LOG_TAIL_ON_ERROR: &str = "FallbackToLogsOnError";
 const GRANTS_VOLUME: &str = "grants";
 const TOKEN_VOLUME: &str = "token";
 
@@ -172,6 +176,7 @@ pub fn trial_run_job(run: &TrialRun, input: &JobInput<'_>) -> Job {
                 grants_mount(false),
             ]),
             security_context: Some(hardened()),
+            termination_message_policy: Some(LOG_TAIL_ON_ERROR.into()),
             ..Container::default()
         });
     }
@@ -215,6 +220,7 @@ pub fn trial_run_job(run: &TrialRun, input: &JobInput<'_>) -> Job {
         }),
         volume_mounts: Some(vec![grants_mount(true)]),
         security_context: Some(hardened()),
+        termination_message_policy: Some(LOG_TAIL_ON_ERROR.into()),
         ..Container::default()
     };
 

@@ -4,6 +4,7 @@
 mod admit;
 mod children;
 mod error;
+mod run_pods;
 pub mod sandbox;
 mod storage;
 pub mod tenant;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -222,6 +223,15 @@ pub async fn run(
         .owns(
             Api::<Job>::all(client.clone()),
             watcher::Config::default().labels(LABEL_RUN),
+        )
+        // A run's pod: an image that cannot be pulled shows only there.
+        .watches(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default().labels(LABEL_RUN),
+            |p: Pod| {
+                let run = p.labels().get(LABEL_RUN)?;
+                Some(ObjectRef::<TrialRun>::new(run).within(&p.namespace()?))
+            },
         )
         .watches(
             Api::<Sandbox>::all(client),

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -20,12 +19,11 @@ use tracing::{info, instrument};
 
 use super::Context;
 use super::error::{Error, Result};
-use crate::build::job::{
-    FETCH_CONTAINER, JobInput, TRIAL_CONTAINER, missing_setting, results_prefix, trial_run_job,
-};
+use super::run_pods::{blocked, failure, observe};
+use crate::build::job::{JobInput, missing_setting, results_prefix, trial_run_job};
 use crate::resources::{
-    Condition, ConditionStatus, LABEL_RUN, MANAGER, RunPhase, SandboxPhase, TrialRun,
-    TrialRunStatus, set_condition,
+    Condition, ConditionStatus, MANAGER, RunPhase, SandboxPhase, TrialRun, TrialRunStatus,
+    set_condition,
 };
 use serre_validation::validate::describe;
 use serre_validation::validate_run::validate_run;
@@ -235,11 +233,8 @@ pub async fn reconcile(run: Arc<TrialRun>, ctx: Arc<Context>) -> Result<Action> 
             let reason = format!("exceeded its timeout of {timeout} s");
             finish(&mut status, RunPhase::TimedOut, at, reason);
         } else {
-            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-            let list = pods
-                .list(&ListParams::default().labels(&format!("{LABEL_RUN}={name}")))
-                .await?;
-            let (code, reason) = failure(&list.items).unwrap_or_else(|| {
+            let seen = observe(&ctx.client, &ns, &name, "").await?;
+            let (code, reason) = failure(&seen.pods).unwrap_or_else(|| {
                 let why = [failed.reason, failed.message]
                     .into_iter()
                     .flatten()
@@ -258,6 +253,20 @@ pub async fn reconcile(run: Arc<TrialRun>, ctx: Arc<Context>) -> Result<Action> 
         ctx.metrics.write("Job", "delete");
         let reason = format!("exceeded its timeout of {timeout} s (stopped by the operator)");
         finish(&mut status, RunPhase::TimedOut, now, reason);
+    }
+    let mut no_pod = false;
+    if !status.phase.is_final() {
+        // A pod that will never start (its image cannot be pulled) or that the sandbox
+        // refuses (quota, limits) would keep the Job waiting until its deadline.
+        let job_uid = job.uid().unwrap_or_default();
+        let seen = observe(&ctx.client, &ns, &name, &job_uid).await?;
+        no_pod = seen.pods.is_empty();
+        if let Some(b) = blocked(&seen) {
+            jobs.delete(&name, &DeleteParams::background()).await?;
+            ctx.metrics.write("Job", "delete");
+            info!(job = %name, reason = b.reason, "run blocked: job deleted");
+            finish(&mut status, RunPhase::Failed, now, b.message);
+        }
     }
     if status.phase.is_final() {
         return end(&ctx, &run, &old, status, generation, now).await;
@@ -288,11 +297,17 @@ pub async fn reconcile(run: Arc<TrialRun>, ctx: Arc<Context>) -> Result<Action> 
         .await;
     }
     write_status(&ctx, &run, &old, &status).await?;
-    // Come back for the safety timeout (Job changes wake the controller earlier).
+    // Come back for the safety timeout (Job and pod changes wake the controller
+    // earlier), or soon while the Job has no pod: a refusal shows only in its Events.
     let wait = status.started_at.map_or(Duration::from_secs(300), |s| {
         let at = s + chrono::Duration::seconds(i64::from(timeout)) + SAFETY_MARGIN;
         (at - now).to_std().unwrap_or_default() + Duration::from_secs(1)
     });
+    let wait = if no_pod {
+        wait.min(Duration::from_secs(5))
+    } else {
+        wait
+    };
     Ok(Action::requeue(wait.min(Duration::from_secs(3600))))
 }
 
@@ -341,67 +356,6 @@ async fn end(
     Ok(Action::await_change())
 }
 
-/// Exit code and reason of a failed run, from its pod: the init step first.
-pub fn failure(pods: &[Pod]) -> Option<(Option<i32>, String)> {
-    let terminated = |statuses: Option<&Vec<ContainerStatus>>, name: &str| {
-        statuses?
-            .iter()
-            .find(|c| c.name == name)?
-            .state
-            .as_ref()?
-            .terminated
-            .clone()
-    };
-    let detail = |reason: Option<String>, message: Option<String>| {
-        let mut text = String::new();
-        if let Some(r) = reason.filter(|r| !r.is_empty()) {
-            text.push_str(&format!(" ({r})"));
-        }
-        if let Some(m) = message.filter(|m| !m.trim().is_empty()) {
-            text.push_str(&format!(": {}", m.trim()));
-        }
-        text
-    };
-    for pod in pods {
-        let Some(s) = &pod.status else { continue };
-        if let Some(t) = terminated(s.init_container_statuses.as_ref(), FETCH_CONTAINER)
-            && t.exit_code != 0
-        {
-            let code = t.exit_code;
-            return Some((
-                Some(code),
-                format!(
-                    "fetching the granted datasets failed: exit code {code}{}",
-                    detail(t.reason, t.message)
-                ),
-            ));
-        }
-        if let Some(t) = terminated(s.container_statuses.as_ref(), TRIAL_CONTAINER)
-            && t.exit_code != 0
-        {
-            let code = t.exit_code;
-            return Some((
-                Some(code),
-                format!(
-                    "the trial exited with code {code}{}",
-                    detail(t.reason, t.message)
-                ),
-            ));
-        }
-        if s.phase.as_deref() == Some("Failed") {
-            let why = [s.reason.clone(), s.message.clone()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(": ");
-            if !why.is_empty() {
-                return Some((None, format!("the pod failed: {why}")));
-            }
-        }
-    }
-    None
-}
-
 fn phase_str(phase: RunPhase) -> &'static str {
     match phase {
         RunPhase::Pending => "Pending",
@@ -443,60 +397,4 @@ async fn write_status(
         .await?;
     ctx.metrics.write("TrialRun", "status");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pod(value: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "status": value
-        }))
-        .unwrap()
-    }
-
-    fn terminated(name: &str, code: i32, reason: &str) -> serde_json::Value {
-        json!({
-            "name": name, "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": code, "reason": reason}}
-        })
-    }
-
-    #[test]
-    fn a_failed_trial_reports_its_exit_code() {
-        let p = pod(json!({
-            "phase": "Failed",
-            "initContainerStatuses": [terminated("fetch-grants", 0, "Completed")],
-            "containerStatuses": [terminated("trial", 3, "Error")]
-        }));
-        assert_eq!(
-            failure(&[p]),
-            Some((Some(3), "the trial exited with code 3 (Error)".into()))
-        );
-    }
-
-    #[test]
-    fn a_failed_init_step_says_the_datasets_could_not_be_fetched() {
-        let p = pod(json!({
-            "phase": "Failed",
-            "initContainerStatuses": [terminated("fetch-grants", 2, "Error")],
-        }));
-        let (code, reason) = failure(&[p]).unwrap();
-        assert_eq!(code, Some(2));
-        assert!(
-            reason.starts_with("fetching the granted datasets failed: exit code 2"),
-            "{reason}"
-        );
-    }
-
-    #[test]
-    fn an_evicted_pod_says_why() {
-        let p = pod(json!({"phase": "Failed", "reason": "Evicted", "message": "low on disk"}));
-        assert_eq!(
-            failure(&[p]),
-            Some((None, "the pod failed: Evicted: low on disk".into()))
-        );
-        assert_eq!(failure(&[]), None);
-    }
 }

@@ -62,6 +62,29 @@ pub async fn client() -> Client {
     Client::try_from(config).expect("client")
 }
 
+/// Where the images built for the tests live: `SERRE_TEST_IMAGES` (a registry and path
+/// the test cluster's node pulls from, e.g. `10.250.0.1:16445/serre`) and their tag
+/// `SERRE_TEST_IMAGE_TAG`. deploy/dev/test.sh pushes deploy/images.sh's images there
+/// before the tests; a test that runs pods cannot run without them, and fails.
+pub fn test_images() -> String {
+    std::env::var("SERRE_TEST_IMAGES").unwrap_or_else(|_| {
+        panic!(
+            "SERRE_TEST_IMAGES is not set: this test runs real pods on the test cluster's \
+             node. Run deploy/dev/test.sh, or push the images with \
+             `deploy/images.sh push <node registry>` and set SERRE_TEST_IMAGES=<registry>/serre \
+             and SERRE_TEST_IMAGE_TAG"
+        )
+    })
+}
+
+/// The reference of one of Serre's images built for the tests (`serre-api`,
+/// `serre-example-model`, ...).
+pub fn test_image(name: &str) -> String {
+    let tag = std::env::var("SERRE_TEST_IMAGE_TAG")
+        .unwrap_or_else(|_| panic!("SERRE_TEST_IMAGE_TAG is not set (see SERRE_TEST_IMAGES)"));
+    format!("{}/{name}:{tag}", test_images())
+}
+
 /// Install CRDs, the editor ClusterRole and the operator namespace (idempotent).
 pub async fn install(client: &Client) {
     serre_operator::manifests::install(client, OPERATOR_NAMESPACE)

@@ -68,6 +68,14 @@ pub fn shared_operator() -> Arc<Metrics> {
     static METRICS: OnceLock<Arc<Metrics>> = OnceLock::new();
     METRICS
         .get_or_init(|| {
+            // Runs' init step is the real gateway image; nothing listens on the
+            // gateway URL here (a run with grants fails to fetch them). Binaries without
+            // runs (lifecycle.rs) need no images: the tests of trial_runs.rs read
+            // SERRE_TEST_IMAGES themselves and fail without it.
+            let fetch_image = match std::env::var("SERRE_TEST_IMAGES") {
+                Ok(_) => super::test_image("serre-api"),
+                Err(_) => "images.invalid/serre-api:unset".to_owned(),
+            };
             let flags = args(&[
                 "--expiry-notice",
                 "1h",
@@ -78,7 +86,7 @@ pub fn shared_operator() -> Arc<Metrics> {
                 "--gateway-url",
                 "http://127.0.0.1:13901",
                 "--run-fetch-image",
-                "registry.example.fr/serre/serre-api:test",
+                &fetch_image,
             ]);
             spawn_operator(flags, |_, _| async { None })
         })
