@@ -36,7 +36,7 @@ PREFIX=${SERRE_IMAGE_PREFIX:-registry.metropolegrandparis.fr/serre}
 PROFILE=${SERRE_CARGO_PROFILE:-release}
 OUT=${SERRE_IMAGES_OUT:-$ROOT/target/images}
 BUILDAH=(buildah --storage-driver vfs)
-IMAGES="serre-operator serre-api"
+IMAGES="serre-operator serre-api serre-example-model"
 BASE_PACKAGES="libc6 libgcc-s1 ca-certificates"
 CYCLONEDX_VERSION=0.5.7
 
@@ -136,7 +136,7 @@ image() { # NAME CRATE BINARY [extra buildah config args...]
 build_binaries() {
   log "building the binaries (cargo profile $PROFILE)"
   cargo build --profile "$PROFILE" -p serre-operator --bin serre-operator \
-    -p serre-api --bin serre-api
+    -p serre-api --bin serre-api -p serre-example-model --bin serre-example-model
 }
 
 build() {

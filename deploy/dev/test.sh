@@ -5,8 +5,9 @@
 # binaries and Garage built once and cached under ~/.cache/serre), starts one local
 # cluster (control plane and a real node) shared by every test binary, then runs:
 # generated-manifest drift check, cargo fmt check, dependency licences (cargo-deny), the
-# Rust tests of the whole workspace (unit, real cluster, real Garage, real PostgreSQL and OpenID provider, the PyPI Delta
-# Sharing client), the Helm chart checks (static, then a real `helm install` on a fresh
+# Rust tests of the whole workspace (unit; a real cluster and node running Serre's images and
+# the example model; real Garage, PostgreSQL and OpenID provider; the PyPI Delta Sharing
+# client), the Helm chart checks (static, then a real `helm install` on a fresh
 # cluster: Pods from the images built here, leader failover, upgrade, uninstall) and a
 # brief cargo-fuzz run of the dataset ingest (deploy/dev/fuzz.sh).
 #
@@ -78,6 +79,14 @@ step "Starting a shared local cluster (control plane and node)"
 deploy/dev/control-plane.sh start "$WORK/cp"
 deploy/dev/node.sh start "$WORK/cp"
 export SERRE_TEST_KUBECONFIG=$WORK/cp/kubeconfig
+
+step "Serre's images (dev profile) pushed to the test node's registry (trial runs run them)"
+eval "$(deploy/dev/node.sh env "$WORK/cp")"
+SERRE_CARGO_PROFILE=dev deploy/images.sh push "$REGISTRY"
+export SERRE_TEST_IMAGES=$REGISTRY/serre
+export SERRE_TEST_IMAGE_TAG=$(awk -F'"' '/^appVersion:/{print $2}' charts/serre/Chart.yaml)
+# Pods reach a gateway under test on this address (deploy/dev/node.sh).
+export SERRE_TEST_HOST_ADDR=$SERRE_HOST_ADDR
 
 step "Generated manifests are up to date"
 cargo run -q -p serre-operator -- manifests --check
