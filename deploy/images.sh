@@ -9,9 +9,11 @@
 # Images: serre-operator (entrypoint serre-operator), serre-api (entrypoint serre-api; the
 # Cedar policies in /etc/serre/policies; also runs the trial runs' init step fetch-grants
 # and the node-energy agent) and the example vendor model serre-example-model
-# (deploy/examples/model). Each is a Debian bookworm root reduced to libc, libgcc and the
-# CA certificates (made with mmdebstrap, cached) plus one binary, running as the non-root
-# user 65532 and fit for a read-only root filesystem. Beside each image, the build writes
+# (deploy/examples/model: what a trial run executes; see its README). Each is a Debian
+# bookworm root reduced to libc, libgcc and the CA certificates (made with mmdebstrap,
+# cached) plus one binary, running as the non-root user 65532 and fit for a read-only root
+# filesystem. Only the binaries of the images asked for are built (each image's crate and
+# binary share its name). Beside each image, the build writes
 # a CycloneDX SBOM (the Rust dependency tree from cargo-cyclonedx, plus the Debian
 # packages of the root) to $SERRE_IMAGES_OUT/NAME.cdx.json; the image carries it at
 # /usr/share/serre/sbom.cdx.json.
@@ -133,18 +135,23 @@ image() { # NAME CRATE BINARY [extra buildah config args...]
   log "built $ref"
 }
 
-build_binaries() {
-  log "building the binaries (cargo profile $PROFILE)"
-  cargo build --profile "$PROFILE" -p serre-operator --bin serre-operator \
-    -p serre-api --bin serre-api -p serre-example-model --bin serre-example-model
+build_binaries() { # IMAGE... (each image's crate and binary have its name)
+  local args=() name
+  for name in "$@"; do args+=(-p "$name" --bin "$name"); done
+  log "building the binaries $* (cargo profile $PROFILE)"
+  cargo build --profile "$PROFILE" "${args[@]}"
 }
 
 build() {
-  local wanted=${*:-$IMAGES}
+  local wanted=${*:-$IMAGES} name
+  for name in $wanted; do
+    case " $IMAGES " in *" $name "*) ;; *) log "unknown image '$name' (known: $IMAGES)"; exit 2 ;; esac
+  done
   mkdir -p "$OUT"
   base_root
   ensure_cyclonedx
-  build_binaries
+  # shellcheck disable=SC2086 # $wanted is a list of names
+  build_binaries $wanted
   # The base root as an image of its own, imported once per build.
   local base_ctr
   base_ctr=$("${BUILDAH[@]}" from scratch)

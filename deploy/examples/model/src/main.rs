@@ -19,6 +19,13 @@ const EXIT_INPUT: u8 = 2;
 /// Exit status when the results could not be written (bucket or --out).
 const EXIT_STORAGE: u8 = 3;
 
+/// A line on stdout; a closed stdout (EPIPE) is not a reason to stop the model.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Per-group least squares `y = intercept + slope·x` over the granted Parquet datasets.
 #[derive(Debug, Parser)]
 #[command(name = MODEL, version, about)]
@@ -36,7 +43,7 @@ struct Args {
     #[arg(long, env = "SERRE_MODEL_Y", default_value = "value")]
     y: String,
     /// The x of the forecast [default: the largest x of all usable rows, plus one].
-    #[arg(long, env = "SERRE_MODEL_PREDICT")]
+    #[arg(long, env = "SERRE_MODEL_PREDICT", allow_negative_numbers = true)]
     predict: Option<f64>,
     /// Also write results.json and results.csv into this directory.
     #[arg(long, env = "SERRE_MODEL_OUT")]
@@ -107,7 +114,7 @@ fn main() -> ExitCode {
     // First, before anything else: the line the start-latency benchmark waits for.
     let started_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
     let run = std::env::var("SERRE_RUN").unwrap_or_default();
-    println!("{MODEL} started at {started_at} run={run}");
+    say!("{MODEL} started at {started_at} run={run}");
     let _ = std::io::stdout().flush();
 
     let args = Args::parse();
@@ -130,7 +137,7 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, Failure> {
 
 fn execute(args: &Args, started_at: String, run: String) -> Result<u8, Failure> {
     let kind = std::env::var("SERRE_RUN_KIND").unwrap_or_default();
-    println!(
+    say!(
         "{MODEL} {} run kind={kind} grants={} group={} x={} y={}",
         env!("CARGO_PKG_VERSION"),
         args.grants_dir.display(),
@@ -139,27 +146,36 @@ fn execute(args: &Args, started_at: String, run: String) -> Result<u8, Failure> 
         args.y
     );
 
+    if let Some(x) = args.predict
+        && !x.is_finite()
+    {
+        return Err(anyhow::anyhow!(
+            "--predict must be a finite number, not {x}"
+        ))
+        .input();
+    }
+
     // Test modes, before the fit; the memory stays held until exit.
     let _held = match args.allocate_mib {
         Some(mib) => {
-            println!("allocating {mib} MiB");
+            say!("allocating {mib} MiB");
             let memory = stress::allocate_mib(mib).input()?;
-            println!("allocated and wrote {mib} MiB");
+            say!("allocated and wrote {mib} MiB");
             Some(memory)
         }
         None => None,
     };
     if let Some(s) = args.sleep_seconds {
         let d = seconds("sleep-seconds", s)?;
-        println!("sleeping {s} s");
+        say!("sleeping {s} s");
         std::thread::sleep(d);
     }
     if let Some(s) = args.burn_cpu_seconds {
         let target = seconds("burn-cpu-seconds", s)?;
-        println!("burning CPU until the process has used {s} s of CPU time");
+        say!("burning CPU until the process has used {s} s of CPU time");
         let wall = Instant::now();
         let used = stress::burn_cpu(target).input()?;
-        println!(
+        say!(
             "burned CPU: process CPU time {:.3} s, wall time {:.3} s",
             used.as_secs_f64(),
             wall.elapsed().as_secs_f64()
@@ -174,7 +190,7 @@ fn execute(args: &Args, started_at: String, run: String) -> Result<u8, Failure> 
     };
     let grants = input::discover(&args.grants_dir).input()?;
     if grants.is_empty() {
-        println!(
+        say!(
             "no granted dataset under {} (no <grant>/{}): the results have no groups",
             args.grants_dir.display(),
             input::DATA_FILE
@@ -184,7 +200,7 @@ fn execute(args: &Args, started_at: String, run: String) -> Result<u8, Failure> 
     let mut inputs = Vec::with_capacity(grants.len());
     for grant in &grants {
         let summary = input::read_grant(grant, &columns, &mut groups).input()?;
-        println!(
+        say!(
             "read grant {}: {} rows, sha256 {} ({})",
             summary.grant,
             summary.rows,
@@ -200,7 +216,7 @@ fn execute(args: &Args, started_at: String, run: String) -> Result<u8, Failure> 
         .iter()
         .filter(|g| matches!(g, GroupResult::Fitted { .. }))
         .count();
-    println!(
+    say!(
         "fitted {fitted} of {} groups ({} rows used, {} skipped for a null or non-finite value)",
         results_groups.len(),
         groups.used(),
@@ -228,7 +244,7 @@ fn execute(args: &Args, started_at: String, run: String) -> Result<u8, Failure> 
     // Outputs.
     if let Some(dir) = &args.out {
         output::write_dir(dir, &json, &csv).storage()?;
-        println!(
+        say!(
             "wrote {} and {} to {}",
             output::JSON_NAME,
             output::CSV_NAME,
@@ -259,22 +275,22 @@ fn execute(args: &Args, started_at: String, run: String) -> Result<u8, Failure> 
                 .block_on(output::write_s3(&target, &json, &csv))
                 .storage()?;
             for url in written {
-                println!("wrote {url} (SSE-C)");
+                say!("wrote {url} (SSE-C)");
             }
         }
         None => {
-            println!("no bucket configured (S3_BUCKET unset): results.json follows");
-            print!("{json}");
+            say!("no bucket configured (S3_BUCKET unset): results.json follows");
+            let _ = std::io::stdout().lock().write_all(json.as_bytes());
         }
     }
 
     match args.exit_code {
         Some(code) => {
-            println!("exiting with the requested status {code} (--exit-code)");
+            say!("exiting with the requested status {code} (--exit-code)");
             Ok(code)
         }
         None => {
-            println!("done");
+            say!("done");
             Ok(0)
         }
     }

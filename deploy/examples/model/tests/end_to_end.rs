@@ -1,0 +1,455 @@
+//! The real binary on Parquet files written here: results.json checked field by field, the
+//! exit codes, and the SSE-C headers of its PUTs to a minimal S3 endpoint.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    DictionaryArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use serde_json::{Value, json};
+use serre_example_model::input::sha256_file;
+
+const ENV: &[&str] = &[
+    "SERRE_RUN",
+    "SERRE_RUN_KIND",
+    "SERRE_GRANTS_DIR",
+    "SERRE_RESULTS_PREFIX",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "S3_BUCKET",
+    "SSE_C_ALGORITHM",
+    "SSE_C_KEY",
+    "SERRE_MODEL_GROUP",
+    "SERRE_MODEL_X",
+    "SERRE_MODEL_Y",
+    "SERRE_MODEL_PREDICT",
+    "SERRE_MODEL_OUT",
+    "SERRE_MODEL_EXIT_CODE",
+    "SERRE_MODEL_BURN_CPU_SECONDS",
+    "SERRE_MODEL_SLEEP_SECONDS",
+    "SERRE_MODEL_ALLOCATE_MIB",
+];
+
+/// The binary with a clean environment but for SERRE_RUN and SERRE_GRANTS_DIR.
+fn model(grants: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_serre-example-model"));
+    for var in ENV {
+        cmd.env_remove(var);
+    }
+    cmd.env("SERRE_RUN", "r1").env("SERRE_GRANTS_DIR", grants);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("the binary runs");
+    eprintln!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}
+
+/// Two grants: `g1` (string, Int32, Float64) and `g2` (dictionary, Int64, Float32).
+/// Bondy: y = 100 + 2·(year − 2020) over both files; Pantin: x = 1..5, y = 2,4,5,4,5
+/// (slope 0.6, intercept 2.2, r² 0.6); Noisy-le-Sec: one point; Rosny: one x twice.
+fn grants() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let g1 = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("commune", DataType::Utf8, true),
+            Field::new("year", DataType::Int32, true),
+            Field::new("value", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec![
+                Some("Bondy"),
+                Some("Bondy"),
+                Some("Pantin"),
+                Some("Pantin"),
+                Some("Pantin"),
+                Some("Noisy-le-Sec"),
+                None,
+            ])),
+            Arc::new(Int32Array::from(vec![
+                Some(2020),
+                Some(2021),
+                Some(1),
+                Some(2),
+                None,
+                Some(2020),
+                Some(2020),
+            ])),
+            Arc::new(Float64Array::from(vec![
+                Some(100.0),
+                Some(102.0),
+                Some(2.0),
+                Some(4.0),
+                Some(1000.0),
+                Some(1.0),
+                Some(1.0),
+            ])),
+        ],
+    )
+    .unwrap();
+    let communes: DictionaryArray<Int32Type> = vec![
+        "Bondy", "Pantin", "Pantin", "Pantin", "Rosny", "Rosny", "Bondy",
+    ]
+    .into_iter()
+    .collect();
+    let g2 = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new(
+                "commune",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                false,
+            ),
+            Field::new("year", DataType::Int64, false),
+            Field::new("value", DataType::Float32, true),
+            Field::new("other", DataType::Utf8, false),
+        ])),
+        vec![
+            Arc::new(communes),
+            Arc::new(Int64Array::from(vec![2022, 3, 4, 5, 2024, 2024, 2023])),
+            Arc::new(Float32Array::from(vec![
+                Some(104.0),
+                Some(5.0),
+                Some(4.0),
+                Some(5.0),
+                Some(1.0),
+                Some(2.0),
+                None,
+            ])),
+            Arc::new(StringArray::from(vec!["-"; 7])),
+        ],
+    )
+    .unwrap();
+    write_parquet(&dir.path().join("g2/data.parquet"), &g2);
+    write_parquet(&dir.path().join("g1/data.parquet"), &g1);
+    dir
+}
+
+fn close(v: &Value, want: f64) -> bool {
+    v.as_f64().is_some_and(|v| (v - want).abs() < 1e-9)
+}
+
+fn check_results(results: &Value, grants: &Path) {
+    assert_eq!(results["model"], "serre-example-model");
+    assert_eq!(results["run"], "r1");
+    assert!(results["startedAt"].as_str().unwrap().ends_with('Z'));
+    assert!(results["finishedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        results["inputs"],
+        json!([
+            {"grant": "g1", "rows": 7, "sha256": sha256_file(&grants.join("g1/data.parquet")).unwrap()},
+            {"grant": "g2", "rows": 7, "sha256": sha256_file(&grants.join("g2/data.parquet")).unwrap()},
+        ])
+    );
+    // Null commune (g1), null year (g1), null value (g2).
+    assert_eq!(results["skippedRows"], 3);
+    // Largest x is 2024: the forecast is at 2025.
+    assert_eq!(results["forecastX"], 2025.0);
+    let groups = results["groups"].as_array().unwrap();
+    let names: Vec<&str> = groups
+        .iter()
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Bondy", "Noisy-le-Sec", "Pantin", "Rosny"]);
+
+    let bondy = &groups[0];
+    assert_eq!(bondy["n"], 3);
+    assert!(close(&bondy["slope"], 2.0), "{bondy}");
+    assert!(close(&bondy["intercept"], 100.0 - 2.0 * 2020.0), "{bondy}");
+    assert!(close(&bondy["r2"], 1.0), "{bondy}");
+    assert!(close(&bondy["forecast"], 110.0), "{bondy}");
+
+    assert_eq!(groups[1]["n"], 1);
+    assert!(
+        groups[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("too few points")
+    );
+    assert!(groups[1].get("slope").is_none());
+
+    let pantin = &groups[2];
+    assert_eq!(pantin["n"], 5);
+    assert!(close(&pantin["slope"], 0.6), "{pantin}");
+    assert!(close(&pantin["intercept"], 2.2), "{pantin}");
+    assert!(close(&pantin["r2"], 0.6), "{pantin}");
+    assert!(close(&pantin["forecast"], 2.2 + 0.6 * 2025.0), "{pantin}");
+
+    assert_eq!(groups[3]["n"], 2);
+    assert!(
+        groups[3]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("zero variance")
+    );
+}
+
+#[test]
+fn fits_the_grants_and_writes_results() {
+    let grants = grants();
+    let out = tempfile::tempdir().unwrap();
+    let output = run(model(grants.path()).args([
+        "--out",
+        out.path().to_str().unwrap(),
+        "--group",
+        "commune",
+    ]));
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+
+    // The first line, for the start-latency benchmark.
+    let first = stdout.lines().next().unwrap();
+    let rest = first
+        .strip_prefix("serre-example-model started at ")
+        .unwrap_or_else(|| panic!("first line: {first}"));
+    let (time, run) = rest.split_once(' ').unwrap();
+    assert_eq!(run, "run=r1");
+    assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
+    assert_eq!(time.len(), "2025-01-01T00:00:00.000000Z".len(), "{time}");
+
+    assert!(stdout.contains("read grant g1: 7 rows"), "{stdout}");
+    assert!(stdout.contains("no bucket configured"), "{stdout}");
+
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    check_results(&results, grants.path());
+    // Without a bucket, the same results.json is printed after the notice.
+    let printed = stdout
+        .split_once("results.json follows\n")
+        .unwrap()
+        .1
+        .rsplit_once("done\n")
+        .unwrap()
+        .0;
+    assert_eq!(serde_json::from_str::<Value>(printed).unwrap(), results);
+
+    let csv = std::fs::read_to_string(out.path().join("results.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "group,n,slope,intercept,r2,forecast");
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[1].starts_with("Bondy,3,"), "{csv}");
+    assert!(lines[2].starts_with("Pantin,5,"), "{csv}");
+}
+
+#[test]
+fn exit_code_flag_after_the_results() {
+    let grants = grants();
+    let out = tempfile::tempdir().unwrap();
+    let output = run(model(grants.path())
+        .env("SERRE_MODEL_EXIT_CODE", "7")
+        .env("SERRE_MODEL_OUT", out.path()));
+    assert_eq!(output.status.code(), Some(7));
+    assert!(out.path().join("results.json").is_file());
+}
+
+#[test]
+fn missing_column_is_exit_2() {
+    let grants = grants();
+    let output = run(model(grants.path()).args(["--y", "ridership"]));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("column 'ridership' not found"), "{stderr}");
+    assert!(stderr.contains("g1/data.parquet"), "{stderr}");
+}
+
+#[test]
+fn no_grants_is_no_groups() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = run(model(&empty.path().join("absent")).args([
+        "--out",
+        out.path().to_str().unwrap(),
+        "--sleep-seconds",
+        "0.01",
+        "--burn-cpu-seconds",
+        "0.05",
+        "--allocate-mib",
+        "2",
+    ]));
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("no granted dataset"), "{stdout}");
+    assert!(stdout.contains("burned CPU: process CPU time"), "{stdout}");
+    assert!(stdout.contains("allocated and wrote 2 MiB"), "{stdout}");
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["inputs"], json!([]));
+    assert_eq!(results["groups"], json!([]));
+}
+
+/// One request as the fake S3 endpoint saw it.
+#[derive(Debug, Clone)]
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A plain-HTTP endpoint that answers every request 200 with an ETag and records it.
+fn fake_s3() -> (String, Arc<Mutex<Vec<Request>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let method = parts.next().unwrap_or_default().to_owned();
+                    let path = parts.next().unwrap_or_default().to_owned();
+                    let mut headers = Vec::new();
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (n, v) = h.split_once(':').unwrap();
+                        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                    }
+                    let len = headers
+                        .iter()
+                        .find(|(n, _)| n == "content-length")
+                        .map_or(0, |(_, v)| v.parse().unwrap());
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    record.lock().unwrap().push(Request {
+                        method,
+                        path,
+                        headers,
+                        body,
+                    });
+                    writer
+                        .write_all(b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\n\r\n")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn writes_to_the_bucket_with_sse_c() {
+    let grants = grants();
+    let out = tempfile::tempdir().unwrap();
+    let (endpoint, seen) = fake_s3();
+    let key = format!("{}=", "A".repeat(43)); // base64 of 32 zero bytes
+    let output = run(model(grants.path())
+        .args(["--out", out.path().to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_REGION", "garage")
+        .env("AWS_ACCESS_KEY_ID", "GK0123")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("S3_BUCKET", "sandbox-b")
+        .env("SERRE_RESULTS_PREFIX", "runs/r1/")
+        .env("SSE_C_ALGORITHM", "AES256")
+        .env("SSE_C_KEY", &key));
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("wrote s3://sandbox-b/runs/r1/results.json (SSE-C)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("no bucket configured"), "{stdout}");
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (req, name) in seen.iter().zip(["results.json", "results.csv"]) {
+        assert_eq!(req.method, "PUT");
+        assert_eq!(req.path, format!("/sandbox-b/runs/r1/{name}"));
+        assert_eq!(
+            req.header("x-amz-server-side-encryption-customer-algorithm"),
+            Some("AES256")
+        );
+        assert_eq!(
+            req.header("x-amz-server-side-encryption-customer-key"),
+            Some(key.as_str())
+        );
+        assert!(
+            req.header("x-amz-server-side-encryption-customer-key-md5")
+                .is_some()
+        );
+        assert!(
+            req.header("authorization")
+                .is_some_and(|a| a.contains("Credential=GK0123/")),
+            "{req:?}"
+        );
+        assert_eq!(req.body, std::fs::read(out.path().join(name)).unwrap());
+    }
+}
+
+#[test]
+fn storage_failure_is_exit_3() {
+    let grants = grants();
+    // A port nothing listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = run(model(grants.path())
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "GK0123")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("S3_BUCKET", "sandbox-b")
+        .env("SSE_C_KEY", format!("{}=", "A".repeat(43))));
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("writing s3://sandbox-b/runs/r1/results.json"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bucket_without_sse_c_key_writes_nothing() {
+    let grants = grants();
+    let (endpoint, seen) = fake_s3();
+    let output = run(model(grants.path())
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("S3_BUCKET", "sandbox-b"));
+    assert_eq!(output.status.code(), Some(3));
+    assert!(seen.lock().unwrap().is_empty());
+}
