@@ -1,28 +1,27 @@
-//! Trial runs end to end on a real control plane (kube-apiserver + etcd +
-//! kube-controller-manager), with the real operator running in-process: a vendor starts a
-//! run through the gateway, the operator turns it into a Job, the init step's
-//! `fetch-grants` downloads the granted view with the run's token, the run ends, the
-//! gateway's accounting closes it with figures, writes them into the TrialRun's status
-//! and attaches them to the catalogue solution; cancellation and energy budgets.
+//! Trial runs end to end on a real cluster (kube-apiserver + etcd +
+//! kube-controller-manager, and a real node: kubelet, containerd), with the real operator
+//! running in-process: a vendor starts a run through the gateway, the operator turns it
+//! into a Job, the kubelet runs its pod — the init step `serre-api fetch-grants` downloads
+//! the granted view from this gateway with the run's token, then Serre's example model
+//! fits a per-commune trend on it — the run ends, the gateway's accounting closes it with
+//! figures, writes them into the TrialRun's status and attaches them to the catalogue
+//! solution; a failing model, cancellation and energy budgets.
 //!
-//! No kubelet: the Job controller creates the pod, this test plays the kubelet's part
-//! (pod phase Running, then Succeeded), and the real Job controller and operator do the
-//! rest. No Prometheus here either: figures are the declared mode's (requests × time,
-//! flagged `modelled`); tests/energy.rs covers the Prometheus path.
+//! No Prometheus here: figures are the declared mode's (requests × time, flagged
+//! `modelled`); tests/energy.rs covers the Prometheus path.
 
 mod support;
 mod trial_cluster;
 
-use std::time::Duration;
-
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use serre_resources::{Tenant, TrialRun};
+use serre_resources::{LABEL_RUN, Tenant, TrialRun};
+use sha2::{Digest, Sha256};
 use support::{Backend, Gateway, Setup, assert_error, eventually, unique_name};
-use trial_cluster::{client, drive_pod, run_body, start_operator, tenant_spec};
+use trial_cluster::{client, run_body, start_operator, tenant_spec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
@@ -96,7 +95,10 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
     assert!(s == 200 || s == 201, "{v}");
 
     // -- An open dataset granted to the sandbox; a catalogue entry for the solution.
-    let csv = "commune,deliberations\nMontreuil,12\nBagnolet,7\nPantin,21\n";
+    // Exact yearly trends: Montreuil +2, Bagnolet -1, Pantin +3 deliberations a year.
+    let csv = "commune,year,deliberations\nMontreuil,2021,10\nMontreuil,2022,12\n\
+               Montreuil,2023,14\nBagnolet,2021,7\nBagnolet,2022,6\nBagnolet,2023,5\n\
+               Pantin,2021,20\nPantin,2022,23\nPantin,2023,26\n";
     let r = gw
         .http
         .post(format!(
@@ -118,7 +120,7 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
             Some(&alice),
             Some(json!({
                 "datasetId": ds["id"], "grantee": {"sandbox": sb},
-                "columns": ["commune", "deliberations"],
+                "columns": ["commune", "year", "deliberations"],
                 "purpose": "Benchmark deliberation summarisers",
                 "expiresAt": (chrono::Utc::now() + chrono::Duration::days(5)).to_rfc3339(),
             })),
@@ -146,7 +148,7 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
 
     // -- Refusals name the field: registry not allowed, too much CPU, unknown grant and
     // solution, a bad kind; a principal outside the sandbox does not see it.
-    let mut bad = run_body(&[&gid], Some(&sol));
+    let mut bad = run_body(&[&gid], Some(&sol), 0, &[]);
     bad["image"] = json!("docker.io/library/python:3.12");
     bad["resources"]["cpu"] = json!("64");
     bad["grants"] = json!([gid, "no-such-grant"]);
@@ -162,7 +164,7 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
     for f in ["image", "resources.cpu", "grants[1]", "solution"] {
         assert!(fields.contains(&f), "{f} not in {fields:?}");
     }
-    let mut bad = run_body(&[], None);
+    let mut bad = run_body(&[], None, 0, &[]);
     bad["kind"] = json!("mining");
     assert_error(
         &gw.call("POST", &runs, Some(&acme), Some(bad)).await,
@@ -170,8 +172,13 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         "validation_failed",
     );
     assert_error(
-        &gw.call("POST", &runs, Some(&globex), Some(run_body(&[], None)))
-            .await,
+        &gw.call(
+            "POST",
+            &runs,
+            Some(&globex),
+            Some(run_body(&[], None, 0, &[])),
+        )
+        .await,
         404,
         "not_found",
     );
@@ -182,7 +189,7 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
             "POST",
             &runs,
             Some(&acme),
-            Some(run_body(&[&gid], Some(&sol))),
+            Some(run_body(&[&gid], Some(&sol), 6, &[])),
         )
         .await;
     assert_eq!(s, 201, "{run}");
@@ -222,24 +229,10 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         .expect("init step")[0];
     assert!(init.command.as_ref().unwrap().contains(&gw.url));
 
-    // -- The init step, as the Job runs it: the view lands intact; nothing else opens.
-    let token_file = gw.data_dir.join("run-token");
-    std::fs::write(&token_file, &token).expect("token file");
-    let out = gw.data_dir.join("grants-out");
-    let fetched = serre_api::runs::fetch::fetch_all(
-        &gw.url,
-        &token_file,
-        None,
-        std::slice::from_ref(&gid),
-        &out,
-    )
-    .await
-    .expect("fetch-grants");
+    // -- The run token opens only what the run lists (the pod's init step uses it).
     let (_, _, direct) = gw
         .call_raw("GET", &format!("/v1/grants/{gid}/data"), Some(&bob), None)
         .await;
-    assert_eq!(std::fs::read(&fetched[0].path).expect("fetched"), direct);
-    assert!(!out.join(&gid).join("data.parquet.part").exists());
     let (s, _, _) = gw
         .call_raw(
             "GET",
@@ -269,9 +262,8 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         "not_found",
     );
 
-    // -- It runs and succeeds (this test plays the kubelet); the gateway follows, the
-    // accounting closes it once its last window is recorded.
-    drive_pod(&kube, &ns, &name, "Running").await;
+    // -- It runs on the node and succeeds; the gateway follows, the accounting closes it
+    // once its last window is recorded.
     eventually(60, "the run to be Running", || async {
         let (_, v) = gw
             .call("GET", &format!("{runs}/{name}"), Some(&acme), None)
@@ -313,15 +305,37 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         422,
         "validation_failed",
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    drive_pod(&kube, &ns, &name, "Succeeded").await;
-    let done = eventually(90, "the run to be closed with figures", || async {
+    let done = eventually(240, "the run to be closed with figures", || async {
         let (_, v) = gw
             .call("GET", &format!("{runs}/{name}"), Some(&acme), None)
             .await;
+        assert!(
+            !["Failed", "TimedOut", "Cancelled"].contains(&v["phase"].as_str().unwrap_or("")),
+            "{v}"
+        );
         (v["phase"] == "Succeeded" && !v["figures"].is_null()).then_some(v)
     })
     .await;
+    // What the model did, from its own output: it read the view the init step fetched
+    // (the same bytes as the grant's view) and fitted each commune's trend.
+    let output = model_output(&kube, &ns, &name).await;
+    let input = &output["inputs"][0];
+    assert_eq!(input["grant"], json!(gid), "{output}");
+    assert_eq!(input["rows"], 9, "{output}");
+    assert_eq!(input["sha256"], json!(hex::encode(Sha256::digest(&direct))));
+    let slope = |commune: &str| {
+        output["groups"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["group"] == commune))
+            .and_then(|g| g["slope"].as_f64())
+            .unwrap_or_else(|| panic!("no slope for {commune} in {output}"))
+    };
+    for (commune, expected) in [("Montreuil", 2.0), ("Bagnolet", -1.0), ("Pantin", 3.0)] {
+        assert!(
+            (slope(commune) - expected).abs() < 1e-9,
+            "{commune}: {output}"
+        );
+    }
     let f = &done["figures"];
     assert_eq!(f["energyMethod"], "modelled");
     let duration = f["durationSeconds"].as_f64().expect("duration");
@@ -439,7 +453,7 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
             "POST",
             &runs,
             Some(&acme),
-            Some(run_body(&[&gid], Some(&sol))),
+            Some(run_body(&[&gid], Some(&sol), 600, &[])),
         )
         .await;
     assert_eq!(s, 201, "{second}");
@@ -474,7 +488,34 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         .await;
     assert_eq!(report["comparison"][0]["run"], json!(name), "{report}");
 
-    // -- The sandbox's report: its namespace's figures and both runs; not for vendors.
+    // -- A model that fails: the gateway shows the run Failed with its exit code and
+    // what it printed last.
+    let (s, failing) = gw
+        .call(
+            "POST",
+            &runs,
+            Some(&acme),
+            Some(run_body(&[&gid], None, 0, &["--exit-code", "3"])),
+        )
+        .await;
+    assert_eq!(s, 201, "{failing}");
+    let failing = failing["name"].as_str().unwrap().to_owned();
+    let failed = eventually(240, "the failing model's run to fail", || async {
+        let (_, v) = gw
+            .call("GET", &format!("{runs}/{failing}"), Some(&acme), None)
+            .await;
+        assert_ne!(v["phase"], "Succeeded", "{v}");
+        (v["phase"] == "Failed").then_some(v)
+    })
+    .await;
+    let reason = failed["exitReason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("the trial exited with code 3 (Error): ")
+            && reason.contains("--exit-code"),
+        "{failed}"
+    );
+
+    // -- The sandbox's report: its namespace's figures and every run; not for vendors.
     let (s, sreport) = gw
         .call(
             "GET",
@@ -486,7 +527,7 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
     assert_eq!(s, 200, "{sreport}");
     assert_eq!(
         sreport["runs"].as_array().map(Vec::len),
-        Some(2),
+        Some(3),
         "{sreport}"
     );
     assert!(
@@ -558,7 +599,12 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         .expect("set budget");
     let refused = eventually(30, "runs to be refused over budget", || async {
         let got = gw
-            .call("POST", &runs, Some(&acme), Some(run_body(&[], None)))
+            .call(
+                "POST",
+                &runs,
+                Some(&acme),
+                Some(run_body(&[], None, 0, &[])),
+            )
             .await;
         (got.0 == 403).then_some(got)
     })
@@ -585,10 +631,48 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
     .await;
     eventually(30, "the budget warning in the audit log", || async {
         let (_, audit) = gw
-            .call("GET", &format!("/v1/audit?tenant={t}"), Some(&alice), None)
+            .call(
+                "GET",
+                &format!("/v1/audit?tenant={t}&limit=1000"),
+                Some(&alice),
+                None,
+            )
             .await;
         audit.to_string().contains("usage.budget").then_some(())
     })
     .await;
     gw.stop().await;
+}
+
+/// The results the model printed (no sandbox bucket here: it prints results.json after a
+/// line saying so), read from its pod's log.
+async fn model_output(kube: &kube::Client, ns: &str, run: &str) -> Value {
+    let pods = Api::<Pod>::namespaced(kube.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("{LABEL_RUN}={run}")))
+        .await
+        .expect("list pods");
+    let pod = list.items.first().expect("the run's pod").name_any();
+    let log = pods
+        .logs(
+            &pod,
+            &LogParams {
+                container: Some("trial".into()),
+                ..LogParams::default()
+            },
+        )
+        .await
+        .expect("logs");
+    let marker = "results.json follows";
+    let at = log
+        .find(marker)
+        .unwrap_or_else(|| panic!("no results in {log}"))
+        + marker.len();
+    let json = &log[at..];
+    let json = &json[json.find('{').unwrap_or_else(|| panic!("no JSON in {log}"))..];
+    serde_json::Deserializer::from_str(json)
+        .into_iter::<Value>()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("results.json does not parse in {log}"))
 }

@@ -47,7 +47,7 @@ impl Gateway {
         let mut args: Vec<String> = vec![
             "serre-api".into(),
             "--listen".into(),
-            "127.0.0.1:0".into(),
+            format!("{}:0", listen_host()),
             "--data-dir".into(),
             data_dir.display().to_string(),
             "--database-url".into(),

@@ -6,6 +6,10 @@
 //! - OpenID provider: `SERRE_TEST_OIDC_DIR` (a directory where `deploy/dev/oidc-provider.sh
 //!   start` ran: `issuer`, `signing-key.pem`, `kid`) or the script itself.
 //! - Kubernetes: `SERRE_TEST_KUBECONFIG` or `deploy/dev/control-plane.sh start`.
+//! - Images for pods on the test cluster's node: `SERRE_TEST_IMAGES` and
+//!   `SERRE_TEST_IMAGE_TAG` ([`test_image`]); the address pods reach this machine on
+//!   (where the gateway under test listens): `SERRE_TEST_HOST_ADDR`. deploy/dev/test.sh
+//!   sets all three.
 //!
 //! Services started here stop when the test binary exits (parent-pid watchdogs). Their
 //! ports are free ones in 15400–15497.
@@ -30,6 +34,40 @@ use serde_json::Value;
 use serre_api::app::Running;
 use serre_api::config::Config;
 use serre_api::identity::dev::{DevClaims, DevIssuer};
+
+/// The reference of one of Serre's images built for the tests (`serre-api`,
+/// `serre-example-model`), from `SERRE_TEST_IMAGES` (a registry path the test cluster's
+/// node pulls from, e.g. `10.250.0.1:16445/serre`) and `SERRE_TEST_IMAGE_TAG`. A test
+/// that runs pods cannot run without them, and fails.
+pub fn test_image(name: &str) -> String {
+    format!(
+        "{}/{name}:{}",
+        test_images(),
+        test_env("SERRE_TEST_IMAGE_TAG")
+    )
+}
+
+/// The registry path of the test images (`SERRE_TEST_IMAGES`).
+pub fn test_images() -> String {
+    test_env("SERRE_TEST_IMAGES")
+}
+
+fn test_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: this test runs real pods on the test cluster's node. Run \
+             deploy/dev/test.sh, or push the images with `deploy/images.sh push <node \
+             registry>` and set SERRE_TEST_IMAGES=<registry>/serre, SERRE_TEST_IMAGE_TAG \
+             and SERRE_TEST_HOST_ADDR"
+        )
+    })
+}
+
+/// Where the gateway under test listens: the address pods on the test node reach this
+/// machine on (`SERRE_TEST_HOST_ADDR`), else loopback.
+pub fn listen_host() -> String {
+    std::env::var("SERRE_TEST_HOST_ADDR").unwrap_or_else(|_| "127.0.0.1".into())
+}
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

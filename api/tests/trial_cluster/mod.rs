@@ -1,19 +1,17 @@
-//! The cluster side of tests/runs.rs: a client of the test control plane, the operator
-//! running in-process, the tenant and run bodies the test uses, and the kubelet's part
-//! (no kubelet runs there) for a run's pod.
+//! The cluster side of tests/runs.rs: a client of the test cluster (control plane and a
+//! real node), the operator running in-process, and the tenant and run bodies the test
+//! uses. Runs are Serre's example model (deploy/examples/model) pulled from the node's
+//! registry; their init step is the real `serre-api fetch-grants` image, which fetches the
+//! grants from the gateway under test (listening where pods reach it).
 
 use std::time::Duration;
 
 use clap::Parser;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+use kube::Client;
 use serde_json::{Value, json};
-use serre_resources::{LABEL_RUN, TenantSpec};
+use serre_resources::TenantSpec;
 
-use crate::support::{self, eventually};
-
-pub const REGISTRY: &str = "registry.example.fr/vendors";
+use crate::support::{self, test_image, test_images};
 
 pub async fn client() -> Client {
     support::kube_client().await
@@ -26,12 +24,13 @@ pub fn start_operator(gateway_url: &str) {
         #[command(flatten)]
         build: serre_validation::config::BuildConfig,
     }
+    let fetch_image = test_image("serre-api");
     let flags = Flags::parse_from([
         "serre-operator",
         "--gateway-url",
         gateway_url,
         "--run-fetch-image",
-        "registry.example.fr/serre/serre-api:test",
+        &fetch_image,
     ]);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -62,57 +61,36 @@ pub fn start_operator(gateway_url: &str) {
     rx.recv().expect("operator started");
 }
 
-/// A tenant allowed to run images from [`REGISTRY`].
+/// A tenant allowed to run images from the test images' registry.
 pub fn tenant_spec(name: &str) -> TenantSpec {
     TenantSpec {
-        allowed_registries: vec![REGISTRY.into()],
+        allowed_registries: vec![test_images()],
         ..support::tenant_spec(name)
     }
 }
 
-pub fn run_body(grants: &[&str], solution: Option<&str>) -> Value {
+/// A run of the example model: a per-commune trend of `deliberations` over `year`, after
+/// `sleep` seconds (so the test sees it running), then `extra` flags.
+pub fn run_body(grants: &[&str], solution: Option<&str>, sleep: u32, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "--group".to_owned(),
+        "commune".into(),
+        "--x".into(),
+        "year".into(),
+        "--y".into(),
+        "deliberations".into(),
+        "--sleep-seconds".into(),
+        sleep.to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
     json!({
-        "image": format!("{REGISTRY}/summariser:2.1"),
-        "command": ["python", "summarise.py"],
-        "resources": {"cpu": "1", "memory": "2Gi"},
+        "image": test_image("serre-example-model"),
+        "args": args,
+        "resources": {"cpu": "1", "memory": "256Mi"},
         "grants": grants,
         "solution": solution,
         "kind": "inference",
         "timeoutSeconds": 900,
         "functionalUnit": {"name": "deliberation", "count": 40},
     })
-}
-
-/// Play the kubelet for the run's pod.
-pub async fn drive_pod(client: &Client, ns: &str, run: &str, phase: &str) {
-    let pods = Api::<Pod>::namespaced(client.clone(), ns);
-    let selector = format!("{LABEL_RUN}={run}");
-    let pod = eventually(90, &format!("the pod of {run}"), || {
-        let (pods, selector) = (pods.clone(), selector.clone());
-        async move {
-            let list = pods
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .ok()?;
-            list.items.first().map(ResourceExt::name_any)
-        }
-    })
-    .await;
-    let mut status = json!({"phase": phase, "startTime": chrono::Utc::now().to_rfc3339()});
-    if phase == "Succeeded" {
-        status["containerStatuses"] = json!([{
-            "name": "trial", "image": format!("{REGISTRY}/summariser:2.1"), "imageID": "",
-            "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 0, "reason": "Completed",
-                "startedAt": chrono::Utc::now().to_rfc3339(),
-                "finishedAt": chrono::Utc::now().to_rfc3339()}}
-        }]);
-    }
-    pods.patch_status(
-        &pod,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "status": status })),
-    )
-    .await
-    .expect("patch pod status");
 }

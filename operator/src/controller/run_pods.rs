@@ -167,12 +167,13 @@ pub fn failure(pods: &[Pod]) -> Option<(Option<i32>, String)> {
 }
 
 /// The end of a termination message (with `FallbackToLogsOnError`, the log's tail): its
-/// last three non-empty lines, at most 400 characters, joined with " | ".
+/// last three lines with a letter or digit (a closing `}` says nothing), at most 400
+/// characters, joined with " | ".
 fn last_lines(message: &str) -> String {
     let lines: Vec<&str> = message
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .filter(|l| l.chars().any(char::is_alphanumeric))
         .collect();
     let text = lines[lines.len().saturating_sub(3)..].join(" | ");
     match text.char_indices().rev().nth(399) {
@@ -288,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_log_tail_message_keeps_its_last_lines() {
-        assert_eq!(last_lines("a\n\n b \nc\nd\n"), "b | c | d");
+        assert_eq!(last_lines("a\n\n b \nc\n  ]\n}\nd\n"), "b | c | d");
         assert_eq!(last_lines("one line"), "one line");
         let long = "x".repeat(1000);
         let cut = last_lines(&long);
