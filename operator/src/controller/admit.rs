@@ -2,17 +2,16 @@
 //! [`crate::admission`]; this is the part that reads the cluster and writes status).
 
 use chrono::{DateTime, Utc};
-use kube::api::ListParams;
+use kube::ResourceExt;
 use kube::runtime::events::EventType;
-use kube::{Api, ResourceExt};
 
 use super::Context;
 use super::error::Result;
 use super::sandbox::write_status;
 use crate::admission::{self, Usage};
 use crate::resources::{
-    Condition, ConditionStatus, LABEL_TENANT, Sandbox, SandboxPhase, SandboxResources,
-    SandboxStatus, Tenant, set_condition,
+    Condition, ConditionStatus, Sandbox, SandboxPhase, SandboxResources, SandboxStatus, Tenant,
+    set_condition,
 };
 
 /// Outcome of the admission step.
@@ -26,9 +25,10 @@ pub(super) enum Admission {
     Busy,
 }
 
-/// Admission by the tenant's allowance. Sandboxes are counted from a fresh list of
-/// the API server (the tenant's, by label) under a per-tenant lock, so two sandboxes cannot both take the
-/// last share of an allowance.
+/// Admission by the tenant's allowance. The tenant's other sandboxes are counted from
+/// the controller's cache plus the admissions written but not yet cached
+/// ([`super::reservations`]), under a per-tenant lock, so two sandboxes cannot both take
+/// the last share of an allowance.
 pub(super) async fn admit(
     ctx: &Context,
     sandbox: &Sandbox,
@@ -76,21 +76,15 @@ pub(super) async fn admit(
     let Ok(_guard) = lock.try_lock() else {
         return Ok(Admission::Busy);
     };
-    // Only this tenant's sandboxes: every sandbox carries the tenant label (set by
-    // the reconciler before admission), so the list stays small however many
-    // sandboxes the cluster holds.
-    let selector = format!("{LABEL_TENANT}={}", sandbox.spec.tenant);
-    let all = Api::<Sandbox>::all(ctx.client.clone())
-        .list(&ListParams::default().labels(&selector))
-        .await?;
+    // The cache is complete once its initial list is in (immediate after that).
+    ctx.sandboxes
+        .wait_until_ready()
+        .await
+        .map_err(|_| super::error::Error::CacheStopped)?;
     let name = sandbox.name_any();
-    let reserved = all
-        .items
-        .iter()
-        .filter(|s| s.spec.tenant == sandbox.spec.tenant && s.name_any() != name)
-        .filter_map(|s| s.status.as_ref()?.admitted.as_ref())
-        .filter_map(|r| Usage::of(r).ok())
-        .fold(Usage::default(), std::ops::Add::add);
+    let reserved = ctx
+        .admissions
+        .reserved(&ctx.sandboxes.state(), &sandbox.spec.tenant, &name);
     // Growing from an earlier admission only needs room for the difference.
     let previous = status.admitted.as_ref().and_then(|r| Usage::of(r).ok());
     let counted = previous.map_or(request, |_| Usage {
@@ -140,6 +134,8 @@ pub(super) async fn admit(
     // Record the admission before releasing the lock, so the next count sees it.
     let old = sandbox.status.clone().unwrap_or_default();
     write_status(ctx, sandbox, &old, status.clone()).await?;
+    ctx.admissions
+        .record(&sandbox.spec.tenant, &name, requested);
     Ok(Admission::Admitted(requested.clone()))
 }
 

@@ -21,6 +21,9 @@ pub enum Error {
 
     #[error("storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
+
+    #[error("the sandbox cache stopped (the controller is shutting down)")]
+    CacheStopped,
 }
 
 impl Error {
@@ -40,6 +43,7 @@ impl Error {
             Error::NamespaceTerminating(_) => "waiting_namespace",
             Error::MissingField(_) => "invalid_object",
             Error::Storage(_) => "storage",
+            Error::CacheStopped => "shutdown",
         }
     }
 

@@ -4,6 +4,7 @@
 mod admit;
 mod children;
 mod error;
+mod reservations;
 mod run_pods;
 pub mod sandbox;
 mod storage;
@@ -47,6 +48,8 @@ pub struct Context {
     recorder: Recorder,
     events_namespace: String,
     tenant_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Admissions written and maybe not cached yet (admission counts them).
+    admissions: reservations::Written,
 }
 
 impl Context {
@@ -170,6 +173,7 @@ pub async fn run(
         ),
         events_namespace: options.events_namespace,
         tenant_locks: Mutex::default(),
+        admissions: reservations::Written::default(),
     });
 
     let by_tenant = sandbox_store.clone();
