@@ -14,11 +14,11 @@ mod support;
 mod trial_cluster;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use serre_resources::{LABEL_RUN, Tenant, TrialRun};
+use serre_resources::{Tenant, TrialRun};
 use sha2::{Digest, Sha256};
 use support::{Backend, Gateway, Setup, assert_error, eventually, unique_name};
 use trial_cluster::{client, run_body, start_operator, tenant_spec};
@@ -316,9 +316,17 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         (v["phase"] == "Succeeded" && !v["figures"].is_null()).then_some(v)
     })
     .await;
-    // What the model did, from its own output: it read the view the init step fetched
-    // (the same bytes as the grant's view) and fitted each commune's trend.
-    let output = model_output(&kube, &ns, &name).await;
+    // What the model did, from its own output through the gateway's logs route: it read
+    // the view the init step fetched (the same bytes as the grant's view) and fitted
+    // each commune's trend.
+    let log = gw
+        .get_text(&format!("{runs}/{name}/logs"), Some(&acme), "text/plain")
+        .await;
+    assert!(
+        log.starts_with("serre-example-model started at ") && log.contains(&name),
+        "{log}"
+    );
+    let output = model_output(&log);
     let input = &output["inputs"][0];
     assert_eq!(input["grant"], json!(gid), "{output}");
     assert_eq!(input["rows"], 9, "{output}");
@@ -336,6 +344,28 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
             "{commune}: {output}"
         );
     }
+    // The init step's log, the tail only, bounded; another vendor sees none of it.
+    let fetch_log = gw
+        .get_text(
+            &format!("{runs}/{name}/logs?container=fetch-grants&tailLines=5"),
+            Some(&bob),
+            "text/plain",
+        )
+        .await;
+    assert!(fetch_log.lines().count() <= 5, "{fetch_log}");
+    assert_error(
+        &gw.call("GET", &format!("{runs}/{name}/logs"), Some(&globex), None)
+            .await,
+        404,
+        "not_found",
+    );
+    // No object storage in this test's operator: the results route says so.
+    assert_error(
+        &gw.call("GET", &format!("{runs}/{name}/results"), Some(&acme), None)
+            .await,
+        409,
+        "storage_off",
+    );
     let f = &done["figures"];
     assert_eq!(f["energyMethod"], "modelled");
     let duration = f["durationSeconds"].as_f64().expect("duration");
@@ -644,25 +674,9 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
     gw.stop().await;
 }
 
-/// The results the model printed (no sandbox bucket here: it prints results.json after a
-/// line saying so), read from its pod's log.
-async fn model_output(kube: &kube::Client, ns: &str, run: &str) -> Value {
-    let pods = Api::<Pod>::namespaced(kube.clone(), ns);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("{LABEL_RUN}={run}")))
-        .await
-        .expect("list pods");
-    let pod = list.items.first().expect("the run's pod").name_any();
-    let log = pods
-        .logs(
-            &pod,
-            &LogParams {
-                container: Some("trial".into()),
-                ..LogParams::default()
-            },
-        )
-        .await
-        .expect("logs");
+/// The results the model printed in its log (no sandbox bucket here: it prints
+/// results.json after a line saying so).
+fn model_output(log: &str) -> Value {
     let marker = "results.json follows";
     let at = log
         .find(marker)
