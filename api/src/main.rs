@@ -272,6 +272,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::FetchGrants(f) => {
+            // A first line as soon as the step starts: the run's log shows when fetching
+            // began, and how long it took until the lines below.
+            println!(
+                "fetch-grants: fetching {} grant(s) from {}",
+                f.grants.len(),
+                f.gateway
+            );
             let fetched = serre_api::runs::fetch::fetch_all(
                 &f.gateway,
                 &f.token_file,
