@@ -13,6 +13,7 @@ use crate::cluster::ClusterError;
 use crate::data::DataError;
 use crate::datasets::upload::UploadError;
 use crate::identity::AuthError;
+use crate::runs::outputs::OutputsError;
 use crate::sandboxes::FieldIssue;
 use crate::store::StoreError;
 
@@ -59,6 +60,9 @@ pub enum ApiError {
     Upload(#[from] UploadError),
     #[error(transparent)]
     Blob(#[from] BlobError),
+    /// A run's logs or results (`crate::runs::outputs`); built by the `From` impl below.
+    #[error(transparent)]
+    Outputs(OutputsError),
     #[error("{0}")]
     RangeNotSatisfiable(String),
     #[error("internal error: {0}")]
@@ -115,6 +119,16 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::Outputs(e) => match e {
+                OutputsError::NotStarted(_) | OutputsError::StorageOff(_) => StatusCode::CONFLICT,
+                OutputsError::Gone(_) => StatusCode::GONE,
+                OutputsError::NoSuchResult(_) => StatusCode::NOT_FOUND,
+                OutputsError::NoSuchContainer(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                OutputsError::Settings(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                OutputsError::Bucket(_) | OutputsError::Cluster(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            },
             ApiError::Data(_) | ApiError::Upload(_) | ApiError::Blob(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -149,6 +163,16 @@ impl ApiError {
             ApiError::Upload(_) => "upload_failed",
             ApiError::Blob(_) => "storage_error",
             ApiError::RangeNotSatisfiable(_) => "range_not_satisfiable",
+            ApiError::Outputs(e) => match e {
+                OutputsError::NotStarted(_) => "run_not_started",
+                OutputsError::Gone(_) => "run_logs_gone",
+                OutputsError::StorageOff(_) => "storage_off",
+                OutputsError::NoSuchResult(_) => "not_found",
+                OutputsError::NoSuchContainer(_) => "validation_failed",
+                OutputsError::Settings(_) => "storage_settings_unusable",
+                OutputsError::Bucket(_) => "storage_unavailable",
+                OutputsError::Cluster(_) => "cluster_unavailable",
+            },
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -166,6 +190,20 @@ impl ApiError {
                 message: s.canonical_reason().unwrap_or("bad request").to_owned(),
             },
             _ => ApiError::Internal("unexpected failure".into()),
+        }
+    }
+}
+
+/// A run's logs or results: a missing container is a validation error naming `container`
+/// (with its details), a cluster failure the same as anywhere else.
+impl From<OutputsError> for ApiError {
+    fn from(e: OutputsError) -> Self {
+        match e {
+            OutputsError::NoSuchContainer(m) => {
+                ApiError::Validation(vec![FieldIssue::new("container", "present_in_run", m)])
+            }
+            OutputsError::Cluster(c) => ApiError::Cluster(c),
+            other => ApiError::Outputs(other),
         }
     }
 }
@@ -194,6 +232,12 @@ impl IntoResponse for ApiError {
             ApiError::Authz(_) => "authorization could not be evaluated".to_owned(),
             ApiError::Internal(_) => "internal error".to_owned(),
             ApiError::Blob(_) => "the data store failed; try again later".to_owned(),
+            ApiError::Outputs(OutputsError::Bucket(_)) => {
+                "the sandbox bucket failed; try again later".to_owned()
+            }
+            ApiError::Outputs(OutputsError::Settings(_)) => {
+                "the sandbox's storage settings are unusable; the gateway's log says why".to_owned()
+            }
             e @ (ApiError::Data(_) | ApiError::Upload(_)) if status.is_server_error() => {
                 let _ = e;
                 "the data could not be processed; try again later".to_owned()

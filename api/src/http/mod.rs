@@ -9,6 +9,7 @@ mod extract;
 mod grants;
 mod ops;
 mod run_data;
+mod run_outputs;
 mod run_report;
 mod runs;
 mod sandbox_report;
@@ -271,6 +272,16 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
         .route("/datasets/{id}/versions", post(datasets::create_version))
         .route("/grants/{id}/data", get(grants::data))
         .route("/runs/{run}/grants/{id}/data", get(run_data::data))
+        // A run's logs and results: streamed, so with the data routes.
+        .route("/sandboxes/{name}/runs/{id}/logs", get(run_outputs::logs))
+        .route(
+            "/sandboxes/{name}/runs/{id}/results",
+            get(run_outputs::list_results),
+        )
+        .route(
+            "/sandboxes/{name}/runs/{id}/results/{*path}",
+            get(run_outputs::download_result),
+        )
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
