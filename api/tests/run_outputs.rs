@@ -71,7 +71,9 @@ async fn logs_and_results_check_their_input_and_who_asks() {
     let bad = gw
         .call(
             "GET",
-            &format!("{base}/logs?container=sidecar&tailLines=0&limitBytes=99999999&follow=yes&since=1h"),
+            &format!(
+                "{base}/logs?container=sidecar&tailLines=0&limitBytes=99999999&follow=yes&since=1h"
+            ),
             Some(&vera),
             None,
         )
@@ -118,7 +120,10 @@ async fn logs_and_results_check_their_input_and_who_asks() {
             assert_eq!(got.0, missing.0, "{who} {suffix}");
         }
     }
-    assert_eq!(gw.call("GET", &format!("{base}/logs"), None, None).await.0, 401);
+    assert_eq!(
+        gw.call("GET", &format!("{base}/logs"), None, None).await.0,
+        401
+    );
 
     // The requester and the tenant's members get through to the cluster, which this
     // gateway lacks: 409 saying so.

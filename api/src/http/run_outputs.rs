@@ -24,7 +24,9 @@ const LIMIT_HEADER: &str = "x-serre-log-limit-bytes";
 
 fn cluster(app: &AppState) -> Result<std::sync::Arc<crate::cluster::Cluster>, ApiError> {
     app.cluster.clone().ok_or_else(|| {
-        ApiError::Conflict("this gateway runs without a cluster: runs' logs and results need one".into())
+        ApiError::Conflict(
+            "this gateway runs without a cluster: runs' logs and results need one".into(),
+        )
     })
 }
 

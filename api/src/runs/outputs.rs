@@ -731,8 +731,7 @@ pub async fn open_result(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        Container, ContainerState, ContainerStateRunning, ContainerStateWaiting, PodSpec,
-        PodStatus,
+        Container, ContainerState, ContainerStateRunning, ContainerStateWaiting, PodSpec, PodStatus,
     };
     use object_store::memory::InMemory;
     use object_store::{ObjectStoreExt, PutPayload};
@@ -799,7 +798,10 @@ mod tests {
             [("limitBytes".to_owned(), "range".to_owned())]
         );
         assert_eq!(
-            fields(parse_log_query(&q(&[("follow", "true"), ("follow", "true")]))),
+            fields(parse_log_query(&q(&[
+                ("follow", "true"),
+                ("follow", "true")
+            ]))),
             [("follow".to_owned(), "unique".to_owned())]
         );
     }
@@ -832,7 +834,9 @@ mod tests {
         let body = collect(&[&over[..7], &over[7..]], limit).await;
         assert!(body.len() <= 1024, "{}", body.len());
         let text = String::from_utf8(body).unwrap();
-        assert!(text.ends_with("[serre: log truncated at limitBytes=1024; ask with tailLines or a larger limitBytes]\n"));
+        assert!(text.ends_with(
+            "[serre: log truncated at limitBytes=1024; ask with tailLines or a larger limitBytes]\n"
+        ));
         assert!(text.starts_with(&"y".repeat(1024 - MARKER_ROOM)));
         // Far more, in many chunks: the same bound, and the stream stops reading.
         let chunks: Vec<&[u8]> = std::iter::repeat_n(&line[..], 1000).collect();
@@ -953,8 +957,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(pick_pod(&[]).is_none());
-        assert!(matches!(no_pod(&run("Pending")), OutputsError::NotStarted(m)
-            if m == "the run has no pod yet: it is Pending"));
+        assert!(
+            matches!(no_pod(&run("Pending")), OutputsError::NotStarted(m)
+            if m == "the run has no pod yet: it is Pending")
+        );
         assert!(matches!(no_pod(&run("Cancelled")), OutputsError::Gone(m)
             if m.contains("Cancelled") && m.contains("gone")));
     }
@@ -978,7 +984,10 @@ mod tests {
             long.as_str(),
         ] {
             let issue = validate_path(bad).unwrap_err();
-            assert_eq!((issue.field.as_str(), issue.rule.as_str()), ("path", "result_path"));
+            assert_eq!(
+                (issue.field.as_str(), issue.rule.as_str()),
+                ("path", "result_path")
+            );
         }
         assert!(validate_path(&"a".repeat(1024)).is_ok());
         assert_eq!(content_type("x/metrics.JSON"), "application/json");
@@ -1032,7 +1041,10 @@ mod tests {
         let err = |pairs: &[(&str, &str)]| {
             let e = StorageSettings::from_secret_data(&secret_data(pairs)).unwrap_err();
             let m = e.to_string();
-            assert!(!m.contains("very-secret-access-key") && !m.contains(&key), "{m}");
+            assert!(
+                !m.contains("very-secret-access-key") && !m.contains(&key),
+                "{m}"
+            );
             m
         };
         let short = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
@@ -1058,7 +1070,10 @@ mod tests {
             ("runs/run-b/x.txt", "x"),
         ] {
             store
-                .put(&ObjectPath::from(k), PutPayload::from(v.as_bytes().to_vec()))
+                .put(
+                    &ObjectPath::from(k),
+                    PutPayload::from(v.as_bytes().to_vec()),
+                )
                 .await
                 .unwrap();
         }
@@ -1072,7 +1087,13 @@ mod tests {
         for k in ["path", "size", "lastModified", "etag"] {
             assert!(json.get(k).is_some(), "{k} in {json}");
         }
-        assert!(list_results(&store, "run-c").await.unwrap().objects.is_empty());
+        assert!(
+            list_results(&store, "run-c")
+                .await
+                .unwrap()
+                .objects
+                .is_empty()
+        );
 
         let obj = open_result(&store, "run-a", "preds/part-0.csv")
             .await
