@@ -9,6 +9,9 @@
 #              root filesystem; the hook Job created the key Secrets
 #   journey    the example Tenant and Sandbox become Ready (storage on Garage); a data-team
 #              member asks the gateway for a sandbox with an OpenID token; it becomes Ready
+#   trial-run  deploy/dev/trial-journey.sh: data uploaded and granted through the gateway,
+#              the vendor's run of the example model Succeeded with the expected results
+#              (logs, results, report through the gateway), a failing model ends Failed
 #   metrics    the gateway's /metrics is served on its metrics port, not on the API port
 #   cadvisor   a real Prometheus (deploy/dev/prometheus.sh) scrapes the kubelet's
 #              /metrics/cadvisor over HTTPS with a ServiceAccount token allowed only
@@ -116,6 +119,14 @@ check_journey() {
     pass journey "POST $GATEWAY_URL/v1/sandboxes with an OpenID token: 201, sandbox $REQUESTED Ready"
   else
     fail journey "POST /v1/sandboxes ($asked): HTTP $code $(head -c 300 "$STATE/create.json"); phase $(kubectl get sandbox "${REQUESTED:-?}" -o jsonpath='{.status.phase}' 2>&1)"
+  fi
+}
+
+check_trial_run() {
+  if "$HERE/trial-journey.sh" "$STATE" >"$STATE/trial-journey.log" 2>&1; then
+    pass trial-run "the vendor's run Succeeded and a failing one Failed, through the gateway; $(grep -m1 -o 'results.json: .*' "$STATE/trial-journey.log")"
+  else
+    fail trial-run "$(grep -m1 'FAILED' "$STATE/trial-journey.log" | head -c 1500) (log: $STATE/trial-journey.log)"
   fi
 }
 
@@ -253,6 +264,7 @@ check_uninstall() {
 
 check_pods
 check_journey
+check_trial_run
 check_metrics
 check_cadvisor
 check_failover

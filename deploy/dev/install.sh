@@ -13,7 +13,8 @@
 #
 # STATE/env (shell assignments): KUBECONFIG, CLUSTER, HELM, RELEASE, NAMESPACE, VALUES,
 # REGISTRY, GATEWAY_URL (the gateway's ClusterIP, reachable from this machine and from
-# Pods; there is no cluster DNS), OIDC_ISSUER, OIDC_CA, S3_ENDPOINT.
+# Pods; there is no cluster DNS), OIDC_ISSUER, OIDC_CA, S3_ENDPOINT, MODEL_IMAGE (the
+# example vendor model as pushed, pinned by digest: what trial-journey.sh runs).
 #
 # Ports, from the cluster's port base B (control-plane.sh): Garage S3 B+10, RPC B+11,
 # admin B+13; OpenID provider B+15. All on the host address (lib.sh), never 0.0.0.0.
@@ -76,6 +77,12 @@ gateway:
     issuer: $OIDC_ISSUER
   service:
     clusterIP: $GATEWAY_IP
+  # Accounting in 30 s windows (5 min by default): a trial run's figures are final
+  # within a minute of its end, and the gateway follows run phases every 5 s.
+  usage:
+    step: 30s
+    settle: 10s
+    interval: 5s
 YAML
 }
 
@@ -162,6 +169,7 @@ OIDC_ISSUER=$OIDC_ISSUER
 OIDC_CA=$CLUSTER/pki/ca.crt
 CLUSTER=$CLUSTER
 S3_ENDPOINT=http://$SERRE_HOST_ADDR:$S3_PORT
+MODEL_IMAGE=$REGISTRY/serre/serre-example-model@$(cat "$ROOT/target/images/serre-example-model.digest")
 ENV
   log "installed: $STATE/env"
 }

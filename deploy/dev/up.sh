@@ -3,8 +3,10 @@
 # cluster (control plane and one node: containerd, kubelet, kube-proxy), Serre's images
 # built and pushed to the node's registry, Serre installed with `helm install
 # charts/serre` (operator and gateway as Pods, SQLite, storage on Garage, the development
-# OpenID provider over HTTPS), then an example Tenant and Sandbox shown Ready and a sandbox
-# requested through the gateway.
+# OpenID provider over HTTPS), then an example Tenant and Sandbox shown Ready, a sandbox
+# requested through the gateway, and a vendor's trial run of the example model in it
+# through the gateway (deploy/dev/trial-journey.sh: data uploaded and granted, the run
+# Succeeded, its logs, results and report fetched).
 #
 #   deploy/dev/up.sh          start everything (state in $SERRE_DEV_DIR, default /tmp/serre-dev)
 #   deploy/dev/up.sh down     stop everything (state kept; rm -rf it for a fresh start)
@@ -91,6 +93,10 @@ done
 kc get sandbox est-ensemble--air-quality
 [ "$phase" = "Ready" ] || { echo "the requested sandbox did not become Ready" >&2; exit 1; }
 
+step "A vendor's trial run of the example model in it, through the gateway"
+deploy/dev/trial-journey.sh "$DIR/serre" | tee "$DIR/trial-journey.log"
+RUN=$(sed -n 's/^Trial run \(run-[0-9a-f]*\) .*/\1/p' "$DIR/trial-journey.log")
+
 cat <<MSG
 
 Serre is running on a local Kubernetes 1.20.2 cluster (one node), installed with Helm:
@@ -104,6 +110,11 @@ Gateway: $GATEWAY_URL (its ClusterIP, reachable from this machine; OpenAPI at /o
       -d grant_type=client_credentials -d resource=urn:serre:api $OIDC_ISSUER/token
   curl -s -H "Authorization: Bearer \$(cat $DIR/data-team.token)" $GATEWAY_URL/v1/sandboxes
   kubectl get sandboxes; kubectl -n serre-mobility-forecast get resourcequota,networkpolicy,secret
+Trial run $RUN of the example model in est-ensemble--air-quality Succeeded; as the vendor:
+  T=\$(cat $DIR/serre/tokens/vendor); R=$GATEWAY_URL/v1/sandboxes/est-ensemble--air-quality/runs/$RUN
+  curl -H "Authorization: Bearer \$T" \$R/logs; curl -H "Authorization: Bearer \$T" \$R/results
+  curl -H "Authorization: Bearer \$T" \$R/results/results.json; curl -H "Authorization: Bearer \$T" \$R/report
+  (the whole journey, again: deploy/dev/trial-journey.sh $DIR/serre; its last run: $DIR/trial-journey.log)
 Garage (S3): $S3_ENDPOINT. No cluster DNS here: Pods reach Services by ClusterIP.
 Stop with: $0 down
 MSG
