@@ -21,37 +21,15 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=$(cd "${1:?usage: trial-journey.sh STATE}" && pwd)
-set -a
-# shellcheck source=/dev/null
-. "$STATE/env"
-set +a
-: "${MODEL_IMAGE:?STATE/env has no MODEL_IMAGE: run a newer install.sh up}"
 SANDBOX=est-ensemble--air-quality
 TOK=$STATE/tokens
 WORK=$STATE/trial-journey
-mkdir -p "$TOK" "$WORK" && chmod 700 "$TOK"
 STEP=
 say() { printf '[trial-journey] %-8s %s\n' "$STEP" "$*"; }
 die() { printf '[trial-journey] %-8s FAILED: %s\n' "$STEP" "$*" >&2; exit 1; }
-kc() { kubectl "$@" 2>&1 | grep -v '^Warning: version difference'; return "${PIPESTATUS[0]}"; }
-
-token() { # CLIENT: an access token from the development OpenID provider, into $TOK/CLIENT
-  curl -fsS --cacert "$OIDC_CA" -u "$1:dev-secret-$1" -d grant_type=client_credentials \
-    -d resource=urn:serre:api "$OIDC_ISSUER/token" | jq -er .access_token >"$TOK/$1" ||
-    die "no token for client $1 from $OIDC_ISSUER"
-  chmod 600 "$TOK/$1"
-}
-# api WHO EXPECTED METHOD PATH [curl args...]: the answer's body in $WORK/body; any other
-# status than EXPECTED (a list like "201|409") fails the step with the body.
-CODE=
-api() {
-  local who=$1 want=$2 method=$3 path=$4
-  shift 4
-  CODE=$(curl -sS -o "$WORK/body" -w '%{http_code}' -X "$method" \
-    -H "Authorization: Bearer $(cat "$TOK/$who")" "$@" "$GATEWAY_URL$path") || CODE=000
-  [[ $CODE =~ ^($want)$ ]] || die "$method $path as $who: HTTP $CODE, want $want: $(head -c 2000 "$WORK/body")"
-}
-body() { jq -r "$@" "$WORK/body"; }
+# shellcheck source=deploy/dev/gateway-client.sh
+. "$HERE/gateway-client.sh"
+: "${MODEL_IMAGE:?STATE/env has no MODEL_IMAGE: run a newer install.sh up}"
 
 STEP=tokens
 ADMIN=est-ensemble-admins DATA=est-ensemble-data-team VENDOR=vendor
@@ -59,29 +37,11 @@ for c in $ADMIN $DATA $VENDOR; do token "$c"; done
 say "tokens for $DATA, $ADMIN and $VENDOR from $OIDC_ISSUER (in $TOK)"
 
 STEP=tenant
-repo=${MODEL_IMAGE%@*}
-[[ ${repo##*/} == *:* ]] && repo=${repo%:*}
-if ! kubectl get tenant est-ensemble -o json | jq -e --arg r "$repo" '.spec.allowedRegistries | index($r)' >/dev/null; then
-  kc patch tenant est-ensemble --type json \
-    -p "[{\"op\":\"add\",\"path\":\"/spec/allowedRegistries/-\",\"value\":\"$repo\"}]" >/dev/null ||
-    die "kubectl patch tenant est-ensemble"
-fi
+repo=$(allow_model_registry)
 say "Tenant est-ensemble allows $repo (kubectl patch, as ops would)"
 
 STEP=sandbox
-api $DATA '200|404' GET "/v1/sandboxes/$SANDBOX"
-if [ "$CODE" = 404 ]; then
-  api $DATA 201 POST /v1/sandboxes -H 'Content-Type: application/json' -d '{"tenant":"est-ensemble",
-    "name":"air-quality","purpose":"Test air-quality sensor forecasting models",
-    "resources":{"cpu":"2","memory":"4Gi","storage":"10Gi"},"expiresAt":"'"$(date -u -d '+10 days' +%FT%TZ)"'"}'
-  say "POST /v1/sandboxes: 201, $SANDBOX requested"
-fi
-for _ in $(seq 1 120); do
-  [ "$(body '.cluster.phase // empty')" = Ready ] && break
-  sleep 1
-  api $DATA 200 GET "/v1/sandboxes/$SANDBOX"
-done
-[ "$(body '.cluster.phase // empty')" = Ready ] || die "$SANDBOX not Ready in 120 s: $(body -c .cluster)"
+ready_sandbox $DATA air-quality
 say "$SANDBOX Ready (namespace $(body .cluster.namespace))"
 
 STEP=dataset
@@ -97,15 +57,7 @@ Noisy-le-Sec 27 0.5'
     for y in $(seq 2015 2024); do echo "$c,$y,$(jq -n "$a + $b * ($y - 2015)")"; done
   done <<<"$trends"
 } >"$WORK/no2.csv"
-api $DATA '201|409' POST '/v1/datasets?tenant=est-ensemble&name=no2-communes&classification=open&types=year:int64,value:float64' \
-  -H 'Content-Type: text/csv' --data-binary @"$WORK/no2.csv"
-if [ "$CODE" = 409 ]; then # a dataset of an earlier journey: a new version of it
-  api $DATA 200 GET /v1/datasets
-  id=$(body '.[] | select(.tenant == "est-ensemble" and .name == "no2-communes") | .id')
-  api $DATA 201 POST "/v1/datasets/$id/versions?types=year:int64,value:float64" \
-    -H 'Content-Type: text/csv' --data-binary @"$WORK/no2.csv"
-fi
-DATASET=$(body .id)
+upload $DATA no2-communes "$WORK/no2.csv" 'year:int64,value:float64'
 say "the data team uploaded no2-communes ($(wc -l <"$WORK/no2.csv") lines of CSV): dataset $DATASET version $(body .latestVersion)"
 
 STEP=grant
