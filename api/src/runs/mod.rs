@@ -241,17 +241,24 @@ pub fn check_against(
     sandbox: &serre_resources::Sandbox,
     tenant: &serre_resources::TenantSpec,
 ) -> Vec<FieldIssue> {
-    use clap::Parser;
+    use clap::{CommandFactory, FromArgMatches, Parser};
     #[derive(Parser)]
     struct Flags {
         #[command(flatten)]
         build: serre_validation::config::BuildConfig,
     }
-    // The namespace the operator gave the sandbox tells its prefix.
+    // The namespace the operator gave the sandbox tells its prefix. The operator's other
+    // settings keep their defaults: none of them may come from the gateway's own
+    // environment (Kubernetes injects variables such as SERRE_GATEWAY_PORT=tcp://… for
+    // a Service named serre-gateway), so every `env` of these flags is dropped.
     let prefix = namespace
         .strip_suffix(spec.sandbox.as_str())
         .unwrap_or_default();
-    let Ok(flags) = Flags::try_parse_from(["serre-api", "--namespace-prefix", prefix]) else {
+    let parsed = Flags::command()
+        .mut_args(|a| a.env(None::<&'static str>))
+        .try_get_matches_from(["serre-api", "--namespace-prefix", prefix])
+        .and_then(|m| Flags::from_arg_matches(&m));
+    let Ok(flags) = parsed else {
         return vec![FieldIssue::new(
             "sandbox",
             "namespace",
@@ -290,6 +297,35 @@ mod tests {
             "functionalUnit": {"name": "inference", "count": 1000}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_operators_checks_ignore_the_gateways_environment() {
+        use serre_resources::fixtures::{resources, tenant};
+        // What Kubernetes injects into a pod for a Service named serre-gateway: not a
+        // setting of the gateway, and no reason to refuse a run.
+        // SAFETY: no other code of this crate's tests reads this variable.
+        unsafe { std::env::set_var("SERRE_GATEWAY_PORT", "tcp://10.96.0.80:80") };
+        let mut sandbox = serre_resources::Sandbox::new(
+            "lab",
+            serre_resources::SandboxSpec {
+                tenant: "est".into(),
+                purpose: "p".into(),
+                owners: vec![],
+                resources: resources(None),
+                expires_at: chrono::Utc::now(),
+                extra_egress_cidrs: vec![],
+            },
+        );
+        sandbox.status = Some(serre_resources::SandboxStatus {
+            admitted: Some(resources(None)),
+            ..Default::default()
+        });
+        let mut t = tenant();
+        t.allowed_registries = vec!["registry.example.fr/vendor".into()];
+        let s = spec(&req(), "lab", "run-0123456789ab", "vendor-a");
+        let issues = check_against(&s, "serre-lab", &sandbox, &t);
+        assert!(issues.is_empty(), "{issues:?}");
     }
 
     #[test]
