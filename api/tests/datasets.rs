@@ -2,7 +2,8 @@
 //! a personal dataset granted to a vendor only once k-anonymous, the view as Parquet
 //! (ranges) and Arrow, revocation, version deletion, and the real PyPI `delta-sharing`
 //! client reading exactly the granted view through Delta Sharing; the k-anonymity gate
-//! whatever the order (grant, then vendor) and grants ending with their sandbox.
+//! whatever the order (grant, then vendor), grants ending with their sandbox, and sharing
+//! tokens ending with their holder's right.
 
 mod support;
 
@@ -87,6 +88,7 @@ both_backends!(
     a_personal_dataset_reaches_a_vendor_only_anonymised,
     the_tenant_minimum_k_decides,
     a_vendor_reaches_a_sandbox_grant_only_through_the_k_gate,
+    a_sharing_profile_ends_with_its_holders_right,
 );
 
 async fn bad_uploads_get_a_clear_error_and_store_nothing(backend: Backend) {
@@ -762,6 +764,137 @@ async fn a_vendor_reaches_a_sandbox_grant_only_through_the_k_gate(backend: Backe
                 .as_str()
                 .is_some_and(|r| r.contains("was deleted"))),
         "no audited revocation"
+    );
+}
+
+/// Issue 13 §2, second leak: a Delta Sharing profile token (and the file links it mints)
+/// kept working after its holder was removed from the sandbox.
+async fn a_sharing_profile_ends_with_its_holders_right(backend: Backend) {
+    let gw = gateway(backend).await;
+    let bob = gw.token("bob", EE_DATA);
+    let alice = gw.token("alice", EE_ADMIN);
+    let acme = gw.token("acme", &[]);
+    let mgp = gw.token("mia", MGP);
+    let q = "tenant=est-ensemble&name=stops&classification=open";
+    let (status, ds) = upload(&gw, &bob, q, residents_csv().into_bytes(), "text/csv").await;
+    assert_eq!(status, 201, "{ds}");
+    let (status, _) = gw
+        .call(
+            "POST",
+            "/v1/sandboxes",
+            Some(&bob),
+            Some(support::sandbox_body("est-ensemble", "study", 10)),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let members = "/v1/sandboxes/est-ensemble--study/members";
+    let (status, _) = gw
+        .call(
+            "POST",
+            members,
+            Some(&alice),
+            Some(json!({"subject": "acme"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let grant = json!({
+        "datasetId": ds["id"], "grantee": {"sandbox": "est-ensemble--study"},
+        "columns": ["id", "age"], "purpose": "Trial",
+        "expiresAt": (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339(),
+    });
+    let (status, g) = gw
+        .call("POST", "/v1/grants", Some(&alice), Some(grant))
+        .await;
+    assert_eq!(status, 201, "{g}");
+    let gid = g["id"].as_str().expect("id").to_owned();
+
+    let profile_of = |token: String| {
+        let gw = &gw;
+        let gid = gid.clone();
+        async move {
+            let (status, p) = gw
+                .call(
+                    "GET",
+                    &format!("/v1/grants/{gid}/profile"),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{p}");
+            p["bearerToken"].as_str().expect("token").to_owned()
+        }
+    };
+    let query = |token: String| {
+        let gw = &gw;
+        let url = format!(
+            "{}/delta-sharing/shares/est-ensemble/schemas/stops/tables/{gid}/query",
+            gw.url
+        );
+        async move {
+            let r = gw
+                .http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("query");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    let vendor = profile_of(acme.clone()).await;
+    let member = profile_of(bob.clone()).await;
+    let (status, _, _) = get_bytes(&gw, "/delta-sharing/shares", Some(&vendor), None).await;
+    assert_eq!(status, 200);
+    let (status, body) = query(vendor.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let file: Value = body
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l.get("file").is_some())
+        .expect("a file line");
+    let link = file["file"]["url"].as_str().expect("url").to_owned();
+    let (status, _, _) = get_bytes(&gw, &link, None, Some("bytes=0-3")).await;
+    assert_eq!(status, 206);
+
+    // -- The vendor leaves the sandbox: its profile, new file links and the link it
+    //    already holds are all refused, with the reason.
+    let (status, _) = gw
+        .call("DELETE", &format!("{members}/acme"), Some(&alice), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _, body) = get_bytes(&gw, "/delta-sharing/shares", Some(&vendor), None).await;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("PERMISSION_DENIED"), "{body}");
+    assert!(
+        body.contains("acme") && body.contains("est-ensemble--study"),
+        "{body}"
+    );
+    let (status, body) = query(vendor.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = get_bytes(&gw, &link, None, None).await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    // The tenant's member keeps reading through their own profile.
+    let (status, body) = query(member).await;
+    assert_eq!(status, 200, "{body}");
+
+    // -- The refusals are audited with the reason.
+    let (status, _, audit) = get_bytes(&gw, "/v1/audit?format=jsonl", Some(&mgp), None).await;
+    assert_eq!(status, 200);
+    let refusals: Vec<Value> = String::from_utf8_lossy(&audit)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("entry"))
+        .filter(|e| {
+            e["action"] == "grant.data" && e["decision"] == "deny" && e["principal"] == "acme"
+        })
+        .collect();
+    assert!(refusals.len() >= 3, "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|e| details_of(e)["reason"].is_string() && details_of(e)["via"].is_string()),
+        "{refusals:?}"
     );
 }
 

@@ -511,6 +511,21 @@ pub async fn data(
     .await
 }
 
+/// The caller's groups that make them a member of `tenant`: what a profile token records
+/// so that each use can ask again whether its holder still belongs to the tenant.
+fn tenant_groups(app: &AppState, ctx: &Ctx, tenant: &str) -> Vec<String> {
+    let Some(t) = app.tenants.get(tenant) else {
+        return Vec::new();
+    };
+    ctx.caller
+        .principal
+        .groups
+        .iter()
+        .filter(|g| t.spec.members.iter().any(|m| &m.group == *g))
+        .cloned()
+        .collect()
+}
+
 /// A Delta Sharing profile file for this grant.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -549,6 +564,7 @@ pub async fn profile(
         g: g.id.clone(),
         sub: ctx.caller.principal.subject.clone(),
         exp,
+        grp: tenant_groups(&app, &ctx, &g.tenant),
     };
     let token = tokens::sign(app.data.secret(), Kind::Profile, &claims);
     app.record(
