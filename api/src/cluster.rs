@@ -342,6 +342,32 @@ pub async fn push_once(
                         .delete_sandbox(&row.name)
                         .await
                         .map_err(|e| e.to_string())?;
+                    // The deletion request revoked its grants; one recorded since (a race)
+                    // ends here. Its encrypted view stays until the data store is swept.
+                    let now = timestamp(chrono::Utc::now());
+                    let revoked = store
+                        .revoke_sandbox_grants(&row.name, SYSTEM_PRINCIPAL, &now)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let drafts = revoked
+                        .iter()
+                        .map(|g| {
+                            let mut d = Draft::new(
+                                SYSTEM_PRINCIPAL,
+                                "grant.revoked",
+                                format!("Grant::{:?}", g.id),
+                                Outcome::Change,
+                            );
+                            d.tenant = Some(g.tenant.clone());
+                            d.details = serde_json::json!({
+                                "reason": format!("sandbox {:?} was deleted", row.name),
+                                "grantee": g.grantee, "granteeKind": g.grantee_kind });
+                            d
+                        })
+                        .collect::<Vec<_>>();
+                    if !drafts.is_empty() {
+                        audit.append(drafts).await.map_err(|e| e.to_string())?;
+                    }
                 } else {
                     store
                         .mark_applied(&row.name, row.version, &timestamp(chrono::Utc::now()))

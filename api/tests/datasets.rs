@@ -1,7 +1,9 @@
 //! Datasets and grants over HTTP, against SQLite and PostgreSQL: uploads (good and bad),
 //! a personal dataset granted to a vendor only once k-anonymous, the view as Parquet
 //! (ranges) and Arrow, revocation, version deletion, and the real PyPI `delta-sharing`
-//! client reading exactly the granted view through Delta Sharing.
+//! client reading exactly the granted view through Delta Sharing; the k-anonymity gate
+//! whatever the order (grant, then vendor), grants ending with their sandbox, and sharing
+//! tokens ending with their holder's right.
 
 mod support;
 
@@ -85,6 +87,8 @@ both_backends!(
     bad_uploads_get_a_clear_error_and_store_nothing,
     a_personal_dataset_reaches_a_vendor_only_anonymised,
     the_tenant_minimum_k_decides,
+    a_vendor_reaches_a_sandbox_grant_only_through_the_k_gate,
+    a_sharing_profile_ends_with_its_holders_right,
 );
 
 async fn bad_uploads_get_a_clear_error_and_store_nothing(backend: Backend) {
@@ -550,4 +554,354 @@ async fn the_tenant_minimum_k_decides(backend: Backend) {
     own["grantee"] = json!({"sandbox": "est-ensemble--study"});
     let (status, g) = gw.call("POST", "/v1/grants", Some(&alice), Some(own)).await;
     assert_eq!(status, 201, "{g}");
+}
+
+/// Issue 13 §2, first leak: a personal dataset granted raw to a sandbox without vendors,
+/// then a vendor added to the sandbox, used to let the vendor read the raw view.
+async fn a_vendor_reaches_a_sandbox_grant_only_through_the_k_gate(backend: Backend) {
+    let gw = gateway(backend).await;
+    let bob = gw.token("bob", EE_DATA);
+    let alice = gw.token("alice", EE_ADMIN);
+    let acme = gw.token("acme", &[]);
+    let mgp = gw.token("mia", MGP);
+    let q = "tenant=est-ensemble&name=residents&classification=personal&types=postcode:string";
+    let (status, ds) = upload(&gw, &bob, q, residents_csv().into_bytes(), "text/csv").await;
+    assert_eq!(status, 201, "{ds}");
+    for name in ["study", "study2"] {
+        let (status, sb) = gw
+            .call(
+                "POST",
+                "/v1/sandboxes",
+                Some(&bob),
+                Some(support::sandbox_body("est-ensemble", name, 10)),
+            )
+            .await;
+        assert_eq!(status, 201, "{sb}");
+    }
+    let expires = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+    // The raw personal view, for the tenant's own team (no vendor yet: no gate).
+    let raw = json!({
+        "datasetId": ds["id"], "grantee": {"sandbox": "est-ensemble--study"},
+        "columns": ["id", "name", "age", "postcode", "income"],
+        "purpose": "In-house study", "expiresAt": expires,
+    });
+    let (status, g) = gw.call("POST", "/v1/grants", Some(&alice), Some(raw)).await;
+    assert_eq!(status, 201, "{g}");
+    let raw_id = g["id"].as_str().expect("id").to_owned();
+
+    // -- Adding a vendor re-runs the gate on every live grant: refused, naming the grant
+    //    and the rule; the vendor reads nothing.
+    let members = "/v1/sandboxes/est-ensemble--study/members";
+    let got = gw
+        .call(
+            "POST",
+            members,
+            Some(&alice),
+            Some(json!({"subject": "acme"})),
+        )
+        .await;
+    assert_error(&got, 409, "conflict");
+    let message = got.1["error"]["message"].as_str().expect("message");
+    assert!(message.contains(&raw_id), "{message}");
+    assert!(message.contains("k-anonymity"), "{message}");
+    assert!(message.contains("quasi-identifiers"), "{message}");
+    let got = gw
+        .call(
+            "GET",
+            &format!("/v1/grants/{raw_id}/data"),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_error(&got, 404, "not_found");
+    let (_, sandbox) = gw
+        .call(
+            "GET",
+            "/v1/sandboxes/est-ensemble--study",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(sandbox["members"], json!([]), "{sandbox}");
+
+    // -- A k-anonymous sandbox grant lets a vendor in; so does revoking the raw one.
+    let anonymised = json!({
+        "datasetId": ds["id"], "grantee": {"sandbox": "est-ensemble--study2"},
+        "columns": ["id", "age", "postcode"],
+        "recipe": {"columns": {"id": "pseudonymise", "age": {"generalise": {"bin": 20.0}},
+                               "postcode": {"generalise": {"prefix": 2}}},
+                   "quasiIdentifiers": ["age", "postcode"], "k": 5, "suppress": true},
+        // Classes of 10 and 5 rows: enough for k = 5, not for a minimum of 10.
+        "rowFilter": "age < 70",
+        "purpose": "Trial", "expiresAt": expires,
+    });
+    let (status, g2) = gw
+        .call("POST", "/v1/grants", Some(&alice), Some(anonymised))
+        .await;
+    assert_eq!(status, 201, "{g2}");
+    let anon_id = g2["id"].as_str().expect("id").to_owned();
+    let (status, got) = gw
+        .call(
+            "POST",
+            "/v1/sandboxes/est-ensemble--study2/members",
+            Some(&alice),
+            Some(json!({"subject": "acme"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{got}");
+    let (status, _, _) = get_bytes(
+        &gw,
+        &format!("/v1/grants/{anon_id}/data"),
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // A tenant minimum raised since the grant counts when the next vendor comes.
+    let (status, _) = gw
+        .call(
+            "PUT",
+            "/v1/tenants/est-ensemble/data-policy",
+            Some(&mgp),
+            Some(json!({"minK": 10})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let got = gw
+        .call(
+            "POST",
+            "/v1/sandboxes/est-ensemble--study2/members",
+            Some(&alice),
+            Some(json!({"subject": "globex"})),
+        )
+        .await;
+    assert_error(&got, 409, "conflict");
+    assert!(got.1.to_string().contains("minimum k is 10"), "{}", got.1);
+    let (status, _) = gw
+        .call(
+            "DELETE",
+            &format!("/v1/grants/{raw_id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, got) = gw
+        .call(
+            "POST",
+            members,
+            Some(&alice),
+            Some(json!({"subject": "acme"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{got}");
+
+    // -- Deleting a sandbox revokes its grants; a sandbox of the same name later does not
+    //    inherit them.
+    let (status, _) = gw
+        .call(
+            "DELETE",
+            "/v1/sandboxes/est-ensemble--study2",
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, g2) = gw
+        .call("GET", &format!("/v1/grants/{anon_id}"), Some(&alice), None)
+        .await;
+    assert_eq!(g2["state"], "revoked", "{g2}");
+    let (status, _) = gw
+        .call(
+            "POST",
+            "/v1/sandboxes",
+            Some(&bob),
+            Some(support::sandbox_body("est-ensemble", "study2", 10)),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = gw
+        .call(
+            "POST",
+            "/v1/sandboxes/est-ensemble--study2/members",
+            Some(&alice),
+            Some(json!({"subject": "acme"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_error(
+        &gw.call(
+            "GET",
+            &format!("/v1/grants/{anon_id}/data"),
+            Some(&acme),
+            None,
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+
+    // -- The decisions are in the audit log: the refusal with the rule and the grants,
+    //    the revocation with its reason.
+    let (status, _, audit) = get_bytes(&gw, "/v1/audit?format=jsonl", Some(&mgp), None).await;
+    assert_eq!(status, 200);
+    let entries: Vec<Value> = String::from_utf8_lossy(&audit)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("entry"))
+        .collect();
+    let details = details_of;
+    assert!(
+        entries.iter().any(|e| e["action"] == "sandbox.members.add"
+            && e["decision"] == "deny"
+            && details(e)["rule"] == "k-anonymity"
+            && details(e)["grants"][0]["grant"] == raw_id.as_str()),
+        "no audited refusal"
+    );
+    assert!(
+        entries.iter().any(|e| e["action"] == "grant.revoked"
+            && e["resource"] == format!("Grant::{anon_id:?}")
+            && details(e)["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("was deleted"))),
+        "no audited revocation"
+    );
+}
+
+/// Issue 13 §2, second leak: a Delta Sharing profile token (and the file links it mints)
+/// kept working after its holder was removed from the sandbox.
+async fn a_sharing_profile_ends_with_its_holders_right(backend: Backend) {
+    let gw = gateway(backend).await;
+    let bob = gw.token("bob", EE_DATA);
+    let alice = gw.token("alice", EE_ADMIN);
+    let acme = gw.token("acme", &[]);
+    let mgp = gw.token("mia", MGP);
+    let q = "tenant=est-ensemble&name=stops&classification=open";
+    let (status, ds) = upload(&gw, &bob, q, residents_csv().into_bytes(), "text/csv").await;
+    assert_eq!(status, 201, "{ds}");
+    let (status, _) = gw
+        .call(
+            "POST",
+            "/v1/sandboxes",
+            Some(&bob),
+            Some(support::sandbox_body("est-ensemble", "study", 10)),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let members = "/v1/sandboxes/est-ensemble--study/members";
+    let (status, _) = gw
+        .call(
+            "POST",
+            members,
+            Some(&alice),
+            Some(json!({"subject": "acme"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let grant = json!({
+        "datasetId": ds["id"], "grantee": {"sandbox": "est-ensemble--study"},
+        "columns": ["id", "age"], "purpose": "Trial",
+        "expiresAt": (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339(),
+    });
+    let (status, g) = gw
+        .call("POST", "/v1/grants", Some(&alice), Some(grant))
+        .await;
+    assert_eq!(status, 201, "{g}");
+    let gid = g["id"].as_str().expect("id").to_owned();
+
+    let profile_of = |token: String| {
+        let gw = &gw;
+        let gid = gid.clone();
+        async move {
+            let (status, p) = gw
+                .call(
+                    "GET",
+                    &format!("/v1/grants/{gid}/profile"),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{p}");
+            p["bearerToken"].as_str().expect("token").to_owned()
+        }
+    };
+    let query = |token: String| {
+        let gw = &gw;
+        let url = format!(
+            "{}/delta-sharing/shares/est-ensemble/schemas/stops/tables/{gid}/query",
+            gw.url
+        );
+        async move {
+            let r = gw
+                .http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("query");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    let vendor = profile_of(acme.clone()).await;
+    let member = profile_of(bob.clone()).await;
+    let (status, _, _) = get_bytes(&gw, "/delta-sharing/shares", Some(&vendor), None).await;
+    assert_eq!(status, 200);
+    let (status, body) = query(vendor.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let file: Value = body
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l.get("file").is_some())
+        .expect("a file line");
+    let link = file["file"]["url"].as_str().expect("url").to_owned();
+    let (status, _, _) = get_bytes(&gw, &link, None, Some("bytes=0-3")).await;
+    assert_eq!(status, 206);
+
+    // -- The vendor leaves the sandbox: its profile, new file links and the link it
+    //    already holds are all refused, with the reason.
+    let (status, _) = gw
+        .call("DELETE", &format!("{members}/acme"), Some(&alice), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _, body) = get_bytes(&gw, "/delta-sharing/shares", Some(&vendor), None).await;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("PERMISSION_DENIED"), "{body}");
+    assert!(
+        body.contains("acme") && body.contains("est-ensemble--study"),
+        "{body}"
+    );
+    let (status, body) = query(vendor.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = get_bytes(&gw, &link, None, None).await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    // The tenant's member keeps reading through their own profile.
+    let (status, body) = query(member).await;
+    assert_eq!(status, 200, "{body}");
+
+    // -- The refusals are audited with the reason.
+    let (status, _, audit) = get_bytes(&gw, "/v1/audit?format=jsonl", Some(&mgp), None).await;
+    assert_eq!(status, 200);
+    let refusals: Vec<Value> = String::from_utf8_lossy(&audit)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("entry"))
+        .filter(|e| {
+            e["action"] == "grant.data" && e["decision"] == "deny" && e["principal"] == "acme"
+        })
+        .collect();
+    assert!(refusals.len() >= 3, "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|e| details_of(e)["reason"].is_string() && details_of(e)["via"].is_string()),
+        "{refusals:?}"
+    );
+}
+
+/// An audit entry's details (JSON lines carry them as stored: a JSON string).
+fn details_of(e: &Value) -> Value {
+    match &e["details"] {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+        other => other.clone(),
+    }
 }

@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use arrow_array::{ArrayRef, BooleanArray};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::DataType;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{DataError, Result};
 
 /// k-anonymity figures of a view, over the rows that pass the filter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KAnonymityReport {
     /// Columns the classes are built from.

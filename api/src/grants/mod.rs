@@ -161,6 +161,25 @@ pub fn check_k(recipe: &Recipe, report: &KAnonymityReport, min_k: u32) -> Result
     report.ensure(min_k.max(recipe.k.unwrap_or(0)))
 }
 
+/// Re-run the k-anonymity gate on a grant that already exists, for when a vendor may start
+/// reading it (a vendor added to its sandbox, or the grant created while one was being
+/// added). The view is immutable and its report was recorded when it was materialised,
+/// so the report is exactly the released view's; it is checked against today's minimum.
+/// A grant whose recipe or report cannot be read fails closed.
+pub fn recheck_k(g: &GrantRow, min_k: u32) -> Result<(), DataError> {
+    let unreadable = |what: &str, e: serde_json::Error| {
+        DataError::KAnonymity(format!(
+            "grant {}'s recorded {what} cannot be read ({e}), so its view cannot be shown to reach k ≥ {min_k}",
+            g.id
+        ))
+    };
+    let recipe: Recipe =
+        serde_json::from_str(&g.recipe_json).map_err(|e| unreadable("recipe", e))?;
+    let report: KAnonymityReport =
+        serde_json::from_str(&g.kanon_json).map_err(|e| unreadable("k-anonymity report", e))?;
+    check_k(&recipe, &report, min_k)
+}
+
 /// Whether a grant may be used now; the reason when not.
 pub fn inactive_reason(g: &GrantRow, now: DateTime<Utc>) -> Option<String> {
     if let Some(at) = &g.revoked_at {

@@ -3,7 +3,8 @@
 //! with an HMAC-SHA-256 over the prefix and the claims under a key derived from the
 //! gateway's data secret (a different key per kind, so one kind never passes as the
 //! other). They carry no authority by themselves beyond the signature: every use also
-//! checks that the grant still exists, is not revoked and has not expired.
+//! checks that the grant still exists, is not revoked and has not expired, and that its
+//! holder may still read it (`http/sharing.rs`).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -42,6 +43,11 @@ pub struct Claims {
     pub sub: String,
     /// Expiry, Unix seconds.
     pub exp: i64,
+    /// The holder's groups that made them a member of the grant's tenant when the token
+    /// was issued (none for a vendor). Every use asks the policies again with these groups
+    /// and today's tenants and sandbox members, so a token ends with its holder's right.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grp: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,6 +119,7 @@ mod tests {
             g: "grant-1".into(),
             sub: "vendor-a".into(),
             exp,
+            grp: Vec::new(),
         }
     }
 

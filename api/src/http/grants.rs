@@ -20,7 +20,7 @@ use crate::grants::tokens::{self, Claims, Kind};
 use crate::grants::view::GrantView;
 use crate::grants::{self, CreateGrant, Grantee, SANDBOX, VENDOR};
 use crate::sandboxes::FieldIssue;
-use crate::store::{GrantRow, timestamp};
+use crate::store::{DELETING, GrantRow, timestamp};
 
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("grant {id:?} not found"))
@@ -61,6 +61,96 @@ pub async fn load_authorized(
     app.authorize(ctx, action, &resource, || not_found(id))
         .await?;
     Ok(g)
+}
+
+/// A live grant of a sandbox that a vendor may not read, and why.
+#[derive(Debug, Serialize)]
+pub struct KBlocker {
+    pub grant: String,
+    pub dataset: String,
+    pub version: i64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for KBlocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "grant {} (dataset {:?} version {}): {}",
+            self.grant, self.dataset, self.version, self.reason
+        )
+    }
+}
+
+/// The k-anonymity gate, run again over every live grant of a sandbox: the grants a vendor
+/// of that sandbox would read although their personal view does not reach the tenant's
+/// minimum k (or names no quasi-identifiers). Empty when a vendor may be added.
+pub async fn vendor_blockers(
+    app: &AppState,
+    sandbox: &str,
+    tenant: &str,
+) -> Result<Vec<KBlocker>, ApiError> {
+    let live = app
+        .store
+        .live_sandbox_grants(sandbox, &timestamp(Utc::now()))
+        .await?;
+    let mut blockers = Vec::new();
+    let mut min_k = None;
+    for g in live {
+        let dataset = app.store.get_dataset(&g.dataset_id).await?;
+        let (name, classification) = match &dataset {
+            Some(d) => (d.name.clone(), d.classification.as_str()),
+            // Unknown data is treated as personal: the gate fails closed.
+            None => (g.dataset_id.clone(), "personal"),
+        };
+        if !grants::needs_k(classification, false, 1) {
+            continue;
+        }
+        let k = match min_k {
+            Some(k) => k,
+            None => *min_k.insert(super::data_policy::min_k(app, tenant).await?),
+        };
+        if let Err(e) = grants::recheck_k(&g, k) {
+            blockers.push(KBlocker {
+                grant: g.id.clone(),
+                dataset: name,
+                version: g.version,
+                reason: e.to_string(),
+            });
+        }
+    }
+    Ok(blockers)
+}
+
+/// Revoke a grant on the gateway's own initiative (its sandbox is deleted, or a check
+/// made after it was recorded failed), audited with the reason; its view is deleted.
+/// False when it was already revoked.
+pub async fn revoke_for(
+    app: &AppState,
+    ctx: &Ctx,
+    g: &GrantRow,
+    reason: &str,
+) -> Result<bool, ApiError> {
+    let by = &ctx.caller.principal.subject;
+    if !app
+        .store
+        .revoke_grant(&g.id, by, &timestamp(Utc::now()))
+        .await?
+    {
+        return Ok(false);
+    }
+    app.record(
+        ctx,
+        "grant.revoked",
+        format!("Grant::{:?}", g.id),
+        Some(&g.tenant),
+        json!({ "reason": reason, "grantee": g.grantee, "granteeKind": g.grantee_kind }),
+    )
+    .await?;
+    if let Err(e) = app.data.blobs.delete(&g.view_key).await {
+        tracing::warn!(error = %e, grant = %g.id, "revoked grant's view not removed; it stays encrypted");
+    }
+    Ok(true)
 }
 
 /// Refuse a revoked or expired grant with 403 and the reason.
@@ -136,6 +226,13 @@ pub async fn create(
     let (kind, grantee, sandbox_vendors) = match &req.grantee {
         Grantee::Vendor(v) => (VENDOR, v.clone(), 0),
         Grantee::Sandbox(s) => match app.store.get_sandbox(s).await? {
+            Some(r) if r.row.tenant == dataset.tenant && r.row.state == DELETING => {
+                return Err(ApiError::Validation(vec![FieldIssue::new(
+                    "grantee.sandbox",
+                    "not_deleting",
+                    format!("sandbox {s:?} is being deleted"),
+                )]));
+            }
             Some(r) if r.row.tenant == dataset.tenant => (SANDBOX, s.clone(), r.members.len()),
             _ => {
                 return Err(ApiError::Validation(vec![FieldIssue::new(
@@ -171,6 +268,7 @@ pub async fn create(
     } else {
         None
     };
+    let k_checked = check_k;
     let recipe = req.recipe.clone();
     let report = tokio::task::spawn_blocking(move || {
         if let Some(min_k) = check_k {
@@ -224,7 +322,55 @@ pub async fn create(
                 "kAnonymity": report.kanon }),
     )
     .await?;
+    if kind == SANDBOX {
+        recheck_sandbox_grant(&app, &ctx, &row, &dataset.classification, k_checked).await?;
+    }
     Ok((StatusCode::CREATED, Json(GrantView::new(&row, now))).into_response())
+}
+
+/// A sandbox grant once recorded: look at its sandbox again, for what changed while the
+/// view was being made (a vendor added, the sandbox deleted). Adding a vendor checks the
+/// grants recorded before it; this checks the other order, so one of the two always sees
+/// the other. When the grant may not stand it is revoked (audited) and the request fails.
+async fn recheck_sandbox_grant(
+    app: &AppState,
+    ctx: &Ctx,
+    row: &GrantRow,
+    classification: &str,
+    k_checked: Option<u32>,
+) -> Result<(), ApiError> {
+    let sandbox = app.store.get_sandbox(&row.grantee).await?;
+    let vendors = match &sandbox {
+        Some(r) if r.row.state != DELETING => r.members.len(),
+        _ => {
+            let reason = format!(
+                "sandbox {:?} was deleted while the grant was being made",
+                row.grantee
+            );
+            revoke_for(app, ctx, row, &reason).await?;
+            return Err(ApiError::Conflict(format!(
+                "{reason}; grant {} is revoked",
+                row.id
+            )));
+        }
+    };
+    if k_checked.is_some() || !grants::needs_k(classification, false, vendors) {
+        return Ok(());
+    }
+    let min_k = super::data_policy::min_k(app, &row.tenant).await?;
+    if let Err(e) = grants::recheck_k(row, min_k) {
+        let reason = format!(
+            "a vendor was added to sandbox {:?} while the grant was being made, and the view \
+             does not pass the k-anonymity gate: {e}",
+            row.grantee
+        );
+        revoke_for(app, ctx, row, &reason).await?;
+        return Err(ApiError::Data(crate::data::DataError::KAnonymity(format!(
+            "{reason}; grant {} is revoked",
+            row.id
+        ))));
+    }
+    Ok(())
 }
 
 /// Grants the caller may see: its tenants' and those that name it.
@@ -365,6 +511,21 @@ pub async fn data(
     .await
 }
 
+/// The caller's groups that make them a member of `tenant`: what a profile token records
+/// so that each use can ask again whether its holder still belongs to the tenant.
+fn tenant_groups(app: &AppState, ctx: &Ctx, tenant: &str) -> Vec<String> {
+    let Some(t) = app.tenants.get(tenant) else {
+        return Vec::new();
+    };
+    ctx.caller
+        .principal
+        .groups
+        .iter()
+        .filter(|g| t.spec.members.iter().any(|m| &m.group == *g))
+        .cloned()
+        .collect()
+}
+
 /// A Delta Sharing profile file for this grant.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -403,6 +564,7 @@ pub async fn profile(
         g: g.id.clone(),
         sub: ctx.caller.principal.subject.clone(),
         exp,
+        grp: tenant_groups(&app, &ctx, &g.tenant),
     };
     let token = tokens::sign(app.data.secret(), Kind::Profile, &claims);
     app.record(

@@ -261,6 +261,7 @@ pub async fn create(
                 g: run_name.clone(),
                 sub: requester.clone(),
                 exp,
+                grp: Vec::new(),
             },
         )
     });

@@ -355,6 +355,7 @@ pub async fn delete(
             json!({ "previousState": record.row.state }),
         )
         .await?;
+        revoke_grants_of(&app, &ctx, &name).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     if record.row.state == APPROVED {
@@ -371,6 +372,8 @@ pub async fn delete(
             json!({}),
         )
         .await?;
+        // Its grants end with the request, not when the cluster catches up.
+        revoke_grants_of(&app, &ctx, &name).await?;
         app.push.notify_one();
     }
     let record = app
@@ -517,6 +520,15 @@ pub async fn add_member(
         return Err(ApiError::Validation(issues));
     }
     let record = load_authorized(&app, &ctx, Action::SandboxMembersAdd, &name).await?;
+    let tenant = &record.row.tenant;
+
+    // -- Business logic. A vendor reads every live grant of the sandbox: the k-anonymity
+    //    gate runs again on each, before adding and once more after (a grant recorded
+    //    meanwhile is checked by one side or the other).
+    let blockers = super::grants::vendor_blockers(&app, &name, tenant).await?;
+    if !blockers.is_empty() {
+        return Err(refuse_vendor(&app, &ctx, &record, &body.subject, &blockers).await);
+    }
     let member = MemberRow {
         sandbox: name.clone(),
         subject: body.subject.clone(),
@@ -528,6 +540,11 @@ pub async fn add_member(
             "{:?} is already a member",
             body.subject
         )));
+    }
+    let blockers = super::grants::vendor_blockers(&app, &name, tenant).await?;
+    if !blockers.is_empty() {
+        app.store.remove_member(&name, &body.subject).await?;
+        return Err(refuse_vendor(&app, &ctx, &record, &body.subject, &blockers).await);
     }
     app.record(
         &ctx,
@@ -543,6 +560,45 @@ pub async fn add_member(
         .await?
         .ok_or_else(|| not_found(&name))?;
     Ok((StatusCode::CREATED, Json(render(&app, &record)?)).into_response())
+}
+
+/// Refuse a vendor because of grants that do not pass the k-anonymity gate: audited (a
+/// denial naming the grants and the rule) and answered 409 with the same reasons.
+async fn refuse_vendor(
+    app: &AppState,
+    ctx: &Ctx,
+    record: &SandboxRecord,
+    subject: &str,
+    blockers: &[super::grants::KBlocker],
+) -> ApiError {
+    let name = &record.row.name;
+    let mut draft = ctx.draft(
+        Action::SandboxMembersAdd.name(),
+        format!("Sandbox::{name:?}"),
+        crate::audit::Outcome::Deny,
+    );
+    draft.tenant = Some(record.row.tenant.clone());
+    draft.details = json!({ "subject": subject, "rule": "k-anonymity", "grants": blockers });
+    if let Err(e) = app.audit.append(vec![draft]).await {
+        return e.into();
+    }
+    let grants: Vec<String> = blockers.iter().map(ToString::to_string).collect();
+    ApiError::Conflict(format!(
+        "vendor {subject:?} may not be added to sandbox {name:?}: a vendor reads every live \
+         grant of the sandbox, and personal data reaches a vendor only through a view that \
+         passes the k-anonymity gate; these do not: {}. Revoke them, or grant again with a \
+         recipe that reaches the tenant's minimum k, then add the vendor",
+        grants.join("; ")
+    ))
+}
+
+/// Revoke every grant to a sandbox that is being deleted, each audited with the reason.
+async fn revoke_grants_of(app: &AppState, ctx: &Ctx, name: &str) -> Result<(), ApiError> {
+    let reason = format!("sandbox {name:?} was deleted");
+    for g in app.store.unrevoked_sandbox_grants(name).await? {
+        super::grants::revoke_for(app, ctx, &g, &reason).await?;
+    }
+    Ok(())
 }
 
 /// Remove a vendor principal from a sandbox (tenant admins).

@@ -3,7 +3,9 @@
 //! tenant, schema = the dataset's name, table = the grant id. Queries answer NDJSON with
 //! the `Delta-Table-Version` header; `file` lines carry short-lived self-authorising links
 //! to `/delta-sharing/files/{token}` (the client sends no Authorization header there).
-//! Errors are `{"errorCode", "message"}`. Every use re-checks that the grant is active.
+//! Errors are `{"errorCode", "message"}`. Every use (each request, each file-link mint,
+//! each file-link read) re-checks that the grant is active and that the token's holder may
+//! still read it.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -17,10 +19,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::grants::readers;
 use super::serve::{ServeFormat, serve_view};
+use crate::audit::{Draft, Outcome};
+use crate::authz::{Action, Caller, Resource};
 use crate::error::ApiError;
 use crate::grants::tokens::{self, Claims, Kind};
-use crate::grants::{self, spark};
+use crate::grants::{self, SANDBOX, spark};
+use crate::identity::Principal;
 use crate::store::GrantRow;
 
 /// A protocol error, as the Delta Sharing clients expect it.
@@ -105,7 +111,77 @@ async fn active_grant(app: &AppState, id: &str) -> Result<GrantRow> {
     }
 }
 
-/// The table a profile token opens, after checking the token and the grant.
+/// Whether the token's holder may still read the grant: the policies are asked again
+/// (`grant.data`) with the holder's subject, the groups the token recorded, today's
+/// tenants and the grant's readers today (its vendor, or its sandbox's vendors). A refusal
+/// is audited with the reason and `via` (the profile, or a file link) and answers 403.
+async fn ensure_holder(
+    app: &AppState,
+    grant: &GrantRow,
+    claims: &Claims,
+    via: &str,
+    headers: &HeaderMap,
+) -> Result<()> {
+    let principal = Principal {
+        issuer: "urn:serre:sharing-token".to_owned(),
+        subject: claims.sub.clone(),
+        groups: claims.grp.clone(),
+        organisation: None,
+    };
+    let caller = Caller {
+        roles: app.tenants.roles(&principal),
+        principal,
+    };
+    let readers = readers(app, grant).await?;
+    let resource = Resource::Grant {
+        id: &grant.id,
+        tenant: &grant.tenant,
+        readers: &readers,
+        to_sandbox: grant.grantee_kind == SANDBOX,
+    };
+    let decision = app
+        .authz
+        .decide(&caller, Action::GrantData, &resource)
+        .map_err(ApiError::from)?;
+    if decision.allowed {
+        return Ok(());
+    }
+    let through = if grant.grantee_kind == SANDBOX {
+        format!("a vendor of sandbox {:?}", grant.grantee)
+    } else {
+        format!("the grant's vendor {:?}", grant.grantee)
+    };
+    let reason = format!(
+        "{:?} may no longer read grant {}: not {through} nor a member of tenant {:?}; \
+         ask for a new profile if you should",
+        claims.sub, grant.id, grant.tenant
+    );
+    let mut draft = Draft::new(
+        &claims.sub,
+        Action::GrantData.name(),
+        resource.describe(),
+        Outcome::Deny,
+    );
+    draft.tenant = Some(grant.tenant.clone());
+    draft.policies = decision.policies;
+    draft.request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    draft.details = json!({ "via": via, "reason": reason });
+    app.audit
+        .append(vec![draft])
+        .await
+        .map_err(ApiError::from)?;
+    Err(SharingError::new(
+        StatusCode::FORBIDDEN,
+        "PERMISSION_DENIED",
+        reason,
+    ))
+}
+
+/// The table a profile token opens, after checking the token, the grant and the holder.
 struct Table {
     grant: GrantRow,
     claims: Claims,
@@ -132,6 +208,7 @@ async fn table(app: &AppState, headers: &HeaderMap) -> Result<Table> {
     )
     .map_err(|e| unauthenticated(&e.to_string()))?;
     let grant = active_grant(app, &claims.g).await?;
+    ensure_holder(app, &grant, &claims, "delta-sharing", headers).await?;
     let dataset = app
         .store
         .get_dataset(&grant.dataset_id)
@@ -365,6 +442,7 @@ pub async fn query_table(
             g: t.grant.id.clone(),
             sub: t.claims.sub.clone(),
             exp,
+            grp: t.claims.grp.clone(),
         },
     );
     let mut lines = metadata_lines(&t)?;
@@ -399,6 +477,7 @@ pub async fn file(
         )
     })?;
     let grant = active_grant(&app, &claims.g).await?;
+    ensure_holder(&app, &grant, &claims, "file-link", &headers).await?;
     Ok(serve_view(
         &app,
         &grant,

@@ -305,6 +305,51 @@ impl Store {
         Ok(run!(self, |p| sqlx::query_as(SQL).fetch_all(p).await)?)
     }
 
+    /// Grants to a sandbox that are not revoked and have not expired at `now`.
+    pub async fn live_sandbox_grants(
+        &self,
+        sandbox: &str,
+        now: &str,
+    ) -> Result<Vec<GrantRow>, StoreError> {
+        const SQL: &str = "SELECT * FROM grants WHERE grantee_kind = 'sandbox' AND grantee = $1 \
+            AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at, id";
+        Ok(run!(self, |p| sqlx::query_as(SQL)
+            .bind(sandbox)
+            .bind(now)
+            .fetch_all(p)
+            .await)?)
+    }
+
+    /// Grants to a sandbox that are not revoked (expired ones included).
+    pub async fn unrevoked_sandbox_grants(
+        &self,
+        sandbox: &str,
+    ) -> Result<Vec<GrantRow>, StoreError> {
+        const SQL: &str = "SELECT * FROM grants WHERE grantee_kind = 'sandbox' AND grantee = $1 \
+            AND revoked_at IS NULL ORDER BY created_at, id";
+        Ok(run!(self, |p| sqlx::query_as(SQL)
+            .bind(sandbox)
+            .fetch_all(p)
+            .await)?)
+    }
+
+    /// Revoke every grant to a sandbox that is not revoked yet (expired ones included, so
+    /// none outlives it); returns those this call revoked.
+    pub async fn revoke_sandbox_grants(
+        &self,
+        sandbox: &str,
+        by: &str,
+        at: &str,
+    ) -> Result<Vec<GrantRow>, StoreError> {
+        let mut revoked = Vec::new();
+        for g in self.unrevoked_sandbox_grants(sandbox).await? {
+            if self.revoke_grant(&g.id, by, at).await? {
+                revoked.push(g);
+            }
+        }
+        Ok(revoked)
+    }
+
     /// Revoke a grant; false when it was already revoked (or does not exist).
     pub async fn revoke_grant(&self, id: &str, by: &str, at: &str) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE grants SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL";
