@@ -11,7 +11,7 @@ mod support;
 
 use serde_json::{Value, json};
 use serre_api::store::RunRow;
-use support::groups::{EE_ADMIN, EE_DATA, MGP};
+use support::groups::{EE_ADMIN, EE_DATA, MGP, MONTREUIL_ADMIN};
 use support::{Backend, Gateway, assert_error, sandbox_body};
 
 const SOLUTIONS: &str = "/v1/catalogue/solutions";
@@ -260,5 +260,79 @@ async fn only_runs_a_requester_may_test_feed_the_catalogue_and_stay_as_attached(
         .cloned()
         .unwrap_or_default();
     assert_eq!(hand["method"]["declared"], true, "{hand}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_report_compares_only_with_runs_its_reader_may_read() {
+    let gw = support::local_gateway(Backend::Sqlite).await;
+    let mgp = gw.token("mgp-admin", MGP);
+    let alice = gw.token("alice", EE_ADMIN);
+    let bob = gw.token("bob", EE_DATA);
+    let mallory = gw.token("mallory", MONTREUIL_ADMIN);
+    let victor = gw.token("victor", &[]);
+    let (s, sol) = gw
+        .call(
+            "POST",
+            SOLUTIONS,
+            Some(&mgp),
+            Some(solution("Acme", "Résumé")),
+        )
+        .await;
+    assert_eq!(s, 201, "{sol}");
+    let sol = sol["id"].as_str().unwrap().to_owned();
+    sandbox(&gw, "est-ensemble", "traffic", &bob, &alice, &["victor"]).await;
+    sandbox(&gw, "montreuil", "parks", &mallory, &mallory, &[]).await;
+    let store = &gw.app().store;
+    for r in [
+        run(
+            "run-00000000000a",
+            "est-ensemble--traffic",
+            "est-ensemble",
+            &sol,
+            "victor",
+        ),
+        run(
+            "run-00000000000b",
+            "est-ensemble--traffic",
+            "est-ensemble",
+            &sol,
+            "bob",
+        ),
+        run(
+            "run-00000000000c",
+            "montreuil--parks",
+            "montreuil",
+            &sol,
+            "mallory",
+        ),
+    ] {
+        store.insert_run(&r).await.unwrap();
+    }
+    close_runs(&gw).await;
+
+    let report = "/v1/sandboxes/est-ensemble--traffic/runs/run-00000000000a/report";
+    let compared = |v: &Value| -> Vec<String> {
+        let mut out: Vec<String> = v["comparison"]
+            .as_array()
+            .unwrap_or(&Vec::new())
+            .iter()
+            .filter_map(|c| c["run"].as_str().map(str::to_owned))
+            .collect();
+        out.sort();
+        out
+    };
+    // A member of the tenant: the tenant's other run, never Montreuil's.
+    let (s, v) = gw.call("GET", report, Some(&bob), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(compared(&v), ["run-00000000000b"], "{v}");
+    assert!(!v.to_string().contains("montreuil"), "{v}");
+    // The vendor reads its own runs only: nothing to compare with.
+    let (s, v) = gw.call("GET", report, Some(&victor), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(compared(&v), Vec::<String>::new(), "{v}");
+    // A Métropole admin reads every run.
+    let (_, v) = gw.call("GET", report, Some(&mgp), None).await;
+    assert_eq!(compared(&v), ["run-00000000000b", "run-00000000000c"]);
     gw.stop().await;
 }
