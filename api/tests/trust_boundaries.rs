@@ -12,7 +12,7 @@ mod support;
 use serde_json::{Value, json};
 use serre_api::store::RunRow;
 use support::groups::{EE_ADMIN, EE_DATA, MGP, MONTREUIL_ADMIN};
-use support::{Backend, Gateway, assert_error, sandbox_body};
+use support::{Backend, Gateway, Setup, assert_error, fresh_database, issues, sandbox_body};
 
 const SOLUTIONS: &str = "/v1/catalogue/solutions";
 
@@ -334,5 +334,107 @@ async fn a_run_report_compares_only_with_runs_its_reader_may_read() {
     // A Métropole admin reads every run.
     let (_, v) = gw.call("GET", report, Some(&mgp), None).await;
     assert_eq!(compared(&v), ["run-00000000000b", "run-00000000000c"]);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_egress_refuses_internal_and_catch_all_ranges_and_needs_the_metropole_beyond_its_allowlist()
+ {
+    let mut setup = Setup::local(fresh_database(Backend::Sqlite).await);
+    setup.extra = ["--egress-allowlist", "192.0.2.0/24"]
+        .map(String::from)
+        .to_vec();
+    let gw = Gateway::start(setup).await;
+    let mgp = gw.token("mgp-admin", MGP);
+    let alice = gw.token("alice", EE_ADMIN);
+    let bob = gw.token("bob", EE_DATA);
+
+    // Never requested: catch-alls, the metadata service, loopback, the cluster's own
+    // ranges, a private range whole.
+    for (cidr, rule) in [
+        ("0.0.0.0/0", "egress_too_broad"),
+        ("::/0", "egress_too_broad"),
+        ("10.0.0.0/8", "egress_too_broad"),
+        ("169.254.169.254/32", "egress_reserved"),
+        ("127.0.0.1/32", "egress_reserved"),
+        ("::ffff:169.254.169.254/128", "egress_reserved"),
+        ("10.96.0.1/32", "egress_cluster_internal"),
+        ("10.244.3.0/24", "egress_cluster_internal"),
+        ("192.168.0.0/16", "egress_private_catch_all"),
+    ] {
+        let mut body = sandbox_body("est-ensemble", "egress", 5);
+        body["extraEgressCidrs"] = json!(["192.0.2.0/28", cidr]);
+        let got = gw
+            .call("POST", "/v1/sandboxes", Some(&bob), Some(body))
+            .await;
+        assert_error(&got, 422, "validation_failed");
+        assert_eq!(
+            issues(&got),
+            [("extraEgressCidrs[1]".to_owned(), rule.to_owned())],
+            "{cidr}: {}",
+            got.1
+        );
+    }
+
+    // Inside the Métropole's allowlist: a tenant admin approves.
+    let mut body = sandbox_body("est-ensemble", "inside", 5);
+    body["extraEgressCidrs"] = json!(["192.0.2.0/28"]);
+    let (s, v) = gw
+        .call("POST", "/v1/sandboxes", Some(&bob), Some(body))
+        .await;
+    assert_eq!(
+        (s, v["request"]["state"].as_str()),
+        (201, Some("PendingApproval")),
+        "{v}"
+    );
+    let (s, v) = gw
+        .call(
+            "POST",
+            "/v1/sandboxes/est-ensemble--inside/approve",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    // Beyond it: the tenant admin is refused (403 naming the field and the rule), audited;
+    // a Métropole admin approves.
+    let mut body = sandbox_body("est-ensemble", "beyond", 5);
+    body["extraEgressCidrs"] = json!(["192.0.2.0/28", "198.51.100.0/24"]);
+    let (s, v) = gw
+        .call("POST", "/v1/sandboxes", Some(&bob), Some(body))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let approve = "/v1/sandboxes/est-ensemble--beyond/approve";
+    let got = gw.call("POST", approve, Some(&alice), None).await;
+    assert_error(&got, 403, "egress_needs_metropole");
+    let message = got.1["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("extraEgressCidrs[1]") && message.contains("198.51.100.0/24"),
+        "{message}"
+    );
+    let (_, v) = gw
+        .call(
+            "GET",
+            "/v1/sandboxes/est-ensemble--beyond",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(v["request"]["state"], "PendingApproval", "{v}");
+    let (s, v) = gw.call("POST", approve, Some(&mgp), None).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, page) = gw
+        .call("GET", "/v1/audit?limit=1000", Some(&mgp), None)
+        .await;
+    let refused = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "sandbox.approval.refused")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(refused["details"]["rule"], "egress_allowlist", "{refused}");
+    assert_eq!(refused["principal"], "alice", "{refused}");
     gw.stop().await;
 }
