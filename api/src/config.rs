@@ -237,6 +237,11 @@ pub struct SandboxConfig {
         default_value = "nvidia.com/gpu"
     )]
     pub gpu_resources: Vec<String>,
+
+    /// What a sandbox may ask to reach as extra egress, and what a tenant admin may
+    /// approve (the operator's own flags, shared: both refuse the same CIDRs).
+    #[command(flatten)]
+    pub egress: serre_validation::egress::EgressRules,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -377,6 +382,10 @@ impl Config {
                 format!("is above --max-lifetime ({max_days} days)"),
             ));
         }
+        self.sandboxes
+            .egress
+            .validate()
+            .map_err(|m| invalid("extra egress", m))?;
         if self.body_limit < 1024 {
             return Err(invalid("--body-limit", "must be at least 1024 bytes"));
         }

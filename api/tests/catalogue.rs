@@ -1,6 +1,7 @@
 //! The catalogue of AI solutions over HTTP, against SQLite and PostgreSQL: create,
 //! propose, publish and who sees what; the environmental criterion refused on input and
-//! derived from attached trial results; prohibited systems never published; the JSON, CSV
+//! derived from trial results recorded from runs (hand-entered ones are declared, never
+//! counted); prohibited systems never published; the JSON, CSV
 //! and DCAT-AP exports.
 
 mod support;
@@ -83,6 +84,45 @@ fn result(run: &str, phase: &str, kwh: f64, gco2e: f64, units: Option<f64>) -> V
         r["quality"] = json!({"metric": "rougeL", "value": 0.41});
     }
     r
+}
+
+/// A result recorded from a trial run by the gateway's accounting (the only kind that
+/// counts as measured), written to the store as the accounting does when a run closes.
+#[allow(clippy::too_many_arguments)]
+async fn measured(
+    gw: &Gateway,
+    solution: &str,
+    run: &str,
+    phase: &str,
+    kwh: f64,
+    gco2e: f64,
+    units: Option<f64>,
+    estimated: bool,
+) {
+    let now = serre_api::store::timestamp(chrono::Utc::now());
+    gw.app()
+        .store
+        .attach_trial_result(&serre_api::store::TrialResultRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            solution_id: solution.into(),
+            run_id: run.into(),
+            tenant: "est-ensemble".into(),
+            sandbox: "est-ensemble--trial".into(),
+            phase: phase.into(),
+            kwh,
+            gco2e,
+            duration_s: 3600.0,
+            functional_units: units,
+            quality_metric: None,
+            quality_value: None,
+            measured_at: "2026-05-01T10:00:00Z".into(),
+            method_json: json!({"estimated": estimated, "meter": "nvml+rapl"}).to_string(),
+            recorded_by: serre_api::catalogue::RUN_RECORDER.into(),
+            recorded_at: now,
+            resources_json: None,
+        })
+        .await
+        .expect("result recorded");
 }
 
 fn close(v: &Value, expected: f64) -> bool {
@@ -309,26 +349,61 @@ async fn the_environmental_criterion_is_derived_from_measured_runs(backend: Back
         assert_issue(&got, field, rule);
     }
 
-    // Measured by hand: run 1 trains (12 kWh, 600 g, no units) and serves 1000 requests
-    // (0.6 kWh, 30 g); run 2 serves 2000 requests (0.9 kWh, 45 g). Per unit:
-    // 1.5 kWh / 3000 = 0.0005 kWh = 0.5 Wh → score 4 (0.3 < 0.5 ≤ 1); 75 g / 3000 = 0.025 g.
+    // Entered by hand: declared, kept and shown, never counted — even with
+    // `estimated: false`.
+    let mut r1 = r1;
+    r1["runId"] = json!("outside-1");
     let (s, v) = post(&gw, &results, &mgp, r1).await;
     assert_eq!(s, 201, "{v}");
     let env = &v["criteria"]["environmentalImpact"];
+    assert_eq!(env["score"], Value::Null, "{env}");
+    assert_eq!(env["assessment"]["runs"], 0);
+    assert_eq!(env["assessment"]["declaredResults"], 1);
+    assert_eq!(v["results"][0]["method"]["declared"], true);
+
+    // Recorded from trial runs by the gateway's accounting: run 1 trains (12 kWh, 600 g,
+    // no units) and serves 1000 requests (0.6 kWh, 30 g); run 2 serves 2000 requests
+    // (0.9 kWh, 45 g). Per unit: 1.5 kWh / 3000 = 0.0005 kWh = 0.5 Wh → score 4
+    // (0.3 < 0.5 ≤ 1); 75 g / 3000 = 0.025 g.
+    measured(&gw, &id, "run-1", "training", 12.0, 600.0, None, false).await;
+    let (_, v) = get(&gw, &path, &bob).await;
+    let env = &v["criteria"]["environmentalImpact"];
     assert_eq!(env["score"], Value::Null, "no units yet: {env}");
     assert_eq!(env["assessment"]["runs"], 1);
-    for r in [
-        result("run-1", "inference", 0.6, 30.0, Some(1000.0)),
-        result("run-2", "inference", 0.9, 45.0, Some(2000.0)),
-    ] {
-        let (s, v) = post(&gw, &results, &mgp, r).await;
-        assert_eq!(s, 201, "{v}");
-    }
+    measured(
+        &gw,
+        &id,
+        "run-1",
+        "inference",
+        0.6,
+        30.0,
+        Some(1000.0),
+        false,
+    )
+    .await;
+    measured(
+        &gw,
+        &id,
+        "run-2",
+        "inference",
+        0.9,
+        45.0,
+        Some(2000.0),
+        false,
+    )
+    .await;
     // An estimate is kept but not counted.
-    let mut estimate = result("run-3", "inference", 100.0, 5000.0, Some(10.0));
-    estimate["method"] = json!({"estimated": true});
-    let (s, _) = post(&gw, &results, &mgp, estimate).await;
-    assert_eq!(s, 201);
+    measured(
+        &gw,
+        &id,
+        "run-3",
+        "inference",
+        100.0,
+        5000.0,
+        Some(10.0),
+        true,
+    )
+    .await;
     // Same run and phase twice: a conflict.
     let got = post(
         &gw,
@@ -349,6 +424,7 @@ async fn the_environmental_criterion_is_derived_from_measured_runs(backend: Back
     assert_eq!(a["runs"], 2);
     assert_eq!(a["results"], 3);
     assert_eq!(a["estimatedResults"], 1);
+    assert_eq!(a["declaredResults"], 1);
     assert!(close(&a["totalKwh"], 13.5), "{a}");
     assert!(close(&a["totalGco2e"], 675.0), "{a}");
     assert!(close(&a["functionalUnits"], 3000.0), "{a}");
@@ -358,7 +434,7 @@ async fn the_environmental_criterion_is_derived_from_measured_runs(backend: Back
     let (_, l) = get(&gw, SOLUTIONS, &vera).await;
     assert_eq!(l[0]["criteria"]["environmentalImpact"]["score"], 4);
 
-    // The attachment is audited, in the tenant the run belonged to.
+    // The hand attachment is audited, in the tenant the run belonged to, as declared.
     let (_, page) = get(&gw, "/v1/audit?limit=1000", &mgp).await;
     let attached: Vec<&Value> = page["entries"]
         .as_array()
@@ -366,9 +442,9 @@ async fn the_environmental_criterion_is_derived_from_measured_runs(backend: Back
         .iter()
         .filter(|e| e["action"] == "catalogue.result.attached")
         .collect();
-    assert_eq!(attached.len(), 4, "{page}");
-    assert_eq!(attached[1]["tenant"], "est-ensemble");
-    assert_eq!(attached[1]["details"]["functionalUnits"], 1000.0);
+    assert_eq!(attached.len(), 1, "{page}");
+    assert_eq!(attached[0]["tenant"], "est-ensemble");
+    assert_eq!(attached[0]["details"]["method"]["declared"], true);
     gw.stop().await;
 }
 
@@ -457,14 +533,18 @@ async fn exports_hold_the_published_entries(backend: Backend) {
     assert_eq!(s, 201);
     let a_id = a["id"].as_str().unwrap().to_owned();
     let b_id = b["id"].as_str().unwrap().to_owned();
-    let (s, _) = post(
+    // 2 Wh per unit: score 3.
+    measured(
         &gw,
-        &format!("{SOLUTIONS}/{a_id}/results"),
-        &mgp,
-        result("run-1", "inference", 2.0, 100.0, Some(1000.0)),
+        &a_id,
+        "run-1",
+        "inference",
+        2.0,
+        100.0,
+        Some(1000.0),
+        false,
     )
     .await;
-    assert_eq!(s, 201); // 2 Wh per unit: score 3
 
     // JSON: the published entries only.
     let (s, json_export) = get(&gw, "/v1/catalogue/export?format=json", &bob).await;

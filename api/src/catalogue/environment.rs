@@ -1,6 +1,9 @@
 //! The environmental criterion, derived from measured trial runs (never typed in).
 //!
-//! - A result counts as **measured** unless its method flags say `"estimated": true`.
+//! - A result counts as **measured** only when the gateway's accounting recorded it from a
+//!   trial run ([`super::RUN_RECORDER`]) and its method flags do not say
+//!   `"estimated": true`. A result entered by hand is **declared** (`"declared": true`):
+//!   kept and shown, never counted, whatever its flags say.
 //! - `totalKwh` / `totalGco2e` add up every measured result (all phases).
 //! - The per-unit figures use only the measured results that counted functional units
 //!   (typically inference and evaluation): Σ kWh / Σ units and Σ gCO2e / Σ units. Training
@@ -39,8 +42,10 @@ pub struct EnvironmentalAssessment {
     pub runs: usize,
     /// Measured results counted (one per run and phase).
     pub results: usize,
-    /// Results kept but not counted (estimated).
+    /// Results kept but not counted: recorded from runs, but estimated (modelled).
     pub estimated_results: usize,
+    /// Results kept but not counted: entered by hand (declared, not measured by Serre).
+    pub declared_results: usize,
     pub total_kwh: f64,
     pub total_gco2e: f64,
     /// Functional units of the measured results that counted them.
@@ -56,16 +61,30 @@ pub struct EnvironmentalAssessment {
     pub last_recorded_at: Option<String>,
 }
 
-fn estimated(r: &TrialResultRow) -> bool {
+fn flag(r: &TrialResultRow, name: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(&r.method_json)
         .ok()
-        .and_then(|m| m.get("estimated").and_then(serde_json::Value::as_bool))
+        .and_then(|m| m.get(name).and_then(serde_json::Value::as_bool))
         .unwrap_or(false)
+}
+
+/// Entered by hand rather than recorded from a run (older hand-entered rows carry no
+/// flag: who recorded them tells).
+pub fn declared(r: &TrialResultRow) -> bool {
+    r.recorded_by != super::RUN_RECORDER || flag(r, "declared")
+}
+
+fn estimated(r: &TrialResultRow) -> bool {
+    flag(r, "estimated")
 }
 
 /// Derive the environmental criterion from a solution's trial results.
 pub fn environmental_criterion(results: &[TrialResultRow]) -> EnvironmentalAssessment {
-    let measured: Vec<&TrialResultRow> = results.iter().filter(|r| !estimated(r)).collect();
+    let declared_results = results.iter().filter(|r| declared(r)).count();
+    let measured: Vec<&TrialResultRow> = results
+        .iter()
+        .filter(|r| !declared(r) && !estimated(r))
+        .collect();
     let mut runs: Vec<&str> = measured.iter().map(|r| r.run_id.as_str()).collect();
     runs.sort_unstable();
     runs.dedup();
@@ -97,7 +116,8 @@ pub fn environmental_criterion(results: &[TrialResultRow]) -> EnvironmentalAsses
     EnvironmentalAssessment {
         runs: runs.len(),
         results: measured.len(),
-        estimated_results: results.len() - measured.len(),
+        estimated_results: results.len() - measured.len() - declared_results,
+        declared_results,
         total_kwh,
         total_gco2e,
         functional_units,
@@ -130,7 +150,7 @@ mod tests {
             quality_value: None,
             measured_at: "2026-05-01T00:00:00Z".into(),
             method_json: "{}".into(),
-            recorded_by: "mgp".into(),
+            recorded_by: crate::catalogue::RUN_RECORDER.into(),
             recorded_at: "2026-05-01T00:00:00Z".into(),
             resources_json: None,
         }
@@ -171,6 +191,23 @@ mod tests {
         let a = environmental_criterion(&[result("r1", "training", 12.0, 600.0, None)]);
         assert_eq!((a.runs, a.score), (1, None));
         assert!(close(Some(a.total_kwh), 12.0));
+    }
+
+    #[test]
+    fn catalogue_declared_results_never_count() {
+        // Entered by hand (recorded by a person, or flagged declared): kept, not counted,
+        // even when they claim to be measured.
+        let mut by_hand = result("r1", "inference", 0.01, 1.0, Some(1000.0));
+        by_hand.recorded_by = "mgp-admin".into();
+        by_hand.method_json = r#"{"estimated": false}"#.into();
+        let mut flagged = result("r2", "inference", 0.01, 1.0, Some(1000.0));
+        flagged.method_json = r#"{"declared": true}"#.into();
+        let a = environmental_criterion(&[by_hand, flagged]);
+        assert_eq!(
+            (a.runs, a.results, a.declared_results, a.estimated_results),
+            (0, 0, 2, 0)
+        );
+        assert_eq!((a.score, a.basis.as_str()), (None, "no measured trial run"));
     }
 
     #[test]

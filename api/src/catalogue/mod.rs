@@ -29,6 +29,32 @@ pub const PUBLISHED: &str = "published";
 pub const REJECTED: &str = "rejected";
 pub const STATUSES: [&str; 3] = [PROPOSED, PUBLISHED, REJECTED];
 
+/// Who records the results trial runs attach: the gateway's accounting. Only its results
+/// can count as measured; a result recorded by anyone else is *declared*.
+pub const RUN_RECORDER: &str = crate::cluster::SYSTEM_PRINCIPAL;
+
+/// The rule a run breaks when it names a solution it may not feed.
+pub const OPEN_FOR_TRIALS: &str = "open_for_trials";
+
+/// Whether runs requested by `requester` may feed `solution` (rule [`OPEN_FOR_TRIALS`]):
+/// a published solution takes runs from whoever may start runs in a sandbox; a proposal
+/// only from the vendor who proposed it (testing its own entry before review); a rejected
+/// entry from nobody. Checked when a run is started and again when it attaches its result.
+pub fn open_for_trials(
+    solution: &crate::store::SolutionRow,
+    requester: &str,
+) -> Result<(), String> {
+    match solution.status.as_str() {
+        PUBLISHED => Ok(()),
+        PROPOSED if solution.proposed_by.as_deref() == Some(requester) => Ok(()),
+        status => Err(format!(
+            "catalogue solution {:?} is {status}: trial runs feed a published solution, or a \
+             proposal only when the vendor who proposed it starts them",
+            solution.id
+        )),
+    }
+}
+
 /// EU AI Act risk classes; `prohibited` (art. 5) can never be published.
 pub const PROHIBITED: &str = "prohibited";
 pub const RISK_CLASSES: [&str; 4] = [PROHIBITED, "high", "limited", "minimal"];

@@ -322,8 +322,9 @@ fn changed_fields(old: &SolutionRow, new: &SolutionRow) -> Vec<&'static str> {
         .collect()
 }
 
-/// Attach one measured result of a trial run (Métropole admins; the attach point the
-/// trial-run controller will use). The environmental criterion is derived from these.
+/// Attach a result of a trial run measured outside Serre (Métropole admins). It is stored
+/// as declared (`method.declared: true`): shown with the entry, never counted in the
+/// environmental criterion, which only measured results recorded from runs move.
 #[utoipa::path(
     post, path = "/v1/catalogue/solutions/{id}/results", tag = "catalogue",
     params(("id" = String, Path, description = "UUID")),
@@ -357,7 +358,10 @@ pub async fn attach_result(
     }
     // -- Authorization
     let solution = load_authorized(&app, &ctx, Action::CatalogueResultsAttach, &id).await?;
-    // -- Business logic
+    // -- Business logic: a result entered by hand is declared, never measured (only the
+    // gateway's accounting records measured results, from trial runs).
+    let mut method = req.method.clone();
+    method.insert("declared".into(), serde_json::Value::Bool(true));
     let row = TrialResultRow {
         id: uuid::Uuid::new_v4().to_string(),
         solution_id: solution.id.clone(),
@@ -372,7 +376,7 @@ pub async fn attach_result(
         quality_metric: req.quality.as_ref().map(|q| q.metric.trim().to_owned()),
         quality_value: req.quality.as_ref().map(|q| q.value),
         measured_at: req.measured_at.clone(),
-        method_json: serde_json::Value::Object(req.method.clone()).to_string(),
+        method_json: serde_json::Value::Object(method.clone()).to_string(),
         recorded_by: ctx.caller.principal.subject.clone(),
         recorded_at: timestamp(chrono::Utc::now()),
         resources_json: None,
@@ -385,7 +389,7 @@ pub async fn attach_result(
         Some(&row.tenant),
         json!({ "result": row.id, "runId": row.run_id, "sandbox": row.sandbox,
                 "phase": row.phase, "kwh": row.kwh, "gco2e": row.gco2e,
-                "functionalUnits": row.functional_units, "method": req.method }),
+                "functionalUnits": row.functional_units, "method": method }),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(view(&app, &solution).await?)).into_response())

@@ -4,14 +4,17 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Response};
+use std::collections::HashMap;
+
 use chrono::Utc;
 use serde::Deserialize;
+use serde_json::json;
 use serre_resources::TrialRunSpec;
 use utoipa::IntoParams;
 
 use super::runs::load_run;
 use super::{AppState, Ctx};
-use crate::authz::Action;
+use crate::authz::{Action, Resource};
 use crate::error::{ApiError, ErrorBody};
 use crate::runs::RunFigures;
 use crate::runs::report::{self, CarbonNote, Comparison, Requested, RunReport};
@@ -71,10 +74,38 @@ pub async fn report(
             .map_err(|e| ApiError::Internal(e.to_string()))?,
     };
     let spec: Option<TrialRunSpec> = serde_json::from_str(&run.spec_json).ok();
+    // The comparison holds only the runs the reader may read (`run.read`, decided per run
+    // as the run list does): another tenant's runs, or another vendor's, never show.
     let mut comparison = Vec::new();
+    let mut withheld = 0usize;
     if let Some(solution) = &run.solution {
+        let mut vendors: HashMap<String, Vec<String>> = HashMap::new();
         for other in app.store.closed_runs_of_solution(solution).await? {
             if other.name == run.name {
+                continue;
+            }
+            if !vendors.contains_key(&other.sandbox) {
+                let subjects = app
+                    .store
+                    .get_sandbox(&other.sandbox)
+                    .await?
+                    .map(|s| s.vendor_subjects())
+                    .unwrap_or_default();
+                vendors.insert(other.sandbox.clone(), subjects);
+            }
+            let subjects = vendors.get(&other.sandbox).map_or(&[][..], Vec::as_slice);
+            let probe = Resource::Run {
+                id: &other.name,
+                tenant: &other.tenant,
+                vendors: subjects,
+                requested_by: &other.requested_by,
+            };
+            if !app
+                .authz
+                .decide(&ctx.caller, Action::RunRead, &probe)?
+                .allowed
+            {
+                withheld += 1;
                 continue;
             }
             let Some(f) = other
@@ -96,6 +127,17 @@ pub async fn report(
                 energy_method: f.energy_method.clone(),
             });
         }
+    }
+    if run.solution.is_some() {
+        app.record(
+            &ctx,
+            "run.report.compared",
+            format!("Run::{id:?}"),
+            Some(&run.tenant),
+            json!({ "solution": run.solution, "compared": comparison.len(),
+                    "withheld": withheld }),
+        )
+        .await?;
     }
     let body = RunReport {
         run: run.name.clone(),

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::sandboxes::load_authorized as load_sandbox;
 use super::{AppState, Body, Ctx};
 use crate::authz::{Action, Resource};
+use crate::catalogue;
 use crate::error::{ApiError, ErrorBody};
 use crate::grants::tokens::{self, Claims, Kind};
 use crate::runs::{self, CreateRun, RunFigures};
@@ -214,14 +215,36 @@ pub async fn create(
             )),
         }
     }
-    if let Some(s) = &req.solution
-        && app.store.get_solution(s).await?.is_none()
-    {
-        issues.push(FieldIssue::new(
-            "solution",
-            "unknown_solution",
-            format!("no catalogue solution {s:?}"),
-        ));
+    if let Some(s) = &req.solution {
+        // A solution the requester may not read answers like one that does not exist.
+        let unknown = || {
+            FieldIssue::new(
+                "solution",
+                "unknown_solution",
+                format!("no catalogue solution {s:?}"),
+            )
+        };
+        match app.store.get_solution(s).await? {
+            None => issues.push(unknown()),
+            Some(sol) => {
+                if let Err(m) = catalogue::open_for_trials(&sol, &requester) {
+                    let probe = Resource::Solution {
+                        id: &sol.id,
+                        status: &sol.status,
+                        proposed_by: sol.proposed_by.as_deref(),
+                    };
+                    let seen = app
+                        .authz
+                        .decide(&ctx.caller, Action::CatalogueRead, &probe)?
+                        .allowed;
+                    issues.push(if seen {
+                        FieldIssue::new("solution", catalogue::OPEN_FOR_TRIALS, m)
+                    } else {
+                        unknown()
+                    });
+                }
+            }
+        }
     }
     if !issues.is_empty() {
         return Err(ApiError::Validation(issues));
@@ -418,7 +441,8 @@ pub async fn cancel(
 }
 
 /// Report the quality the run's model reached: shown with the run, in its report, and on
-/// the catalogue result the run attaches (or has attached) to its solution.
+/// the catalogue result the run attaches to its solution when it closes. Once a run of a
+/// solution is closed its attached result is immutable: 409.
 #[utoipa::path(
     put, path = "/v1/sandboxes/{name}/runs/{id}/quality", tag = "runs",
     params(("name" = String, Path), ("id" = String, Path)),
@@ -427,6 +451,7 @@ pub async fn cancel(
         (status = 200, body = RunView),
         (status = 403, description = "Only the run's requester reports its quality", body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 409, description = "The run is closed and its catalogue result attached: immutable", body = ErrorBody),
         (status = 422, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -460,13 +485,29 @@ pub async fn quality(
     }
     // -- Authorization
     let (_, run) = load_run(&app, &ctx, Action::RunQuality, &name, &id).await?;
-    // -- Business logic
-    app.store
+    // -- Business logic: a closed run of a catalogue solution has attached its result,
+    // which is immutable (checked and written in one statement).
+    if !app
+        .store
         .set_run_quality(&run.name, metric, q.value)
+        .await?
+    {
+        let solution = run.solution.as_deref().unwrap_or_default();
+        app.record(
+            &ctx,
+            "run.quality.refused",
+            format!("Run::{id:?}"),
+            Some(&run.tenant),
+            json!({ "reason": "result_attached", "solution": solution,
+                    "metric": metric, "value": q.value }),
+        )
         .await?;
-    app.store
-        .set_trial_result_quality(&run.name, metric, q.value)
-        .await?;
+        return Err(ApiError::Conflict(format!(
+            "run {id:?} is closed and its result is attached to catalogue solution \
+             {solution:?}: an attached result is immutable, so the run's quality can no \
+             longer change; report quality before the run closes"
+        )));
+    }
     app.record(
         &ctx,
         "run.quality",

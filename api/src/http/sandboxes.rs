@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
+use serre_resources::SandboxSpec;
 use utoipa::IntoParams;
 
 use super::{AppState, Body, Ctx, MaybeBody};
@@ -398,6 +399,9 @@ async fn decide(
             record.row.state
         )));
     }
+    if action == Action::SandboxApprove {
+        check_egress_approval(&app, &ctx, &record).await?;
+    }
     let (state, event) = match action {
         Action::SandboxApprove => (APPROVED, "sandbox.approved"),
         _ => (REJECTED, "sandbox.rejected"),
@@ -437,6 +441,55 @@ async fn decide(
         .await?
         .ok_or_else(|| not_found(&name))?;
     Ok(Json(render(&app, &record)?))
+}
+
+/// Extra egress on approval: a destination never reachable is 422 (naming the field and
+/// the rule); one beyond the Métropole's allowlist needs a Métropole admin (403
+/// `egress_needs_metropole`, rule `egress_allowlist`). Refusals are audited.
+async fn check_egress_approval(
+    app: &AppState,
+    ctx: &Ctx,
+    record: &SandboxRecord,
+) -> Result<(), ApiError> {
+    let name = &record.row.name;
+    let spec: SandboxSpec = serde_json::from_str(&record.row.spec)
+        .map_err(|e| ApiError::Internal(format!("stored spec of {name:?}: {e}")))?;
+    let refused =
+        |rule: &str, detail: serde_json::Value| json!({ "rule": rule, "extraEgressCidrs": detail });
+    match sandboxes::egress_beyond_allowlist(&spec, &app.sandboxes.egress) {
+        Err(issues) => {
+            let rules: Vec<&str> = issues.iter().map(|i| i.rule.as_str()).collect();
+            app.record(
+                ctx,
+                "sandbox.approval.refused",
+                format!("Sandbox::{name:?}"),
+                Some(&record.row.tenant),
+                refused("egress_rules", json!(rules)),
+            )
+            .await?;
+            Err(ApiError::Validation(issues))
+        }
+        Ok(beyond) if !beyond.is_empty() && !ctx.caller.roles.metropole_admin => {
+            app.record(
+                ctx,
+                "sandbox.approval.refused",
+                format!("Sandbox::{name:?}"),
+                Some(&record.row.tenant),
+                refused("egress_allowlist", json!(beyond)),
+            )
+            .await?;
+            let listed: Vec<String> = beyond.iter().map(|(f, c)| format!("{f} {c}")).collect();
+            Err(ApiError::Refused {
+                code: "egress_needs_metropole",
+                message: format!(
+                    "extra egress beyond the Métropole's allowlist needs a Métropole admin's \
+                     approval (rule egress_allowlist): {}",
+                    listed.join(", ")
+                ),
+            })
+        }
+        Ok(_) => Ok(()),
+    }
 }
 
 /// Approve a request waiting for approval (tenant admins; never one's own request).

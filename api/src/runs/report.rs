@@ -73,6 +73,8 @@ impl CarbonNote {
     }
 }
 
+/// A previous closed run of the same solution that the report's reader may read
+/// (`run.read`): the handler leaves out the others (another tenant's, another vendor's).
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Comparison {
@@ -384,9 +386,9 @@ pub fn html(r: &RunReport) -> String {
     }
     page.push_str("</ul><h2>Energy over time, by component</h2>");
     page.push_str(&energy_chart(f));
-    page.push_str("<h2>Compared with previous runs of the same solution</h2>");
+    page.push_str("<h2>Compared with previous runs of the same solution you may read</h2>");
     if r.comparison.is_empty() {
-        page.push_str("<p>No previous run of this solution.</p>");
+        page.push_str("<p>No previous run of this solution that you may read.</p>");
     }
     page.push_str(&comparison_chart(r));
     page.push_str("<h2>Caveats</h2><ul>");

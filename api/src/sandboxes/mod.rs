@@ -190,9 +190,38 @@ impl SelfServicePolicy {
             }
         }
         if !spec.extra_egress_cidrs.is_empty() {
-            reasons.push("extra egress destinations need approval".into());
+            reasons.push(
+                "extra egress destinations need approval (a Métropole admin's beyond the \
+                 Métropole's egress allowlist)"
+                    .into(),
+            );
         }
         reasons
+    }
+}
+
+/// What stands in the way of approving a sandbox's extra egress: `Err(issues)` when a
+/// destination is never reachable (the rules of [`serre_validation::egress`], checked
+/// again: a request may predate them), else the destinations beyond the Métropole's
+/// allowlist as `(field, cidr)` — which only a Métropole admin may approve.
+pub fn egress_beyond_allowlist(
+    spec: &SandboxSpec,
+    rules: &serre_validation::egress::EgressRules,
+) -> Result<Vec<(String, String)>, Vec<FieldIssue>> {
+    let mut issues = Vec::new();
+    let mut beyond = Vec::new();
+    for (i, cidr) in spec.extra_egress_cidrs.iter().enumerate() {
+        let field = format!("extraEgressCidrs[{i}]");
+        match rules.check(cidr) {
+            Err(e) => issues.push(FieldIssue::new(&field, e.rule, e.message)),
+            Ok(()) if !rules.allowlisted(cidr) => beyond.push((field, cidr.clone())),
+            Ok(()) => {}
+        }
+    }
+    if issues.is_empty() {
+        Ok(beyond)
+    } else {
+        Err(issues)
     }
 }
 
@@ -376,12 +405,12 @@ pub fn validate_create(
     };
 
     for (i, cidr) in body.extra_egress_cidrs.iter().enumerate() {
-        if let Err(e) = serre_validation::net::parse_cidr(cidr) {
+        if let Err(e) = config.egress.check(cidr) {
             push(
                 &mut issues,
                 &format!("extraEgressCidrs[{i}]"),
-                "cidr_syntax",
-                e,
+                e.rule,
+                e.message,
             );
         }
     }

@@ -181,25 +181,6 @@ impl Store {
         }
     }
 
-    /// Record the quality a run's vendor reported on the result attached for that run.
-    pub async fn set_trial_result_quality(
-        &self,
-        run_id: &str,
-        metric: &str,
-        value: f64,
-    ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE catalogue_trial_results SET quality_metric = $1, \
-            quality_value = $2 WHERE run_id = $3";
-        run!(self, |p| sqlx::query(SQL)
-            .bind(metric)
-            .bind(value)
-            .bind(run_id)
-            .execute(p)
-            .await
-            .map(|_| ()))?;
-        Ok(())
-    }
-
     /// Every solution's trial results, by solution (for lists and exports: one query).
     pub async fn trial_results_by_solution(
         &self,

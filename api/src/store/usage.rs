@@ -289,23 +289,26 @@ impl Store {
         Ok(())
     }
 
-    /// Record the quality the requester reported for a run.
+    /// Record the quality the requester reported for a run, unless the run is closed and
+    /// names a catalogue solution (its result, attached when it closed, is immutable);
+    /// false then. One statement, so a run closing meanwhile cannot take a quality its
+    /// attached result does not carry.
     pub async fn set_run_quality(
         &self,
         name: &str,
         metric: &str,
         value: f64,
-    ) -> Result<(), StoreError> {
-        const SQL: &str =
-            "UPDATE trial_runs SET quality_metric = $1, quality_value = $2 WHERE name = $3";
-        run!(self, |p| sqlx::query(SQL)
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE trial_runs SET quality_metric = $1, quality_value = $2 \
+            WHERE name = $3 AND (closed_at IS NULL OR solution IS NULL)";
+        let n = run!(self, |p| sqlx::query(SQL)
             .bind(metric)
             .bind(value)
             .bind(name)
             .execute(p)
             .await
-            .map(|_| ()))?;
-        Ok(())
+            .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
     }
 
     /// Close a run with its final figures; false when it was closed already.

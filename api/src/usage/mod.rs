@@ -18,6 +18,7 @@ use serre_resources::{EnergyBudgetStatus, RunUsageSummary, TrialRunSpec};
 pub use config::UsageConfig;
 
 use crate::audit::{AuditLog, Draft, Outcome};
+use crate::catalogue;
 use crate::cluster::{Cluster, SYSTEM_PRINCIPAL};
 use crate::energy::{CarbonParams, EnergyError, Ledger, PowerModel, PrometheusClient};
 use crate::runs::{self, RunFigures};
@@ -237,7 +238,16 @@ impl Accountant {
                 tracing::warn!(run = %run.name, error = %e, "could not record usage in the run's status");
             }
         }
-        let attached = self.attach(&run, &figures, now).await?;
+        // Read again: the quality the run carries is final once it is closed.
+        let run = self.store.get_run(&run.name).await?.unwrap_or(run);
+        let outcome = self.attach(&run, &figures, now).await?;
+        let attached = matches!(outcome, Attach::Attached);
+        let refused = match &outcome {
+            Attach::Refused(m) => {
+                serde_json::json!({ "rule": catalogue::OPEN_FOR_TRIALS, "message": m })
+            }
+            _ => serde_json::Value::Null,
+        };
         let mut draft = Draft::new(
             SYSTEM_PRINCIPAL,
             "run.closed",
@@ -248,6 +258,7 @@ impl Accountant {
         draft.details = serde_json::json!({
             "phase": run.phase, "kwh": figures.kwh, "gco2e": figures.gco2e,
             "method": figures.energy_method, "catalogue": attached,
+            "catalogueRefused": refused,
         });
         self.audit
             .append(vec![draft])
@@ -283,21 +294,31 @@ impl Accountant {
         Ok(runs::figures::summarise(&rows, duration, unit))
     }
 
-    /// Attach a succeeded run's figures to its catalogue solution; whether it did.
+    /// Attach a succeeded run's figures to its catalogue solution, if its requester may
+    /// feed that solution ([`catalogue::open_for_trials`], checked again here: the
+    /// solution may have changed since the run started).
     async fn attach(
         &self,
         run: &RunRow,
         figures: &RunFigures,
         now: DateTime<Utc>,
-    ) -> Result<bool, UsageError> {
+    ) -> Result<Attach, UsageError> {
         let Some(solution) = &run.solution else {
-            return Ok(false);
+            return Ok(Attach::NotApplicable);
         };
-        if run.phase != "Succeeded" || self.store.get_solution(solution).await?.is_none() {
-            return Ok(false);
+        if run.phase != "Succeeded" {
+            return Ok(Attach::NotApplicable);
+        }
+        let Some(entry) = self.store.get_solution(solution).await? else {
+            return Ok(Attach::NotApplicable);
+        };
+        if let Err(m) = catalogue::open_for_trials(&entry, &run.requested_by) {
+            return Ok(Attach::Refused(m));
         }
         let spec: Option<TrialRunSpec> = serde_json::from_str(&run.spec_json).ok();
-        let Some(spec) = spec else { return Ok(false) };
+        let Some(spec) = spec else {
+            return Ok(Attach::NotApplicable);
+        };
         let value = |q: &str| figures.figures.get(q).map_or(0.0, |f| f.value);
         let method: serde_json::Map<String, serde_json::Value> = figures
             .figures
@@ -324,7 +345,7 @@ impl Accountant {
             quality_value: run.quality_value,
             measured_at: run.finished_at.clone().unwrap_or_else(|| timestamp(now)),
             method_json: serde_json::Value::Object(method).to_string(),
-            recorded_by: SYSTEM_PRINCIPAL.to_owned(),
+            recorded_by: catalogue::RUN_RECORDER.to_owned(),
             recorded_at: timestamp(now),
             resources_json: Some(
                 serde_json::json!({
@@ -339,8 +360,7 @@ impl Accountant {
             ),
         };
         match self.store.attach_trial_result(&row).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::Conflict(_)) => Ok(true),
+            Ok(()) | Err(StoreError::Conflict(_)) => Ok(Attach::Attached),
             Err(e) => Err(e.into()),
         }
     }
@@ -426,6 +446,15 @@ impl Accountant {
         }
         Ok(())
     }
+}
+
+/// What closing a run did with the catalogue.
+enum Attach {
+    /// No solution, not succeeded, or no such entry.
+    NotApplicable,
+    Attached,
+    /// The requester may not feed the solution (the message says why).
+    Refused(String),
 }
 
 /// The accounting's view of a started run.

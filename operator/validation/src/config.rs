@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serre_resources::quantity::Quantity;
 
+use crate::egress::EgressRules;
 use crate::net::{parse_egress, parse_selector};
 
 /// ClusterRole whose rules the tenant's groups get inside their sandbox namespaces
@@ -121,6 +122,10 @@ pub struct BuildConfig {
     /// the chart; the operator only has `bind` on it).
     #[arg(long, env = "SERRE_GATEWAY_RUNS_CLUSTER_ROLE", default_value = GATEWAY_RUNS_CLUSTER_ROLE)]
     pub gateway_runs_cluster_role: String,
+
+    /// What a sandbox may ask to reach as extra egress (shared with the gateway).
+    #[command(flatten)]
+    pub egress: EgressRules,
 }
 
 fn parse_service_account(s: &str) -> Result<(String, String), String> {
@@ -153,6 +158,7 @@ fn parse_quantity(s: &str) -> Result<Quantity, String> {
 impl BuildConfig {
     /// Check settings clap cannot check alone; the message names the setting.
     pub fn validate(&self) -> Result<(), String> {
+        self.egress.validate()?;
         for entry in &self.platform_egress {
             parse_egress(entry).map_err(|e| format!("--platform-egress: {e}"))?;
         }

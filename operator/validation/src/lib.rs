@@ -5,6 +5,7 @@
 //! talks to the API server.
 
 pub mod config;
+pub mod egress;
 pub mod net;
 pub mod validate;
 pub mod validate_run;

@@ -9,7 +9,6 @@ use serre_resources::quantity::Quantity;
 use serre_resources::{SandboxResources, SandboxSpec};
 
 use crate::config::{BuildConfig, namespace_name};
-use crate::net::parse_cidr;
 
 /// One problem with a field, phrased for the person who wrote the object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,8 +88,8 @@ pub fn validate_sandbox(
         }
     }
     for (i, cidr) in spec.extra_egress_cidrs.iter().enumerate() {
-        if let Err(e) = parse_cidr(cidr) {
-            errors.push(err(&format!("spec.extraEgressCidrs[{i}]"), e));
+        if let Err(e) = config.egress.check(cidr) {
+            errors.push(err(&format!("spec.extraEgressCidrs[{i}]"), e.message));
         }
     }
     if errors.is_empty() {
@@ -219,6 +218,38 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("amd.com/gpu"), "{text}");
+    }
+
+    #[test]
+    fn extra_egress_refuses_what_the_gateway_refuses_with_its_message() {
+        let (mut s, created) = spec(10);
+        s.extra_egress_cidrs = vec![
+            "192.0.2.0/24".into(),
+            "0.0.0.0/0".into(),
+            "169.254.169.254/32".into(),
+            "10.96.0.10/32".into(),
+        ];
+        let config = test_build_config();
+        let errors = validate_sandbox("x", &s, created, &config).unwrap_err();
+        let got: Vec<(&str, &str)> = errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect();
+        let message = |c: &str| config.egress.check(c).unwrap_err().message;
+        assert_eq!(
+            got,
+            [
+                ("spec.extraEgressCidrs[1]", message("0.0.0.0/0").as_str()),
+                (
+                    "spec.extraEgressCidrs[2]",
+                    message("169.254.169.254/32").as_str()
+                ),
+                (
+                    "spec.extraEgressCidrs[3]",
+                    message("10.96.0.10/32").as_str()
+                ),
+            ]
+        );
     }
 
     #[test]
