@@ -435,8 +435,9 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         "{result}"
     );
     assert_eq!(result["resources"]["requested"]["cpu"], "1");
-    // A quality reported after the run closed updates the attached result.
-    let (s, _) = gw
+    // A result attached from a run is immutable: a quality reported after the run
+    // closed is refused, and the attached result keeps the quality it closed with.
+    let got = gw
         .call(
             "PUT",
             &quality,
@@ -444,7 +445,7 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
             Some(json!({"metric": "rougeL", "value": 0.41})),
         )
         .await;
-    assert_eq!(s, 200);
+    assert_error(&got, 409, "conflict");
     let (_, entry) = gw
         .call(
             "GET",
@@ -453,7 +454,7 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
             None,
         )
         .await;
-    assert_eq!(entry["results"][0]["quality"]["value"], 0.41);
+    assert_eq!(entry["results"][0]["quality"]["value"], 0.38);
     let (s, report) = gw
         .call("GET", &format!("{runs}/{name}/report"), Some(&acme), None)
         .await;
