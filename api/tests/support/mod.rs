@@ -69,9 +69,12 @@ pub fn listen_host() -> String {
     std::env::var("SERRE_TEST_HOST_ADDR").unwrap_or_else(|_| "127.0.0.1".into())
 }
 
+/// The workspace root: the first ancestor of the crate under test that holds `deploy/dev`
+/// (this module is also included by serre-cli's tests, one directory deeper).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .find(|p| p.join("deploy/dev").is_dir())
         .expect("workspace root")
         .to_path_buf()
 }

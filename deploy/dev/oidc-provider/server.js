@@ -7,7 +7,15 @@
 //
 // Tokens carry `sub` (the client id), `groups` and `organisation` from clients.json, and
 // `aud: serre-api` for the resource `urn:serre:api` (any other resource indicator becomes
-// the audience itself). The signing key is generated at start and written, with the
+// the audience itself).
+//
+// People sign in with the device authorization grant (RFC 8628) through the public client
+// `serre-cli` (no secret; grants device_code and refresh_token), as `serre login` does:
+// the verification page takes the user code, then this server's own sign-in page
+// (/interaction/…) asks for a development account — each client of clients.json is also an
+// account, with the same `sub`, `groups` and `organisation`, and its client secret as
+// password — and consent is given at once for `openid offline_access` and the API. The
+// provider's devInteractions (which sign anyone in without a password) stay disabled. The signing key is generated at start and written, with the
 // issuer URL, to $SERRE_OIDC_STATE_DIR so tests can forge attack tokens. In-memory
 // storage and a throwaway key: development and tests only.
 //
@@ -18,6 +26,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import { timingSafeEqual } from 'node:crypto';
 import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +43,8 @@ const ttl = Number(process.env.SERRE_OIDC_TOKEN_TTL ?? 600);
 const clientsFile = process.env.SERRE_OIDC_CLIENTS ?? join(here, 'clients.json');
 const { clients } = JSON.parse(readFileSync(clientsFile, 'utf8'));
 const byId = new Map(clients.map((c) => [c.client_id, c]));
+// The public client of Serre's command line (device flow, refresh tokens).
+const CLI_CLIENT = 'serre-cli';
 
 function writeAtomically(path, text, mode = 0o600) {
   writeFileSync(`${path}.tmp`, text, { mode });
@@ -54,17 +65,33 @@ const server = tls ? createHttpsServer(tls) : createHttpServer();
 server.listen(port, host, () => {
   const issuer = `${tls ? 'https' : 'http'}://${host}:${server.address().port}`;
   const provider = new Provider(issuer, {
-    clients: clients.map((c) => ({
-      client_id: c.client_id,
-      client_secret: c.client_secret,
-      grant_types: ['client_credentials'],
-      redirect_uris: [],
-      response_types: [],
-    })),
+    clients: [
+      ...clients.map((c) => ({
+        client_id: c.client_id,
+        client_secret: c.client_secret,
+        grant_types: ['client_credentials'],
+        redirect_uris: [],
+        response_types: [],
+      })),
+      {
+        client_id: CLI_CLIENT,
+        client_name: 'serre (command line)',
+        token_endpoint_auth_method: 'none',
+        grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+        redirect_uris: [],
+        response_types: [],
+      },
+    ],
+    findAccount: (ctx, id) => (byId.has(id)
+      ? { accountId: id, claims: () => ({ sub: id }) }
+      : undefined),
+    interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+    scopes: ['openid', 'offline_access'],
     jwks: { keys: [jwk] },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      deviceFlow: { enabled: true },
       introspection: { enabled: false },
       resourceIndicators: {
         enabled: true,
@@ -80,14 +107,107 @@ server.listen(port, host, () => {
       },
     },
     extraTokenClaims: (ctx, token) => {
-      const c = byId.get(token.clientId);
+      // A person's token (device flow) carries its account's groups, a client's its own.
+      const c = byId.get(token.accountId ?? token.clientId);
       return c ? { groups: c.groups, organisation: c.organisation } : {};
     },
   });
-  server.on('request', provider.callback());
+  const callback = provider.callback();
+  server.on('request', (req, res) => {
+    if (req.url.startsWith('/interaction/')) {
+      interaction(provider, req, res).catch((err) => {
+        console.error('interaction:', err);
+        if (!res.headersSent) {
+          res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
+        }
+        res.end(`sign-in failed: ${err.message}\n`);
+      });
+    } else {
+      callback(req, res);
+    }
+  });
   writeAtomically(join(stateDir, 'issuer'), issuer, 0o644);
   console.log(`oidc-provider listening: ${issuer}`);
 });
+
+// ---- Sign-in and consent pages of the device flow (development accounts) -----------------
+
+const escapeHtml = (v) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function readForm(req) {
+  return new Promise((resolve, reject) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk) => {
+      body += chunk;
+      if (body.length > 16384) reject(new Error('form too large'));
+    });
+    req.on('end', () => resolve(new URLSearchParams(body)));
+    req.on('error', reject);
+  });
+}
+
+function samePassword(account, password) {
+  const want = Buffer.from(account.client_secret);
+  const got = Buffer.from(password ?? '');
+  return want.length === got.length && timingSafeEqual(want, got);
+}
+
+function page(res, status, title, body) {
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(`<!DOCTYPE html><html><head><meta charset="utf-8"><title>${title}</title></head>`
+    + `<body><h1>${title}</h1>${body}</body></html>`);
+}
+
+function loginForm(res, uid, message) {
+  page(res, message ? 401 : 200, 'Serre development sign-in', `${message ? `<p>${escapeHtml(message)}</p>` : ''}
+<p>Development accounts are the clients of clients.json; the password is the client secret.</p>
+<form method="post" action="/interaction/${escapeHtml(uid)}/login">
+<label>Account <input name="login" autocomplete="username"></label>
+<label>Password <input name="password" type="password" autocomplete="current-password"></label>
+<button type="submit">Sign in</button></form>`);
+}
+
+// GET /interaction/:uid shows the sign-in form (or gives consent at once, below);
+// POST /interaction/:uid/login checks the account and its password.
+async function interaction(provider, req, res) {
+  const [, , uid, step] = new URL(req.url, 'http://x').pathname.split('/');
+  const details = await provider.interactionDetails(req, res);
+  if (details.uid !== uid) throw new Error('interaction mismatch');
+  const { prompt, params, session } = details;
+  if (req.method === 'GET' && prompt.name === 'login') {
+    loginForm(res, uid);
+    return;
+  }
+  if (req.method === 'POST' && step === 'login' && prompt.name === 'login') {
+    const form = await readForm(req);
+    const account = byId.get(form.get('login'));
+    if (!account || !samePassword(account, form.get('password'))) {
+      loginForm(res, uid, 'Unknown account or wrong password.');
+      return;
+    }
+    await provider.interactionFinished(req, res, { login: { accountId: account.client_id } },
+      { mergeWithLastSubmission: false });
+    return;
+  }
+  if (prompt.name === 'consent') {
+    // Development: the CLI is first-party; consent is given for what it asked.
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    const missing = prompt.details;
+    if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+    if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+    await provider.interactionFinished(req, res, { consent: { grantId } },
+      { mergeWithLastSubmission: true });
+    return;
+  }
+  page(res, 400, 'Unexpected step', `<p>${escapeHtml(prompt.name)}</p>`);
+}
 
 for (const sig of ['SIGTERM', 'SIGINT']) {
   process.on(sig, () => server.close(() => process.exit(0)));
