@@ -56,7 +56,8 @@ start() {
   PORT=${SERRE_OIDC_PORT:-15433} SERRE_OIDC_STATE_DIR="$dir" SERRE_OIDC_CLIENTS="$SRC/clients.json" \
     nohup node "$dir/server.js" >"$dir/oidc-provider.log" 2>&1 </dev/null &
   echo $! >"$dir/oidc-provider.pid"
-  for _ in $(seq 1 150); do
+  # Up to 60 s: node loads oidc-provider slowly on a loaded machine (15 s was too short).
+  for _ in $(seq 1 600); do
     if [ -s "$dir/issuer" ] && curl -fsS ${SERRE_OIDC_TLS_CERT:+--cacert "${SERRE_OIDC_TLS_CA:-$SERRE_OIDC_TLS_CERT}"} -o /dev/null "$(cat "$dir/issuer")/.well-known/openid-configuration" 2>/dev/null; then
       break
     fi
