@@ -191,6 +191,7 @@ fn run_rows(csv: &str, run: &str) -> Vec<(String, f64, String, String)> {
                 rec[q].to_owned(),
                 rec[v].parse().unwrap(),
                 rec[m].to_owned(),
+                rec[s].to_owned(),
             )
         })
         .collect()
