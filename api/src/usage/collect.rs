@@ -291,11 +291,13 @@ async fn prometheus_inputs(
                 "; + {tail:.3} core-s after cAdvisor's last sample of {pod}, extrapolated at \
                  its last rate to the run's end"
             );
-            let targets = [
-                by_run.resources.get_mut(&run),
-                ns.and_then(|ns| namespaces.resources.get_mut(&ns)),
-            ];
-            for u in targets.into_iter().flatten() {
+            // The window may hold no sample of the pod at all (its last one fell in the
+            // previous window): the tail alone is then the run's CPU time here.
+            let mut targets = vec![by_run.resources.entry(run).or_default()];
+            if let Some(ns) = ns.filter(|ns| scope.tenants.contains_key(ns)) {
+                targets.push(namespaces.resources.entry(ns).or_default());
+            }
+            for u in targets {
                 u.cpu_used_core_s += tail;
                 u.source.push_str(&note);
             }
