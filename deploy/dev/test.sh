@@ -49,7 +49,7 @@ free_space() { # where cargo builds, and where the tests write
 SUITE_START=$(date +%s)
 
 step "Debian packages, kubectl, helm"
-need_apt etcd-server openssl curl jq postgresql unzip python3 python3-venv
+need_apt etcd-server openssl curl jq postgresql unzip python3 python3-venv prometheus
 ensure_kubectl
 ensure_helm
 

@@ -121,7 +121,10 @@ fn account_namespace(
         });
         let (joules, method, source) = measured.unwrap_or_else(|| {
             let (j, description) = match component {
-                Component::Cpu => inputs.model.cpu_joules(r.cpu_used_core_s, cpu_charged),
+                Component::Cpu => {
+                    let (j, model) = inputs.model.cpu_joules(r.cpu_used_core_s, cpu_charged);
+                    (j, format!("{model}, applied to cpu_used and cpu_charged"))
+                }
                 Component::Dram => inputs.model.dram_joules(mem_charged),
                 Component::Gpu => inputs.model.gpu_joules(r.gpu_s, r.gpu_utilisation),
             };

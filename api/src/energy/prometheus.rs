@@ -47,6 +47,25 @@ impl PrometheusClient {
         promql: &str,
         time: DateTime<Utc>,
     ) -> Result<Vec<Sample>, EnergyError> {
+        let (status, body) = self.get(promql, time).await?;
+        parse_response(status, &body)
+    }
+
+    /// Evaluate a range selector (`metric{…}[W]`) at `time`: the raw samples of each series.
+    pub async fn query_series(
+        &self,
+        promql: &str,
+        time: DateTime<Utc>,
+    ) -> Result<Vec<Series>, EnergyError> {
+        let (status, body) = self.get(promql, time).await?;
+        parse_matrix(status, &body)
+    }
+
+    async fn get(
+        &self,
+        promql: &str,
+        time: DateTime<Utc>,
+    ) -> Result<(u16, bytes::Bytes), EnergyError> {
         let url = format!("{}/api/v1/query", self.base);
         let at = format!("{:.3}", time.timestamp_millis() as f64 / 1000.0);
         let unreachable = |e: reqwest::Error| EnergyError::Unreachable {
@@ -62,8 +81,63 @@ impl PrometheusClient {
             .map_err(unreachable)?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(unreachable)?;
-        parse_response(status, &body)
+        Ok((status, body))
     }
+}
+
+/// One series of a range-vector answer: its labels and its raw samples `(time, value)`,
+/// oldest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub labels: BTreeMap<String, String>,
+    pub points: Vec<(f64, f64)>,
+}
+
+#[derive(Deserialize)]
+struct Matrix {
+    data: MatrixData,
+}
+
+#[derive(Deserialize)]
+struct MatrixData {
+    result: Vec<RawSeries>,
+}
+
+#[derive(Deserialize)]
+struct RawSeries {
+    metric: BTreeMap<String, String>,
+    values: Vec<(f64, String)>,
+}
+
+/// Decode a range-vector answer; non-finite values are dropped.
+pub fn parse_matrix(status: u16, body: &[u8]) -> Result<Vec<Series>, EnergyError> {
+    let result_type = check_envelope(status, body)?;
+    if result_type != "matrix" {
+        return Err(EnergyError::Decode(format!(
+            "expected a matrix result, got {result_type}"
+        )));
+    }
+    let raw = serde_json::from_slice::<Matrix>(body)
+        .map_err(|e| EnergyError::Decode(e.to_string()))?
+        .data
+        .result;
+    raw.into_iter()
+        .map(|s| {
+            let mut points = Vec::with_capacity(s.values.len());
+            for (t, v) in s.values {
+                let v: f64 = v.parse().map_err(|_| {
+                    EnergyError::Decode(format!("sample value {v:?} is not a number"))
+                })?;
+                if v.is_finite() {
+                    points.push((t, v));
+                }
+            }
+            Ok(Series {
+                labels: s.metric,
+                points,
+            })
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -105,6 +179,33 @@ struct RawSample {
 /// Decode a query answer: `status` is the HTTP status, `body` the JSON body.
 /// Non-finite values (`NaN`, `+Inf`) are dropped: they carry no usable quantity.
 pub fn parse_response(status: u16, body: &[u8]) -> Result<Vec<Sample>, EnergyError> {
+    let result_type = check_envelope(status, body)?;
+    if result_type != "vector" {
+        return Err(EnergyError::Decode(format!(
+            "expected a vector result, got {result_type}"
+        )));
+    }
+    let raw = serde_json::from_slice::<Vector>(body)
+        .map_err(|e| EnergyError::Decode(e.to_string()))?
+        .data
+        .result;
+    let mut out = Vec::with_capacity(raw.len());
+    for s in raw {
+        let value: f64 = s.value.1.parse().map_err(|_| {
+            EnergyError::Decode(format!("sample value {:?} is not a number", s.value.1))
+        })?;
+        if value.is_finite() {
+            out.push(Sample {
+                labels: s.metric,
+                value,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Check an answer's envelope (HTTP status, `status`, errors); its result type.
+fn check_envelope(status: u16, body: &[u8]) -> Result<String, EnergyError> {
     let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
         if (200..300).contains(&status) {
             EnergyError::Decode(e.to_string())
@@ -126,29 +227,7 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<Vec<Sample>, EnergyErr
     let data = envelope
         .data
         .ok_or_else(|| EnergyError::Decode("success without data".into()))?;
-    if data.result_type != "vector" {
-        return Err(EnergyError::Decode(format!(
-            "expected a vector result, got {}",
-            data.result_type
-        )));
-    }
-    let raw = serde_json::from_slice::<Vector>(body)
-        .map_err(|e| EnergyError::Decode(e.to_string()))?
-        .data
-        .result;
-    let mut out = Vec::with_capacity(raw.len());
-    for s in raw {
-        let value: f64 = s.value.1.parse().map_err(|_| {
-            EnergyError::Decode(format!("sample value {:?} is not a number", s.value.1))
-        })?;
-        if value.is_finite() {
-            out.push(Sample {
-                labels: s.metric,
-                value,
-            });
-        }
-    }
-    Ok(out)
+    Ok(data.result_type)
 }
 
 /// Sum sample values by one label; samples without the label (or with it empty) are
@@ -191,6 +270,24 @@ mod tests {
         let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
         assert_eq!(
             parse_response(200, matrix).unwrap_err().category(),
+            "prometheus_decode"
+        );
+    }
+
+    #[test]
+    fn parses_a_matrix() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"pod":"p"},"values":[[1700000000.5,"1.5"],[1700000001.5,"NaN"],[1700000002.5,"3"]]}]}}"#;
+        let series = parse_matrix(200, body).unwrap();
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].labels["pod"], "p");
+        assert_eq!(
+            series[0].points,
+            vec![(1700000000.5, 1.5), (1700000002.5, 3.0)]
+        );
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert_eq!(
+            parse_matrix(200, vector).unwrap_err().category(),
             "prometheus_decode"
         );
     }

@@ -4,6 +4,14 @@
 //!
 //! Gauges are integrated with a subquery at `resolution` (`sum_over_time(g[W:R]) × R`),
 //! so a pod that lived for part of the window counts for that part only. GB = 10⁹ bytes.
+//!
+//! CPU time is the counter's exact difference, not `increase()`: per series, the last
+//! sample in the window minus the last sample before it (looked up `lookback_s` back), or
+//! the last sample itself for a series that begins in the window (cAdvisor's counter
+//! starts at zero with its container) or was reset. Consecutive windows then add up to
+//! the counter's total, and a container that starts and ends inside one window counts
+//! whole: `increase()` extrapolates at the window's edges instead, and drops the CPU time
+//! a new series had before its first sample.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +27,10 @@ pub struct ResourceQueries {
     /// Extra label matchers added to every selector, e.g. `pod=~"run-.+"` (empty: none),
     /// so Prometheus answers only the series asked for.
     pub matcher: String,
+    /// How far before the window's start the counters' previous sample is looked for,
+    /// seconds (at least the window). A series with no sample that far back counts from
+    /// zero: keep it above the longest tolerated gap in scraping.
+    pub lookback_s: u32,
 }
 
 impl Default for ResourceQueries {
@@ -27,6 +39,7 @@ impl Default for ResourceQueries {
             namespace_label: "namespace".into(),
             resolution_s: 30,
             matcher: String::new(),
+            lookback_s: 3600,
         }
     }
 }
@@ -64,9 +77,12 @@ impl ResourceQueries {
         let running = "container!=\"\",image!=\"\"";
         [
             format!(
-                "sum by ({ns}) (increase({}[{}]))",
-                self.selector("container_cpu_usage_seconds_total", running),
-                window.range()
+                "sum by ({ns}) ({})",
+                counter_difference(
+                    &self.selector("container_cpu_usage_seconds_total", running),
+                    window,
+                    self.lookback_s
+                )
             ),
             self.integral(&requests("cpu"), window, 1.0),
             self.integral(
@@ -83,6 +99,17 @@ impl ResourceQueries {
             ),
         ]
     }
+}
+
+/// Per series, the counter's increase over `window` (evaluated at its end) as the exact
+/// difference of its samples: last in the window − last before it (up to `lookback_s`
+/// earlier), or the last in the window when there is none before or the counter went
+/// down (a series that starts, or restarts, from zero).
+pub fn counter_difference(selector: &str, window: &Window, lookback_s: u32) -> String {
+    let w = window.range();
+    let lookback = (window.seconds().ceil() as u64).max(u64::from(lookback_s));
+    let last = format!("last_over_time({selector}[{w}])");
+    format!("({last} - last_over_time({selector}[{lookback}s] offset {w}) >= 0) or {last}")
 }
 
 pub async fn collect(
@@ -119,4 +146,91 @@ pub async fn collect(
     set(&gpu, |r, v| r.gpu_s = v);
     set(&util, |r, v| r.gpu_utilisation = Some(v.clamp(0.0, 1.0)));
     Ok(out)
+}
+
+/// CPU time a container used after cAdvisor's last sample of it, up to `end`, the moment
+/// it is known to have stopped (a run's end). cAdvisor refreshes a container's counters
+/// once per housekeeping interval (the kubelet's `--housekeeping-interval`, 10 s by
+/// default, stretched up to 15 s while nothing changes) and forgets the container when
+/// it exits, so the last interval's CPU time never reaches Prometheus. It is extrapolated
+/// here at the rate of the last two samples, at most `max_cores`. `points` are the
+/// series' samples `(unix seconds, core-seconds)`, oldest first.
+pub fn exit_tail(points: &[(f64, f64)], end: f64, max_cores: f64) -> f64 {
+    let [.., (t0, v0), (t1, v1)] = points else {
+        return 0.0;
+    };
+    if end <= *t1 || t1 <= t0 {
+        return 0.0;
+    }
+    let rate = ((v1 - v0) / (t1 - t0)).clamp(0.0, max_cores.max(0.0));
+    rate * (end - t1)
+}
+
+/// Each finished run pod's [`exit_tail`], by pod: `ends` maps a pod-name regex (a run's
+/// pods) to the run's end and CPU limit; the samples are its `container` series over
+/// `range` before the window's end.
+pub async fn exit_tails(
+    client: &PrometheusClient,
+    window: &Window,
+    container: &str,
+    ends: &[(String, f64, f64)],
+    range_s: u64,
+) -> Result<BTreeMap<String, f64>, EnergyError> {
+    let mut out = BTreeMap::new();
+    for (pods, end, cores) in ends {
+        let selector = format!(
+            "container_cpu_usage_seconds_total{{container=\"{container}\",image!=\"\",pod=~\"{pods}\"}}[{range_s}s]"
+        );
+        for series in client.query_series(&selector, window.end).await? {
+            if let Some(pod) = series.labels.get("pod") {
+                *out.entry(pod.clone()).or_insert(0.0) += exit_tail(&series.points, *end, *cores);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn window(start: i64, end: i64) -> Window {
+        Window::new(
+            Utc.timestamp_opt(start, 0).unwrap(),
+            Utc.timestamp_opt(end, 0).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn cpu_time_is_the_counters_exact_difference() {
+        let q = counter_difference("c{pod=\"p\"}", &window(1000, 1300), 3600);
+        assert_eq!(
+            q,
+            "(last_over_time(c{pod=\"p\"}[300s]) - last_over_time(c{pod=\"p\"}[3600s] offset 300s) >= 0) \
+             or last_over_time(c{pod=\"p\"}[300s])"
+        );
+        // The lookback is never shorter than the window.
+        let q = counter_difference("c", &window(0, 7200), 3600);
+        assert!(q.contains("c[7200s] offset 7200s"), "{q}");
+        let q = ResourceQueries::default().queries(&window(1000, 1300))[0].clone();
+        assert!(q.starts_with("sum by (namespace) ((last_over_time("), "{q}");
+        assert!(!q.contains("increase("), "{q}");
+    }
+
+    #[test]
+    fn the_tail_after_the_last_sample_is_extrapolated_to_the_end() {
+        // The calibration run's samples (kubelet with a 10 s housekeeping interval): the
+        // last one, 16.49 core-s, came 4.3 s before the container stopped.
+        let points = [(205.703, 0.0085), (216.838, 4.5617), (234.013, 16.4868)];
+        let tail = exit_tail(&points, 238.3, 1.0);
+        assert!((tail - 0.6943 * 4.287).abs() < 1e-3, "{tail}");
+        // Capped at the CPU limit, nothing past the last sample, nothing from one sample.
+        assert_eq!(exit_tail(&[(0.0, 0.0), (1.0, 5.0)], 3.0, 2.0), 4.0);
+        assert_eq!(exit_tail(&points, 234.0, 1.0), 0.0);
+        assert_eq!(exit_tail(&points[..1], 300.0, 1.0), 0.0);
+        // A reset (counter going down) extrapolates nothing.
+        assert_eq!(exit_tail(&[(0.0, 5.0), (1.0, 1.0)], 3.0, 2.0), 0.0);
+    }
 }

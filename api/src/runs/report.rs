@@ -101,6 +101,24 @@ pub fn caveats(f: &RunFigures, declared: bool) -> Vec<String> {
                 .to_owned(),
         );
     }
+    if !declared && methods.contains("cadvisor") {
+        out.push(
+            "CPU time and memory are measured: the kernel's cgroup counters read by the \
+             kubelet's cAdvisor and scraped by Prometheus (flagged `cadvisor`). The CPU time \
+             after cAdvisor's last sample of the container (at most one housekeeping \
+             interval) is extrapolated at its last measured rate to the run's end."
+                .to_owned(),
+        );
+        let modelled = |q: &str| f.figures.get(q).is_some_and(|x| x.method == "modelled");
+        if modelled("cpu_energy") {
+            out.push(
+                "No energy meter (RAPL, Kepler, DCGM) covers this run's CPU: its CPU energy is \
+                 modelled from the measured CPU time (flagged `modelled`), and so are the \
+                 totals built on it."
+                    .to_owned(),
+            );
+        }
+    }
     if methods.contains("modelled") {
         out.push(
             "Figures flagged `modelled` come from the documented power model (CPU TDP per core \
@@ -405,4 +423,46 @@ pub fn html(r: &RunReport) -> String {
         r.generated_at.to_rfc3339()
     );
     page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runs::figures::Figure;
+
+    fn figure(method: &str) -> Figure {
+        Figure {
+            value: 1.0,
+            unit: "x".into(),
+            method: method.into(),
+            source: String::new(),
+        }
+    }
+
+    #[test]
+    fn caveats_say_what_was_measured_and_what_was_modelled() {
+        let mut f = RunFigures::default();
+        for (q, m) in [
+            ("cpu_used", "cadvisor"),
+            ("memory_used", "cadvisor"),
+            ("cpu_energy", "modelled"),
+            ("meter_energy", "modelled"),
+        ] {
+            f.figures.insert(q.into(), figure(m));
+        }
+        let c = caveats(&f, false);
+        assert!(c[0].contains("CPU time and memory are measured"), "{c:?}");
+        assert!(
+            c[1].contains("modelled from the measured CPU time"),
+            "{c:?}"
+        );
+        assert!(c[2].contains("power model"), "{c:?}");
+        // Declared mode: nothing is said to be measured.
+        let c = caveats(&f, true);
+        assert!(c.iter().all(|c| !c.contains("are measured")), "{c:?}");
+        // Measured energy: no "modelled from CPU time" caveat.
+        f.figures.insert("cpu_energy".into(), figure("rapl"));
+        let c = caveats(&f, false);
+        assert!(c.iter().all(|c| !c.contains("modelled from")), "{c:?}");
+    }
 }

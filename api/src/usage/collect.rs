@@ -90,6 +90,15 @@ pub enum Source {
 /// Pods of trial-run Jobs: the run's name (`run-` and 12 hex digits), a dash, a suffix.
 pub const RUN_POD_PATTERN: &str = "run-[0-9a-f]{12}-.+";
 
+/// The container of a run's pod that runs the vendor's image (the operator's
+/// `TRIAL_CONTAINER`, operator/src/build/job.rs): the one still running when the run ends.
+pub const TRIAL_CONTAINER: &str = "trial";
+
+/// How far before a window's end the samples of a run's last window are read for the
+/// CPU time after cAdvisor's last sample ([`resources::exit_tail`]): more than the
+/// kubelet's longest housekeeping interval (15 s) plus a scrape interval.
+const TAIL_RANGE_S: u64 = 120;
+
 const DECLARED: &str =
     "TrialRun requests × running time (no metrics source configured: an upper bound)";
 
@@ -193,7 +202,7 @@ async fn prometheus_inputs(
     let dcgm = dcgm::collect(client, &window, &ds).await?;
     let rapl = node_rapl::collect(client, &window, &RaplQueries::default()).await?;
     let known = |k: &String| scope.tenants.contains_key(k);
-    let namespaces = AccountInputs {
+    let mut namespaces = AccountInputs {
         resources: resources.into_iter().filter(|(k, _)| known(k)).collect(),
         energy: [kepler, dcgm, rapl]
             .into_iter()
@@ -255,6 +264,43 @@ async fn prometheus_inputs(
     for (pod, usage) in resources {
         if let Some(run) = owner(&pod) {
             add_usage(by_run.resources.entry(run).or_default(), &usage);
+        }
+    }
+    // The CPU time of a run's last moments, after cAdvisor's last sample: in the window
+    // where the run ends, extrapolated to its end (added to the namespace's total too).
+    let ends: Vec<(String, f64, f64)> = runs
+        .iter()
+        .filter_map(|r| {
+            let f = r
+                .finished
+                .filter(|f| *f > window.start && *f <= window.end)?;
+            let end = f.timestamp_millis() as f64 / 1000.0;
+            Some((format!("{}-.+", r.name), end, r.cpu_cores))
+        })
+        .collect();
+    if !ends.is_empty() {
+        let tails =
+            resources::exit_tails(client, &window, TRIAL_CONTAINER, &ends, TAIL_RANGE_S).await?;
+        for (pod, tail) in tails {
+            let Some(run) = owner(&pod) else { continue };
+            let ns = runs
+                .iter()
+                .find(|r| r.name == run)
+                .map(|r| r.namespace.clone());
+            let note = format!(
+                "; + {tail:.3} core-s after cAdvisor's last sample of {pod}, extrapolated at \
+                 its last rate to the run's end"
+            );
+            // The window may hold no sample of the pod at all (its last one fell in the
+            // previous window): the tail alone is then the run's CPU time here.
+            let mut targets = vec![by_run.resources.entry(run).or_default()];
+            if let Some(ns) = ns.filter(|ns| scope.tenants.contains_key(ns)) {
+                targets.push(namespaces.resources.entry(ns).or_default());
+            }
+            for u in targets {
+                u.cpu_used_core_s += tail;
+                u.source.push_str(&note);
+            }
         }
     }
     for source in [kepler, dcgm, rapl] {

@@ -147,6 +147,9 @@ impl Accountant {
                             .await?;
                     }
                 }
+                // The gateway records a run just before it creates its TrialRun: a run
+                // younger than a minute may not have one yet.
+                Ok(None) if recently_created(&run.created_at, now) => {}
                 Ok(None) => {
                     let finished = run.started_at.as_ref().map(|_| timestamp(now));
                     self.store
@@ -507,4 +510,9 @@ pub async fn run(
             _ = tokio::time::sleep(interval) => {}
         }
     }
+}
+
+/// Whether a run was recorded less than a minute before `now` (an unreadable time is not).
+fn recently_created(created_at: &str, now: DateTime<Utc>) -> bool {
+    parse_timestamp(created_at).is_some_and(|c| now - c < chrono::Duration::seconds(60))
 }
