@@ -13,9 +13,10 @@
 #              the vendor's run of the example model Succeeded with the expected results
 #              (logs, results, report through the gateway), a failing model ends Failed
 #   metrics    the gateway's /metrics is served on its metrics port, not on the API port
-#   cadvisor   a real Prometheus (deploy/dev/prometheus.sh) scrapes the kubelet's
-#              /metrics/cadvisor over HTTPS with a ServiceAccount token allowed only
-#              nodes/metrics, and holds CPU and memory series of Serre's own containers
+#   cadvisor   the install's real Prometheus (deploy/dev/prometheus.sh, started by
+#              install.sh) scrapes the kubelet's /metrics/cadvisor over HTTPS with a
+#              ServiceAccount token allowed only nodes/metrics, and holds CPU and memory
+#              series of Serre's own containers
 #   failover   the leader operator Pod is killed: the other replica takes the Lease and a
 #              sandbox created afterwards becomes Ready
 #   upgrade    `helm upgrade` with a changed value (the default container CPU limit) rolls
@@ -143,57 +144,22 @@ check_metrics() {
   fi
 }
 
-# A Prometheus as a cluster runs one: the kubelet authenticates its token and authorizes
-# nodes/metrics through the API server (webhook modes, node.sh).
+# The install's Prometheus (install.sh: on the host address, scraping the kubelet's
+# /metrics/cadvisor over HTTPS with a token allowed only nodes/metrics, as a cluster's
+# monitoring does; the kubelet authenticates the token and authorizes nodes/metrics through
+# the API server, webhook modes, node.sh). The gateway's accounting reads it.
 check_cadvisor() {
-  local node_ip dir=$STATE/prometheus tok="" port series cpu mem gw_metrics
-  gw_metrics=$(ns get svc "$RELEASE-gateway-metrics" -o jsonpath='{.spec.clusterIP}:{.spec.ports[?(@.name=="metrics")].port}')
-  node_ip=$(kubectl get nodes -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}')
-  kc apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: serre-dev-prometheus, namespace: kube-system}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: serre-dev-prometheus}
-rules:
-  - {apiGroups: [""], resources: [nodes/metrics], verbs: [get]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: serre-dev-prometheus}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: serre-dev-prometheus}
-subjects: [{kind: ServiceAccount, name: serre-dev-prometheus, namespace: kube-system}]
-YAML
-  for _ in $(seq 1 40); do
-    tok=$(kubectl -n kube-system get secret -o json 2>/dev/null | jq -r '.items[]
-      | select(.metadata.annotations["kubernetes.io/service-account.name"] == "serre-dev-prometheus")
-      | .data.token' | head -n 1)
-    [ -n "$tok" ] && break
-    sleep 0.5
-  done
-  if [ -z "$tok" ]; then fail cadvisor "no token Secret for ServiceAccount kube-system/serre-dev-prometheus"; return; fi
-  mkdir -p "$dir" && base64 -d <<<"$tok" >"$dir/token" && chmod 600 "$dir/token"
-  "$HERE/prometheus.sh" stop "$dir" 2>/dev/null
-  if ! SERRE_PROMETHEUS_KUBELET="$node_ip:10250,$dir/token,$CLUSTER/pki/ca.crt" SERRE_PROMETHEUS_PARENT_PID=$$ \
-    "$HERE/prometheus.sh" start "$dir" "$gw_metrics" 2>"$dir/start.log"; then
-    fail cadvisor "Prometheus did not start: $(tail -n 3 "$dir/start.log")"
-    return
-  fi
-  port=$(cat "$dir/port")
-  query() { curl -fsS "http://127.0.0.1:$port/api/v1/query" --data-urlencode "query=$1" | jq -r '.data.result | length'; }
-  cpu=0 mem=0
+  local cpu=0 mem=0 series
+  query() { curl -fsS "$PROMETHEUS_URL/api/v1/query" --data-urlencode "query=$1" | jq -r '.data.result | length'; }
   for _ in $(seq 1 60); do
     cpu=$(query "container_cpu_usage_seconds_total{job=\"kubelet-cadvisor\",namespace=\"$NAMESPACE\",pod=~\"$RELEASE-operator-.*\",container!=\"\",container!=\"POD\"}")
     mem=$(query "container_memory_working_set_bytes{job=\"kubelet-cadvisor\",namespace=\"$NAMESPACE\",pod=~\"$RELEASE-gateway-.*\",container!=\"\",container!=\"POD\"}")
     [ "${cpu:-0}" -gt 0 ] && [ "${mem:-0}" -gt 0 ] && break
     sleep 1
   done
-  series=$(curl -fsS "http://127.0.0.1:$port/api/v1/targets" | jq -r '.data.activeTargets[] | select(.labels.job == "kubelet-cadvisor") | "\(.health) \(.lastError)"')
-  "$HERE/prometheus.sh" stop "$dir"
+  series=$(curl -fsS "$PROMETHEUS_URL/api/v1/targets" | jq -r '.data.activeTargets[] | select(.labels.job == "kubelet-cadvisor") | "\(.scrapeUrl) \(.health) \(.lastError)"')
   if [ "${cpu:-0}" -gt 0 ] && [ "${mem:-0}" -gt 0 ]; then
-    pass cadvisor "Prometheus scraped https://$node_ip:10250/metrics/cadvisor (token allowed nodes/metrics only): CPU series of $cpu operator container(s), memory of $mem gateway container(s)"
+    pass cadvisor "Prometheus $PROMETHEUS_URL scraped ${series%% *} (token allowed nodes/metrics only): CPU series of $cpu operator container(s), memory of $mem gateway container(s)"
   else
     fail cadvisor "no cAdvisor series of Serre's containers (operator CPU: ${cpu:-?}, gateway memory: ${mem:-?}); kubelet target: $series"
   fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prometheus on loopback for development and tests: scrapes one target every second.
+# Prometheus for development and tests (on loopback unless told otherwise): scrapes one
+# target every second.
 #
 #   prometheus.sh install             install Debian's prometheus package if missing (apt-get)
 #   prometheus.sh start DIR TARGET    start it with its state in DIR, scraping http://TARGET/metrics
@@ -7,7 +8,9 @@
 #                                     writes DIR/port
 #   prometheus.sh stop DIR            stop it
 #
-# Environment: SERRE_PROMETHEUS_PORT (default: the first free port from 15600),
+# Environment: SERRE_PROMETHEUS_LISTEN (address to listen on, default 127.0.0.1; the local
+# Helm install uses the host address so the gateway Pod can query it),
+# SERRE_PROMETHEUS_PORT (default: the first free port from 15600),
 # SERRE_PROMETHEUS_PARENT_PID (stop once that process is gone), SERRE_PROMETHEUS_KUBELET
 # (ADDR:PORT,TOKEN_FILE,CA_FILE: also scrape that kubelet's cAdvisor series, as a
 # cluster's Prometheus does, over HTTPS with a bearer token allowed nodes/metrics).
@@ -28,7 +31,8 @@ install() {
   command -v prometheus >/dev/null || { log "prometheus installed but not on PATH"; exit 1; }
 }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+LISTEN=${SERRE_PROMETHEUS_LISTEN:-127.0.0.1}
+port_free() { ! (exec 3<>"/dev/tcp/$LISTEN/$1") 2>/dev/null; }
 
 start() {
   local dir=${1:?usage: prometheus.sh start DIR TARGET} target=${2:?usage: prometheus.sh start DIR TARGET}
@@ -65,16 +69,16 @@ YAML
       - targets: ["$kubelet"]
 YAML
   fi
-  log "starting on 127.0.0.1:$port, scraping http://$target/metrics every second"
+  log "starting on $LISTEN:$port, scraping http://$target/metrics every second"
   prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
-    --storage.tsdb.retention.time=1h --web.listen-address="127.0.0.1:$port" \
+    --storage.tsdb.retention.time=1h --web.listen-address="$LISTEN:$port" \
     >"$dir/prometheus.log" 2>&1 &
   echo $! >"$dir/prometheus.pid"
   for _ in $(seq 1 100); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$port/-/ready" 2>/dev/null && break
+    curl -fsS -o /dev/null "http://$LISTEN:$port/-/ready" 2>/dev/null && break
     sleep 0.1
   done
-  curl -fsS -o /dev/null "http://127.0.0.1:$port/-/ready" || { tail -n 20 "$dir/prometheus.log" >&2; exit 1; }
+  curl -fsS -o /dev/null "http://$LISTEN:$port/-/ready" || { tail -n 20 "$dir/prometheus.log" >&2; exit 1; }
   sleep 0.2
   kill -0 "$(cat "$dir/prometheus.pid")" 2>/dev/null || {
     log "did not stay up (port $port already in use?):"
@@ -90,7 +94,7 @@ YAML
     ) >/dev/null 2>&1 </dev/null &
     disown
   fi
-  log "ready: http://127.0.0.1:$port"
+  log "ready: http://$LISTEN:$port"
 }
 
 stop() {

@@ -15,7 +15,8 @@
 #   4. its logs, its results (results.json, results.csv), and each commune's slope and
 #      forecast in results.json equal the known ones
 #   5. a failing model (--exit-code 3) ends Failed, its exit reason naming code 3
-#   6. the run's report once its figures are final (bounded wait), measured or modelled
+#   6. the run's report once its figures are final (bounded wait), measured or modelled;
+#      with the install's Prometheus (PROMETHEUS_URL), CPU time and memory must be cAdvisor's
 # Then prints the curl commands that fetch the run's logs, results and report (tokens in
 # STATE/tokens/, valid for an hour).
 set -euo pipefail
@@ -144,6 +145,13 @@ done
 final=$(body .finalFigures)
 say "report of $RUN: finalFigures=$final, $(body '.figures | "\(.durationSeconds) s, \(.kwh) kWh at the meter, \(.gco2e) gCO2e; energy \(.energyMethod) (CPU: \(.figures.cpu_energy.method), \(.figures.cpu_energy.source))"')"
 [ "$final" = true ] || say "(figures still provisional after 120 s: the accounting closes a run once its ledger covers the end, docs/energy.md)"
+# With the install's Prometheus (install.sh), CPU time and memory are cAdvisor's.
+if [ "$final" = true ] && [ -n "${PROMETHEUS_URL:-}" ]; then
+  methods=$(body -c '.figures.figures | {cpu: .cpu_used.method, memory: .memory_used.method}')
+  [ "$methods" = '{"cpu":"cadvisor","memory":"cadvisor"}' ] ||
+    die "the report's CPU and memory should be measured by cAdvisor through $PROMETHEUS_URL: $methods"
+  say "CPU time $(body '.figures.figures.cpu_used.value') core-s and memory measured (cadvisor, via $PROMETHEUS_URL); energy modelled from them"
+fi
 
 cat <<MSG
 

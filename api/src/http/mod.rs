@@ -12,6 +12,7 @@ mod run_data;
 mod run_outputs;
 mod run_report;
 mod runs;
+mod sandbox_members;
 mod sandbox_report;
 mod sandboxes;
 mod serve;
@@ -206,10 +207,13 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
         )
         .route("/sandboxes/{name}/approve", post(sandboxes::approve))
         .route("/sandboxes/{name}/reject", post(sandboxes::reject))
-        .route("/sandboxes/{name}/members", post(sandboxes::add_member))
+        .route(
+            "/sandboxes/{name}/members",
+            post(sandbox_members::add_member),
+        )
         .route(
             "/sandboxes/{name}/members/{subject}",
-            axum::routing::delete(sandboxes::remove_member),
+            axum::routing::delete(sandbox_members::remove_member),
         )
         .route(
             "/tenants/{tenant}/policy",

@@ -25,7 +25,7 @@ use crate::error::{ApiError, ErrorBody};
         super::tenants::me, super::tenants::get_policy, super::tenants::put_policy,
         super::sandboxes::create, super::sandboxes::list, super::sandboxes::get_one,
         super::sandboxes::delete, super::sandboxes::approve, super::sandboxes::reject,
-        super::sandboxes::add_member, super::sandboxes::remove_member,
+        super::sandbox_members::add_member, super::sandbox_members::remove_member,
         super::audit::list,
         super::catalogue::create, super::catalogue::list, super::catalogue::get_one,
         super::catalogue::update, super::catalogue::attach_result, super::catalogue::export,
