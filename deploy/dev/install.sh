@@ -8,16 +8,18 @@
 #                                   STATE: where Garage, the OpenID provider, the gateway's
 #                                   volume and the generated values live. Waits until the
 #                                   operator and the gateway are Ready; writes STATE/env.
-#   install.sh down STATE           stop Garage and the OpenID provider (the cluster's own
-#                                   stop removes the rest)
+#   install.sh down STATE           stop Garage, the OpenID provider and Prometheus (the
+#                                   cluster's own stop removes the rest)
 #
 # STATE/env (shell assignments): KUBECONFIG, CLUSTER, HELM, RELEASE, NAMESPACE, VALUES,
 # REGISTRY, GATEWAY_URL (the gateway's ClusterIP, reachable from this machine and from
-# Pods; there is no cluster DNS), OIDC_ISSUER, OIDC_CA, S3_ENDPOINT, MODEL_IMAGE (the
-# example vendor model as pushed, pinned by digest: what trial-journey.sh runs).
+# Pods; there is no cluster DNS), OIDC_ISSUER, OIDC_CA, S3_ENDPOINT, PROMETHEUS_URL,
+# MODEL_IMAGE (the example vendor model as pushed, pinned by digest: what trial-journey.sh
+# runs).
 #
 # Ports, from the cluster's port base B (control-plane.sh): Garage S3 B+10, RPC B+11,
-# admin B+13; OpenID provider B+15. All on the host address (lib.sh), never 0.0.0.0.
+# admin B+13; OpenID provider B+15; Prometheus B+17. All on the host address (lib.sh),
+# never 0.0.0.0.
 # Environment: SERRE_CACHE, SERRE_CARGO_PROFILE (images: dev by default here, release for
 # what ops ship), SERRE_INSTALL_VALUES (an extra values file, applied last).
 set -euo pipefail
@@ -78,12 +80,53 @@ gateway:
   service:
     clusterIP: $GATEWAY_IP
   # Accounting in 30 s windows (5 min by default): a trial run's figures are final
-  # within a minute of its end, and the gateway follows run phases every 5 s.
+  # within a minute of its end, and the gateway follows run phases every 5 s. CPU time
+  # and memory from the kubelet's cAdvisor, through the Prometheus started here.
   usage:
     step: 30s
     settle: 10s
     interval: 5s
+    prometheusUrl: $PROMETHEUS_URL
 YAML
+}
+
+# A Prometheus on the host address, as a cluster's monitoring runs one: it scrapes the
+# node's kubelet /metrics/cadvisor over HTTPS with a ServiceAccount token allowed only
+# nodes/metrics (the kubelet authenticates and authorizes it through the API server); the
+# gateway's accounting reads run CPU time and memory from it (docs/energy.md).
+prometheus_up() {
+  local dir=$STATE/prometheus tok=""
+  mkdir -p "$dir" && chmod 700 "$dir"
+  kc apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: serre-dev-prometheus, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: serre-dev-prometheus}
+rules:
+  - {apiGroups: [""], resources: [nodes/metrics], verbs: [get]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: serre-dev-prometheus}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: serre-dev-prometheus}
+subjects: [{kind: ServiceAccount, name: serre-dev-prometheus, namespace: kube-system}]
+YAML
+  for _ in $(seq 1 60); do
+    tok=$(kubectl -n kube-system get secret -o json 2>/dev/null | jq -r '.items[]
+      | select(.metadata.annotations["kubernetes.io/service-account.name"] == "serre-dev-prometheus")
+      | .data.token' | head -n 1)
+    [ -n "$tok" ] && break
+    sleep 0.5
+  done
+  [ -n "$tok" ] || { log "no token Secret for ServiceAccount kube-system/serre-dev-prometheus"; return 1; }
+  base64 -d <<<"$tok" >"$dir/token" && chmod 600 "$dir/token"
+  "$HERE/prometheus.sh" stop "$dir" 2>/dev/null || true
+  SERRE_PROMETHEUS_LISTEN=$SERRE_HOST_ADDR SERRE_PROMETHEUS_PORT=$PROMETHEUS_PORT \
+    SERRE_PROMETHEUS_KUBELET="$NODE_IP:10250,$dir/token,$CLUSTER/pki/ca.crt" \
+    "$HERE/prometheus.sh" start "$dir" "$SERRE_HOST_ADDR:$PROMETHEUS_PORT" >&2
 }
 
 # The gateway's SQLite volume: a hostPath PersistentVolume bound to the chart's claim
@@ -121,6 +164,8 @@ up() {
   eval "$("$HERE/node.sh" env "$CLUSTER")"
   S3_PORT=$((base + 10))
   ADMIN_PORT=$((base + 13))
+  PROMETHEUS_PORT=$((base + 17))
+  PROMETHEUS_URL=http://$SERRE_HOST_ADDR:$PROMETHEUS_PORT
   GATEWAY_IP=10.96.$n.80
   VALUES=$STATE/values.yaml
 
@@ -136,6 +181,8 @@ up() {
     SERRE_OIDC_TLS_CA=$CLUSTER/pki/ca.crt SERRE_OIDC_TOKEN_TTL=3600 \
     "$HERE/oidc-provider.sh" start "$STATE/oidc" >&2
   OIDC_ISSUER=$(cat "$STATE/oidc/issuer")
+  log "Prometheus on $PROMETHEUS_URL, scraping the node's kubelet cAdvisor"
+  prometheus_up
 
   # What the chart cannot create: the namespace (labelled as Kubernetes >= 1.21 does
   # itself, for network policies) and the Garage admin token.
@@ -169,6 +216,7 @@ OIDC_ISSUER=$OIDC_ISSUER
 OIDC_CA=$CLUSTER/pki/ca.crt
 CLUSTER=$CLUSTER
 S3_ENDPOINT=http://$SERRE_HOST_ADDR:$S3_PORT
+PROMETHEUS_URL=$PROMETHEUS_URL
 MODEL_IMAGE=$REGISTRY/serre/serre-example-model@$(cat "$ROOT/target/images/serre-example-model.digest")
 ENV
   log "installed: $STATE/env"
@@ -178,6 +226,7 @@ down() {
   local state=${1:?usage: install.sh down STATE}
   "$HERE/oidc-provider.sh" stop "$state/oidc" 2>/dev/null || true
   "$HERE/garage.sh" stop "$state/garage" 2>/dev/null || true
+  "$HERE/prometheus.sh" stop "$state/prometheus" 2>/dev/null || true
 }
 
 case "${1:-}" in
