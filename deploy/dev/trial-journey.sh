@@ -73,7 +73,7 @@ say "the tenant admin granted it to $SANDBOX: grant $GRANT"
 # run ARGS_JSON: the vendor starts the example model on the grant; RUN is its id
 run() {
   api $VENDOR 201 POST "/v1/sandboxes/$SANDBOX/runs" -H 'Content-Type: application/json' -d '{
-    "image":"'"$MODEL_IMAGE"'","args":'"$1"',"resources":{"cpu":"500m","memory":"256Mi"},
+    "image":"'"$MODEL_IMAGE"'","args":'"$1"',"resources":{"cpu":"1","memory":"256Mi"},
     "grants":["'"$GRANT"'"],"kind":"inference","timeoutSeconds":300}'
   RUN=$(body .name)
   say "POST /v1/sandboxes/$SANDBOX/runs: 201, run $RUN ($MODEL_IMAGE $1)"
@@ -96,7 +96,8 @@ run_logs() { # CONTAINER: the run's log, as the vendor reads it
 }
 
 STEP=run
-run '["--group","commune","--x","year","--y","value"]'
+# 15 s of CPU first: long enough for cAdvisor (10 s housekeeping) to measure the run.
+run '["--group","commune","--x","year","--y","value","--burn-cpu-seconds","15"]'
 wait_run
 if [ "$(body .phase)" != Succeeded ]; then
   reason=$(body '.exitReason // "no exit reason"')

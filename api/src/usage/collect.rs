@@ -102,6 +102,10 @@ const TAIL_RANGE_S: u64 = 120;
 const DECLARED: &str =
     "TrialRun requests × running time (no metrics source configured: an upper bound)";
 
+const NO_SAMPLE: &str = "TrialRun requests × running time (no cAdvisor sample of the run's \
+     containers in this window: one shorter than the kubelet's housekeeping interval, 10 s \
+     by default, never shows; an upper bound)";
+
 /// Collect and account one window; the rows to record (namespace totals, then runs).
 pub async fn window_rows(
     source: &Source,
@@ -115,9 +119,12 @@ pub async fn window_rows(
         .iter()
         .filter(|r| r.overlap_s(&window) > 0.0)
         .collect();
-    let (namespaces, by_run) = match source {
+    let (namespaces, by_run, unsampled) = match source {
         Source::Prometheus(client) => prometheus_inputs(client, window, scope, &runs).await?,
-        Source::Declared => declared_inputs(window, &runs),
+        Source::Declared => {
+            let (namespaces, by_run) = declared_inputs(window, &runs);
+            (namespaces, by_run, Vec::new())
+        }
     };
     let declared = matches!(source, Source::Declared);
     let mut rows = Vec::new();
@@ -130,7 +137,12 @@ pub async fn window_rows(
         let mut usages = account(window, &inputs)?;
         usages.retain(|u| u.tenant.is_some());
         if declared {
-            usages.iter_mut().for_each(flag_declared);
+            usages.iter_mut().for_each(|u| flag_modelled(u, DECLARED));
+        } else if run_level {
+            usages
+                .iter_mut()
+                .filter(|u| unsampled.contains(&u.namespace))
+                .for_each(|u| flag_modelled(u, NO_SAMPLE));
         }
         let mut window_rows = ledger::rows(&usages);
         if run_level {
@@ -147,12 +159,26 @@ pub async fn window_rows(
     Ok(rows)
 }
 
-fn flag_declared(u: &mut NamespaceUsage) {
+/// Every figure of `u` becomes `modelled`, its source prefixed with why.
+fn flag_modelled(u: &mut NamespaceUsage, why: &str) {
     for f in &mut u.figures {
         if f.method != Method::Modelled {
             f.method = Method::Modelled;
-            f.source = format!("{DECLARED}; {}", f.source);
+            f.source = format!("{why}; {}", f.source);
         }
+    }
+}
+
+/// A run's requests over `seconds`: what it may have used at most.
+fn requested_usage(r: &RunSpan, seconds: f64, source: &str) -> ResourceUsage {
+    ResourceUsage {
+        cpu_requested_core_s: r.cpu_cores * seconds,
+        cpu_used_core_s: r.cpu_cores * seconds,
+        memory_requested_gb_s: r.memory_gb * seconds,
+        memory_used_gb_s: r.memory_gb * seconds,
+        gpu_s: r.gpus * seconds,
+        gpu_utilisation: None,
+        source: source.into(),
     }
 }
 
@@ -160,16 +186,7 @@ fn declared_inputs(window: Window, runs: &[&RunSpan]) -> (AccountInputs, Account
     let mut namespaces = AccountInputs::default();
     let mut by_run = AccountInputs::default();
     for r in runs {
-        let s = r.overlap_s(&window);
-        let usage = ResourceUsage {
-            cpu_requested_core_s: r.cpu_cores * s,
-            cpu_used_core_s: r.cpu_cores * s,
-            memory_requested_gb_s: r.memory_gb * s,
-            memory_used_gb_s: r.memory_gb * s,
-            gpu_s: r.gpus * s,
-            gpu_utilisation: None,
-            source: DECLARED.into(),
-        };
+        let usage = requested_usage(r, r.overlap_s(&window), DECLARED);
         add_usage(
             namespaces.resources.entry(r.namespace.clone()).or_default(),
             &usage,
@@ -183,12 +200,14 @@ fn declared_inputs(window: Window, runs: &[&RunSpan]) -> (AccountInputs, Account
     (namespaces, by_run)
 }
 
+/// The namespaces' and the runs' inputs from Prometheus, and the runs of which the window
+/// holds no sample (their requests stand in, flagged modelled by [`window_rows`]).
 async fn prometheus_inputs(
     client: &PrometheusClient,
     window: Window,
     scope: &Scope,
     runs: &[&RunSpan],
-) -> Result<(AccountInputs, AccountInputs), EnergyError> {
+) -> Result<(AccountInputs, AccountInputs, Vec<String>), EnergyError> {
     // Namespaces: every figure summed by namespace, restricted to Serre's.
     let (rq, ks, ds) = (
         ResourceQueries::default(),
@@ -215,7 +234,7 @@ async fn prometheus_inputs(
         ..AccountInputs::default()
     };
     if runs.is_empty() {
-        return Ok((namespaces, AccountInputs::default()));
+        return Ok((namespaces, AccountInputs::default(), Vec::new()));
     }
     // Runs: the same figures by pod, for the pods of run Jobs only (`<run>-<suffix>`),
     // rolled up to the run owning each pod.
@@ -303,6 +322,17 @@ async fn prometheus_inputs(
             }
         }
     }
+    // A run the window holds no sample of (a container shorter than cAdvisor's
+    // housekeeping interval never shows): its requests over its time, never a measured 0.
+    // The namespace's total keeps what was sampled.
+    let mut unsampled = Vec::new();
+    for r in runs {
+        if !by_run.resources.contains_key(&r.name) {
+            let usage = requested_usage(r, r.overlap_s(&window), NO_SAMPLE);
+            by_run.resources.insert(r.name.clone(), usage);
+            unsampled.push(r.name.clone());
+        }
+    }
     for source in [kepler, dcgm, rapl] {
         let mut rolled = EnergySource {
             method: source.method,
@@ -319,7 +349,7 @@ async fn prometheus_inputs(
     for r in runs {
         by_run.tenants.insert(r.name.clone(), r.tenant.clone());
     }
-    Ok((namespaces, by_run))
+    Ok((namespaces, by_run, unsampled))
 }
 
 fn add_usage(total: &mut ResourceUsage, u: &ResourceUsage) {
@@ -376,6 +406,69 @@ mod tests {
         assert_eq!(run("a", 50, None).overlap_s(&w), 250.0);
         assert_eq!(run("a", 400, None).overlap_s(&w), 0.0);
         assert_eq!(run("a", -400, Some(-1)).overlap_s(&w), 0.0);
+    }
+
+    /// A Prometheus holding no series at all: a query of a range vector (`…[120s]`)
+    /// answers an empty matrix, any other an empty vector.
+    async fn empty_prometheus() -> PrometheusClient {
+        use axum::response::IntoResponse;
+        crate::install_crypto_provider();
+        let answer = |axum::extract::Query(q): axum::extract::Query<
+            std::collections::HashMap<String, String>,
+        >| async move {
+            let range = q.get("query").is_some_and(|p| p.trim_end().ends_with(']'));
+            let kind = if range { "matrix" } else { "vector" };
+            (
+                [("content-type", "application/json")],
+                format!(r#"{{"status":"success","data":{{"resultType":"{kind}","result":[]}}}}"#),
+            )
+                .into_response()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            async move { axum::serve(listener, axum::Router::new().fallback(answer)).await },
+        );
+        PrometheusClient::new(&format!("http://{addr}"), std::time::Duration::from_secs(5)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_run_without_any_sample_gets_its_requests_flagged_modelled() {
+        // A 3 s run: cAdvisor (10 s housekeeping) never saw its container.
+        let w = Window::new(t(0), t(30)).unwrap();
+        let scope = Scope {
+            tenants: BTreeMap::from([("serre-lab".to_string(), "est-ensemble".to_string())]),
+            runs: vec![run("run-0123456789ab", 10, Some(13))],
+            storage_bytes: BTreeMap::new(),
+        };
+        let source = Source::Prometheus(empty_prometheus().await);
+        let rows = window_rows(
+            &source,
+            w,
+            &scope,
+            &PowerModel::default(),
+            &CarbonParams::default(),
+        )
+        .await
+        .unwrap();
+        let run_rows: Vec<_> = rows.iter().filter(|r| !r.run.is_empty()).collect();
+        let cpu = run_rows
+            .iter()
+            .find(|r| r.quantity == "cpu_used")
+            .expect("the run's CPU");
+        // 2 cores requested × 3 s, not a measured 0.
+        assert_eq!(cpu.value, 6.0);
+        assert_eq!(cpu.method, "modelled");
+        assert!(cpu.source.contains("no cAdvisor sample"), "{}", cpu.source);
+        assert!(
+            run_rows.iter().all(|r| r.method == "modelled"),
+            "{run_rows:?}"
+        );
+        let energy = run_rows
+            .iter()
+            .find(|r| r.quantity == "meter_energy")
+            .expect("energy");
+        assert!(energy.value > 0.0);
     }
 
     #[tokio::test]
