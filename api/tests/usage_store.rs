@@ -110,6 +110,29 @@ async fn ledger_windows_and_runs(backend: Backend) {
         .unwrap();
     assert_eq!(run.len(), 1);
     assert_eq!(run[0].namespace, "serre-a");
+    // A run's rows replaced whole (cAdvisor never sampled it): its two windows become one
+    // row spanning the run; the namespaces' totals stay.
+    store
+        .record_usage_window(
+            Utc.timestamp_opt(t0 + 600, 0).unwrap(),
+            &[row(t0 + 300, "ee", "serre-a", "run-1", "meter_energy", 0.5)],
+        )
+        .await
+        .unwrap();
+    let mut spanning = row(t0 + 60, "ee", "serre-a", "run-1", "meter_energy", 0.125);
+    spanning.window_end = Utc.timestamp_opt(t0 + 420, 0).unwrap();
+    store
+        .replace_run_rows("run-1", std::slice::from_ref(&spanning))
+        .await
+        .unwrap();
+    let run = store
+        .ledger_rows(&LedgerQuery {
+            run: Some("run-1"),
+            ..LedgerQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(run, vec![spanning]);
     let later = store
         .ledger_rows(&LedgerQuery {
             from: Some(Utc.timestamp_opt(t0 + 300, 0).unwrap()),

@@ -77,6 +77,33 @@ pub struct LedgerQuery<'a> {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// One ledger row; recording a row again (same window, namespace, run and quantity)
+/// replaces it.
+const INSERT_LEDGER_ROW: &str = "INSERT INTO usage_ledger (window_start, window_end, tenant, \
+    namespace, run, quantity, value, unit, method, source) VALUES ($1, $2, $3, $4, $5, $6, \
+    $7, $8, $9, $10) ON CONFLICT (window_start, namespace, run, quantity) DO UPDATE SET \
+    window_end = excluded.window_end, tenant = excluded.tenant, value = excluded.value, \
+    unit = excluded.unit, method = excluded.method, source = excluded.source";
+
+/// Bind a ledger row to [`INSERT_LEDGER_ROW`] and run it in `$tx`.
+macro_rules! insert_ledger_row {
+    ($tx:expr, $r:expr) => {
+        sqlx::query(INSERT_LEDGER_ROW)
+            .bind(timestamp($r.window_start))
+            .bind(timestamp($r.window_end))
+            .bind(&$r.tenant)
+            .bind(&$r.namespace)
+            .bind(&$r.run)
+            .bind(&$r.quantity)
+            .bind($r.value)
+            .bind(&$r.unit)
+            .bind(&$r.method)
+            .bind(&$r.source)
+            .execute(&mut *$tx)
+            .await
+    };
+}
+
 const LEDGER_COLUMNS: &str =
     "window_start, window_end, tenant, namespace, run, quantity, value, unit, method, source";
 
@@ -99,33 +126,31 @@ impl Store {
         window_end: DateTime<Utc>,
         rows: &[LedgerRow],
     ) -> Result<(), StoreError> {
-        const INSERT: &str = "INSERT INTO usage_ledger (window_start, window_end, tenant, \
-            namespace, run, quantity, value, unit, method, source) VALUES ($1, $2, $3, $4, $5, \
-            $6, $7, $8, $9, $10) ON CONFLICT (window_start, namespace, run, quantity) DO UPDATE \
-            SET window_end = excluded.window_end, tenant = excluded.tenant, value = \
-            excluded.value, unit = excluded.unit, method = excluded.method, source = \
-            excluded.source";
         const CURSOR: &str = "INSERT INTO usage_cursor (id, last_end) VALUES (1, $1) \
             ON CONFLICT (id) DO UPDATE SET last_end = excluded.last_end";
         let end = timestamp(window_end);
         run!(self, |p| {
             let mut tx = p.begin().await?;
             for r in rows {
-                sqlx::query(INSERT)
-                    .bind(timestamp(r.window_start))
-                    .bind(timestamp(r.window_end))
-                    .bind(&r.tenant)
-                    .bind(&r.namespace)
-                    .bind(&r.run)
-                    .bind(&r.quantity)
-                    .bind(r.value)
-                    .bind(&r.unit)
-                    .bind(&r.method)
-                    .bind(&r.source)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_ledger_row!(tx, r)?;
             }
             sqlx::query(CURSOR).bind(&end).execute(&mut *tx).await?;
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    /// Replace every ledger row of trial run `run` with `rows` (that run's), in one
+    /// transaction; the namespaces' totals are left as they are. For a run whose windows turn out, once
+    /// it has ended, not to hold its own figures.
+    pub async fn replace_run_rows(&self, run: &str, rows: &[LedgerRow]) -> Result<(), StoreError> {
+        const DELETE: &str = "DELETE FROM usage_ledger WHERE run = $1";
+        run!(self, |p| {
+            let mut tx = p.begin().await?;
+            sqlx::query(DELETE).bind(run).execute(&mut *tx).await?;
+            for r in rows {
+                insert_ledger_row!(tx, r)?;
+            }
             tx.commit().await
         })?;
         Ok(())

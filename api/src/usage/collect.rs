@@ -102,9 +102,11 @@ const TAIL_RANGE_S: u64 = 120;
 const DECLARED: &str =
     "TrialRun requests × running time (no metrics source configured: an upper bound)";
 
-const NO_SAMPLE: &str = "TrialRun requests × running time (no cAdvisor sample of the run's \
-     containers in this window: one shorter than the kubelet's housekeeping interval, 10 s \
-     by default, never shows; an upper bound)";
+/// Why a run's figures are its requests × its running time when cAdvisor never sampled
+/// its trial container ([`trial_sampled`], [`modelled_run_rows`]).
+pub const NEVER_SAMPLED: &str = "TrialRun requests × running time (cAdvisor never sampled \
+     the run's trial container: one that lives less than the kubelet's housekeeping \
+     interval, 10 s by default, may never show; an upper bound)";
 
 /// Collect and account one window; the rows to record (namespace totals, then runs).
 pub async fn window_rows(
@@ -119,12 +121,9 @@ pub async fn window_rows(
         .iter()
         .filter(|r| r.overlap_s(&window) > 0.0)
         .collect();
-    let (namespaces, by_run, unsampled) = match source {
+    let (namespaces, by_run) = match source {
         Source::Prometheus(client) => prometheus_inputs(client, window, scope, &runs).await?,
-        Source::Declared => {
-            let (namespaces, by_run) = declared_inputs(window, &runs);
-            (namespaces, by_run, Vec::new())
-        }
+        Source::Declared => declared_inputs(window, &runs),
     };
     let declared = matches!(source, Source::Declared);
     let mut rows = Vec::new();
@@ -138,11 +137,6 @@ pub async fn window_rows(
         usages.retain(|u| u.tenant.is_some());
         if declared {
             usages.iter_mut().for_each(|u| flag_modelled(u, DECLARED));
-        } else if run_level {
-            usages
-                .iter_mut()
-                .filter(|u| unsampled.contains(&u.namespace))
-                .for_each(|u| flag_modelled(u, NO_SAMPLE));
         }
         let mut window_rows = ledger::rows(&usages);
         if run_level {
@@ -200,14 +194,16 @@ fn declared_inputs(window: Window, runs: &[&RunSpan]) -> (AccountInputs, Account
     (namespaces, by_run)
 }
 
-/// The namespaces' and the runs' inputs from Prometheus, and the runs of which the window
-/// holds no sample (their requests stand in, flagged modelled by [`window_rows`]).
+/// The namespaces' and the runs' inputs from Prometheus. A run of which the window holds
+/// no sample gets no row here: cAdvisor's counter is cumulative, so the next sample
+/// counts that time; one never sampled at all is settled when it closes
+/// ([`trial_sampled`]).
 async fn prometheus_inputs(
     client: &PrometheusClient,
     window: Window,
     scope: &Scope,
     runs: &[&RunSpan],
-) -> Result<(AccountInputs, AccountInputs, Vec<String>), EnergyError> {
+) -> Result<(AccountInputs, AccountInputs), EnergyError> {
     // Namespaces: every figure summed by namespace, restricted to Serre's.
     let (rq, ks, ds) = (
         ResourceQueries::default(),
@@ -234,7 +230,7 @@ async fn prometheus_inputs(
         ..AccountInputs::default()
     };
     if runs.is_empty() {
-        return Ok((namespaces, AccountInputs::default(), Vec::new()));
+        return Ok((namespaces, AccountInputs::default()));
     }
     // Runs: the same figures by pod, for the pods of run Jobs only (`<run>-<suffix>`),
     // rolled up to the run owning each pod.
@@ -322,17 +318,6 @@ async fn prometheus_inputs(
             }
         }
     }
-    // A run the window holds no sample of (a container shorter than cAdvisor's
-    // housekeeping interval never shows): its requests over its time, never a measured 0.
-    // The namespace's total keeps what was sampled.
-    let mut unsampled = Vec::new();
-    for r in runs {
-        if !by_run.resources.contains_key(&r.name) {
-            let usage = requested_usage(r, r.overlap_s(&window), NO_SAMPLE);
-            by_run.resources.insert(r.name.clone(), usage);
-            unsampled.push(r.name.clone());
-        }
-    }
     for source in [kepler, dcgm, rapl] {
         let mut rolled = EnergySource {
             method: source.method,
@@ -349,7 +334,61 @@ async fn prometheus_inputs(
     for r in runs {
         by_run.tenants.insert(r.name.clone(), r.tenant.clone());
     }
-    Ok((namespaces, by_run, unsampled))
+    Ok((namespaces, by_run))
+}
+
+/// Whether cAdvisor sampled `run`'s trial container at least once between its start and
+/// `at` (a moment past its end and the ledger's settle time). Its CPU counter is
+/// cumulative, so one sample is enough for the windows to add up to the container's CPU
+/// time; none means the windows hold at most the init step's, not the run's.
+pub async fn trial_sampled(
+    client: &PrometheusClient,
+    run: &RunSpan,
+    at: DateTime<Utc>,
+) -> Result<bool, EnergyError> {
+    let range = (at - run.started).num_seconds().max(0) + TAIL_RANGE_S as i64;
+    let selector = format!(
+        "container_cpu_usage_seconds_total{{container=\"{TRIAL_CONTAINER}\",image!=\"\",pod=~\"{}-.+\"}}",
+        run.name
+    );
+    let found = client
+        .query(&format!("count_over_time({selector}[{range}s])"), at)
+        .await?;
+    Ok(!found.is_empty())
+}
+
+/// A finished run's ledger rows when cAdvisor never sampled its trial container: its
+/// requests over its whole running time, one row per quantity spanning the run, every
+/// figure flagged `modelled` with why. Empty for a run that never ran.
+pub fn modelled_run_rows(
+    run: &RunSpan,
+    model: &PowerModel,
+    carbon: &CarbonParams,
+) -> Result<Vec<LedgerRow>, EnergyError> {
+    let Some(finished) = run.finished else {
+        return Ok(Vec::new());
+    };
+    let Ok(window) = Window::new(run.started, finished) else {
+        return Ok(Vec::new());
+    };
+    let usage = requested_usage(run, window.seconds(), NEVER_SAMPLED);
+    let inputs = AccountInputs {
+        model: model.clone(),
+        carbon: carbon.clone(),
+        resources: BTreeMap::from([(run.name.clone(), usage)]),
+        tenants: BTreeMap::from([(run.name.clone(), run.tenant.clone())]),
+        ..AccountInputs::default()
+    };
+    let mut usages = account(window, &inputs)?;
+    usages
+        .iter_mut()
+        .for_each(|u| flag_modelled(u, NEVER_SAMPLED));
+    let mut rows = ledger::rows(&usages);
+    for row in &mut rows {
+        row.run = run.name.clone();
+        row.namespace = run.namespace.clone();
+    }
+    Ok(rows)
 }
 
 fn add_usage(total: &mut ResourceUsage, u: &ResourceUsage) {
@@ -408,19 +447,25 @@ mod tests {
         assert_eq!(run("a", -400, Some(-1)).overlap_s(&w), 0.0);
     }
 
-    /// A Prometheus holding no series at all: a query of a range vector (`…[120s]`)
-    /// answers an empty matrix, any other an empty vector.
-    async fn empty_prometheus() -> PrometheusClient {
+    /// A Prometheus answering every instant query with `vector` (the JSON of its result)
+    /// and every range query (`…[120s]`) with an empty matrix.
+    async fn prometheus_answering(vector: &'static str) -> PrometheusClient {
         use axum::response::IntoResponse;
         crate::install_crypto_provider();
-        let answer = |axum::extract::Query(q): axum::extract::Query<
+        let answer = move |axum::extract::Query(q): axum::extract::Query<
             std::collections::HashMap<String, String>,
         >| async move {
             let range = q.get("query").is_some_and(|p| p.trim_end().ends_with(']'));
-            let kind = if range { "matrix" } else { "vector" };
+            let (kind, result) = if range {
+                ("matrix", "[]")
+            } else {
+                ("vector", vector)
+            };
             (
                 [("content-type", "application/json")],
-                format!(r#"{{"status":"success","data":{{"resultType":"{kind}","result":[]}}}}"#),
+                format!(
+                    r#"{{"status":"success","data":{{"resultType":"{kind}","result":{result}}}}}"#
+                ),
             )
                 .into_response()
         };
@@ -432,16 +477,21 @@ mod tests {
         PrometheusClient::new(&format!("http://{addr}"), std::time::Duration::from_secs(5)).unwrap()
     }
 
-    #[tokio::test]
-    async fn a_run_without_any_sample_gets_its_requests_flagged_modelled() {
-        // A 3 s run: cAdvisor (10 s housekeeping) never saw its container.
-        let w = Window::new(t(0), t(30)).unwrap();
-        let scope = Scope {
+    fn lab_scope(runs: Vec<RunSpan>) -> Scope {
+        Scope {
             tenants: BTreeMap::from([("serre-lab".to_string(), "est-ensemble".to_string())]),
-            runs: vec![run("run-0123456789ab", 10, Some(13))],
+            runs,
             storage_bytes: BTreeMap::new(),
-        };
-        let source = Source::Prometheus(empty_prometheus().await);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_window_without_a_sample_of_a_run_records_no_figure_for_it() {
+        // cAdvisor's counter is cumulative: the next sample counts this window's CPU time,
+        // so a figure here (measured 0 or requests) would be wrong or counted twice.
+        let w = Window::new(t(0), t(30)).unwrap();
+        let scope = lab_scope(vec![run("run-0123456789ab", 10, None)]);
+        let source = Source::Prometheus(prometheus_answering("[]").await);
         let rows = window_rows(
             &source,
             w,
@@ -451,24 +501,54 @@ mod tests {
         )
         .await
         .unwrap();
-        let run_rows: Vec<_> = rows.iter().filter(|r| !r.run.is_empty()).collect();
-        let cpu = run_rows
+        let run_cpu: Vec<_> = rows
+            .iter()
+            .filter(|r| !r.run.is_empty() && r.quantity.starts_with("cpu_"))
+            .collect();
+        assert!(run_cpu.is_empty(), "{run_cpu:?}");
+    }
+
+    #[tokio::test]
+    async fn a_run_never_sampled_gets_its_requests_over_its_life_flagged_modelled() {
+        // A 3 s run: cAdvisor (10 s housekeeping) never saw its trial container.
+        let r = run("run-0123456789ab", 10, Some(13));
+        let empty = prometheus_answering("[]").await;
+        assert!(!trial_sampled(&empty, &r, t(60)).await.unwrap());
+        let rows = modelled_run_rows(&r, &PowerModel::default(), &CarbonParams::default()).unwrap();
+        let cpu = rows
             .iter()
             .find(|r| r.quantity == "cpu_used")
             .expect("the run's CPU");
-        // 2 cores requested × 3 s, not a measured 0.
+        // 2 cores requested × 3 s, not a measured 0 nor the init step's CPU time.
         assert_eq!(cpu.value, 6.0);
-        assert_eq!(cpu.method, "modelled");
-        assert!(cpu.source.contains("no cAdvisor sample"), "{}", cpu.source);
+        assert_eq!((cpu.window_start, cpu.window_end), (t(10), t(13)));
+        assert!(cpu.source.contains("never sampled"), "{}", cpu.source);
         assert!(
-            run_rows.iter().all(|r| r.method == "modelled"),
-            "{run_rows:?}"
+            rows.iter().all(|x| x.method == "modelled"
+                && x.run == "run-0123456789ab"
+                && x.namespace == "serre-lab"
+                && x.tenant == "est-ensemble"),
+            "{rows:?}"
         );
-        let energy = run_rows
+        let energy = rows
             .iter()
             .find(|r| r.quantity == "meter_energy")
             .expect("energy");
         assert!(energy.value > 0.0);
+        // A run that never ran has no rows.
+        let never = run("run-0123456789ab", 10, Some(10));
+        let none = modelled_run_rows(&never, &PowerModel::default(), &CarbonParams::default());
+        assert!(none.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_sample_of_the_trial_container_makes_the_run_measured() {
+        let r = run("run-0123456789ab", 10, Some(40));
+        let one = prometheus_answering(
+            r#"[{"metric":{"pod":"run-0123456789ab-x7k2p","container":"trial"},"value":[1800000060,"1"]}]"#,
+        )
+        .await;
+        assert!(trial_sampled(&one, &r, t(60)).await.unwrap());
     }
 
     #[tokio::test]

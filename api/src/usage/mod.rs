@@ -217,6 +217,7 @@ impl Accountant {
         {
             return Ok(false);
         }
+        self.settle_unsampled(&run, now).await?;
         let figures = self.figures(&run).await?;
         let summary = serde_json::to_string(&figures).unwrap_or_default();
         if !self
@@ -268,6 +269,27 @@ impl Accountant {
             .await
             .map_err(|e| UsageError::Audit(e.to_string()))?;
         Ok(true)
+    }
+
+    /// A finished run of which cAdvisor never sampled the trial container (shorter than
+    /// the kubelet's housekeeping interval): its windows hold at most its init step's
+    /// figures, so its rows become its requests × its running time, flagged modelled
+    /// ([`collect::modelled_run_rows`]). Measured runs, and every run without a metrics
+    /// source (already modelled from its requests), are left as they are.
+    async fn settle_unsampled(&self, run: &RunRow, now: DateTime<Utc>) -> Result<(), UsageError> {
+        let Source::Prometheus(client) = &self.source else {
+            return Ok(());
+        };
+        let Some(span) = span_of(run).filter(|s| s.finished.is_some()) else {
+            return Ok(());
+        };
+        if collect::trial_sampled(client, &span, now).await? {
+            return Ok(());
+        }
+        let rows = collect::modelled_run_rows(&span, &self.model, &self.carbon)?;
+        tracing::info!(run = %run.name, "cAdvisor never sampled the run's trial container: its figures are its requests × its running time, flagged modelled");
+        self.store.replace_run_rows(&run.name, &rows).await?;
+        Ok(())
     }
 
     /// A run's figures from its ledger rows (zero when it never started).
