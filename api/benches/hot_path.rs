@@ -257,7 +257,7 @@ async fn main() {
         f64::from(n) / secs,
         secs * 1e6 / f64::from(n)
     );
-    let report = serre_api::audit::verify(&store, None).await.unwrap();
+    let report = serre_api::audit::verify(&store, &[]).await.unwrap();
     assert_eq!(report.broken, None);
     let _ = Duration::ZERO;
 }

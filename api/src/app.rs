@@ -203,6 +203,13 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
             stopped(stop_rx.clone()),
         )));
     }
+    background.push(tokio::spawn(crate::audit::checkpoint::run(
+        store.clone(),
+        app.data.blobs.clone(),
+        app.data.audit_signer.clone(),
+        config.audit_checkpoint_interval,
+        stopped(stop_rx.clone()),
+    )));
     background.push(tokio::spawn(crate::usage::run(
         app.clone(),
         config.usage.usage_interval,
@@ -255,6 +262,7 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
     );
     let grace = config.shutdown_grace;
     let rx = stop_rx.clone();
+    let (blobs, signer) = (app.data.blobs.clone(), app.data.audit_signer.clone());
     let task = tokio::spawn(async move {
         let server = axum::serve(listener, router).with_graceful_shutdown(stopped(rx.clone()));
         tokio::select! {
@@ -271,6 +279,14 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
         // drains its queue and stops.
         drop(audit);
         let _ = tokio::time::timeout(Duration::from_secs(10), audit_task).await;
+        // The last entries get their checkpoint too.
+        match crate::audit::checkpoint::publish_head(&store, &blobs, &signer, None).await {
+            Ok(Some(seq)) => tracing::info!(seq, "audit checkpoint published at shutdown"),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not publish the audit checkpoint at shutdown")
+            }
+        }
         store.close().await;
         tracing::info!("stopped");
     });

@@ -94,6 +94,12 @@ pub struct Config {
     #[command(flatten)]
     pub usage: crate::usage::UsageConfig,
 
+    /// How often the audit log's head is signed and published to the object store when it
+    /// has moved (`audit-checkpoints/`): entries deleted from the database's tail after
+    /// the last checkpoint go unnoticed, so this bounds what a truncation can hide.
+    #[arg(long, env = "SERRE_API_AUDIT_CHECKPOINT_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub audit_checkpoint_interval: Duration,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "SERRE_API_BODY_LIMIT", default_value_t = 65_536)]
     pub body_limit: usize,

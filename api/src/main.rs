@@ -9,10 +9,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use serre_api::audit::{self, ChainChecker, VerifyReport};
+use serre_api::audit::checkpoint::{self, SignedCheckpoint};
+use serre_api::audit::{self, ChainChecker, ExportScope, VerifyReport};
 use serre_api::config::{Config, LogFormat, parse_duration, read_secret};
 use serre_api::identity::dev::{DevClaims, DevIssuer};
 use serre_api::store::{AuditRow, Store};
+use serre_crypto::CertificateVerifier;
 use utoipa::OpenApi;
 
 #[derive(Parser)]
@@ -123,6 +125,41 @@ struct DevToken {
 }
 
 #[derive(clap::Args)]
+struct Verify {
+    #[command(flatten)]
+    db: Database,
+    /// Where the checkpoints are published: the gateway's data store flags.
+    #[command(flatten)]
+    data: serre_api::config::DataConfig,
+    /// Verify a JSON-lines export (`GET /v1/audit?format=jsonl` or `audit export`)
+    /// instead of the database.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The export holds only the entries after this sequence number (`--after`).
+    #[arg(long, requires = "file", conflicts_with = "tenant")]
+    after: Option<i64>,
+    /// The export holds only this tenant's entries (`--tenant`).
+    #[arg(long, requires = "file")]
+    tenant: Option<String>,
+    /// `SEQ:HASH` recorded earlier (e.g. from a previous verify): that entry must
+    /// still have that hash.
+    #[arg(long)]
+    anchor: Option<String>,
+    /// A signed checkpoint file to check against, instead of the latest one in the object
+    /// store (e.g. one kept by an auditor).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// The public key (SPKI PEM, `audit public-key`) that checks checkpoints; default:
+    /// the one of the signing key in the keys directory.
+    #[arg(long)]
+    public_key: Option<PathBuf>,
+    /// Check the chain alone, without a checkpoint: neither a truncated tail nor a log
+    /// rewritten from scratch is then detected.
+    #[arg(long, conflicts_with = "checkpoint")]
+    no_checkpoint: bool,
+}
+
+#[derive(clap::Args)]
 struct Database {
     /// Database URL (default: SQLite in the data directory).
     #[arg(long, env = "SERRE_API_DATABASE_URL", hide_env_values = true)]
@@ -155,18 +192,17 @@ impl Database {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute the hash chain and name the first broken entry (exit status 1).
-    Verify {
-        #[command(flatten)]
-        db: Database,
-        /// Verify a JSON-lines export (`GET /v1/audit?format=jsonl` or `audit export`)
-        /// instead of the database.
-        #[arg(long)]
-        file: Option<PathBuf>,
-        /// `SEQ:HASH` recorded earlier (e.g. from a previous verify): that entry must
-        /// still have that hash.
-        #[arg(long)]
-        anchor: Option<String>,
+    /// Recompute the hash chain and name the first broken entry (exit status 1), against
+    /// the latest signed checkpoint published to the object store (or `--checkpoint`).
+    Verify(Box<Verify>),
+    /// Print the public key (SPKI PEM) that checks the audit checkpoints, for
+    /// `--public-key` and for `openssl` (docs/audit.md).
+    PublicKey {
+        #[arg(long, env = "SERRE_API_DATA_DIR", default_value = ".serre/api")]
+        data_dir: PathBuf,
+        /// The gateway's keys directory (default `<data-dir>/keys`).
+        #[arg(long, env = "SERRE_API_DATA_KEYS_DIR")]
+        data_keys_dir: Option<PathBuf>,
     },
     /// Write entries as JSON lines (as stored, verifiable with `verify --file`).
     Export {
@@ -235,25 +271,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit(AuditCommand::Verify { db, file, anchor }) => {
-            let anchor = match &anchor {
-                None => None,
-                Some(a) => {
-                    let (seq, hash) = a
-                        .split_once(':')
-                        .ok_or_else(|| anyhow::anyhow!("--anchor must be SEQ:HASH"))?;
-                    Some((seq.parse::<i64>()?, hash.to_owned()))
-                }
-            };
-            let anchor = anchor.as_ref().map(|(s, h)| (*s, h.as_str()));
-            let report = match file {
-                Some(path) => verify_file(&path, anchor)?,
-                None => {
-                    let store = Store::connect_existing(&db.url()?).await?;
-                    audit::verify(&store, anchor).await?
-                }
-            };
-            Ok(print_report(&report))
+        Command::Audit(AuditCommand::Verify(v)) => verify(*v).await,
+        Command::Audit(AuditCommand::PublicKey {
+            data_dir,
+            data_keys_dir,
+        }) => {
+            let dir = data_keys_dir.unwrap_or_else(|| data_dir.join("keys"));
+            let signer = serre_api::datasets::keys::load_audit_signer(&dir)?;
+            print!("{}", signer.public_key_pem()?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Export { db, tenant, after }) => {
             let store = Store::connect_existing(&db.url()?).await?;
@@ -304,10 +330,34 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             })?;
             let api =
                 kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, &d.namespace);
-            if api.get_opt(&d.secret).await?.is_some() {
+            if let Some(existing) = api.get_opt(&d.secret).await? {
+                let has_key = existing
+                    .data
+                    .as_ref()
+                    .is_some_and(|m| m.contains_key(checkpoint::SIGNING_KEY_FILE));
+                if has_key {
+                    eprintln!(
+                        "Secret {}/{} already exists; left unchanged",
+                        d.namespace, d.secret
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                // A Secret made before audit checkpoints: add the signing key, keep the rest.
+                let (name, pem) =
+                    serre_api::datasets::keys::fresh_signing_key(std::path::Path::new(&d.secret))?;
+                let patch = serde_json::json!({"data": {name: base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD, pem.as_bytes())}});
+                api.patch(
+                    &d.secret,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await?;
                 eprintln!(
-                    "Secret {}/{} already exists; left unchanged",
-                    d.namespace, d.secret
+                    "Secret {}/{} existed without the audit signing key: added {}",
+                    d.namespace,
+                    d.secret,
+                    checkpoint::SIGNING_KEY_FILE
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -368,9 +418,84 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn verify_file(path: &PathBuf, anchor: Option<(i64, &str)>) -> anyhow::Result<VerifyReport> {
+/// `audit verify`: the export or the database, against the anchors and the checkpoint.
+async fn verify(v: Verify) -> anyhow::Result<ExitCode> {
+    let mut anchors = Vec::new();
+    if let Some(a) = &v.anchor {
+        let (seq, hash) = a
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--anchor must be SEQ:HASH"))?;
+        anchors.push((seq.parse::<i64>()?, hash.to_owned()));
+    }
+    let checkpoint = match (&v.checkpoint, v.no_checkpoint) {
+        (_, true) => None,
+        (Some(path), false) => Some(
+            serde_json::from_slice::<SignedCheckpoint>(
+                &std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        ),
+        // An export is checked against the checkpoint it is given, or none.
+        (None, false) if v.file.is_some() => None,
+        (None, false) => {
+            let backend = serre_api::datasets::blob_backend(&v.data, &v.db.data_dir)?;
+            let keys_dir = serre_api::datasets::keys_dir(&v.data, &v.db.data_dir);
+            let keks = serre_api::datasets::DataKeys::load(&keys_dir)?.keks;
+            let blobs = serre_api::blobs::BlobStore::new(backend, keks)?;
+            checkpoint::latest(&blobs).await?
+        }
+    };
+    if let Some(cp) = &checkpoint {
+        let verifier = match &v.public_key {
+            Some(path) => CertificateVerifier::from_public_key_pem(
+                &std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            )?,
+            None => serre_api::datasets::keys::load_audit_signer(&serre_api::datasets::keys_dir(
+                &v.data,
+                &v.db.data_dir,
+            ))?
+            .verifier(),
+        };
+        let c = checkpoint::verify(&verifier, cp)?;
+        println!(
+            "checkpoint of entry {} signed at {} by {}: signature valid",
+            c.seq, c.time, cp.key_id
+        );
+        anchors.push((i64::try_from(c.seq)?, c.hash.clone()));
+    }
+    let report = match &v.file {
+        Some(path) => {
+            let scope = match (&v.tenant, v.after) {
+                (Some(t), _) => ExportScope::Tenant(t.clone()),
+                (None, Some(n)) => ExportScope::After(n),
+                (None, None) => ExportScope::Whole,
+            };
+            verify_file(path, scope, anchors)?
+        }
+        None => {
+            let store = Store::connect_existing(&v.db.url()?).await?;
+            let report = audit::verify(&store, &anchors).await?;
+            if checkpoint.is_none() && !v.no_checkpoint && report.entries > 0 {
+                println!(
+                    "no signed checkpoint in the object store (audit-checkpoints/): a truncated or rewritten log cannot be ruled out; the gateway publishes one every --audit-checkpoint-interval, or pass --no-checkpoint to check the chain alone"
+                );
+                print_report(&report);
+                return Ok(ExitCode::FAILURE);
+            }
+            report
+        }
+    };
+    Ok(print_report(&report))
+}
+
+fn verify_file(
+    path: &PathBuf,
+    scope: ExportScope,
+    anchors: Vec<(i64, String)>,
+) -> anyhow::Result<VerifyReport> {
     let f = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mut checker = ChainChecker::new(anchor);
+    let mut checker = ChainChecker::new(scope, anchors);
     for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {

@@ -128,7 +128,7 @@ async fn decisions_and_changes_are_recorded_with_principal_policies_and_request_
     assert_eq!(entries[0]["prevHash"], "0".repeat(64));
 
     let store = Store::connect(&gw.database_url, 1).await.unwrap();
-    let report = serre_api::audit::verify(&store, None).await.unwrap();
+    let report = serre_api::audit::verify(&store, &[]).await.unwrap();
     assert_eq!(report.broken, None);
     assert!(report.entries as usize >= entries.len());
     gw.stop().await;
@@ -255,9 +255,10 @@ async fn verify_names_the_first_tampered_entry(backend: Backend) {
     let (ok, out) = verify_cli(&["--file", file.to_str().unwrap()]);
     assert!(ok, "{out}");
     let url = gw.database_url.clone();
+    let dir = gw.data_dir.display().to_string();
     gw.stop().await;
 
-    let (ok, out) = verify_cli(&["--database-url", &url]);
+    let (ok, out) = verify_cli(&["--data-dir", &dir, "--database-url", &url]);
     assert!(ok, "{out}");
     assert!(out.contains("audit chain intact: 7 entries"), "{out}");
     let head = out
@@ -267,7 +268,14 @@ async fn verify_names_the_first_tampered_entry(backend: Backend) {
         .trim()
         .trim_end_matches(')')
         .to_owned();
-    let (ok, out) = verify_cli(&["--database-url", &url, "--anchor", &head]);
+    let (ok, out) = verify_cli(&[
+        "--data-dir",
+        &dir,
+        "--database-url",
+        &url,
+        "--anchor",
+        &head,
+    ]);
     assert!(ok, "{out}");
 
     // Someone rewrites who did what in entry 4.
@@ -277,7 +285,7 @@ async fn verify_names_the_first_tampered_entry(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(changed, 1);
-    let (ok, out) = verify_cli(&["--database-url", &url]);
+    let (ok, out) = verify_cli(&["--data-dir", &dir, "--database-url", &url]);
     assert!(!ok, "{out}");
     assert!(
         out.contains("audit chain BROKEN at entry 4: hash does not match the entry's content"),
@@ -292,7 +300,7 @@ async fn verify_names_the_first_tampered_entry(backend: Backend) {
         ))
         .await
         .unwrap();
-    let (ok, out) = verify_cli(&["--database-url", &url]);
+    let (ok, out) = verify_cli(&["--data-dir", &dir, "--database-url", &url]);
     assert!(!ok);
     assert!(
         out.contains("BROKEN at entry 5: prev_hash does not match"),
@@ -310,7 +318,7 @@ async fn verify_names_the_first_tampered_entry(backend: Backend) {
         ))
         .await
         .unwrap();
-    let (ok, out) = verify_cli(&["--database-url", &url]);
+    let (ok, out) = verify_cli(&["--data-dir", &dir, "--database-url", &url]);
     assert!(!ok);
     assert!(
         out.contains("BROKEN at entry 7: sequence jumps from 5 to 7"),
@@ -363,7 +371,7 @@ async fn concurrent_requests_and_two_replicas_keep_one_chain(backend: Backend) {
     }
     gw.stop().await;
     let store = Store::connect(&url, 1).await.unwrap();
-    let report = serre_api::audit::verify(&store, None).await.unwrap();
+    let report = serre_api::audit::verify(&store, &[]).await.unwrap();
     assert_eq!(report.broken, None);
     assert_eq!(report.entries, 202);
     store.close().await;
@@ -433,14 +441,14 @@ async fn sqlite_audit_log_moves_to_its_own_file_with_its_chain() {
     }
     assert!(!audit_file.exists());
     // Inspection without migrating reads the log where it is.
-    let (ok, out) = verify_cli(&["--database-url", &url]);
+    let (ok, out) = verify_cli(&["--no-checkpoint", "--database-url", &url]);
     assert!(ok && out.contains("audit chain intact: 3 entries"), "{out}");
 
     for _ in 0..2 {
         // Opening moves the entries (the second time there is nothing left to move).
         let store = Store::connect(&url, 2).await.unwrap();
         assert_eq!(store.audit_file(), Some(audit_file.as_path()));
-        let report = serre_api::audit::verify(&store, None).await.unwrap();
+        let report = serre_api::audit::verify(&store, &[]).await.unwrap();
         assert_eq!(report.broken, None);
         assert_eq!(report.entries, 3);
         assert_eq!(
@@ -491,7 +499,7 @@ async fn sqlite_audit_log_moves_to_its_own_file_with_its_chain() {
     assert_eq!(rows.len(), 5);
     assert_eq!(rows[3].prev_hash, rows[2].hash);
     store.close().await;
-    let (ok, out) = verify_cli(&["--database-url", &url]);
+    let (ok, out) = verify_cli(&["--no-checkpoint", "--database-url", &url]);
     assert!(ok && out.contains("audit chain intact: 5 entries"), "{out}");
 }
 
@@ -517,7 +525,7 @@ async fn in_memory_sqlite_keeps_the_audit_table() {
     }
     drop(log);
     writer.await.unwrap();
-    let report = serre_api::audit::verify(&store, None).await.unwrap();
+    let report = serre_api::audit::verify(&store, &[]).await.unwrap();
     assert_eq!(report.broken, None);
     assert_eq!(report.entries, 3);
 }

@@ -345,3 +345,57 @@ async fn requests_wait_for_an_unreachable_cluster_and_are_pushed_once_it_answers
     );
     gw.stop().await;
 }
+
+/// `serre-api data-keys` (the chart's install and upgrade hook): creates the keys Secret,
+/// leaves a complete one alone, and adds the audit signing key to one made by an earlier
+/// version without touching its other keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_keys_hook_creates_the_secret_and_adds_the_audit_key_on_upgrade() {
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    let (client, kubeconfig) = setup_cluster().await;
+    let ns = unique_name("keys");
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .expect("namespace");
+    let hook = |secret: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_serre-api"))
+            .args(["data-keys", "--namespace", &ns, "--secret", secret])
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .expect("run serre-api data-keys");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let keys = |s: &Secret| s.data.clone().unwrap_or_default();
+
+    // Fresh install: created with every key, the audit signing key included.
+    assert!(hook("fresh").contains("created"));
+    let fresh = keys(&secrets.get("fresh").await.unwrap());
+    assert!(
+        fresh.contains_key("audit-signing-key.pem"),
+        "{:?}",
+        fresh.keys()
+    );
+    assert!(hook("fresh").contains("left unchanged"));
+    assert_eq!(keys(&secrets.get("fresh").await.unwrap()), fresh);
+
+    // A Secret from before audit checkpoints: the key is added, the others stay.
+    let mut old = serre_api::datasets::DataKeys::generate_secret(&ns, "old").unwrap();
+    old.data.as_mut().unwrap().remove("audit-signing-key.pem");
+    let before = keys(&secrets.create(&PostParams::default(), &old).await.unwrap());
+    assert!(hook("old").contains("added audit-signing-key.pem"));
+    let mut after = keys(&secrets.get("old").await.unwrap());
+    let added = after
+        .remove("audit-signing-key.pem")
+        .expect("the key was added");
+    assert!(String::from_utf8_lossy(&added.0).contains("BEGIN PRIVATE KEY"));
+    assert_eq!(after, before, "the dataset keys are untouched");
+    let _ = Api::<Namespace>::all(client)
+        .delete(&ns, &Default::default())
+        .await;
+}

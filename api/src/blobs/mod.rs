@@ -35,6 +35,7 @@ use serre_crypto::stream::HEADER_LEN;
 use serre_crypto::{DataKey, EncryptedLayout, KekRing, KeyWrapper, SegmentOpener, WrappedKey};
 
 mod error;
+mod public;
 mod reader;
 mod upload;
 

@@ -4,16 +4,21 @@
 //! - `kek-active`: the id of the key-encryption key that wraps new data keys;
 //! - `kek.<id>`: base64 of 32 bytes, one file per KEK (older ones kept to unwrap);
 //! - `data-secret`: base64 of 32 bytes; signs Delta Sharing tokens and file links, and
-//!   derives each grant's pseudonym key (HMAC-SHA-256 of the grant id).
+//!   derives each grant's pseudonym key (HMAC-SHA-256 of the grant id);
+//! - `audit-signing-key.pem`: the Ed25519 key (PKCS#8 PEM) that signs the audit log's
+//!   checkpoints ([`crate::audit::checkpoint`]), held here, outside the database.
 //!
 //! In development the directory is created with fresh keys when missing; in production it
 //! must exist.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use serre_crypto::{DataKey, Kek, KekRing};
+use serre_crypto::{CertificateSigner, DataKey, Kek, KekRing};
+
+use crate::audit::checkpoint::SIGNING_KEY_FILE;
 use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,7 @@ pub enum KeysError {
 pub struct DataKeys {
     pub keks: KekRing,
     pub secret: Zeroizing<Vec<u8>>,
+    pub audit_signer: Arc<CertificateSigner>,
 }
 
 impl std::fmt::Debug for DataKeys {
@@ -94,14 +100,22 @@ impl DataKeys {
         if secret.len() < 32 {
             return Err(invalid(&secret_path, "must hold at least 32 bytes"));
         }
-        Ok(Self { keks, secret })
+        let audit_signer = Arc::new(load_audit_signer(dir)?);
+        Ok(Self {
+            keks,
+            secret,
+            audit_signer,
+        })
     }
 
     /// Load the keys, creating the directory with fresh keys first when it does not exist
-    /// (development only).
+    /// (development only); a directory made before audit checkpoints gets its signing key.
     pub fn load_or_create(dir: &Path) -> Result<Self, KeysError> {
         if !dir.join("kek-active").exists() {
             Self::create(dir)?;
+        } else if !dir.join(SIGNING_KEY_FILE).exists() {
+            let (name, pem) = fresh_signing_key(dir)?;
+            write_private(&dir.join(name), pem.as_bytes())?;
         }
         Self::load(dir)
     }
@@ -160,7 +174,29 @@ fn fresh_entries(context: &Path) -> Result<Vec<(String, Zeroizing<String>)>, Key
         ("kek-active".to_owned(), Zeroizing::new(id.clone())),
         (format!("kek.{id}"), fresh()?),
         ("data-secret".to_owned(), fresh()?),
+        fresh_signing_key(context)?,
     ])
+}
+
+/// A fresh audit signing key: its file name and PKCS#8 PEM.
+pub fn fresh_signing_key(context: &Path) -> Result<(String, Zeroizing<String>), KeysError> {
+    let pem = CertificateSigner::generate()
+        .and_then(|k| k.to_pkcs8_pem())
+        .map_err(|e| invalid(context, e.to_string()))?;
+    Ok((SIGNING_KEY_FILE.to_owned(), pem))
+}
+
+/// The audit signing key of `dir`; a directory without one names the command that adds it.
+pub fn load_audit_signer(dir: &Path) -> Result<CertificateSigner, KeysError> {
+    let path = dir.join(SIGNING_KEY_FILE);
+    if !path.exists() {
+        return Err(invalid(
+            &path,
+            "missing: the audit log's checkpoints need an Ed25519 signing key here (`serre-api \
+             data-keys` adds it to the keys Secret, `openssl genpkey -algorithm ed25519` makes one)",
+        ));
+    }
+    CertificateSigner::load(&read(&path)?).map_err(|e| invalid(&path, e.to_string()))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeysError> {
@@ -190,7 +226,7 @@ mod tests {
         assert_eq!(secret.metadata.namespace.as_deref(), Some("serre-system"));
         let dir = tempfile::tempdir().expect("tempdir");
         let data = secret.data.expect("data");
-        assert_eq!(data.len(), 3, "{:?}", data.keys());
+        assert_eq!(data.len(), 4, "{:?}", data.keys());
         for (name, value) in &data {
             std::fs::write(dir.path().join(name), &value.0).expect("write");
         }
@@ -218,5 +254,19 @@ mod tests {
         assert!(err.to_string().contains("data-secret"), "{err}");
         let missing = DataKeys::load(&dir.path().join("nope")).expect_err("missing");
         assert!(missing.to_string().contains("kek-active"), "{missing}");
+    }
+
+    #[test]
+    fn a_keys_directory_without_the_audit_signing_key_says_how_to_add_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys_dir = dir.path().join("keys");
+        let first = DataKeys::load_or_create(&keys_dir).expect("create");
+        std::fs::remove_file(keys_dir.join(SIGNING_KEY_FILE)).expect("remove");
+        let err = DataKeys::load(&keys_dir).expect_err("no signing key");
+        assert!(err.to_string().contains("serre-api data-keys"), "{err}");
+        // Development adds the missing key and keeps the others.
+        let again = DataKeys::load_or_create(&keys_dir).expect("add the key");
+        assert_eq!(first.secret(), again.secret());
+        assert_ne!(first.audit_signer.key_id(), again.audit_signer.key_id());
     }
 }

@@ -22,6 +22,8 @@ pub const CLASSIFICATIONS: [&str; 4] = ["open", "internal", "personal", "anonymi
 pub struct DataPlane {
     pub blobs: BlobStore,
     secret: Zeroizing<Vec<u8>>,
+    /// Signs the audit log's checkpoints (published to `blobs`).
+    pub audit_signer: std::sync::Arc<serre_crypto::CertificateSigner>,
     pub config: DataConfig,
     /// Base URL of the gateway as clients see it (no trailing slash): `--public-url`, or
     /// the address the gateway listens on, set once bound.
@@ -61,35 +63,7 @@ impl DataPlane {
                 ));
             }
         };
-        let backend = match data.data_store {
-            DataStoreKind::Local => BlobBackend::Local {
-                dir: config.data_dir.join("datasets"),
-            },
-            DataStoreKind::S3 => {
-                let need = |v: &Option<String>, flag: &str| {
-                    v.clone().ok_or_else(|| {
-                        DataPlaneError::Config(format!("{flag} is required with --data-store s3"))
-                    })
-                };
-                let secret_file = data.data_s3_secret_key_file.as_ref().ok_or_else(|| {
-                    DataPlaneError::Config(
-                        "--data-s3-secret-key-file is required with --data-store s3".into(),
-                    )
-                })?;
-                let secret =
-                    std::fs::read_to_string(secret_file).map_err(|source| DataPlaneError::Io {
-                        path: secret_file.display().to_string(),
-                        source,
-                    })?;
-                BlobBackend::S3 {
-                    endpoint: need(&data.data_s3_endpoint, "--data-s3-endpoint")?,
-                    bucket: data.data_s3_bucket.clone(),
-                    region: data.data_s3_region.clone(),
-                    access_key_id: need(&data.data_s3_access_key_id, "--data-s3-access-key-id")?,
-                    secret_access_key: secret.trim().to_owned(),
-                }
-            }
-        };
+        let backend = blob_backend(data, &config.data_dir)?;
         let tmp = config.data_dir.join("tmp");
         private_dir(&tmp)?;
         let public_url = std::sync::OnceLock::new();
@@ -99,6 +73,7 @@ impl DataPlane {
         Ok(Self {
             blobs: BlobStore::new(backend, keys.keks)?,
             secret: keys.secret,
+            audit_signer: keys.audit_signer,
             config: data.clone(),
             public_url,
             tmp,
@@ -129,6 +104,46 @@ impl DataPlane {
                 .join(format!("{}{suffix}", uuid::Uuid::new_v4().simple())),
         )
     }
+}
+
+/// The keys directory: `--data-keys-dir`, or `<data-dir>/keys` (development).
+pub fn keys_dir(data: &DataConfig, data_dir: &Path) -> PathBuf {
+    data.data_keys_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("keys"))
+}
+
+/// Where the blobs live, from the data flags: `<data-dir>/datasets`, or the S3 bucket.
+pub fn blob_backend(data: &DataConfig, data_dir: &Path) -> Result<BlobBackend, DataPlaneError> {
+    Ok(match data.data_store {
+        DataStoreKind::Local => BlobBackend::Local {
+            dir: data_dir.join("datasets"),
+        },
+        DataStoreKind::S3 => {
+            let need = |v: &Option<String>, flag: &str| {
+                v.clone().ok_or_else(|| {
+                    DataPlaneError::Config(format!("{flag} is required with --data-store s3"))
+                })
+            };
+            let secret_file = data.data_s3_secret_key_file.as_ref().ok_or_else(|| {
+                DataPlaneError::Config(
+                    "--data-s3-secret-key-file is required with --data-store s3".into(),
+                )
+            })?;
+            let secret =
+                std::fs::read_to_string(secret_file).map_err(|source| DataPlaneError::Io {
+                    path: secret_file.display().to_string(),
+                    source,
+                })?;
+            BlobBackend::S3 {
+                endpoint: need(&data.data_s3_endpoint, "--data-s3-endpoint")?,
+                bucket: data.data_s3_bucket.clone(),
+                region: data.data_s3_region.clone(),
+                access_key_id: need(&data.data_s3_access_key_id, "--data-s3-access-key-id")?,
+                secret_access_key: secret.trim().to_owned(),
+            }
+        }
+    })
 }
 
 fn private_dir(path: &Path) -> Result<(), DataPlaneError> {

@@ -205,12 +205,17 @@ impl CertificateSigner {
     /// truncated to whole seconds).
     pub fn sign(&self, certificate: &DeletionCertificate) -> Result<SignedCertificate> {
         let bytes = certificate.canonical_bytes()?;
-        let signature = self.key.sign(&bytes);
         Ok(SignedCertificate {
             certificate: serde_json::from_slice(&bytes)?,
-            signature: B64.encode(signature.to_bytes()),
+            signature: self.sign_bytes(&bytes),
             key_id: self.key_id.clone(),
         })
+    }
+
+    /// Standard base64 of the Ed25519 signature over `bytes`, for other signed documents
+    /// built the same way (canonical bytes, signature, key id), such as audit checkpoints.
+    pub fn sign_bytes(&self, bytes: &[u8]) -> String {
+        B64.encode(self.key.sign(bytes).to_bytes())
     }
 }
 
@@ -263,22 +268,28 @@ impl CertificateVerifier {
     /// Check the key id, then the signature over the canonical bytes (strict Ed25519:
     /// non-canonical signatures and small-order keys are refused).
     pub fn verify(&self, signed: &SignedCertificate) -> Result<()> {
-        if signed.key_id != self.key_id {
+        let bytes = signed.certificate.canonical_bytes()?;
+        self.verify_bytes(&bytes, &signed.signature, &signed.key_id)
+    }
+
+    /// Check that `key_id` names this key and that `signature` (standard base64) is its
+    /// strict Ed25519 signature over `bytes`.
+    pub fn verify_bytes(&self, bytes: &[u8], signature: &str, key_id: &str) -> Result<()> {
+        if key_id != self.key_id {
             return Err(CryptoError::KeyIdMismatch {
                 expected: self.key_id.clone(),
-                found: signed.key_id.clone(),
+                found: key_id.to_owned(),
             });
         }
         let raw = B64
-            .decode(&signed.signature)
+            .decode(signature)
             .map_err(|_| CryptoError::BadSignature)?;
         let raw: [u8; 64] = raw
             .as_slice()
             .try_into()
             .map_err(|_| CryptoError::BadSignature)?;
-        let bytes = signed.certificate.canonical_bytes()?;
         self.key
-            .verify_strict(&bytes, &Signature::from_bytes(&raw))
+            .verify_strict(bytes, &Signature::from_bytes(&raw))
             .map_err(|_| CryptoError::BadSignature)
     }
 
@@ -298,7 +309,7 @@ fn key_id_of(key: &VerifyingKey) -> String {
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, and only that: parsing re-formats and compares, so one
 /// text maps to one instant and back.
-mod utc_seconds {
+pub mod utc_seconds {
     use chrono::{DateTime, NaiveDateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer, de};
 

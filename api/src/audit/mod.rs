@@ -13,6 +13,9 @@
 //! replica took a sequence number first (PostgreSQL), it re-reads the head and chains
 //! again.
 
+pub mod chain;
+pub mod checkpoint;
+
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -22,6 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use crate::store::sqlite_audit::AuditFile;
+pub use chain::{Broken, ChainChecker, ExportScope, VerifyReport, verify};
+
 use crate::store::{AuditRow, Store, StoreError, timestamp};
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -276,129 +281,6 @@ fn file_writer(path: &std::path::Path, metrics: &Metrics, mut rx: mpsc::Receiver
     }
 }
 
-/// Where the chain breaks.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Broken {
-    pub seq: i64,
-    pub reason: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub entries: u64,
-    /// Sequence number and hash of the last entry.
-    pub head: Option<(i64, String)>,
-    pub broken: Option<Broken>,
-}
-
-/// Checks a chain one entry at a time, in sequence order.
-pub struct ChainChecker<'a> {
-    expected_seq: i64,
-    prev: String,
-    anchor: Option<(i64, &'a str)>,
-    anchor_seen: bool,
-    report: VerifyReport,
-}
-
-impl<'a> ChainChecker<'a> {
-    /// `anchor` is a (seq, hash) recorded elsewhere earlier: that entry must still have
-    /// that hash (this detects a log rewritten from scratch with fresh hashes).
-    pub fn new(anchor: Option<(i64, &'a str)>) -> Self {
-        Self {
-            expected_seq: 1,
-            prev: GENESIS.to_owned(),
-            anchor,
-            anchor_seen: false,
-            report: VerifyReport {
-                entries: 0,
-                head: None,
-                broken: None,
-            },
-        }
-    }
-
-    /// Check the next entry; false once the chain is broken.
-    pub fn push(&mut self, row: &AuditRow) -> bool {
-        if self.report.broken.is_some() {
-            return false;
-        }
-        let fail = |reason: String| Broken {
-            seq: row.seq,
-            reason,
-        };
-        let problem = if row.seq != self.expected_seq {
-            Some(fail(format!(
-                "sequence jumps from {} to {} (entries deleted or reordered)",
-                self.expected_seq - 1,
-                row.seq
-            )))
-        } else if row.prev_hash != self.prev {
-            Some(fail(
-                "prev_hash does not match the previous entry's hash (an entry was inserted or removed, or the previous one was changed)".into(),
-            ))
-        } else if entry_hash(row) != row.hash {
-            Some(fail(
-                "hash does not match the entry's content (entry modified)".into(),
-            ))
-        } else {
-            match self.anchor {
-                Some((aseq, ahash)) if aseq == row.seq => {
-                    self.anchor_seen = true;
-                    (row.hash != ahash).then(|| {
-                        fail(format!(
-                            "hash differs from the anchor recorded for entry {aseq} (log rewritten)"
-                        ))
-                    })
-                }
-                _ => None,
-            }
-        };
-        if let Some(b) = problem {
-            self.report.broken = Some(b);
-            return false;
-        }
-        self.report.entries += 1;
-        self.report.head = Some((row.seq, row.hash.clone()));
-        self.prev = row.hash.clone();
-        self.expected_seq += 1;
-        true
-    }
-
-    pub fn finish(mut self) -> VerifyReport {
-        if let (Some((aseq, _)), None) = (self.anchor, &self.report.broken)
-            && !self.anchor_seen
-        {
-            self.report.broken = Some(Broken {
-                seq: aseq,
-                reason: format!("anchored entry {aseq} is missing (log truncated)"),
-            });
-        }
-        self.report
-    }
-}
-
-/// Recompute the whole chain stored in the database.
-pub async fn verify(
-    store: &Store,
-    anchor: Option<(i64, &str)>,
-) -> Result<VerifyReport, StoreError> {
-    let mut checker = ChainChecker::new(anchor);
-    let mut after = 0i64;
-    loop {
-        let page = store.audit_page(None, after, 1000).await?;
-        if page.is_empty() {
-            break;
-        }
-        for row in &page {
-            after = row.seq;
-            if !checker.push(row) {
-                return Ok(checker.finish());
-            }
-        }
-    }
-    Ok(checker.finish())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,7 +331,9 @@ mod tests {
             rows.push(r);
         }
         let check = |rows: &[AuditRow], anchor: Option<(i64, &str)>| {
-            let mut c = ChainChecker::new(anchor);
+            let anchors: Vec<(i64, String)> =
+                anchor.map(|(s, h)| (s, h.to_owned())).into_iter().collect();
+            let mut c = ChainChecker::new(ExportScope::Whole, anchors);
             for r in rows {
                 if !c.push(r) {
                     break;
