@@ -94,8 +94,11 @@ if [ "$ISSUER_KIND" = oidc ]; then
   printf kek-bench >"$WORK/data-keys/kek-active"
   openssl rand -base64 32 >"$WORK/data-keys/kek.kek-bench"
   openssl rand -base64 32 >"$WORK/data-keys/data-secret"
+  openssl genpkey -algorithm ed25519 -out "$WORK/data-keys/audit-signing-key.pem"
+  KEYS=(--data-keys-dir "$WORK/data-keys")
 else
   IDENTITY=(--environment development --dev-issuer)
+  KEYS=()
 fi
 
 bench() { # backend database-url
@@ -131,7 +134,7 @@ bench() { # backend database-url
   wait "$GATEWAY_PID" || true
   GATEWAY_PID=
   local verify
-  verify=$("$BIN" audit verify --database-url "$db" | cut -d';' -f1)
+  verify=$("$BIN" audit verify --data-dir "$data" "${KEYS[@]}" --database-url "$db" | grep "audit chain" | cut -d';' -f1)
   local ratio
   ratio=$(awk -v a="$s_rps" -v b="$h_rps" 'BEGIN { printf "%.2f", a / b }')
   printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$backend" "$s_rps" "$s_p99" "$h_rps" "$h_p99" "$ratio" "$verify" >>"$WORK/results.md"

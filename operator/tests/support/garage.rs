@@ -9,16 +9,29 @@ pub struct Garage {
     pub env: HashMap<String, String>,
 }
 
+/// The first of five consecutive free loopback ports in 14000–14999.
+fn free_base(pid: u32) -> u32 {
+    const SLOTS: u32 = 200;
+    (0..SLOTS)
+        .map(|i| 14000 + ((pid + i) % SLOTS) * 5)
+        .find(|base| {
+            (0..5).all(|k| std::net::TcpListener::bind(("127.0.0.1", (base + k) as u16)).is_ok())
+        })
+        .expect("five free consecutive ports in 14000-14999")
+}
+
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/dev/garage.sh")
 }
 
 impl Garage {
-    /// Start a node owned by this test process (ports derived from the pid).
+    /// Start a node owned by this test process, on five consecutive ports that are free
+    /// now, searched below the ephemeral range (where client sockets would take them)
+    /// from a point derived from the pid.
     pub fn start_own() -> Self {
         let pid = std::process::id();
         let dir = std::env::temp_dir().join(format!("serre-garage-{pid}"));
-        let base = 40000 + (pid % 2000) * 5;
+        let base = free_base(pid);
         let g = Self {
             dir,
             env: HashMap::new(),
