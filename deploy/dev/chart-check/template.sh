@@ -255,9 +255,10 @@ check_template_keys() {
   grep -A1 -- '- name: data-keys' <<<"$jp" | grep -q 'image: "registry.metropolegrandparis.fr/serre/serre-api:0.1.0"' ||
     missing+=("production: data-keys from the gateway image")
   role=$(gateway_doc "$WORK/production.yaml" Role "$RELEASE-keys")
-  grep -q 'resourceNames: \["serre-storage-keys","serre-gateway-data-keys"\]' <<<"$role" || missing+=("Role: get and patch on the two key Secrets by name")
-  [ "$(grep -c 'verbs:' <<<"$role")" = 2 ] && grep -q 'verbs: \["get", "patch"\]' <<<"$role" && grep -q 'verbs: \["create"\]' <<<"$role" &&
-    ! grep -q 'resources: \["[^s]' <<<"$role" || leaked+=("Role: more than get/patch by name and create on Secrets")
+  grep -q 'resourceNames: \["serre-storage-keys","serre-gateway-data-keys"\]' <<<"$role" || missing+=("Role: get on the two key Secrets by name")
+  grep -A1 'verbs: \["patch"\]' <<<"$role" | grep -q 'resourceNames: \["serre-gateway-data-keys"\]' || missing+=("Role: patch on the gateway's key Secret by name")
+  [ "$(grep -c 'verbs:' <<<"$role")" = 3 ] && grep -q 'verbs: \["get"\]' <<<"$role" && grep -q 'verbs: \["create"\]' <<<"$role" &&
+    ! grep -q 'resources: \["[^s]' <<<"$role" || leaked+=("Role: more than get by name, patch of the gateway's by name and create, on Secrets")
   [ -n "$(gateway_doc "$WORK/production.yaml" ClusterRole "$RELEASE-keys")" ] && leaked+=("a cluster-wide role for the hook")
   # RBAC before the Job: weights ServiceAccount, Role < RoleBinding < Job.
   weights=
