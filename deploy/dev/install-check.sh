@@ -131,6 +131,21 @@ check_trial_run() {
   fi
 }
 
+# The gateway signs its audit log's head into its object store (every minute and at
+# shutdown); `audit verify` run in its Pod, where the environment carries every flag, checks
+# the database against the latest checkpoint, as docs/operations.md tells ops to.
+check_audit() {
+  local pod out
+  pod=$(ns get pods -l app.kubernetes.io/component=gateway -o jsonpath='{.items[0].metadata.name}')
+  verify() { kubectl -n "$NAMESPACE" exec "$pod" -- /usr/local/bin/serre-api audit verify 2>&1; }
+  if wait_for 90 bash -c "kubectl -n $NAMESPACE exec $pod -- /usr/local/bin/serre-api audit verify 2>&1 | grep -q 'signature valid'" &&
+    out=$(verify) && grep -q 'audit chain intact' <<<"$out"; then
+    pass audit "audit verify in $pod: $(grep -o 'checkpoint of entry [0-9]*' <<<"$out") signature valid; $(grep -o 'audit chain intact: [0-9]* entries' <<<"$out")"
+  else
+    fail audit "audit verify in $pod: $(verify | head -c 600)"
+  fi
+}
+
 check_metrics() {
   local ip port api_code metrics
   ip=$(ns get svc "$RELEASE-gateway-metrics" -o jsonpath='{.spec.clusterIP}')
@@ -231,6 +246,7 @@ check_uninstall() {
 check_pods
 check_journey
 check_trial_run
+check_audit
 check_metrics
 check_cadvisor
 check_failover
