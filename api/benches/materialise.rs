@@ -2,6 +2,7 @@
 //! what serving a view costs against a plain S3 GET (release build, one thread each):
 //!
 //!     cargo bench -p serre-api --bench materialise -- [--size-mb N] [--runs N] [--serve]
+//!     cargo bench -p serre-api --bench materialise -- --serve-only [--size-mb N]
 //!
 //! (or `SERRE_BENCH_SIZE_MB=N`; default 1024 MB of Parquet.)
 //!
@@ -19,6 +20,12 @@
 //!    read whole with `BlobStore::get_stream` (download + decrypt + verify, as the
 //!    Delta Sharing file link serves it) against a plain object_store GET of an unencrypted
 //!    copy of the same bytes from the same bucket. MB/s and the ratio (target ≥ 0.8).
+//!    Then the memory of a `Range: bytes=0-` read of the whole view (what Delta Sharing
+//!    clients send): peak RSS above the resident set before it (VmHWM, reset), for
+//!    `BlobStore::get_range_stream` consumed chunk by chunk (what `serve_view` sends)
+//!    against `BlobStore::get_range` (the range in one buffer).
+//!    `--serve-only` skips step 1 (no DuckDB needed) and serves the synthetic dataset
+//!    itself in place of a view.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +54,7 @@ struct Args {
     size_mb: u64,
     runs: u32,
     serve: bool,
+    serve_only: bool,
 }
 
 fn args() -> Args {
@@ -57,6 +65,7 @@ fn args() -> Args {
             .unwrap_or(1024),
         runs: 1,
         serve: false,
+        serve_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -64,6 +73,7 @@ fn args() -> Args {
             "--size-mb" => a.size_mb = it.next().and_then(|s| s.parse().ok()).expect("--size-mb N"),
             "--runs" => a.runs = it.next().and_then(|s| s.parse().ok()).expect("--runs N"),
             "--serve" => a.serve = true,
+            "--serve-only" => a.serve_only = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -221,11 +231,20 @@ fn reset_peak_rss() {
 }
 
 fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+/// A `kB` line of /proc/self/status, in MiB.
+fn status_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
         })
         .and_then(|kb| kb.parse::<f64>().ok())
@@ -299,6 +318,10 @@ fn main() {
         "dataset: {} ({input_mb:.0} MB, {rows_in} rows, 10 columns, ZSTD)",
         input.display()
     );
+    if args.serve_only {
+        rt.block_on(serve(&input, args.runs.max(3)));
+        return;
+    }
 
     let tmp = tempfile::tempdir().expect("temp dir");
     let store = BlobStore::new(
@@ -555,4 +578,36 @@ async fn serve(view: &Path, runs: u32) {
         "  ratio throughput encrypted/plain    {:.2}  (target ≥ 0.8)",
         p / e
     );
+
+    // Memory of `Range: bytes=0-` over the whole view: streamed (what serve_view sends,
+    // chunk by chunk) against the same range in one buffer. Peak RSS above what was
+    // resident before, the streamed read first (nothing large freed before it).
+    let whole = 0..blob.plain_size;
+    let before = rss_mb();
+    reset_peak_rss();
+    let mut s = store
+        .get_range_stream(&blob, whole.clone())
+        .await
+        .expect("get_range_stream");
+    let (mut n, mut largest) = (0u64, 0usize);
+    while let Some(c) = s.next().await {
+        let c = c.expect("chunk");
+        n += c.len() as u64;
+        largest = largest.max(c.len());
+    }
+    drop(s);
+    assert_eq!(n, size);
+    let streamed = peak_rss_mb() - before;
+    let before = rss_mb();
+    reset_peak_rss();
+    let all = store.get_range(&blob, whole).await.expect("get_range");
+    assert_eq!(all.len() as u64, size);
+    let buffered = peak_rss_mb() - before;
+    drop(all);
+    println!("range bytes=0- of the {mb:.0} MB view, peak RSS above the resident set:");
+    println!(
+        "  BlobStore::get_range_stream         {streamed:>7.2} MB  (largest chunk {} KiB)",
+        largest / 1024
+    );
+    println!("  BlobStore::get_range (one buffer)   {buffered:>7.2} MB");
 }

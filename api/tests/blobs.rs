@@ -284,6 +284,20 @@ async fn encrypted_blobs_in_garage() {
                 &plain[r.start as usize..r.end as usize],
                 "get_range len {len} {r:?}"
             );
+            // Streamed as Garage sends it: one verified segment (at most) per chunk.
+            let chunks: Vec<Bytes> = store
+                .get_range_stream(&blob, r.clone())
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            assert!(chunks.iter().all(|c| c.len() <= SEG), "len {len} {r:?}");
+            assert_eq!(
+                chunks.concat(),
+                &plain[r.start as usize..r.end as usize],
+                "get_range_stream len {len} {r:?}"
+            );
         }
         let reader = store.open_reader(&blob).await.unwrap();
         assert_eq!(&reader.read_range(0..l).unwrap()[..], &plain[..]);
@@ -340,7 +354,9 @@ async fn parquet_tampering_wrong_key_and_delete_in_garage() {
         .unwrap()
         .to_vec();
     held[44 + SEG + 16 + 3] ^= 1;
-    raw.put(&path, PutPayload::from(held)).await.unwrap();
+    raw.put(&path, PutPayload::from(held.clone()))
+        .await
+        .unwrap();
     let s = SEG as u64;
     let err = store
         .get_range(&stored.blob_ref(), s..s + 1)
@@ -351,6 +367,28 @@ async fn parquet_tampering_wrong_key_and_delete_in_garage() {
         &store.get_range(&stored.blob_ref(), 0..8).await.unwrap()[..],
         &plain[..8]
     );
+    // Streamed from the start: segment 0 goes out, segment 1 ends the stream.
+    let mut stream = store
+        .get_range_stream(&stored.blob_ref(), 0..3 * s)
+        .await
+        .unwrap();
+    assert_eq!(
+        &stream.try_next().await.unwrap().unwrap()[..],
+        &plain[..SEG]
+    );
+    let err = stream.try_next().await.unwrap_err();
+    assert_eq!(err.category(), "integrity", "{err}");
+
+    // Cut in the bucket: the length Garage reports no longer matches the cached
+    // layout, so even a read far from the end is refused.
+    held.truncate(held.len() - 5);
+    raw.put(&path, PutPayload::from(held)).await.unwrap();
+    let err = store
+        .get_range_stream(&stored.blob_ref(), 0..8)
+        .await
+        .err()
+        .expect("a truncated object is refused");
+    assert_eq!(err.category(), "integrity", "{err}");
 
     // Delete; a second delete and a never-stored key are fine.
     store.delete(key).await.unwrap();

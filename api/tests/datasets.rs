@@ -312,6 +312,33 @@ async fn a_personal_dataset_reaches_a_vendor_only_anonymised(backend: Backend) {
         format!("bytes 4-99/{}", full.len())
     );
     assert_eq!(part, full[4..100]);
+    assert_eq!(headers["content-length"], "96");
+    // `bytes=0-` (what Delta Sharing clients send): the whole view as a 206, streamed.
+    let (status, headers, part) = get_bytes(
+        &gw,
+        &format!("/v1/grants/{gid}/data"),
+        Some(&acme),
+        Some("bytes=0-"),
+    )
+    .await;
+    assert_eq!(status, 206);
+    let n = full.len();
+    assert_eq!(headers["content-range"], format!("bytes 0-{}/{n}", n - 1));
+    assert_eq!(headers["content-length"], n.to_string().as_str());
+    assert_eq!(part, full);
+    let (status, headers, part) = get_bytes(
+        &gw,
+        &format!("/v1/grants/{gid}/data"),
+        Some(&acme),
+        Some("bytes=-8"),
+    )
+    .await;
+    assert_eq!(status, 206);
+    assert_eq!(
+        headers["content-range"],
+        format!("bytes {}-{}/{n}", n - 8, n - 1)
+    );
+    assert_eq!(part, full[n - 8..]);
     let (status, _, _) = get_bytes(
         &gw,
         &format!("/v1/grants/{gid}/data"),

@@ -4,7 +4,8 @@
 #   1. POST /v1/grants' materialisation (decrypt, project, filter, pseudonymise, write
 #      Parquet, encrypt and store) against DuckDB's COPY of the same query (threads=1);
 #   2. serving the view from Garage through BlobStore::get_stream (decrypting) against a
-#      plain S3 GET of an unencrypted copy from the same bucket.
+#      plain S3 GET of an unencrypted copy from the same bucket, then the peak memory of a
+#      `Range: bytes=0-` read of the whole view (streamed, and in one buffer).
 #
 #   deploy/dev/bench-datasets.sh [SIZE_MB]     default 1024 (MB of Parquet input)
 #

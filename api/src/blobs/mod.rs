@@ -13,8 +13,10 @@
 //!
 //! - [`BlobStore::put_file`]: encrypts on a blocking thread while the upload runs
 //!   (bounded memory: a single PUT below [`PART_SIZE`], multipart above).
-//! - [`BlobStore::get_range`]: fetches only the segments that cover the range (and the
-//!   header, the first time a blob is read: its opener is then cached).
+//! - [`BlobStore::get_range_stream`]: a plaintext range as a stream of verified
+//!   segments; fetches only the segments that cover the range (and the header, the
+//!   first time a blob is read: its opener is then cached). One segment in memory.
+//! - [`BlobStore::get_range`]: the same, collected into one buffer (small reads).
 //! - [`BlobStore::get_stream`]: the whole plaintext, decrypted as it streams.
 //! - [`BlobStore::open_reader`]: a [`DecryptingReader`] for the parquet crate.
 
@@ -24,7 +26,7 @@ use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -36,6 +38,7 @@ use serre_crypto::{DataKey, EncryptedLayout, KekRing, KeyWrapper, SegmentOpener,
 
 mod error;
 mod public;
+mod range;
 mod reader;
 mod upload;
 
@@ -48,8 +51,6 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 const MAX_KEY_LEN: usize = 1024;
 /// Blobs whose segment opener (derived key and layout) is kept for range reads.
 const CACHED_OPENERS: usize = 64;
-/// Above this many encrypted bytes, range decryption moves to a blocking thread.
-const INLINE_DECRYPT_MAX: u64 = 1024 * 1024;
 
 /// Where blobs live.
 #[derive(Clone)]
@@ -333,39 +334,70 @@ impl BlobStore {
         Ok(opener)
     }
 
-    /// Plaintext bytes `range` of a stored blob. Fetches the header and only the
-    /// encrypted segments covering `range`; all of them are verified.
-    pub async fn get_range(&self, blob: &BlobRef, range: Range<u64>) -> Result<Bytes, BlobError> {
+    /// Plaintext bytes `range` of a stored blob, as a stream of verified chunks of at
+    /// most one segment each, for HTTP bodies. Fetches the header (the first time a blob
+    /// is read: its opener is then cached) and streams only the encrypted segments
+    /// covering `range`, decrypting one at a time: memory stays one segment whatever the
+    /// length of the range. The stored object's length is checked against the one its
+    /// header was read with, and a range that reaches the end opens the final segment as
+    /// final, so a truncated object fails. Errors before the first byte are returned;
+    /// later ones (a modified segment, a cut connection) end the stream.
+    pub async fn get_range_stream(
+        &self,
+        blob: &BlobRef,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
         let path = validate_key(&blob.key)?;
         check_range(blob, &range)?;
         if range.is_empty() {
-            return Ok(Bytes::new());
+            return Ok(futures::stream::empty().boxed());
         }
         let opener = self.opener_for(blob, &path).await?;
-        let (_, bytes) = opener
-            .layout()
+        let layout = opener.layout();
+        let (_, bytes) = layout
             .segments_for(range.clone())
             .map_err(|e| BlobError::from_crypto(&blob.key, e))?;
-        let fetched = self
+        let got = self
             .inner
             .store
-            .get_range(&path, bytes.clone())
+            .get_opts(
+                &path,
+                GetOptions {
+                    range: Some(GetRange::Bounded(bytes.clone())),
+                    ..Default::default()
+                },
+            )
             .await
             .map_err(|e| BlobError::from_store(&blob.key, e))?;
-        let key = blob.key.clone();
-        let decrypt = move || {
-            opener
-                .decrypt_range(opener.layout(), range, &fetched)
-                .map(Bytes::from)
-                .map_err(|e| BlobError::from_crypto(&key, e))
-        };
-        if bytes.end - bytes.start <= INLINE_DECRYPT_MAX {
-            decrypt()
-        } else {
-            tokio::task::spawn_blocking(decrypt)
-                .await
-                .map_err(|e| BlobError::Task(e.to_string()))?
+        // The object may have changed since its header was read (cached opener).
+        if got.meta.size != layout.encrypted_len() || got.range != bytes {
+            return Err(size_mismatch(
+                &blob.key,
+                layout.encrypted_len(),
+                got.meta.size,
+            ));
         }
+        range::decrypt_segments(blob.key.clone(), opener, range, got.into_stream())
+    }
+
+    /// Plaintext bytes `range` of a stored blob, in one buffer: [`Self::get_range_stream`]
+    /// collected (every segment covering the range is verified before it returns). For
+    /// small reads; HTTP bodies use the stream.
+    pub async fn get_range(&self, blob: &BlobRef, range: Range<u64>) -> Result<Bytes, BlobError> {
+        let mut stream = self.get_range_stream(blob, range.clone()).await?;
+        let first = match stream.next().await {
+            Some(chunk) => chunk?,
+            None => return Ok(Bytes::new()),
+        };
+        if first.len() as u64 == range.end - range.start {
+            return Ok(first);
+        }
+        let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+        out.extend_from_slice(&first);
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out.freeze())
     }
 
     /// The whole plaintext as a stream of verified chunks (one segment each), for HTTP

@@ -429,3 +429,286 @@ fn debug_output_hides_secrets() {
     let store = BlobStore::new(backend, ring("k")).unwrap();
     assert!(!format!("{store:?}").contains("very-secret"));
 }
+
+// ---- Range streams ------------------------------------------------------------------
+
+/// The chunks of a range stream, or its first error with the chunks before it.
+async fn range_chunks(
+    store: &BlobStore,
+    blob: &BlobRef,
+    range: std::ops::Range<u64>,
+) -> (Vec<Bytes>, Option<BlobError>) {
+    let mut stream = match store.get_range_stream(blob, range).await {
+        Ok(s) => s,
+        Err(e) => return (vec![], Some(e)),
+    };
+    let mut chunks = vec![];
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(c) => chunks.push(c),
+            Err(e) => {
+                assert!(
+                    stream.next().await.is_none(),
+                    "the stream goes on after {e}"
+                );
+                return (chunks, Some(e));
+            }
+        }
+    }
+    (chunks, None)
+}
+
+#[tokio::test]
+async fn range_streams_are_exact_at_segment_boundaries() {
+    let fx = Fixture::new();
+    let s = SEG as u64;
+    // A short final segment, and an empty one (length a multiple of the segment size).
+    for len in [5 * SEG + 100, 4 * SEG] {
+        let plain = plaintext(len);
+        let key = format!("tenants/a/datasets/b{len}/v1.parquet");
+        let blob = fx.put(&key, &plain).await.blob_ref();
+        let l = len as u64;
+        let ranges = [
+            10..20,           // inside one segment
+            s + 3..s + 9,     // inside one segment, not the first
+            100..3 * s + 5,   // spanning many
+            s - 1..3 * s + 1, // from a segment's last byte to the next one's first
+            3 * s..l,         // from a boundary to the end
+            s..2 * s,         // exactly one segment
+            s..3 * s,         // boundary to boundary
+            0..l,             // the whole blob: `bytes=0-`
+            l / 2..l,         // ending exactly at the end
+            0..1,             // one byte, first
+            s - 1..s,         // one byte, last of a segment
+            s..s + 1,         // one byte, first of a segment
+            l - 1..l,         // one byte, last
+            7..7,             // empty
+        ];
+        for r in ranges {
+            let want = &plain[r.start as usize..r.end as usize];
+            let (chunks, err) = range_chunks(&fx.store, &blob, r.clone()).await;
+            assert!(err.is_none(), "len {len} {r:?}: {err:?}");
+            assert_eq!(chunks.concat(), want, "len {len} {r:?}");
+            // One chunk per segment holding bytes of the range, none empty, none longer
+            // than a segment.
+            let segments = if r.is_empty() {
+                0
+            } else {
+                (r.end - 1) / s - r.start / s + 1
+            };
+            assert_eq!(chunks.len() as u64, segments, "len {len} {r:?}");
+            assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= SEG));
+            assert_eq!(
+                &fx.store.get_range(&blob, r.clone()).await.unwrap()[..],
+                want
+            );
+        }
+        let past = range_chunks(&fx.store, &blob, l - 1..l + 1)
+            .await
+            .1
+            .unwrap();
+        assert_eq!(past.category(), "invalid_range", "{past}");
+    }
+}
+
+#[tokio::test]
+async fn range_stream_chunks_never_exceed_a_segment_and_input_is_pulled_lazily() {
+    use serre_crypto::stream::{HEADER_LEN, TAG_LEN};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let data_key = DataKey::generate().unwrap();
+    let plain = plaintext(6 * SEG + 1234);
+    let mut ct = Vec::new();
+    serre_crypto::encrypt_to(&data_key, &plain[..], &mut ct).unwrap();
+    let layout = EncryptedLayout::new(&ct[..HEADER_LEN], ct.len() as u64).unwrap();
+    let opener = Arc::new(SegmentOpener::new(&data_key, &layout).unwrap());
+    let l = plain.len() as u64;
+    let (_, bytes) = layout.segments_for(0..l).unwrap();
+    let body = Bytes::from(ct[bytes.start as usize..bytes.end as usize].to_vec());
+
+    // The whole range arrives as one input chunk: the output is still cut per segment.
+    let one = futures::stream::iter([Ok(body.clone())]);
+    let chunks: Vec<Bytes> = range::decrypt_segments("k".into(), opener.clone(), 0..l, one)
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(chunks.len(), 7);
+    assert!(chunks.iter().all(|c| c.len() <= SEG));
+    assert_eq!(chunks.concat(), plain);
+
+    // Small input chunks, counted as they are pulled: each output chunk needs at most
+    // one more segment of input (plus the chunk it ends in), never the whole range.
+    const IN: usize = 4096;
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let pieces: Vec<Bytes> = (0..body.len())
+        .step_by(IN)
+        .map(|at| body.slice(at..(at + IN).min(body.len())))
+        .collect();
+    let input = futures::stream::iter(pieces).map(move |c| {
+        counter.fetch_add(c.len(), Ordering::SeqCst);
+        Ok::<_, object_store::Error>(c)
+    });
+    let mut stream = range::decrypt_segments("k".into(), opener, 0..l, input).unwrap();
+    let mut got = 0;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        got += 1;
+        assert!(
+            pulled.load(Ordering::SeqCst) <= got * (SEG + TAG_LEN) + IN,
+            "chunk {got}: {} bytes pulled",
+            pulled.load(Ordering::SeqCst)
+        );
+        out.extend_from_slice(&chunk);
+    }
+    assert_eq!(out, plain);
+}
+
+#[tokio::test]
+async fn tampering_ends_a_range_stream_at_the_modified_segment() {
+    let fx = Fixture::new();
+    let plain = plaintext(4 * SEG + 17);
+    let blob = fx
+        .put("tenants/a/datasets/t/v1.parquet", &plain)
+        .await
+        .blob_ref();
+    let path = fx.stored_path(&blob.key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // A byte inside segment 2.
+    bytes[44 + 2 * (SEG + 16) + 100] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let s = SEG as u64;
+    let l = plain.len() as u64;
+    // Segments 0 and 1 go out verified; segment 2 fails and ends the stream.
+    let (chunks, err) = range_chunks(&fx.store, &blob, 5..l).await;
+    assert_eq!(chunks.concat(), &plain[5..2 * SEG]);
+    let err = err.expect("the modified segment is detected");
+    assert_eq!(err.category(), "integrity", "{err}");
+    assert!(err.to_string().contains("segment 2"), "{err}");
+    // Starting at the modified segment: nothing goes out.
+    let (chunks, err) = range_chunks(&fx.store, &blob, 2 * s + 1..2 * s + 2).await;
+    assert!(chunks.is_empty());
+    assert_eq!(err.unwrap().category(), "integrity");
+    // Ranges around it still read.
+    for r in [0..2 * s, 3 * s..l] {
+        let (chunks, err) = range_chunks(&fx.store, &blob, r.clone()).await;
+        assert!(err.is_none(), "{r:?}: {err:?}");
+        assert_eq!(chunks.concat(), &plain[r.start as usize..r.end as usize]);
+    }
+}
+
+#[tokio::test]
+async fn truncation_ends_or_refuses_a_range_stream() {
+    use serre_crypto::stream::HEADER_LEN;
+
+    let fx = Fixture::new();
+    let plain = plaintext(3 * SEG + 17);
+    let blob = fx
+        .put("tenants/a/datasets/t/v1.parquet", &plain)
+        .await
+        .blob_ref();
+    let l = plain.len() as u64;
+    // The opener (with the object's length) is now cached.
+    assert_eq!(
+        &fx.store.get_range(&blob, 0..4).await.unwrap()[..],
+        &plain[..4]
+    );
+
+    // Cut inside the final segment: the stored length no longer matches the cached
+    // layout, so even a range far from the end is refused.
+    let path = fx.stored_path(&blob.key);
+    let whole = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &whole[..whole.len() - 5]).unwrap();
+    for r in [0..10, 2 * SEG as u64..l, 0..l] {
+        let (chunks, err) = range_chunks(&fx.store, &blob, r.clone()).await;
+        assert!(chunks.is_empty(), "{r:?}");
+        assert_eq!(err.unwrap().category(), "integrity", "{r:?}");
+    }
+    // Without the cached opener the new header and length are read: refused too.
+    fx.store.inner.openers.lock().unwrap().clear();
+    let (_, err) = range_chunks(&fx.store, &blob, 0..l).await;
+    assert_eq!(err.unwrap().category(), "integrity");
+
+    // Input that ends early (a cut connection): the segments before go out, then an
+    // integrity error; the final segment is required even when it holds no plaintext.
+    let data_key = fx.store.data_key(&blob).unwrap();
+    let layout = EncryptedLayout::new(&whole[..HEADER_LEN], whole.len() as u64).unwrap();
+    let opener = Arc::new(SegmentOpener::new(&data_key, &layout).unwrap());
+    let (_, bytes) = layout.segments_for(0..l).unwrap();
+    let body = Bytes::from(whole[bytes.start as usize..bytes.end as usize].to_vec());
+    for cut in [1, 16, 17 + 16, SEG + 16 + 17 + 16] {
+        let short = futures::stream::iter([Ok(body.slice(..body.len() - cut))]);
+        let mut stream =
+            range::decrypt_segments(blob.key.clone(), opener.clone(), 0..l, short).unwrap();
+        let mut out = Vec::new();
+        let err = loop {
+            match stream.next().await {
+                Some(Ok(c)) => out.extend_from_slice(&c),
+                Some(Err(e)) => break e,
+                None => panic!("cut {cut}: a truncated range read ended cleanly"),
+            }
+        };
+        assert_eq!(err.category(), "integrity", "cut {cut}: {err}");
+        assert!(
+            out.len() < plain.len() && plain.starts_with(&out),
+            "cut {cut}"
+        );
+        assert!(stream.next().await.is_none());
+    }
+
+    // A blob whose final segment is empty: a range to the end still needs its tag.
+    let even = plaintext(2 * SEG);
+    let blob = fx
+        .put("tenants/a/datasets/e/v1.parquet", &even)
+        .await
+        .blob_ref();
+    let whole = std::fs::read(fx.stored_path(&blob.key)).unwrap();
+    let layout = EncryptedLayout::new(&whole[..HEADER_LEN], whole.len() as u64).unwrap();
+    let opener = Arc::new(SegmentOpener::new(&fx.store.data_key(&blob).unwrap(), &layout).unwrap());
+    let e = even.len() as u64;
+    let (indices, bytes) = layout.segments_for(SEG as u64..e).unwrap();
+    assert_eq!(indices, 1..3);
+    let body = Bytes::from(whole[bytes.start as usize..bytes.end as usize - 16].to_vec());
+    let short = futures::stream::iter([Ok(body)]);
+    let results: Vec<_> = range::decrypt_segments(blob.key.clone(), opener, SEG as u64..e, short)
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(results.len(), 2);
+    assert_eq!(&results[0].as_ref().unwrap()[..], &even[SEG..]);
+    assert_eq!(results[1].as_ref().unwrap_err().category(), "integrity");
+}
+
+#[tokio::test]
+async fn a_store_error_mid_stream_ends_the_range_stream() {
+    use serre_crypto::stream::HEADER_LEN;
+
+    let fx = Fixture::new();
+    let plain = plaintext(3 * SEG);
+    let blob = fx
+        .put("tenants/a/datasets/s/v1.parquet", &plain)
+        .await
+        .blob_ref();
+    let whole = std::fs::read(fx.stored_path(&blob.key)).unwrap();
+    let layout = EncryptedLayout::new(&whole[..HEADER_LEN], whole.len() as u64).unwrap();
+    let opener = Arc::new(SegmentOpener::new(&fx.store.data_key(&blob).unwrap(), &layout).unwrap());
+    let first = Bytes::from(whole[HEADER_LEN..HEADER_LEN + SEG + 16].to_vec());
+    let input = futures::stream::iter([
+        Ok(first),
+        Err(object_store::Error::Generic {
+            store: "test",
+            source: "connection reset".into(),
+        }),
+    ]);
+    let results: Vec<_> =
+        range::decrypt_segments(blob.key.clone(), opener, 0..plain.len() as u64, input)
+            .unwrap()
+            .collect()
+            .await;
+    assert_eq!(results.len(), 2);
+    assert_eq!(&results[0].as_ref().unwrap()[..], &plain[..SEG]);
+    assert_eq!(results[1].as_ref().unwrap_err().category(), "store");
+}

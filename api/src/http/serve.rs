@@ -1,6 +1,7 @@
-//! Serving a grant's materialised view: the whole Parquet file (streamed, decrypting as it
-//! goes), one byte range of it (206), or an Arrow IPC stream. Every read is audited with
-//! the grant, the principal, the bytes and (for whole reads) the rows.
+//! Serving a grant's materialised view: the whole Parquet file or one byte range of it
+//! (206), both streamed and decrypted one segment at a time, or an Arrow IPC stream.
+//! Every read is audited with the grant, the principal, the bytes and (for whole reads)
+//! the rows.
 
 use std::ops::Range;
 
@@ -9,11 +10,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde_json::json;
 
 use super::AppState;
 use crate::audit::{Draft, Outcome};
-use crate::blobs::BlobRef;
+use crate::blobs::{BlobError, BlobRef};
 use crate::error::ApiError;
 use crate::store::GrantRow;
 
@@ -123,21 +125,30 @@ pub async fn serve_view(
     let etag = HeaderValue::from_str(&format!("\"{}\"", g.view_sha256)).ok();
     let mut response = match parse_range(headers, len)? {
         Some(range) => {
-            let bytes = app.data.blobs.get_range(&blob, range.clone()).await?;
+            // Streamed: one segment in memory whatever the range (`bytes=0-` is the whole
+            // view). Opened first, so a read that cannot start is not audited.
+            let stream = app
+                .data
+                .blobs
+                .get_range_stream(&blob, range.clone())
+                .await?;
+            let n = range.end - range.start;
             audit_access(
                 app,
                 g,
                 principal,
                 request_id,
                 "parquet-range",
-                json!({ "bytes": bytes.len(), "range": [range.start, range.end] }),
+                json!({ "bytes": n, "range": [range.start, range.end] }),
             )
             .await?;
-            let mut r = (StatusCode::PARTIAL_CONTENT, bytes).into_response();
+            let mut r = (StatusCode::PARTIAL_CONTENT, body(stream, &blob.key)).into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
             if let Ok(v) =
                 HeaderValue::from_str(&format!("bytes {}-{}/{len}", range.start, range.end - 1))
             {
-                r.headers_mut().insert(header::CONTENT_RANGE, v);
+                h.insert(header::CONTENT_RANGE, v);
             }
             r
         }
@@ -152,8 +163,7 @@ pub async fn serve_view(
             )
             .await?;
             let stream = app.data.blobs.get_stream(&blob).await?;
-            let mut r =
-                Body::from_stream(stream.map(|c| c.map_err(std::io::Error::other))).into_response();
+            let mut r = body(stream, &blob.key).into_response();
             r.headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             r
@@ -173,6 +183,18 @@ pub async fn serve_view(
         h.insert(header::ETAG, etag);
     }
     Ok(response)
+}
+
+/// A response body from a decrypting stream. An error past the first byte can only cut
+/// the body short (the client sees fewer bytes than Content-Length); it is logged here.
+fn body(stream: BoxStream<'static, Result<Bytes, BlobError>>, key: &str) -> Body {
+    let key = key.to_owned();
+    Body::from_stream(stream.map(move |chunk| {
+        chunk.map_err(|e| {
+            tracing::warn!(key, category = e.category(), error = %e, "view body cut short");
+            std::io::Error::other(e)
+        })
+    }))
 }
 
 /// Decode the Parquet view on a blocking thread and stream it as Arrow IPC.
