@@ -307,6 +307,31 @@ pub struct DataConfig {
     #[arg(long, env = "SERRE_API_MAX_ROWS", default_value_t = 1_000_000_000)]
     pub max_rows: u64,
 
+    /// Bytes one upload's ingest may hold at once, in bytes, whatever the file's
+    /// compression: half for the Parquet pages decoded at once, a quarter for a decoded
+    /// batch, a quarter for the output row group. A file that needs more is refused (422
+    /// `too_large`, naming the row group, the rows or the column, and the figures).
+    #[arg(long, env = "SERRE_API_MAX_INGEST_MEMORY", default_value_t = 128 << 20)]
+    pub max_ingest_memory: u64,
+
+    /// Longest CSV field, in bytes (422 `too_large` naming the line and the column).
+    #[arg(long, env = "SERRE_API_MAX_CSV_FIELD", default_value_t = 1 << 20)]
+    pub max_csv_field: u64,
+
+    /// Longest CSV record, in bytes (at most an eighth of `--max-ingest-memory`).
+    #[arg(long, env = "SERRE_API_MAX_CSV_RECORD", default_value_t = 4 << 20)]
+    pub max_csv_record: u64,
+
+    /// Uploads ingested at once (parsed and converted, each on its own thread); more wait
+    /// for `--ingest-queue-wait` once their body is received.
+    #[arg(long, env = "SERRE_API_MAX_CONCURRENT_INGESTS", default_value_t = 2)]
+    pub max_concurrent_ingests: usize,
+
+    /// How long a received upload waits for an ingest to finish before it is refused with
+    /// 503 and `Retry-After`.
+    #[arg(long, env = "SERRE_API_INGEST_QUEUE_WAIT", default_value = "30s", value_parser = parse_duration)]
+    pub ingest_queue_wait: Duration,
+
     /// Smallest equivalence class a `personal` dataset's view must reach (k-anonymity over
     /// the recipe's quasi-identifiers) before it is granted to a vendor.
     #[arg(long, env = "SERRE_API_MIN_K", default_value_t = 5)]
@@ -328,6 +353,38 @@ pub struct DataConfig {
     /// Default: `http://<listen>`.
     #[arg(long, env = "SERRE_API_PUBLIC_URL")]
     pub public_url: Option<String>,
+}
+
+impl DataConfig {
+    /// The ingest limits fit together: the flag at fault and why.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        const MIB: u64 = 1 << 20;
+        if self.max_ingest_memory < 16 * MIB {
+            return Err((
+                "--max-ingest-memory",
+                "must be at least 16 MiB (16777216)".into(),
+            ));
+        }
+        if self.max_csv_field < 1024 || self.max_csv_field > self.max_csv_record {
+            return Err((
+                "--max-csv-field",
+                "must be at least 1024 bytes and at most --max-csv-record".into(),
+            ));
+        }
+        if self.max_csv_record > self.max_ingest_memory / 8 {
+            return Err((
+                "--max-csv-record",
+                format!(
+                    "must be at most an eighth of --max-ingest-memory ({} bytes)",
+                    self.max_ingest_memory / 8
+                ),
+            ));
+        }
+        if self.max_concurrent_ingests == 0 {
+            return Err(("--max-concurrent-ingests", "must be at least 1".into()));
+        }
+        Ok(())
+    }
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -395,6 +452,9 @@ impl Config {
         if self.body_limit < 1024 {
             return Err(invalid("--body-limit", "must be at least 1024 bytes"));
         }
+        self.data
+            .check()
+            .map_err(|(flag, message)| invalid(flag, message))?;
         if self.cluster.no_cluster && self.cluster.tenants_file.is_none() {
             return Err(invalid(
                 "--no-cluster",
@@ -500,6 +560,32 @@ mod tests {
         std::fs::write(&f, "postgres://u:secret@db/serre\n").unwrap();
         let c = parse(&["--database-url-file", f.to_str().unwrap()]);
         assert_eq!(c.database_url().unwrap(), "postgres://u:secret@db/serre");
+    }
+
+    #[test]
+    fn ingest_limits_must_fit_together() {
+        let base = ["--dev-issuer", "--environment", "development"];
+        for (extra, flag) in [
+            (
+                &["--max-ingest-memory", "1000000"][..],
+                "--max-ingest-memory:",
+            ),
+            (&["--max-csv-field", "10"][..], "--max-csv-field:"),
+            (
+                &["--max-csv-field", "8388608", "--max-csv-record", "4194304"][..],
+                "--max-csv-field:",
+            ),
+            (&["--max-csv-record", "33554432"][..], "--max-csv-record:"),
+            (
+                &["--max-concurrent-ingests", "0"][..],
+                "--max-concurrent-ingests:",
+            ),
+        ] {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            let e = parse(&args).validate().unwrap_err().to_string();
+            assert!(e.starts_with(flag), "{extra:?}: {e}");
+        }
+        parse(&base).validate().expect("the defaults fit");
     }
 
     #[test]

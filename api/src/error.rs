@@ -115,6 +115,11 @@ impl ApiError {
             ApiError::Data(e) if e.is_client_error() => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Upload(UploadError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Upload(UploadError::Empty | UploadError::Body(_)) => StatusCode::BAD_REQUEST,
+            ApiError::Upload(UploadError::Busy { .. })
+            | ApiError::Data(DataError::Cancelled)
+            | ApiError::Upload(UploadError::Data(DataError::Cancelled)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Upload(UploadError::Data(e)) if e.is_client_error() => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -160,6 +165,7 @@ impl ApiError {
             ApiError::Upload(UploadError::TooLarge { .. }) => "payload_too_large",
             ApiError::Upload(UploadError::Empty) => "empty_upload",
             ApiError::Upload(UploadError::Body(_)) => "bad_body",
+            ApiError::Upload(UploadError::Busy { .. }) => "ingest_busy",
             ApiError::Upload(_) => "upload_failed",
             ApiError::Blob(_) => "storage_error",
             ApiError::RangeNotSatisfiable(_) => "range_not_satisfiable",
@@ -222,7 +228,13 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        let busy = match &self {
+            ApiError::Upload(UploadError::Busy { retry_after, .. }) => Some(*retry_after),
+            _ => None,
+        };
+        if busy.is_some() {
+            tracing::warn!(code = self.code(), error = %self, "upload refused");
+        } else if status.is_server_error() {
             tracing::error!(code = self.code(), error = %self, "request failed");
         }
         // Internal details stay in the log; the client gets the category.
@@ -238,6 +250,7 @@ impl IntoResponse for ApiError {
             ApiError::Outputs(OutputsError::Settings(_)) => {
                 "the sandbox's storage settings are unusable; the gateway's log says why".to_owned()
             }
+            ApiError::Upload(e @ UploadError::Busy { .. }) => e.to_string(),
             e @ (ApiError::Data(_) | ApiError::Upload(_)) if status.is_server_error() => {
                 let _ = e;
                 "the data could not be processed; try again later".to_owned()
@@ -256,6 +269,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if let Some(after) = busy {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        }
         if let ApiError::Auth(e) = &self
             && status == StatusCode::UNAUTHORIZED
         {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use serre_api::data::{IngestLimits, ingest_parquet};
+use serre_api::data::{Cancel, IngestLimits, ingest_parquet};
 
 #[path = "common.rs"]
 mod common;
@@ -20,6 +20,7 @@ fuzz_target!(|input: &[u8]| {
         bytes::Bytes::copy_from_slice(input),
         &mut out,
         &IngestLimits::default(),
+        &Cancel::new(),
     );
     common::check(result, out);
 });

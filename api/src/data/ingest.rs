@@ -2,13 +2,23 @@
 //!
 //! Every value is parsed (CSV) or every page decoded (Parquet) before the upload is
 //! accepted, so a dataset that is stored can always be read back. The output is Parquet with
-//! ZSTD level 3 and row groups of 128 Ki rows. The caller enforces the byte limit on `input`.
+//! ZSTD level 3 and row groups of at most 128 Ki rows. The caller enforces the byte limit on
+//! `input`.
+//!
+//! Memory is bounded by [`IngestLimits::max_memory`] whatever the file's compression ratio:
+//! the Parquet page headers are sized before any page is decompressed (at most half the
+//! budget at once), batches are decoded with strings as views (a value repeated through a
+//! dictionary is not copied) and sized before they are expanded (at most a quarter), and
+//! the output's row group is flushed past a quarter. CSV fields and records have their own
+//! caps. A [`Cancel`] flag, checked between batches and reads, stops an abandoned ingest.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_cast::cast;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::{
@@ -19,12 +29,16 @@ use parquet::file::reader::ChunkReader;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::source::{BATCH_ROWS, Shared, read_error, write_error, writer};
+use super::source::{Shared, read_error, write_error, writer};
 use super::{DataError, Result, type_name};
 
 mod csv_input;
+mod pages;
 
 pub use csv_input::ingest_csv;
+
+/// Most rows in one decoded Parquet batch (fewer when rows are wide).
+const PARQUET_BATCH_ROWS: usize = 8 * 1024;
 
 /// Column type a CSV upload may declare for a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -87,6 +101,13 @@ pub struct IngestLimits {
     pub max_rows: u64,
     /// Most columns accepted (default 1000).
     pub max_columns: usize,
+    /// Bytes one ingest may hold at once (default 128 MiB): half for the Parquet pages
+    /// being decoded, a quarter for a decoded batch, a quarter for the output row group.
+    pub max_memory: u64,
+    /// Longest CSV field, in bytes (default 1 MiB).
+    pub max_field_bytes: u64,
+    /// Longest CSV record, in bytes (default 4 MiB; at most an eighth of `max_memory`).
+    pub max_record_bytes: u64,
 }
 
 impl Default for IngestLimits {
@@ -94,8 +115,60 @@ impl Default for IngestLimits {
         IngestLimits {
             max_rows: u64::MAX,
             max_columns: 1000,
+            max_memory: 128 << 20,
+            max_field_bytes: 1 << 20,
+            max_record_bytes: 4 << 20,
         }
     }
+}
+
+impl IngestLimits {
+    /// What one decoded batch (or one CSV batch of text) may take.
+    pub(crate) fn batch_bytes(&self) -> u64 {
+        self.max_memory / 4
+    }
+}
+
+/// Set when an ingest is abandoned (the request timed out or its client went away); the
+/// ingest checks it between batches and reads and stops with [`DataError::Cancelled`].
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.is_cancelled() {
+            Err(DataError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A byte count for messages: `16.0 KiB`, `1.0 GiB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// What was stored.
@@ -172,7 +245,6 @@ fn normalised_type(name: &str, data_type: &DataType) -> Result<DataType> {
     })
 }
 
-/// Check a Parquet upload completely and store it normalised.
 /// Run `decode` on row group `group`, turning a panic of the parquet crate into an error:
 /// some malformed pages still panic in it (parquet 60: a dictionary-encoded page without a
 /// dictionary page, found by fuzzing `ingest_parquet`), and an upload must get a 422, not
@@ -193,10 +265,23 @@ fn guarded<T>(group: usize, decode: impl FnOnce() -> Result<T>) -> Result<T> {
     }
 }
 
+/// The type a column is decoded as: strings and binaries as views, so that a value
+/// repeated through a dictionary (or read from a plain page) is not copied per row.
+fn decoded_type(stored: &DataType) -> DataType {
+    match stored {
+        DataType::Utf8 => DataType::Utf8View,
+        DataType::Binary => DataType::BinaryView,
+        other => other.clone(),
+    }
+}
+
+/// Check a Parquet upload completely and store it normalised, holding about
+/// `limits.max_memory` at most; `cancel` stops it between batches.
 pub fn ingest_parquet<R: ChunkReader + 'static, W: Write + Send>(
     input: R,
     out: W,
     limits: &IngestLimits,
+    cancel: &Cancel,
 ) -> Result<IngestReport> {
     let input = Shared::new(input);
     let metadata = ArrowReaderMetadata::load(&input, ArrowReaderOptions::new()).map_err(|e| {
@@ -226,13 +311,45 @@ pub fn ingest_parquet<R: ChunkReader + 'static, W: Write + Send>(
             limits.max_rows
         )));
     }
+    // The same columns, strings and binaries decoded as views.
+    let decoded: SchemaRef = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .zip(target.fields())
+            .map(|(f, t)| {
+                f.as_ref()
+                    .clone()
+                    .with_data_type(decoded_type(t.data_type()))
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let options = ArrowReaderOptions::new().with_schema(decoded);
+    let metadata =
+        ArrowReaderMetadata::try_new(metadata.metadata().clone(), options).map_err(|e| {
+            DataError::InvalidParquet(format!(
+                "the column types do not match the file's schema: {}",
+                read_error(&e)
+            ))
+        })?;
 
     let mut out = writer(out, target.clone(), &[])?;
     let mut rows = 0u64;
     for (group, row_group) in metadata.metadata().row_groups().iter().enumerate() {
+        cancel.check()?;
         let expected = u64::try_from(row_group.num_rows()).unwrap_or(0);
+        let batch_rows = guarded(group, || plan_row_group(&input, &metadata, group, limits))?;
         let decoded = guarded(group, || {
-            copy_row_group(&input, &metadata, group, &target, &mut out)
+            let copy = RowGroupCopy {
+                input: &input,
+                metadata: &metadata,
+                group,
+                batch_rows,
+                target: &target,
+                limits,
+                cancel,
+            };
+            copy.run(&mut out)
         })?;
         if decoded != expected {
             return Err(DataError::InvalidParquet(format!(
@@ -244,77 +361,251 @@ pub fn ingest_parquet<R: ChunkReader + 'static, W: Write + Send>(
     finish(out, target, rows)
 }
 
-/// Decode one row group fully and write it out; on failure find the column at fault.
-fn copy_row_group<R: ChunkReader + 'static, W: Write + Send>(
+/// Size row group `group` before decoding it: the pages its decoder holds at once must fit
+/// half of the memory budget; returns the rows per batch that keep a batch, as the footer
+/// describes it, within an eighth.
+fn plan_row_group<R: ChunkReader + 'static>(
     input: &Shared<R>,
     metadata: &ArrowReaderMetadata,
     group: usize,
-    target: &SchemaRef,
-    out: &mut ArrowWriter<W>,
-) -> Result<u64> {
-    let reader =
-        ParquetRecordBatchReaderBuilder::new_with_metadata(input.clone(), metadata.clone())
-            .with_row_groups(vec![group])
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| corrupt(input, metadata, group, &e))?;
-    let mut rows = 0u64;
-    for batch in reader {
-        let batch = batch.map_err(|e| {
-            let e = parquet::errors::ParquetError::ArrowError(e.to_string());
-            corrupt(input, metadata, group, &e)
-        })?;
-        rows += batch.num_rows() as u64;
-        let columns: Vec<ArrayRef> = batch
-            .columns()
-            .iter()
-            .zip(target.fields())
-            .map(|(column, field)| {
-                if column.data_type() == field.data_type() {
-                    Ok(column.clone())
-                } else {
-                    cast(column, field.data_type()).map_err(|e| {
-                        DataError::InvalidParquet(format!(
-                            "row group {group}, column \"{}\": {e}",
-                            field.name()
-                        ))
-                    })
-                }
-            })
-            .collect::<Result<_>>()?;
-        let batch = RecordBatch::try_new(target.clone(), columns)
-            .map_err(|e| DataError::internal("rebuilding a batch", e))?;
-        out.write(&batch).map_err(write_error)?;
-    }
-    Ok(rows)
-}
-
-/// Name the first column of `group` that cannot be decoded on its own.
-fn corrupt<R: ChunkReader + 'static>(
-    input: &Shared<R>,
-    metadata: &ArrowReaderMetadata,
-    group: usize,
-    err: &parquet::errors::ParquetError,
-) -> DataError {
-    let schema = metadata.metadata().file_metadata().schema_descr();
-    for (index, field) in metadata.schema().fields().iter().enumerate() {
-        let decodes =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(input.clone(), metadata.clone())
-                .with_row_groups(vec![group])
-                .with_projection(ProjectionMask::roots(schema, [index]))
-                .with_batch_size(BATCH_ROWS)
-                .build()
-                .map(|reader| reader.into_iter().all(|batch| batch.is_ok()))
-                .unwrap_or(false);
-        if !decodes {
-            return DataError::InvalidParquet(format!(
-                "row group {group}, column \"{}\": {}",
-                field.name(),
-                read_error(err)
-            ));
+    limits: &IngestLimits,
+) -> Result<usize> {
+    let row_group = metadata.metadata().row_group(group);
+    let fields = metadata.schema().fields();
+    let mut held = 0u64;
+    let mut widest: (u64, &str) = (0, "");
+    let mut rebuilt = 0u64;
+    for (column, field) in row_group.columns().iter().zip(fields.iter()) {
+        let at_fault = |why: String| {
+            DataError::InvalidParquet(format!(
+                "row group {group}, column \"{}\": {why}",
+                field.name()
+            ))
+        };
+        let (start, length) = pages::chunk_range(column).map_err(at_fault)?;
+        let chunk = pages::scan(input, start, length).map_err(at_fault)?;
+        let column_held = chunk.largest_page.saturating_add(chunk.dictionary);
+        held = held.saturating_add(column_held);
+        if column_held > widest.0 {
+            widest = (column_held, field.name());
+        }
+        if chunk.rebuilt_values {
+            rebuilt = rebuilt.saturating_add(chunk.largest_page.max(chunk.dictionary));
         }
     }
-    DataError::InvalidParquet(format!("row group {group}: {}", read_error(err)))
+    let pages_budget = limits.max_memory / 2;
+    if held > pages_budget {
+        return Err(DataError::TooLarge(format!(
+            "row group {group}: decoding it holds {} of pages at once (the largest page and \
+             the dictionary of each column; column \"{}\": {}), more than the {} allowed \
+             (half of --max-ingest-memory, {}); write the file with smaller pages or fewer \
+             columns per file",
+            bytes(held),
+            widest.1,
+            bytes(widest.0),
+            bytes(pages_budget),
+            bytes(limits.max_memory),
+        )));
+    }
+
+    // Bytes per row: fixed-width values, 16 per view, or what the footer announces.
+    let mut fixed = 0u64;
+    let mut views = 0u64;
+    let mut widest: (u64, &str) = (0, "");
+    for field in fields.iter() {
+        let width = match field.data_type() {
+            DataType::Utf8View | DataType::BinaryView => {
+                views += 16;
+                continue;
+            }
+            DataType::FixedSizeBinary(n) => u64::try_from(*n).unwrap_or(0),
+            DataType::Boolean => 1,
+            DataType::Null => 0,
+            t => t.primitive_width().map_or(8, |w| w as u64),
+        };
+        fixed += width;
+        if width > widest.0 {
+            widest = (width, field.name());
+        }
+    }
+    let batch_budget = limits.batch_bytes();
+    if fixed > batch_budget {
+        return Err(DataError::TooLarge(format!(
+            "row group {group}: one row takes {} of fixed-width values (column \"{}\": {}), \
+             more than the {} a batch may take (a quarter of --max-ingest-memory, {})",
+            bytes(fixed),
+            widest.1,
+            bytes(widest.0),
+            bytes(batch_budget),
+            bytes(limits.max_memory),
+        )));
+    }
+    let rows = u64::try_from(row_group.num_rows()).unwrap_or(0).max(1);
+    let announced = u64::try_from(row_group.total_byte_size()).unwrap_or(0) / rows;
+    let per_row = announced.max(fixed + views).max(1);
+    let mut batch_rows = (batch_budget / 2 / per_row).max(1);
+    // DELTA_BYTE_ARRAY values are rebuilt while decoding, before they can be sized: each
+    // may be as long as its page.
+    if let Some(rows) = (batch_budget / 2).checked_div(rebuilt) {
+        batch_rows = batch_rows.min(rows.max(1));
+    }
+    Ok(usize::try_from(batch_rows)
+        .unwrap_or(PARQUET_BATCH_ROWS)
+        .min(PARQUET_BATCH_ROWS))
+}
+
+/// Decoding one row group into the output.
+struct RowGroupCopy<'a, R: ChunkReader> {
+    input: &'a Shared<R>,
+    metadata: &'a ArrowReaderMetadata,
+    group: usize,
+    batch_rows: usize,
+    target: &'a SchemaRef,
+    limits: &'a IngestLimits,
+    cancel: &'a Cancel,
+}
+
+impl<R: ChunkReader + 'static> RowGroupCopy<'_, R> {
+    /// Decode the row group batch by batch, size each batch before expanding its views,
+    /// and write it out; on failure find the column at fault.
+    fn run<W: Write + Send>(&self, out: &mut ArrowWriter<W>) -> Result<u64> {
+        let group = self.group;
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.input.clone(),
+            self.metadata.clone(),
+        )
+        .with_row_groups(vec![group])
+        .with_batch_size(self.batch_rows)
+        .build()
+        .map_err(|e| self.corrupt(&e))?;
+        let mut rows = 0u64;
+        for batch in reader {
+            self.cancel.check()?;
+            let batch = batch.map_err(|e| {
+                let e = parquet::errors::ParquetError::ArrowError(e.to_string());
+                self.corrupt(&e)
+            })?;
+            let first = rows + 1;
+            rows += batch.num_rows() as u64;
+            self.check_size(&batch, first, rows)?;
+            let columns: Vec<ArrayRef> = batch
+                .columns()
+                .iter()
+                .zip(self.target.fields())
+                .map(|(column, field)| {
+                    if column.data_type() == field.data_type() {
+                        Ok(column.clone())
+                    } else {
+                        cast(column, field.data_type()).map_err(|e| {
+                            DataError::InvalidParquet(format!(
+                                "row group {group}, column \"{}\": {e}",
+                                field.name()
+                            ))
+                        })
+                    }
+                })
+                .collect::<Result<_>>()?;
+            drop(batch);
+            let batch = RecordBatch::try_new(self.target.clone(), columns)
+                .map_err(|e| DataError::internal("rebuilding a batch", e))?;
+            out.write(&batch).map_err(write_error)?;
+            if out.in_progress_size() as u64 > self.limits.batch_bytes() {
+                out.flush().map_err(write_error)?;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Refuse a batch whose values, expanded, exceed a quarter of the budget.
+    fn check_size(&self, batch: &RecordBatch, first: u64, last: u64) -> Result<()> {
+        let sizes: Vec<u64> = batch.columns().iter().map(expanded_size).collect();
+        let total: u64 = sizes.iter().sum();
+        let budget = self.limits.batch_bytes();
+        if total <= budget {
+            return Ok(());
+        }
+        let (column, largest) = sizes
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, size)| **size)
+            .map(|(i, size)| (batch.schema().field(i).name().clone(), *size))
+            .unwrap_or_default();
+        let row_group = self.metadata.metadata().row_group(self.group);
+        let stored: i64 = row_group
+            .columns()
+            .iter()
+            .map(|c| c.compressed_size())
+            .sum();
+        Err(DataError::TooLarge(format!(
+            "row group {}, rows {first}–{last}: they decode to {} (column \"{column}\": {}), \
+             more than the {} a batch may take (a quarter of --max-ingest-memory, {}); the \
+             file stores the row group's {} rows in {}: values repeated through a \
+             dictionary decode far larger than the file",
+            self.group,
+            bytes(total),
+            bytes(largest),
+            bytes(budget),
+            bytes(self.limits.max_memory),
+            row_group.num_rows(),
+            bytes(u64::try_from(stored).unwrap_or(0)),
+        )))
+    }
+
+    /// Name the first column of the row group that cannot be decoded on its own.
+    fn corrupt(&self, err: &parquet::errors::ParquetError) -> DataError {
+        let group = self.group;
+        let schema = self.metadata.metadata().file_metadata().schema_descr();
+        for (index, field) in self.metadata.schema().fields().iter().enumerate() {
+            if self.cancel.is_cancelled() {
+                return DataError::Cancelled;
+            }
+            let decodes = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                self.input.clone(),
+                self.metadata.clone(),
+            )
+            .with_row_groups(vec![group])
+            .with_projection(ProjectionMask::roots(schema, [index]))
+            .with_batch_size(self.batch_rows)
+            .build()
+            .map(|reader| reader.into_iter().all(|batch| batch.is_ok()))
+            .unwrap_or(false);
+            if !decodes {
+                return DataError::InvalidParquet(format!(
+                    "row group {group}, column \"{}\": {}",
+                    field.name(),
+                    read_error(err)
+                ));
+            }
+        }
+        DataError::InvalidParquet(format!("row group {group}: {}", read_error(err)))
+    }
+}
+
+/// Bytes a decoded column takes once normalised: views expanded to offsets and values.
+fn expanded_size(column: &ArrayRef) -> u64 {
+    fn view_bytes(views: &[u128], valid: impl Fn(usize) -> bool) -> u64 {
+        let values: u64 = views
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| valid(*i))
+            .map(|(_, view)| u64::from(*view as u32))
+            .sum();
+        values + 4 * (views.len() as u64 + 1)
+    }
+    match column.data_type() {
+        DataType::Utf8View => {
+            let array = column.as_string_view();
+            view_bytes(array.views(), |i| array.is_valid(i))
+        }
+        DataType::BinaryView => {
+            let array = column.as_binary_view();
+            view_bytes(array.views(), |i| array.is_valid(i))
+        }
+        _ => column.to_data().get_slice_memory_size().map_or_else(
+            |_| column.get_array_memory_size() as u64,
+            |size| size as u64,
+        ),
+    }
 }
 
 pub(crate) fn finish<W: Write + Send>(

@@ -4,7 +4,8 @@
 //! blocking task and map [`DataError::category`] to a status code.
 //!
 //! * [`ingest`]: CSV or Parquet upload → validated, normalised Parquet (ZSTD level 3,
-//!   row groups of 128 Ki rows). Every value is parsed, every row group decoded.
+//!   row groups of at most 128 Ki rows). Every value is parsed, every row group decoded,
+//!   within a memory budget ([`IngestLimits`]) and until cancelled ([`Cancel`]).
 //! * [`recipe`]: the anonymisation recipe of a grant (keep, drop, pseudonymise, generalise
 //!   per column; quasi-identifiers; minimum class size `k`; suppression).
 //! * [`filter`]: a row filter written as a small, checked subset of SQL.
@@ -30,7 +31,8 @@ pub mod view;
 pub use anonymise::PseudonymKey;
 pub use filter::RowFilter;
 pub use ingest::{
-    ColumnType, CsvOptions, IngestLimits, IngestReport, ingest_csv, ingest_parquet, schema_json,
+    Cancel, ColumnType, CsvOptions, IngestLimits, IngestReport, ingest_csv, ingest_parquet,
+    schema_json,
 };
 pub use kanon::KAnonymityReport;
 pub use materialise::{kanon_preview, materialise};
@@ -51,7 +53,8 @@ pub enum DataError {
     /// nested types).
     #[error("invalid columns: {0}")]
     InvalidSchema(String),
-    /// More rows or columns than the limits allow.
+    /// More rows, columns or bytes (a field, a record, a decoded batch, the pages decoded
+    /// at once) than the limits allow.
     #[error("too large: {0}")]
     TooLarge(String),
     /// The recipe or the view's projection does not fit the dataset.
@@ -66,14 +69,18 @@ pub enum DataError {
     /// Reading the input or writing the output failed.
     #[error("I/O error: {0}")]
     Io(String),
+    /// The work was abandoned through its [`Cancel`] flag (the request timed out or its
+    /// client went away).
+    #[error("cancelled: the request was abandoned")]
+    Cancelled,
     /// A bug in the engine or in a library it calls (not the caller's fault).
     #[error("internal data engine error: {0}")]
     Internal(String),
 }
 
 impl DataError {
-    /// Stable label for metrics and for the HTTP mapping. All but `io` and `internal` are
-    /// the client's to fix (4xx).
+    /// Stable label for metrics and for the HTTP mapping. All but `io`, `cancelled` and
+    /// `internal` are the client's to fix (4xx).
     pub fn category(&self) -> &'static str {
         match self {
             DataError::InvalidCsv(_) => "invalid_csv",
@@ -84,13 +91,18 @@ impl DataError {
             DataError::InvalidFilter(_) => "invalid_filter",
             DataError::KAnonymity(_) => "k_anonymity",
             DataError::Io(_) => "io",
+            DataError::Cancelled => "cancelled",
             DataError::Internal(_) => "internal",
         }
     }
 
-    /// True when the caller's input is at fault (maps to 4xx), false for `io` and `internal`.
+    /// True when the caller's input is at fault (maps to 4xx), false for `io`,
+    /// `cancelled` and `internal`.
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, DataError::Io(_) | DataError::Internal(_))
+        !matches!(
+            self,
+            DataError::Io(_) | DataError::Cancelled | DataError::Internal(_)
+        )
     }
 
     pub(crate) fn internal(context: &str, err: impl std::fmt::Display) -> DataError {

@@ -8,12 +8,17 @@ pub mod upload;
 pub mod view;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
 
 use crate::blobs::{BlobBackend, BlobError, BlobStore};
 use crate::config::{Config, DataConfig, DataStoreKind, Environment};
+use crate::data::IngestLimits;
 pub use keys::{DataKeys, KeysError};
+use upload::UploadError;
 
 /// Classifications a dataset may carry.
 pub const CLASSIFICATIONS: [&str; 4] = ["open", "internal", "personal", "anonymised"];
@@ -30,6 +35,9 @@ pub struct DataPlane {
     public_url: std::sync::OnceLock<String>,
     /// Private directory for uploads and views being built (mode 0700).
     pub tmp: PathBuf,
+    /// One permit per ingest that may run at once (`--max-concurrent-ingests`); an ingest's
+    /// thread holds its permit until it ends.
+    pub ingests: Arc<Semaphore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +85,34 @@ impl DataPlane {
             config: data.clone(),
             public_url,
             tmp,
+            ingests: Arc::new(Semaphore::new(data.max_concurrent_ingests)),
         })
+    }
+
+    /// The data engine's limits for an upload, from the configuration.
+    pub fn ingest_limits(&self) -> IngestLimits {
+        IngestLimits {
+            max_rows: self.config.max_rows,
+            max_memory: self.config.max_ingest_memory,
+            max_field_bytes: self.config.max_csv_field,
+            max_record_bytes: self.config.max_csv_record,
+            ..IngestLimits::default()
+        }
+    }
+
+    /// A permit to ingest, waiting at most `--ingest-queue-wait` for one; past it the upload
+    /// is refused as [`UploadError::Busy`] (503, `Retry-After`).
+    pub async fn ingest_permit(&self) -> Result<OwnedSemaphorePermit, UploadError> {
+        let wait = self.config.ingest_queue_wait;
+        match tokio::time::timeout(wait, self.ingests.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(UploadError::Task(closed.to_string())),
+            Err(_) => Err(UploadError::Busy {
+                limit: self.config.max_concurrent_ingests,
+                waited: wait,
+                retry_after: wait.max(Duration::from_secs(1)),
+            }),
+        }
     }
 
     /// The gateway's base URL for profiles and file links.

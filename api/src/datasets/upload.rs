@@ -1,15 +1,18 @@
 //! Receiving an upload: the request body is streamed to a private temporary file, never
 //! held in memory, counting bytes against the limit and hashing as it goes; then the data
-//! engine turns it into normalised Parquet on a blocking thread.
+//! engine turns it into normalised Parquet on a blocking thread, which holds one of the
+//! gateway's ingest permits until it ends and stops when the request is abandoned.
 
 use std::path::Path;
+use std::time::Duration;
 
 use axum::body::Body;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::OwnedSemaphorePermit;
 
-use crate::data::{self, CsvOptions, DataError, IngestLimits, IngestReport};
+use crate::data::{self, Cancel, CsvOptions, DataError, IngestLimits, IngestReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -25,6 +28,17 @@ pub enum UploadError {
     Io(#[from] std::io::Error),
     #[error("the ingest task failed: {0}")]
     Task(String),
+    /// Every ingest permit stayed taken for the whole queue wait: 503 with `Retry-After`.
+    #[error(
+        "the gateway is already ingesting {limit} uploads (--max-concurrent-ingests) and none \
+         finished within {waited:?}; send the file again in {} seconds",
+        .retry_after.as_secs()
+    )]
+    Busy {
+        limit: usize,
+        waited: Duration,
+        retry_after: Duration,
+    },
 }
 
 /// The declared format of an upload.
@@ -77,26 +91,48 @@ pub async fn receive(body: Body, path: &Path, limit: u64) -> Result<(u64, String
     Ok((size, hex::encode(hasher.finalize())))
 }
 
-/// Parse `input` as declared and write normalised Parquet to `output` (blocking thread).
+/// Sets its flag when dropped: with the request's future (timeout, client gone), or once
+/// the ingest is over (then harmlessly).
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Parse `input` as declared and write normalised Parquet to `output` (a new file) on a
+/// blocking thread that holds `permit` until it ends. Dropping the returned future (the
+/// request timed out or its client went away) cancels the thread, which stops at its next
+/// batch or read; both files are opened here, so the caller's guards remove them whatever
+/// the thread is doing.
 pub async fn ingest(
     input: &Path,
     output: &Path,
     format: Format,
     limits: IngestLimits,
+    permit: OwnedSemaphorePermit,
 ) -> Result<IngestReport, UploadError> {
-    let (input, output) = (input.to_owned(), output.to_owned());
+    let source = tokio::fs::File::open(input).await?.into_std().await;
+    let target = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(output)
+        .await?
+        .into_std()
+        .await;
+    let cancel = Cancel::new();
+    let _on_drop = CancelOnDrop(cancel.clone());
     tokio::task::spawn_blocking(move || -> Result<IngestReport, UploadError> {
         use std::io::Write;
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&output)?);
+        let _permit = permit;
+        let mut out = std::io::BufWriter::new(target);
         let report = match format {
             Format::Csv(options) => {
-                let reader = std::io::BufReader::new(std::fs::File::open(&input)?);
-                data::ingest_csv(reader, &options, &mut out, &limits)?
+                let reader = std::io::BufReader::new(source);
+                data::ingest_csv(reader, &options, &mut out, &limits, &cancel)?
             }
-            Format::Parquet => {
-                let file = std::fs::File::open(&input)?;
-                data::ingest_parquet(file, &mut out, &limits)?
-            }
+            Format::Parquet => data::ingest_parquet(source, &mut out, &limits, &cancel)?,
         };
         out.flush()?;
         Ok(report)

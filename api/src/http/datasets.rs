@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 
 use super::{AppState, Ctx};
 use crate::authz::{Action, Resource};
-use crate::data::{ColumnType, CsvOptions, IngestLimits};
+use crate::data::{ColumnType, CsvOptions};
 use crate::datasets::upload::{self, Format};
 use crate::datasets::view::DatasetView;
 use crate::datasets::{CLASSIFICATIONS, DataPlane};
@@ -151,7 +151,9 @@ fn check_length(data: &DataPlane, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Receive, parse, encrypt and store one version's bytes; nothing is recorded yet.
+/// Receive, parse, encrypt and store one version's bytes; nothing is recorded yet. The
+/// body is received first (to disk, whatever the load), then the upload waits for an ingest
+/// permit (`--ingest-queue-wait`, then 503 with `Retry-After`).
 async fn store_upload(
     app: &AppState,
     tenant: &str,
@@ -163,13 +165,17 @@ async fn store_upload(
     let data = &app.data;
     let source = data.temp_file(".upload");
     let (_, source_sha256) = upload::receive(body, source.path(), data.config.upload_limit).await?;
+    let permit = data.ingest_permit().await?;
     let parquet = data.temp_file(".parquet");
-    let limits = IngestLimits {
-        max_rows: data.config.max_rows,
-        ..IngestLimits::default()
-    };
     let format_name = format.name();
-    let report = upload::ingest(source.path(), parquet.path(), format, limits).await?;
+    let report = upload::ingest(
+        source.path(),
+        parquet.path(),
+        format,
+        data.ingest_limits(),
+        permit,
+    )
+    .await?;
     drop(source);
     let key = format!(
         "tenants/{tenant}/datasets/{dataset_id}/{}.parquet",
@@ -205,7 +211,8 @@ async fn store_upload(
         (status = 404, description = "Unknown tenant", body = ErrorBody),
         (status = 409, description = "Name taken in this tenant", body = ErrorBody),
         (status = 413, description = "Larger than the upload limit", body = ErrorBody),
-        (status = 422, description = "Invalid parameters or file (line/row group and column named)", body = ErrorBody),
+        (status = 422, description = "Invalid parameters or file (line/row group and column named), or a file that decodes past a limit (`too_large`: field, record, memory)", body = ErrorBody),
+        (status = 503, description = "Every ingest permit stayed taken for `--ingest-queue-wait` (`ingest_busy`, with `Retry-After`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -366,6 +373,7 @@ async fn load_authorized(
         (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody),
+        (status = 503, description = "Every ingest permit stayed taken (`ingest_busy`, with `Retry-After`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -2,7 +2,9 @@
 //! final schema; errors name the line (1-based, header included) and the column.
 //!
 //! Empty fields are nulls. A record whose quoted field spans several lines counts from the
-//! line it starts on.
+//! line it starts on. Fields and records have a size cap ([`IngestLimits`]), enforced
+//! while the record is read (it is never buffered past its cap); the inference sample and
+//! each batch of text are bounded in bytes as well as in rows.
 
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -15,31 +17,69 @@ use arrow_cast::{CastOptions, cast_with_options};
 use arrow_csv::reader::Format;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::{CsvOptions, IngestLimits, IngestReport, check_column_names, finish};
+use super::{Cancel, CsvOptions, IngestLimits, IngestReport, bytes, check_column_names, finish};
 use crate::data::source::{BATCH_ROWS, write_error, writer};
 use crate::data::{DataError, Result, type_name};
 
-/// Counts quote characters so that an unclosed quote is found at the end of the file.
-struct QuoteCounter<R> {
-    inner: R,
-    quotes: Rc<Cell<u64>>,
+/// Bytes the CSV reader buffers ahead of the record it parses (its own buffer, 8 KiB, and
+/// some margin): a record is refused once this much more than its cap was read into it.
+const READ_AHEAD: u64 = 64 * 1024;
+
+/// What the input wrapper and the record reader share.
+#[derive(Default)]
+struct ReadState {
+    /// Quote characters read, so that an unclosed quote is found at the end of the file.
+    quotes: Cell<u64>,
+    /// Bytes read from the input.
+    read: Cell<u64>,
+    /// Byte offset and line where the record being read starts.
+    record_start: Cell<u64>,
+    record_line: Cell<u64>,
 }
 
-impl<R: Read> Read for QuoteCounter<R> {
+/// Why the input wrapper stopped the CSV reader (carried in an `io::Error`).
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    #[error("cancelled")]
+    Cancelled,
+    #[error("record too long")]
+    RecordTooLong,
+}
+
+/// Counts quotes and bytes, stops a record that grows past its cap before the CSV reader
+/// buffers it, and stops everything once cancelled.
+struct Guard<'a, R> {
+    inner: R,
+    state: Rc<ReadState>,
+    record_cap: u64,
+    cancel: &'a Cancel,
+}
+
+impl<R: Read> Read for Guard<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            return Err(std::io::Error::other(Stop::Cancelled));
+        }
+        let state = &self.state;
+        if state.read.get().saturating_sub(state.record_start.get()) > self.record_cap {
+            return Err(std::io::Error::other(Stop::RecordTooLong));
+        }
         let n = self.inner.read(buf)?;
         let quotes = buf[..n].iter().filter(|b| **b == b'"').count() as u64;
-        self.quotes.set(self.quotes.get() + quotes);
+        state.quotes.set(state.quotes.get() + quotes);
+        state.read.set(state.read.get() + n as u64);
         Ok(n)
     }
 }
 
-/// Read a CSV upload, check every value and store it as Parquet.
+/// Read a CSV upload, check every value and store it as Parquet, holding about
+/// `limits.max_memory` at most; `cancel` stops it between reads and batches.
 pub fn ingest_csv<R: Read, W: Write + Send>(
     input: R,
     options: &CsvOptions,
     out: W,
     limits: &IngestLimits,
+    cancel: &Cancel,
 ) -> Result<IngestReport> {
     let delimiter = match u8::try_from(options.delimiter) {
         Ok(d) if d.is_ascii() && !matches!(d, b'"' | b'\n' | b'\r') => d,
@@ -50,17 +90,25 @@ pub fn ingest_csv<R: Read, W: Write + Send>(
             )));
         }
     };
-    let quotes = Rc::new(Cell::new(0));
-    let counted = QuoteCounter {
+    let state = Rc::new(ReadState::default());
+    state.record_line.set(1);
+    let guarded = Guard {
         inner: input,
-        quotes: quotes.clone(),
+        state: state.clone(),
+        record_cap: limits.max_record_bytes.saturating_add(READ_AHEAD),
+        cancel,
     };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
-        .from_reader(counted);
-    let mut lines = Lines::default();
+        .from_reader(guarded);
+    let mut lines = Lines {
+        last: 0,
+        multiline: None,
+        state: state.clone(),
+        limits,
+    };
 
     // Header, or the first record that gives the number of columns.
     let mut first = csv::StringRecord::new();
@@ -81,15 +129,21 @@ pub fn ingest_csv<R: Read, W: Write + Send>(
         }
     }
 
-    // Sample for inference.
+    // Sample for inference, at most an eighth of the memory budget (it is copied once more
+    // to infer).
+    let sample_budget = limits.batch_bytes() / 2;
     let mut sample: Vec<(u64, csv::StringRecord)> = Vec::new();
+    let mut sampled = 0u64;
     if !options.header {
+        sampled += first.as_slice().len() as u64;
         sample.push((lines.last, first));
     }
     let mut record = csv::StringRecord::new();
     while sample.len() < options.infer_rows.max(1)
+        && sampled < sample_budget
         && lines.next(&mut reader, &mut record, &names)?
     {
+        sampled += record.as_slice().len() as u64 + 16 * names.len() as u64;
         sample.push((lines.last, record.clone()));
     }
     if sample.is_empty() {
@@ -102,6 +156,8 @@ pub fn ingest_csv<R: Read, W: Write + Send>(
     let mut out = writer(out, schema.clone(), &[])?;
     let mut batch = BatchBuilder::new(&schema);
     let mut rows = 0u64;
+    // Text and parsed values of a batch stay within a quarter of the memory budget.
+    let batch_budget = limits.batch_bytes() / 2;
     let mut push = |line: u64, record: &csv::StringRecord, batch: &mut BatchBuilder| {
         rows += 1;
         if rows > limits.max_rows {
@@ -111,8 +167,12 @@ pub fn ingest_csv<R: Read, W: Write + Send>(
             )));
         }
         batch.push(line, record);
-        if batch.lines.len() >= BATCH_ROWS {
+        if batch.lines.len() >= BATCH_ROWS || batch.bytes >= batch_budget {
+            cancel.check()?;
             out.write(&batch.finish(&schema)?).map_err(write_error)?;
+            if out.in_progress_size() as u64 > limits.batch_bytes() {
+                out.flush().map_err(write_error)?;
+            }
         }
         Ok(())
     };
@@ -123,7 +183,7 @@ pub fn ingest_csv<R: Read, W: Write + Send>(
     while lines.next(&mut reader, &mut record, &names)? {
         push(lines.last, &record, &mut batch)?;
     }
-    if quotes.get() % 2 == 1 {
+    if state.quotes.get() % 2 == 1 {
         let end = reader.position().line();
         return Err(DataError::InvalidCsv(match lines.multiline {
             Some((line, column)) => format!(
@@ -138,37 +198,60 @@ pub fn ingest_csv<R: Read, W: Write + Send>(
     finish(out, schema, rows)
 }
 
-/// Reads records, tracks line numbers and checks the number of fields.
-#[derive(Default)]
-struct Lines {
+/// Reads records, tracks line numbers and checks the number and size of fields.
+struct Lines<'a> {
     /// Line on which the last record starts.
     last: u64,
     /// First record with a field spanning several lines, and that field's column.
     multiline: Option<(u64, String)>,
+    state: Rc<ReadState>,
+    limits: &'a IngestLimits,
 }
 
-impl Lines {
+impl Lines<'_> {
     fn next<R: Read>(
         &mut self,
         reader: &mut csv::Reader<R>,
         record: &mut csv::StringRecord,
         names: &[String],
     ) -> Result<bool> {
-        let more = reader
-            .read_record(record)
-            .map_err(|e| csv_error(e, names))?;
+        let read = reader.read_record(record);
+        let end = reader.position();
+        let line = self.state.record_line.replace(end.line());
+        self.state.record_start.set(end.byte());
+        let more = read.map_err(|e| self.csv_error(e, names, line))?;
         if !more {
             return Ok(false);
         }
         self.last = record.position().map(|p| p.line()).unwrap_or(0);
+        let column_name = |i: usize| {
+            names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("column_{}", i + 1))
+        };
+        let caps = self.limits;
+        if let Some((i, field)) = record
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.len() as u64 > caps.max_field_bytes)
+        {
+            return Err(DataError::TooLarge(format!(
+                "line {}, column \"{}\": a field of {}, more than the {} a field may hold \
+                 (--max-csv-field)",
+                self.last,
+                column_name(i),
+                bytes(field.len() as u64),
+                bytes(caps.max_field_bytes),
+            )));
+        }
+        if record.as_slice().len() as u64 > caps.max_record_bytes {
+            return Err(self.record_too_long(self.last));
+        }
         if self.multiline.is_none()
             && let Some(i) = record.iter().position(|f| f.contains('\n'))
         {
-            let column = names
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("column_{}", i + 1));
-            self.multiline = Some((self.last, column));
+            self.multiline = Some((self.last, column_name(i)));
         }
         if !names.is_empty() && record.len() != names.len() {
             let hint = if self
@@ -189,22 +272,34 @@ impl Lines {
         }
         Ok(true)
     }
-}
 
-fn csv_error(err: csv::Error, names: &[String]) -> DataError {
-    match err.into_kind() {
-        csv::ErrorKind::Io(e) => DataError::Io(format!("reading the CSV upload: {e}")),
-        csv::ErrorKind::Utf8 { pos, err } => {
-            let line = pos.map(|p| p.line()).unwrap_or(0);
-            let column = names
-                .get(err.field())
-                .cloned()
-                .unwrap_or_else(|| format!("column_{}", err.field() + 1));
-            DataError::InvalidCsv(format!(
-                "line {line}, column \"{column}\": the text is not valid UTF-8 (save the file as UTF-8)"
-            ))
+    fn record_too_long(&self, line: u64) -> DataError {
+        DataError::TooLarge(format!(
+            "line {line}: a record longer than the {} a record may hold (--max-csv-record)",
+            bytes(self.limits.max_record_bytes),
+        ))
+    }
+
+    /// `line`: where the record being read starts.
+    fn csv_error(&self, err: csv::Error, names: &[String], line: u64) -> DataError {
+        match err.into_kind() {
+            csv::ErrorKind::Io(e) => match e.get_ref().and_then(|e| e.downcast_ref::<Stop>()) {
+                Some(Stop::Cancelled) => DataError::Cancelled,
+                Some(Stop::RecordTooLong) => self.record_too_long(line),
+                None => DataError::Io(format!("reading the CSV upload: {e}")),
+            },
+            csv::ErrorKind::Utf8 { pos, err } => {
+                let line = pos.map(|p| p.line()).unwrap_or(0);
+                let column = names
+                    .get(err.field())
+                    .cloned()
+                    .unwrap_or_else(|| format!("column_{}", err.field() + 1));
+                DataError::InvalidCsv(format!(
+                    "line {line}, column \"{column}\": the text is not valid UTF-8 (save the file as UTF-8)"
+                ))
+            }
+            other => DataError::InvalidCsv(format!("{other:?}")),
         }
-        other => DataError::InvalidCsv(format!("{other:?}")),
     }
 }
 
@@ -250,6 +345,8 @@ fn infer(
 struct BatchBuilder {
     columns: Vec<StringBuilder>,
     lines: Vec<u64>,
+    /// Text held, plus room for each value parsed (8 bytes) and its offset (4).
+    bytes: u64,
 }
 
 impl BatchBuilder {
@@ -261,10 +358,12 @@ impl BatchBuilder {
                 .map(|_| StringBuilder::new())
                 .collect(),
             lines: Vec::with_capacity(BATCH_ROWS),
+            bytes: 0,
         }
     }
 
     fn push(&mut self, line: u64, record: &csv::StringRecord) {
+        self.bytes += record.as_slice().len() as u64 + 12 * self.columns.len() as u64;
         for (column, value) in self.columns.iter_mut().zip(record.iter()) {
             if value.is_empty() {
                 column.append_null();
@@ -304,6 +403,7 @@ impl BatchBuilder {
             arrays.push(parsed);
         }
         self.lines.clear();
+        self.bytes = 0;
         RecordBatch::try_new(schema.clone(), arrays)
             .map_err(|e| DataError::internal("building a CSV batch", e))
     }

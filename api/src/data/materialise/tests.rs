@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::data::tests::read_back;
-use crate::data::{CsvOptions, IngestLimits, ingest_csv};
+use crate::data::{Cancel, CsvOptions, IngestLimits, ingest_csv};
 use crate::data::{PseudonymKey, Recipe};
 use arrow_schema::Schema;
 
@@ -47,6 +47,7 @@ fn dataset() -> Bytes {
         &options,
         &mut out,
         &IngestLimits::default(),
+        &Cancel::new(),
     )
     .expect("dataset");
     Bytes::from(out)

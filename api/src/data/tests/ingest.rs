@@ -12,13 +12,19 @@ use parquet::basic::Compression;
 
 use super::{parquet_of, read_back};
 use crate::data::{
-    ColumnType, CsvOptions, DataError, IngestLimits, IngestReport, ingest_csv, ingest_parquet,
-    schema_json,
+    Cancel, ColumnType, CsvOptions, DataError, IngestLimits, IngestReport, ingest_csv,
+    ingest_parquet, schema_json,
 };
 
 fn csv(text: &str, options: &CsvOptions) -> Result<(IngestReport, Vec<u8>), DataError> {
     let mut out = Vec::new();
-    let report = ingest_csv(text.as_bytes(), options, &mut out, &IngestLimits::default())?;
+    let report = ingest_csv(
+        text.as_bytes(),
+        options,
+        &mut out,
+        &IngestLimits::default(),
+        &Cancel::new(),
+    )?;
     Ok((report, out))
 }
 
@@ -190,6 +196,7 @@ fn invalid_utf8_names_the_line() {
         &CsvOptions::default(),
         &mut out,
         &IngestLimits::default(),
+        &Cancel::new(),
     )
     .expect_err("invalid UTF-8");
     assert!(err.to_string().contains("line 3, column \"b\""), "{err}");
@@ -200,6 +207,7 @@ fn limits_are_enforced() {
     let limits = IngestLimits {
         max_rows: 2,
         max_columns: 2,
+        ..IngestLimits::default()
     };
     let mut out = Vec::new();
     let err = ingest_csv(
@@ -207,6 +215,7 @@ fn limits_are_enforced() {
         &CsvOptions::default(),
         &mut out,
         &limits,
+        &Cancel::new(),
     )
     .expect_err("too many rows");
     assert_eq!(err.category(), "too_large");
@@ -216,6 +225,7 @@ fn limits_are_enforced() {
         &CsvOptions::default(),
         &mut out,
         &limits,
+        &Cancel::new(),
     )
     .expect_err("too many columns");
     assert_eq!(err.category(), "too_large");
@@ -245,6 +255,7 @@ fn parquet_is_checked_and_normalised() {
         sample_parquet(Compression::SNAPPY),
         &mut out,
         &IngestLimits::default(),
+        &Cancel::new(),
     )
     .expect("valid Parquet");
     assert_eq!(report.rows, 5000);
@@ -283,8 +294,8 @@ fn corrupt_and_truncated_parquet_are_refused() {
         ("tiny", tiny),
     ] {
         let mut out = Vec::new();
-        let err =
-            ingest_parquet(bytes, &mut out, &IngestLimits::default()).expect_err("corrupt Parquet");
+        let err = ingest_parquet(bytes, &mut out, &IngestLimits::default(), &Cancel::new())
+            .expect_err("corrupt Parquet");
         assert_eq!(err.category(), "invalid_parquet", "{what}: {err}");
         if what.starts_with("flipped") {
             assert!(
@@ -304,6 +315,7 @@ fn nested_parquet_columns_are_refused() {
         parquet_of(&[batch], Compression::SNAPPY),
         &mut out,
         &IngestLimits::default(),
+        &Cancel::new(),
     )
     .expect_err("nested");
     assert_eq!(err.category(), "invalid_schema");
@@ -328,6 +340,7 @@ fn fuzzer_found_parquet_inputs_are_refused_not_panics() {
             Bytes::copy_from_slice(input),
             Vec::new(),
             &crate::data::IngestLimits::default(),
+            &crate::data::Cancel::new(),
         )
         .expect_err("malformed");
         assert_eq!(err.category(), "invalid_parquet", "{err}");

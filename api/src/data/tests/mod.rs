@@ -5,7 +5,11 @@ use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+/// Parquet files built page by page (shared with the HTTP tests).
+#[path = "../../../tests/support/bombs.rs"]
+mod bombs;
 mod ingest;
+mod ingest_limits;
 
 /// A Parquet file as another tool would write it (row groups of 2000 rows).
 pub(crate) fn parquet_of(
