@@ -8,6 +8,9 @@
 //! file run one at a time, and the measured one reads the resident set (VmRSS, sampled, and
 //! VmHWM after resetting it) around its upload.
 
+/// Hostile Parquet files (the CLI's tests share `support`, not these).
+#[path = "ingest_limits/bombs.rs"]
+mod bombs;
 mod support;
 
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::groups::EE_DATA;
-use support::{Backend, Gateway, Setup, assert_error, bombs, eventually};
+use support::{Backend, Gateway, Setup, assert_error, eventually};
 
 /// The tests of this file, one at a time (memory is measured per process).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -15,7 +15,6 @@
 //! ports are free ones in 15400–15497.
 #![allow(dead_code)]
 
-pub mod bombs;
 mod gateway;
 pub mod policy;
 

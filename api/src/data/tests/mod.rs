@@ -6,7 +6,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Parquet files built page by page (shared with the HTTP tests).
-#[path = "../../../tests/support/bombs.rs"]
+#[path = "../../../tests/ingest_limits/bombs.rs"]
 mod bombs;
 mod ingest;
 mod ingest_limits;
