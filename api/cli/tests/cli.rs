@@ -455,3 +455,40 @@ async fn help_has_an_example_per_command() {
         );
     }
 }
+
+/// Shell completions name every command and its flags, for each shell.
+#[test]
+fn completions_cover_the_commands() {
+    let run = |shell: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_serre"))
+            .args(["completions", shell])
+            .output()
+            .expect("run serre completions");
+        assert!(out.status.success(), "{shell}: {out:?}");
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let bash = run("bash");
+    assert!(bash.contains("_serre()"), "{bash}");
+    for word in [
+        "sandboxes",
+        "datasets",
+        "grants",
+        "runs",
+        "usage",
+        "login",
+        "--gateway",
+    ] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    assert!(run("zsh").contains("#compdef serre"));
+    assert!(run("fish").contains("complete -c serre"));
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_serre"))
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}

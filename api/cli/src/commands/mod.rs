@@ -47,6 +47,14 @@ pub enum Command {
         after_help = "Example:\n  serre usage est-ensemble\n  serre usage est-ensemble --from 2026-01-01T00:00:00Z --to 2026-02-01T00:00:00Z -o json"
     )]
     Usage(usage::Usage),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  serre completions bash > ~/.local/share/bash-completion/completions/serre\n  serre completions zsh > \"${fpath[1]}/_serre\"\n  serre completions fish > ~/.config/fish/completions/serre.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What a command works with: the flags, the HTTP client, the sign-in store.
@@ -110,6 +118,8 @@ pub async fn run(global: Global, command: Command) -> Result<ExitCode> {
         Command::Grants(c) => c.run(&ctx).await,
         Command::Runs(c) => c.run(&ctx).await,
         Command::Usage(c) => c.run(&ctx).await,
+        // Printed by main, which holds the whole command tree.
+        Command::Completions { .. } => Ok(ExitCode::SUCCESS),
     }
 }
 
