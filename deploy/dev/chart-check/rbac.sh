@@ -147,7 +147,7 @@ EOF
 }
 
 # The key hook's RBAC (production values: both key Secrets), applied without its Job:
-# get on the two key Secrets by name and create Secrets, in the release namespace only.
+# get and patch on the two key Secrets by name and create Secrets, in the release namespace only.
 rbac_keys() {
   local sa=system:serviceaccount:$NAMESPACE:$RELEASE-keys probe missing=() allowed=() out
   if ! render rbac-keys -f "$CHART/values-production.yaml" --show-only templates/keys-hook.yaml --kube-version 1.20.2; then
@@ -163,12 +163,12 @@ rbac_keys() {
   fi
   for _ in $(seq 1 20); do kc auth can-i create secrets -n "$NAMESPACE" --as "$sa" >/dev/null && break; sleep 0.5; done
   for probe in "get secrets/serre-storage-keys -n $NAMESPACE" "get secrets/serre-gateway-data-keys -n $NAMESPACE" \
-    "create secrets -n $NAMESPACE"; do
+    "create secrets -n $NAMESPACE" "patch secrets/serre-gateway-data-keys -n $NAMESPACE"; do
     # shellcheck disable=SC2086 # a probe is several words
     kc auth can-i $probe --as "$sa" >/dev/null || missing+=("$probe")
   done
   for probe in "get secrets/serre-api-database -n $NAMESPACE" "list secrets -n $NAMESPACE" \
-    "update secrets/serre-storage-keys -n $NAMESPACE" "patch secrets/serre-gateway-data-keys -n $NAMESPACE" \
+    "update secrets/serre-storage-keys -n $NAMESPACE" "update secrets/serre-gateway-data-keys -n $NAMESPACE" \
     "delete secrets/serre-storage-keys -n $NAMESPACE" "create secrets -n default" "get secrets/serre-storage-keys -n default" \
     "create configmaps -n $NAMESPACE" "create pods -n $NAMESPACE"; do
     # shellcheck disable=SC2086 # a probe is several words
@@ -180,7 +180,7 @@ rbac_keys() {
   elif [ ${#allowed[@]} -ne 0 ]; then
     fail rbac "the key hook's ServiceAccount may also: ${allowed[*]}"
   else
-    pass rbac "key hook ServiceAccount: get the two key Secrets by name, create Secrets, in $NAMESPACE only; nothing else"
+    pass rbac "key hook ServiceAccount: get (and patch) the two key Secrets by name, create Secrets, in $NAMESPACE only; nothing else"
   fi
 }
 
