@@ -164,6 +164,20 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
     for f in ["image", "resources.cpu", "grants[1]", "solution"] {
         assert!(fields.contains(&f), "{f} not in {fields:?}");
     }
+    // A path traversal under the allowed registry is no image of it (issue 13: it was
+    // accepted); the operator's admission webhook reads images with the same parser.
+    let mut bad = run_body(&[], None, 0, &[]);
+    bad["image"] = json!(format!("{}/../x:1", support::test_images()));
+    let got = gw.call("POST", &runs, Some(&acme), Some(bad)).await;
+    assert_error(&got, 422, "validation_failed");
+    let detail = &got.1["error"]["details"][0];
+    assert_eq!(detail["field"], "image", "{got:?}");
+    assert!(
+        detail["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not a valid image reference")),
+        "{got:?}"
+    );
     let mut bad = run_body(&[], None, 0, &[]);
     bad["kind"] = json!("mining");
     assert_error(

@@ -27,7 +27,9 @@
 #                   (storage off): a sandbox is provisioned and deleted. Production values
 #                   (storage on, against a real Garage from deploy/dev/garage.sh): a sandbox
 #                   goes through its life (provision with StorageReady=True, change, expiry,
-#                   deletion with a verified deletion certificate). `kubectl auth can-i`
+#                   deletion with a verified deletion certificate; the admission webhook,
+#                   served by URL here, refuses a pod that breaks the sandbox policy and
+#                   admits a compliant one). `kubectl auth can-i`
 #                   probes check that the storage rules grant nothing more, and that the
 #                   gateway's ServiceAccount may do exactly the calls of api/src/cluster.rs on
 #                   tenants and sandboxes, and nothing on Secrets (the gateway is not run).

@@ -3,6 +3,7 @@
 //! Reconcile path for a Sandbox: fetch (watch caches) → [`validate`] → [`admission`]
 //! → [`build`] (pure) → apply (server-side apply, one field manager) → status.
 //! A TrialRun follows the same path: [`validate_run`] → [`build::job`] → a Job.
+//! On every replica, [`webhook`] serves the sandbox policy admission webhook.
 
 pub mod admission;
 pub mod build;
@@ -12,6 +13,7 @@ pub mod manifests;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
+pub mod webhook;
 
 // Shared with the gateway, which depends on these crates and not on this one; re-exported
 // under their former module names so the operator's paths stay as they were.

@@ -15,6 +15,7 @@ use serre_operator::storage::garage::GarageAdmin;
 use serre_operator::storage::keys::StorageKeys;
 use serre_operator::storage::lifecycle::Storage;
 use serre_operator::telemetry::{Metrics, init_logging};
+use serre_operator::webhook::{self, WebhookConfig};
 use serre_operator::{manifests, server};
 use tracing::{error, info};
 
@@ -37,6 +38,8 @@ struct RunArgs {
     runtime: RuntimeConfig,
     #[command(flatten)]
     storage: StorageConfig,
+    #[command(flatten)]
+    webhook: WebhookConfig,
 }
 
 #[derive(Subcommand)]
@@ -154,12 +157,17 @@ async fn main() -> Result<()> {
                 Err(e) => bail!("INVALID certificate: {e}"),
             }
         }
-        Command::Run(a) => run(a.build, a.runtime, a.storage).await,
+        Command::Run(a) => run(a.build, a.runtime, a.storage, a.webhook).await,
     }
 }
 
-async fn run(build: BuildConfig, runtime: RuntimeConfig, storage: StorageConfig) -> Result<()> {
-    if let Err(e) = build.validate() {
+async fn run(
+    build: BuildConfig,
+    runtime: RuntimeConfig,
+    storage: StorageConfig,
+    policy: WebhookConfig,
+) -> Result<()> {
+    if let Err(e) = build.validate().and_then(|()| policy.validate()) {
         bail!("invalid configuration: {e}");
     }
     let client = Client::try_default()
@@ -195,6 +203,25 @@ async fn run(build: BuildConfig, runtime: RuntimeConfig, storage: StorageConfig)
         metrics.clone(),
         ready.clone(),
     ));
+
+    // Every replica serves the admission webhook (the API server calls any of them through
+    // the Service), and is ready only once it does.
+    let _webhook = if policy.enabled {
+        let platform = webhook::platform_images(&build);
+        let w = webhook::start(
+            client.clone(),
+            policy,
+            runtime.namespace.clone(),
+            platform,
+            metrics.clone(),
+        )
+        .await
+        .context("admission webhook")?;
+        Some(w)
+    } else {
+        info!("no admission webhook (--webhook): sandbox pods are checked by Kubernetes only");
+        None
+    };
 
     let (leader_lost_tx, leader_lost_rx) = tokio::sync::oneshot::channel::<()>();
     let mut _lease_task = None;

@@ -27,6 +27,13 @@ pub struct WriteLabels {
     pub verb: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    pub kind: String,
+    /// `allowed`, `denied` or `error` (the request could not be judged: refused too).
+    pub result: &'static str,
+}
+
 /// The operator's metrics, shared by controllers and the HTTP endpoint.
 pub struct Metrics {
     pub registry: Registry,
@@ -35,6 +42,7 @@ pub struct Metrics {
     pub duration: Family<ControllerLabel, Histogram>,
     pub writes: Family<WriteLabels, Counter>,
     pub leader: Gauge,
+    pub admissions: Family<AdmissionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -47,6 +55,7 @@ impl Default for Metrics {
         });
         let writes = Family::<WriteLabels, Counter>::default();
         let leader = Gauge::default();
+        let admissions = Family::<AdmissionLabels, Counter>::default();
         registry.register(
             "reconciliations",
             "Reconciliations run",
@@ -72,6 +81,11 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        registry.register(
+            "admission_reviews",
+            "Admission reviews answered by the sandbox policy webhook, by kind and result",
+            admissions.clone(),
+        );
         Self {
             registry,
             reconciliations,
@@ -79,6 +93,7 @@ impl Default for Metrics {
             duration,
             writes,
             leader,
+            admissions,
         }
     }
 }
@@ -89,6 +104,15 @@ impl Metrics {
             .get_or_create(&WriteLabels {
                 kind: kind.to_owned(),
                 verb,
+            })
+            .inc();
+    }
+
+    pub fn admission(&self, kind: &str, result: &'static str) {
+        self.admissions
+            .get_or_create(&AdmissionLabels {
+                kind: kind.to_owned(),
+                result,
             })
             .inc();
     }

@@ -119,11 +119,14 @@ async fn sandbox_is_provisioned_enforced_resized_and_cleaned_up() {
         policies,
         ["allow-dns", "allow-serre-platform", "default-deny"]
     );
-    let sa = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
-        .get("sandbox-workload")
-        .await
-        .unwrap();
-    assert_eq!(sa.automount_service_account_token, Some(false));
+    // No ServiceAccount of the namespace mounts a token, Kubernetes' `default` included.
+    for account in ["sandbox-workload", "default"] {
+        let sa = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+            .get(account)
+            .await
+            .unwrap();
+        assert_eq!(sa.automount_service_account_token, Some(false), "{account}");
+    }
     let rb = Api::<RoleBinding>::namespaced(client.clone(), &ns)
         .get("sandbox-editors")
         .await
@@ -451,6 +454,81 @@ async fn expiry_stops_work_then_deletes_after_grace() {
     );
     Api::<Tenant>::all(client.clone())
         .delete(&tenant, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_namespace_serre_did_not_create_is_never_adopted() {
+    shared_operator();
+    let client = client().await;
+    let tenant = unique("ept");
+    create_tenant(&client, &tenant, tenant_spec("8", 3)).await;
+    // Someone made the namespace the sandbox would get, before the sandbox.
+    let name = unique("squat");
+    let ns = format!("serre-{name}");
+    let namespaces = Api::<Namespace>::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns, "labels": {"team": "other"}}}))
+                .unwrap(),
+        )
+        .await
+        .expect("create namespace");
+    create_sandbox(
+        &client,
+        &name,
+        sandbox_spec(&tenant, "1", Duration::days(30)),
+    )
+    .await;
+    let sb = wait_phase(&client, &name, "Denied", 60).await;
+    let admitted = condition(&sb, "Admitted");
+    assert_eq!(admitted.reason, "NamespaceNotOwned");
+    assert!(
+        admitted.message.contains(&format!(
+            "Namespace {ns} already exists and was not created by Serre"
+        )),
+        "{}",
+        admitted.message
+    );
+    // Nothing was applied there: no RoleBinding, quota or policy, labels untouched.
+    assert!(
+        Api::<RoleBinding>::namespaced(client.clone(), &ns)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        Api::<ResourceQuota>::namespaced(client.clone(), &ns)
+            .get_opt("sandbox-quota")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let n = namespaces.get(&ns).await.unwrap();
+    assert!(!n.labels().contains_key("app.kubernetes.io/managed-by"));
+    assert!(n.owner_references().is_empty());
+    // The tenant reserves nothing for it.
+    let t = Api::<Tenant>::all(client.clone())
+        .get(&tenant)
+        .await
+        .unwrap();
+    assert_eq!(t.status.map(|s| s.reserved.sandboxes).unwrap_or(0), 0);
+
+    // Deleting the sandbox leaves the namespace that is not its own.
+    let sandboxes = Api::<Sandbox>::all(client.clone());
+    sandboxes
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&sandboxes, &name, 60).await;
+    let n = namespaces.get(&ns).await.unwrap();
+    assert!(n.metadata.deletion_timestamp.is_none());
+    namespaces
+        .delete(&ns, &DeleteParams::default())
         .await
         .unwrap();
 }

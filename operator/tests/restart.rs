@@ -93,10 +93,9 @@ async fn killed_mid_provisioning_converges_and_idle_restart_writes_nothing() {
         expected
     );
     assert_eq!(per_sandbox::<LimitRange>(&client, &tenant).await, expected);
-    assert_eq!(
-        per_sandbox::<ServiceAccount>(&client, &tenant).await,
-        expected
-    );
+    // sandbox-workload and Kubernetes' `default`, both without token automount.
+    let two: BTreeMap<String, usize> = names.iter().map(|n| (n.clone(), 2)).collect();
+    assert_eq!(per_sandbox::<ServiceAccount>(&client, &tenant).await, two);
     assert_eq!(per_sandbox::<RoleBinding>(&client, &tenant).await, expected);
     let three: BTreeMap<String, usize> = names.iter().map(|n| (n.clone(), 3)).collect();
     assert_eq!(per_sandbox::<NetworkPolicy>(&client, &tenant).await, three);

@@ -23,6 +23,26 @@
 {{- printf "%s-operator" (include "serre.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The sandbox policy admission webhook (webhook.*): its Service, its certificate
+     Secret (release namespace) and its ValidatingWebhookConfiguration (cluster). */}}
+{{- define "serre.webhook.service" -}}
+{{- printf "%s-webhook" (include "serre.operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- define "serre.webhook.secret" -}}
+{{- printf "%s-webhook-tls" (include "serre.operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{/* A map of labels as key=value,key=value (sorted). */}}
+{{- define "serre.webhook.selector" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := . -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
+{{- define "serre.webhook.configuration" -}}
+{{- printf "%s-sandbox-policy" (include "serre.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{/* The ClusterRole bound in every sandbox namespace; generated into
      templates/sandbox-editor-clusterrole.yaml by `serre-operator manifests`
      (crate constant build::EDITOR_CLUSTER_ROLE). */}}

@@ -32,16 +32,24 @@ rbac_install() {
 # rbac_start LABEL ENVFILE [NAME=VALUE...]: start the operator with the Deployment's
 # environment (ENVFILE), local settings, then the given overrides; log in $OPERATOR_LOG.
 rbac_start() {
-  local label=$1 envfile=$2 port
+  local label=$1 envfile=$2 base port
   shift 2
-  port=$(($(free_port_base) + 1))
+  base=$(free_port_base)
+  port=$((base + 1))
   OPERATOR_LOG=$WORK/operator-$label.log
   (
     while IFS='=' read -r name value; do
       [ -n "$name" ] && export "$name=$value"
     done <"$envfile"
+    # Out of the cluster, the API server reaches the admission webhook by URL (this
+    # machine), not through the chart's Service: the operator serves it on loopback.
+    if [ "${SERRE_WEBHOOK:-}" = true ]; then
+      unset SERRE_WEBHOOK_SERVICE
+      export SERRE_WEBHOOK_URL=https://127.0.0.1:$((base + 2))
+    fi
     export KUBECONFIG=$WORK/operator.kubeconfig POD_NAME=chart-check-operator \
-      SERRE_HTTP_ADDR=127.0.0.1:$port SERRE_EXPIRY_GRACE=5s SERRE_LOG_FORMAT=text \
+      SERRE_HTTP_ADDR=127.0.0.1:$port SERRE_WEBHOOK_ADDR=127.0.0.1:$((base + 2)) \
+      SERRE_EXPIRY_GRACE=5s SERRE_LOG_FORMAT=text \
       RUST_LOG=info,kube=warn NO_COLOR=1
     for setting in "$@"; do export "${setting?}"; done
     exec "$OPERATOR_BIN" run
@@ -93,6 +101,7 @@ spec:
   displayName: Chart check
   kind: EPT
   members: [{group: chart-check-admins, role: admin}]
+  allowedRegistries: [registry.example]
   allowance: {cpu: "4", memory: 8Gi, gpus: 0, storage: 20Gi, sandboxes: 2}
 ---
 apiVersion: serre.metropolegrandparis.fr/v1alpha1
@@ -254,19 +263,36 @@ rbac_gateway_in_sandbox() {
   pass rbac "gateway in a sandbox namespace (bound by the operator): create TrialRuns and their token Secrets, get/patch them and their status, get/list pods and their logs, get the Secret sandbox-storage; no other Secret read, nothing elsewhere"
 }
 
-# Default values, storage off: the operator has no right on Secrets or ConfigMaps, and
-# provisions and deletes a sandbox with what it has.
+# Default values, storage off: the operator has no right on Secrets but its webhook
+# certificate's, none on ConfigMaps, and provisions and deletes a sandbox with what it has;
+# its admission webhook (on by default) makes its certificate Secret and applies its
+# configuration, owned by the operator's ClusterRole, with that right alone.
 rbac_plain() {
-  local name=chart-check-plain probe allowed=() step=ok refused out
+  local name=chart-check-plain probe allowed=() missing=() step=ok refused out
+  local vwc=$RELEASE-sandbox-policy cert=$RELEASE-operator-webhook-tls
   # The chart's RBAC is in force (the authorizer follows RBAC objects with a short delay).
   for _ in $(seq 1 20); do can list sandboxes.serre.metropolegrandparis.fr && break; sleep 0.5; done
   for probe in "get secrets -n $NAMESPACE" "get secrets/sandbox-storage -n default" \
-    "get configmaps -n $NAMESPACE" "create configmaps -n $NAMESPACE"; do
+    "get configmaps -n $NAMESPACE" "create configmaps -n $NAMESPACE" "list secrets -n $NAMESPACE" \
+    "get secrets/serre-storage-keys -n $NAMESPACE" "delete secrets/$cert -n $NAMESPACE" \
+    "get secrets/$cert -n default" "patch validatingwebhookconfigurations/other" \
+    "delete validatingwebhookconfigurations/$vwc" "list validatingwebhookconfigurations" \
+    "patch mutatingwebhookconfigurations/$vwc" "get clusterroles/cluster-admin" "patch clusterroles/$RELEASE-operator"; do
     # shellcheck disable=SC2086 # a probe is several words
     can $probe && allowed+=("$probe")
   done
+  for probe in "get secrets/$cert -n $NAMESPACE" "patch secrets/$cert -n $NAMESPACE" "create secrets -n $NAMESPACE" \
+    "get validatingwebhookconfigurations/$vwc" "patch validatingwebhookconfigurations/$vwc" \
+    "create validatingwebhookconfigurations" "get clusterroles/$RELEASE-operator"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    can $probe || missing+=("$probe")
+  done
   if [ ${#allowed[@]} -ne 0 ]; then
     fail rbac "storage off, yet the ServiceAccount may: ${allowed[*]}"
+    return 1
+  fi
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail rbac "webhook on, yet the ServiceAccount may not: ${missing[*]}"
     return 1
   fi
   rbac_start plain "$WORK/rbac-plain.env"
@@ -277,6 +303,18 @@ rbac_plain() {
   fi
   wait_for 25 "storage off: sandbox never became Ready" phase_is "$name" Ready || step=
   [ -n "$step" ] && { rbac_gateway_in_sandbox "serre-$name" || step=; }
+  # The webhook's configuration: applied by the operator, trusting the CA of its Secret,
+  # and owned by the ClusterRole (helm uninstall removes it).
+  if [ -n "$step" ]; then
+    local ca bundle owner
+    ca=$(kc get secret -n "$NAMESPACE" "$cert" -o jsonpath='{.data.ca\.crt}' 2>/dev/null)
+    bundle=$(kc get validatingwebhookconfiguration "$vwc" -o jsonpath='{.webhooks[0].clientConfig.caBundle}' 2>/dev/null)
+    owner=$(kc get validatingwebhookconfiguration "$vwc" -o jsonpath='{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}' 2>/dev/null)
+    if [ -z "$ca" ] || [ "$ca" != "$bundle" ] || [ "$owner" != "ClusterRole/$RELEASE-operator" ]; then
+      fail rbac "storage off: webhook configuration $vwc (caBundle of Secret $cert: $([ -n "$ca" ] && [ "$ca" = "$bundle" ] && echo yes || echo no), owner: ${owner:-none})"
+      step=
+    fi
+  fi
   if [ -n "$step" ]; then
     kc delete sandbox "$name" --wait=false >/dev/null
     wait_for 60 "storage off: the sandbox was not deleted with its namespace" gone sandbox "$name" || step=
@@ -292,7 +330,7 @@ rbac_plain() {
     return 1
   fi
   [ -n "$step" ] || return 1
-  pass rbac "storage off (default values): no right on Secrets or ConfigMaps; sandbox provisioned and deleted, no request refused"
+  pass rbac "storage off (default values): no right on Secrets but its webhook certificate's, none on ConfigMaps; webhook certificate made and configuration applied (owned by the ClusterRole); sandbox provisioned and deleted, no request refused"
 }
 
 # values-production.yaml, storage on, against a real Garage: the whole life of a sandbox
@@ -424,10 +462,25 @@ rbac_storage() {
     fi
   fi
   if [ -n "$step" ]; then
-    # A pod the expiry must stop (never scheduled: there is no kubelet). Admission
-    # refuses pods until the namespace's default ServiceAccount exists: retry a little.
+    # The sandbox policy (admission webhook, on by default) refuses a pod without the
+    # restricted settings, naming the rule and field.
+    out=$(kc run -n "$sbx" chart-check-bad --image registry.example/idle:1 --restart Never 2>&1)
+    if ! grep -q "Serre's sandbox policy refuses Pod" <<<"$out" ||
+      ! grep -q 'spec.automountServiceAccountToken: must be false' <<<"$out"; then
+      fail rbac "a pod breaking the sandbox policy was not refused by the webhook: $out"
+      step=
+    fi
+  fi
+  if [ -n "$step" ]; then
+    # A pod the expiry must stop (never scheduled: there is no kubelet), compliant with
+    # the sandbox policy. Admission refuses pods until the namespace's default
+    # ServiceAccount exists: retry a little.
+    local compliant='{"apiVersion": "v1", "spec": {"automountServiceAccountToken": false,
+      "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+      "containers": [{"name": "chart-check-pod", "image": "registry.example/idle:1",
+        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}'
     for _ in $(seq 1 20); do
-      out=$(kc run -n "$sbx" chart-check-pod --image registry.example/idle:1 --restart Never) && break
+      out=$(kc run -n "$sbx" chart-check-pod --image registry.example/idle:1 --restart Never --overrides "$compliant") && break
       sleep 0.5
     done
     grep -q created <<<"$out" || { fail rbac "could not create a pod in the sandbox: $out"; step=; }
@@ -485,6 +538,6 @@ rbac_storage() {
   elif [ "$refused" -ne 0 ]; then
     fail rbac "$refused request(s) refused: $(refused_requests)"
   else
-    pass rbac "storage on (values-production.yaml, Garage): Lease held, sandbox provisioned with StorageReady=True (bucket, sandbox-storage Secret, wrapped data key, public key), orphan deleted, pod stopped at expiry, storage destroyed with a verified certificate $cert, sandbox, namespace and tenant deleted; Events: $events"
+    pass rbac "storage on (values-production.yaml, Garage): Lease held, sandbox provisioned with StorageReady=True (bucket, sandbox-storage Secret, wrapped data key, public key), orphan deleted, a pod breaking the sandbox policy refused by the webhook, a compliant pod stopped at expiry, storage destroyed with a verified certificate $cert, sandbox, namespace and tenant deleted; Events: $events"
   fi
 }

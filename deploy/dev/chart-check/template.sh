@@ -39,7 +39,7 @@ check_template() {
     'name: SERRE_S3_ENDPOINT' 'name: SERRE_S3_REGION' 'name: SERRE_STORAGE_KEYS_SECRET'
     'value: "/var/run/serre/garage/admin-token"' 'mountPath: /var/run/serre/garage'
     'readOnly: true' 'secretName: serre-garage-admin-token' 'fsGroup: 65532'
-    'resources: \["secrets"\]' 'resources: \["configmaps"\]' 'resourceNames: \["sandbox-storage"\]')
+    'verbs: \["get", "create", "delete"\]' 'resources: \["configmaps"\]' 'resourceNames: \["sandbox-storage"\]')
   local leaked=()
   missing=()
   for want in "${storage_marks[@]}"; do
@@ -53,10 +53,67 @@ check_template() {
   else
     pass template "storage: env, read-only token volume and RBAC only with storage.enabled"
   fi
+  check_template_webhook
   check_template_gateway
   check_template_gateway_ops
   check_template_keys
   check_template_node_energy
+}
+
+# The sandbox policy admission webhook (webhook.*, on by default): the operator serves it
+# on its own container port behind a ClusterIP Service on 443, with the environment that
+# names that Service, the configuration and certificate Secret it manages and the
+# ClusterRole owning the configuration; its RBAC names each object (create excepted);
+# nothing of it with webhook.enabled=false.
+check_template_webhook() {
+  local op svc cr role off missing=() leaked=() want
+  local vwc=$RELEASE-sandbox-policy secret=$RELEASE-operator-webhook-tls service=$RELEASE-operator-webhook
+  op=$(gateway_doc "$WORK/default.yaml" Deployment "$RELEASE-operator")
+  svc=$(gateway_doc "$WORK/default.yaml" Service "$service")
+  cr=$(gateway_doc "$WORK/default.yaml" ClusterRole "$RELEASE-operator")
+  role=$(gateway_doc "$WORK/default.yaml" Role "$RELEASE-operator")
+  for want in '- name: webhook' 'containerPort: 9443' 'name: SERRE_WEBHOOK$' 'value: "true"' \
+    'value: "0.0.0.0:9443"' "value: \"$service\"" "value: \"$vwc\"" "value: \"$secret\"" \
+    'name: SERRE_WEBHOOK_TIMEOUT_SECONDS' 'name: SERRE_WEBHOOK_OWNER_CLUSTER_ROLE'; do
+    grep -q -- "$want" <<<"$op" || missing+=("operator Deployment: $want")
+  done
+  grep -A1 'name: SERRE_WEBHOOK_OWNER_CLUSTER_ROLE' <<<"$op" | grep -q "value: \"$RELEASE-operator\"" ||
+    missing+=("the configuration owned by ClusterRole $RELEASE-operator")
+  grep -A1 'name: SERRE_WEBHOOK_TIMEOUT_SECONDS' <<<"$op" | grep -q 'value: "5"' || missing+=("timeout 5 s")
+  { grep -q 'type: ClusterIP' <<<"$svc" && grep -q 'port: 443' <<<"$svc" && grep -q 'targetPort: webhook' <<<"$svc" &&
+    grep -q 'app.kubernetes.io/component: operator' <<<"$svc"; } || missing+=("Service $service (ClusterIP, 443 -> webhook, operator pods)")
+  grep -A3 'validatingwebhookconfigurations' <<<"$cr" | grep -q "resourceNames: \[\"$vwc\"\]" ||
+    missing+=("ClusterRole: the configuration by name")
+  grep -B1 -A2 'resources: \["clusterroles"\]' <<<"$cr" | grep -A1 'verbs: \["get"\]' | grep -q "resourceNames: \[\"$RELEASE-operator\"\]" ||
+    missing+=("ClusterRole: get its own ClusterRole by name")
+  grep -A2 'verbs: \["get", "patch"\]' <<<"$role" | grep -q "resourceNames: \[\"$secret\"\]" ||
+    missing+=("Role: get/patch the certificate Secret by name")
+  grep -q 'verbs: \["get", "patch", "delete"\]\|verbs: \[.*"delete".*\]' <<<"$(grep -A2 validatingwebhookconfigurations <<<"$cr")" &&
+    leaked+=("ClusterRole: delete on webhook configurations")
+  if ! render webhook-off "${DEFAULTS[@]}" --set webhook.enabled=false; then
+    missing+=("webhook-off rendering: $(tail -n 1 "$WORK/webhook-off.err")")
+  else
+    off=$(gateway_doc "$WORK/webhook-off.yaml" Deployment "$RELEASE-operator")
+    grep -q 'SERRE_WEBHOOK\|containerPort: 9443' <<<"$off" && leaked+=("webhook off: the operator still serves it")
+    grep -q "name: $service" "$WORK/webhook-off.yaml" && leaked+=("webhook off: its Service")
+    gateway_doc "$WORK/webhook-off.yaml" ClusterRole "$RELEASE-operator" | grep -q 'validatingwebhookconfigurations' &&
+      leaked+=("webhook off: rights on webhook configurations")
+    gateway_doc "$WORK/webhook-off.yaml" Role "$RELEASE-operator" | grep -q 'resources: \["secrets"\]' &&
+      leaked+=("webhook off (storage off): rights on Secrets")
+  fi
+  if render webhook-scoped "${DEFAULTS[@]}" --set-string 'webhook.namespaceSelector.serre\.metropolegrandparis\.fr/tenant=est-ensemble'; then
+    grep -A1 'name: SERRE_WEBHOOK_NAMESPACE_SELECTOR' "$WORK/webhook-scoped.yaml" |
+      grep -q 'value: "serre.metropolegrandparis.fr/tenant=est-ensemble"' || missing+=("webhook.namespaceSelector as key=value")
+  else
+    missing+=("webhook-scoped rendering: $(tail -n 1 "$WORK/webhook-scoped.err")")
+  fi
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail template "admission webhook, the rendering lacks: ${missing[*]}"
+  elif [ ${#leaked[@]} -ne 0 ]; then
+    fail template "admission webhook, the rendering has what it must not: ${leaked[*]}"
+  else
+    pass template "admission webhook: container port 9443 behind Service $service:443, configuration $vwc owned by the operator's ClusterRole, RBAC by name (configuration, certificate Secret, ClusterRole), timeout 5 s, scoped by webhook.namespaceSelector; nothing of it when disabled"
+  fi
 }
 
 # The node agent: absent by default; with ci/good/node-energy.yaml a DaemonSet running as

@@ -78,6 +78,7 @@ pub fn desired(input: &BuildInput<'_>) -> Vec<Child> {
         finish(quota::resource_quota(input, &ns), input),
         finish(limit_range::limit_range(input, &ns), input),
         finish(rbac::workload_service_account(input, &ns), input),
+        finish(rbac::default_service_account(input, &ns), input),
         finish(rbac::editors_role_binding(input, &ns), input),
     ];
     if let Some(binding) = rbac::gateway_role_binding(input, &ns) {
@@ -192,6 +193,7 @@ mod tests {
                 "ResourceQuota/serre-traffic-forecast/sandbox-quota",
                 "LimitRange/serre-traffic-forecast/sandbox-defaults",
                 "ServiceAccount/serre-traffic-forecast/sandbox-workload",
+                "ServiceAccount/serre-traffic-forecast/default",
                 "RoleBinding/serre-traffic-forecast/sandbox-editors",
                 "NetworkPolicy/serre-traffic-forecast/default-deny",
                 "NetworkPolicy/serre-traffic-forecast/allow-dns",
@@ -200,6 +202,11 @@ mod tests {
             ]
         );
         for child in &children {
+            // Namespaced children live in the sandbox's own namespace, never elsewhere
+            // (RoleBindings above all).
+            if let Some(ns) = &child.namespace {
+                assert_eq!(ns, "serre-traffic-forecast", "{}", child.key());
+            }
             let labels = child.object.labels();
             assert_eq!(labels[LABEL_SANDBOX], "traffic-forecast");
             assert_eq!(labels[LABEL_TENANT], "est-ensemble");

@@ -15,6 +15,17 @@ pub(super) fn workload_service_account(input: &BuildInput<'_>, ns: &str) -> Serv
     }
 }
 
+/// The namespace's `default` ServiceAccount (made by Kubernetes), which every pod that
+/// names no other one runs as: no token automount either. The admission webhook also
+/// requires each sandbox pod to say `automountServiceAccountToken: false` itself.
+pub(super) fn default_service_account(input: &BuildInput<'_>, ns: &str) -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta(input, "default", Some(ns)),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    }
+}
+
 /// Binds the tenant's member groups (admins and members) to the editor role in
 /// this namespace.
 pub(super) fn editors_role_binding(input: &BuildInput<'_>, ns: &str) -> RoleBinding {
@@ -180,10 +191,19 @@ mod tests {
     }
 
     #[test]
-    fn workload_account_mounts_no_token() {
+    fn no_account_mounts_a_token() {
         let (t, r, c) = (tenant(), resources(None), test_build_config());
-        let sa = workload_service_account(&input(&t, &r, &[], Workloads::Running, &c), "ns");
-        assert_eq!(sa.automount_service_account_token, Some(false));
+        let i = input(&t, &r, &[], Workloads::Running, &c);
+        for sa in [
+            workload_service_account(&i, "ns"),
+            default_service_account(&i, "ns"),
+        ] {
+            assert_eq!(sa.automount_service_account_token, Some(false));
+        }
+        assert_eq!(
+            default_service_account(&i, "ns").metadata.name.as_deref(),
+            Some("default")
+        );
     }
 
     #[test]

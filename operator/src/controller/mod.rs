@@ -4,6 +4,7 @@
 mod admit;
 mod children;
 mod error;
+mod ownership;
 mod reservations;
 mod run_pods;
 pub mod sandbox;

@@ -17,6 +17,7 @@ use tracing::{info, instrument, warn};
 use super::Context;
 use super::admit::{Admission, admit};
 use super::error::{Error, Result};
+use super::ownership::{Ownership, namespace_ownership};
 use super::storage;
 use crate::build::{self, BuildInput, Workloads};
 use crate::controller::children::apply_children;
@@ -137,6 +138,57 @@ async fn apply(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
         ctx.metrics.write("Sandbox", "label");
     }
 
+    // Never adopt a namespace Serre did not make for this sandbox: nothing is reserved
+    // or applied (no quota, policies or RoleBindings land in someone else's namespace).
+    let ns = namespace_name(&ctx.config, &name);
+    match namespace_ownership(&ctx, &ns, &name).await? {
+        Ownership::Absent | Ownership::Ours => {}
+        Ownership::Terminating => return Err(Error::NamespaceTerminating(ns)),
+        Ownership::Foreign(why) => {
+            let message = format!(
+                "Namespace {ns} already exists and {why}; Serre never takes over a namespace it did not create. Choose another sandbox name, or have an administrator remove that namespace."
+            );
+            let reported = old_status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.reason == "NamespaceNotOwned");
+            if status.admitted.is_none() {
+                status.phase = SandboxPhase::Denied;
+                set_condition(
+                    &mut status.conditions,
+                    cond(
+                        "Admitted",
+                        ConditionStatus::False,
+                        "NamespaceNotOwned",
+                        message.clone(),
+                    ),
+                );
+            }
+            set_condition(
+                &mut status.conditions,
+                cond(
+                    "Ready",
+                    ConditionStatus::False,
+                    "NamespaceNotOwned",
+                    message.clone(),
+                ),
+            );
+            write_status(&ctx, &sandbox, &old_status, status).await?;
+            if !reported {
+                ctx.event(
+                    &sandbox,
+                    EventType::Warning,
+                    "NamespaceNotOwned",
+                    "Reconcile",
+                    message,
+                )
+                .await;
+            }
+            // The namespace is not watched (it is not Serre's): look again later.
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+    }
+
     // Admit against the tenant's allowance.
     let resources = match (&spec_errors, status.admitted.clone()) {
         (Some(_), Some(admitted)) => admitted,
@@ -198,7 +250,6 @@ async fn apply(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Action> {
     };
     let children = build::desired(&input);
     apply_children(&ctx.client, &ctx.caches, &ctx.metrics, &name, &children).await?;
-    let ns = namespace_name(&ctx.config, &name);
     status.namespace = Some(ns.clone());
 
     // Storage: bucket, key, data key and the namespace Secret.

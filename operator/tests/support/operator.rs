@@ -14,6 +14,7 @@ use serre_operator::storage::garage::GarageAdmin;
 use serre_operator::storage::keys::StorageKeys;
 use serre_operator::storage::lifecycle::Storage;
 use serre_operator::telemetry::Metrics;
+use serre_operator::webhook::{self, WebhookConfig};
 
 #[derive(Parser)]
 struct Flags {
@@ -21,6 +22,8 @@ struct Flags {
     build: BuildConfig,
     #[command(flatten)]
     storage: StorageConfig,
+    #[command(flatten)]
+    webhook: WebhookConfig,
 }
 
 /// Run an operator on a dedicated thread; `storage` prepares its storage side (or
@@ -44,6 +47,20 @@ where
             super::install(&client).await;
             let flags = Flags::parse_from(std::iter::once("test".to_owned()).chain(args));
             let storage = storage(client.clone(), flags.storage).await;
+            // The admission webhook, when asked for, serves before the controllers run
+            // (as in the binary); the API server reaches it on the host address.
+            if flags.webhook.enabled {
+                flags.webhook.validate().expect("webhook flags");
+                webhook::start(
+                    client.clone(),
+                    flags.webhook.clone(),
+                    super::OPERATOR_NAMESPACE.into(),
+                    webhook::platform_images(&flags.build),
+                    m.clone(),
+                )
+                .await
+                .expect("the admission webhook starts");
+            }
             let options = RunOptions {
                 concurrency: 8,
                 storage,
@@ -62,33 +79,87 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// Flags serving the admission webhook from this process on the host address (where the
+/// API server runs), on a free port, with a configuration named for this process.
+/// `scope_tenant`: apply the policy to that tenant's sandbox namespaces only, so that the
+/// configuration (failurePolicy Fail) never touches other test binaries sharing the
+/// cluster, even once this process is gone.
+pub fn webhook_flags(scope_tenant: Option<&str>) -> Vec<String> {
+    let host = std::env::var("SERRE_TEST_HOST_ADDR").unwrap_or_else(|_| "10.250.0.1".into());
+    let port = std::net::TcpListener::bind((host.as_str(), 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port on the host address")
+        .port();
+    let mut flags = args(&[
+        "--webhook",
+        "--webhook-addr",
+        &format!("{host}:{port}"),
+        "--webhook-url",
+        &format!("https://{host}:{port}"),
+        "--webhook-configuration",
+        &format!("serre-test-policy-{}", std::process::id()),
+        "--webhook-secret",
+        "serre-test-webhook-tls",
+    ]);
+    if let Some(t) = scope_tenant {
+        flags.push("--webhook-namespace-selector".into());
+        flags.push(format!("serre.metropolegrandparis.fr/tenant={t}"));
+    }
+    flags
+}
+
+/// The settings of the shared operators: short notice and grace so expiry can be observed.
+fn shared_flags() -> Vec<String> {
+    // Runs' init step is the real gateway image; nothing listens on the gateway URL here
+    // (a run with grants fails to fetch them). Binaries without runs (lifecycle.rs) need
+    // no images: the tests of trial_runs.rs read SERRE_TEST_IMAGES themselves and fail
+    // without it.
+    let fetch_image = match std::env::var("SERRE_TEST_IMAGES") {
+        Ok(_) => super::test_image("serre-api"),
+        Err(_) => "images.invalid/serre-api:unset".to_owned(),
+    };
+    args(&[
+        "--expiry-notice",
+        "1h",
+        "--expiry-grace",
+        "6s",
+        "--platform-egress",
+        "127.0.0.1/32:13900",
+        "--gateway-url",
+        "http://127.0.0.1:13901",
+        "--run-fetch-image",
+        &fetch_image,
+    ])
+}
+
+/// Start the operator of the admission webhook tests once: the shared settings, and the
+/// webhook applying to the sandbox namespaces of tenant `tenant` only. Returns its metrics.
+pub fn shared_webhook_operator(tenant: &str) -> Arc<Metrics> {
+    static METRICS: OnceLock<Arc<Metrics>> = OnceLock::new();
+    METRICS
+        .get_or_init(|| {
+            let mut flags = shared_flags();
+            flags.extend(webhook_flags(Some(tenant)));
+            spawn_operator(flags, |_, _| async { None })
+        })
+        .clone()
+}
+
 /// Start the shared operator (no object store) once; returns its metrics.
-/// Short notice and grace so expiry can be observed in a test.
+/// Short notice and grace so expiry can be observed in a test. With
+/// `SERRE_TEST_WEBHOOK=1` it also serves the admission webhook for every sandbox
+/// namespace (to run a binary's tests under the sandbox policy, on a cluster of its own:
+/// the configuration outlives the process and refuses pods once nothing answers).
 pub fn shared_operator() -> Arc<Metrics> {
     static METRICS: OnceLock<Arc<Metrics>> = OnceLock::new();
     METRICS
         .get_or_init(|| {
-            // Runs' init step is the real gateway image; nothing listens on the
-            // gateway URL here (a run with grants fails to fetch them). Binaries without
-            // runs (lifecycle.rs) need no images: the tests of trial_runs.rs read
-            // SERRE_TEST_IMAGES themselves and fail without it.
-            let fetch_image = match std::env::var("SERRE_TEST_IMAGES") {
-                Ok(_) => super::test_image("serre-api"),
-                Err(_) => "images.invalid/serre-api:unset".to_owned(),
-            };
-            let flags = args(&[
-                "--expiry-notice",
-                "1h",
-                "--expiry-grace",
-                "6s",
-                "--platform-egress",
-                "127.0.0.1/32:13900",
-                "--gateway-url",
-                "http://127.0.0.1:13901",
-                "--run-fetch-image",
-                &fetch_image,
-            ]);
-            spawn_operator(flags, |_, _| async { None })
+            if std::env::var("SERRE_TEST_WEBHOOK").is_ok_and(|v| v == "1") {
+                let mut flags = shared_flags();
+                flags.extend(webhook_flags(None));
+                return spawn_operator(flags, |_, _| async { None });
+            }
+            spawn_operator(shared_flags(), |_, _| async { None })
         })
         .clone()
 }

@@ -7,6 +7,7 @@ use serre_resources::quantity::Quantity;
 use serre_resources::{Sandbox, TenantSpec, TrialRunSpec};
 
 use crate::config::{BuildConfig, namespace_name};
+pub use crate::image::registry_allowed;
 use crate::validate::{FieldError, err};
 
 /// Most grants one run may fetch.
@@ -147,57 +148,6 @@ pub fn validate_run(
     }
 }
 
-/// Whether `image` comes from a registry in `allowed` (hosts or host/path prefixes,
-/// matched on a path-segment boundary). An image without a registry host is Docker
-/// Hub's and must be allowed as `docker.io`.
-pub fn registry_allowed(image: &str, allowed: &[String]) -> Result<(), String> {
-    let image = image.trim();
-    if image.is_empty() {
-        return Err("must name an image".into());
-    }
-    if allowed.is_empty() {
-        return Err(format!(
-            "{image:?} is refused: the tenant allows no registry (Tenant.spec.allowedRegistries is empty)"
-        ));
-    }
-    let repository = repository(image);
-    let ok = allowed.iter().any(|entry| {
-        let entry = entry.trim().trim_end_matches('/');
-        !entry.is_empty()
-            && (repository == entry
-                || repository
-                    .strip_prefix(entry)
-                    .is_some_and(|rest| rest.starts_with('/')))
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{image:?} is not from a registry the tenant allows ({})",
-            allowed.join(", ")
-        ))
-    }
-}
-
-/// The image's repository with its registry host, without tag or digest:
-/// `python:3.12` → `docker.io/python`, `registry.example.fr/team/model:1` →
-/// `registry.example.fr/team/model`.
-fn repository(image: &str) -> String {
-    let without_digest = image.split('@').next().unwrap_or(image);
-    let without_tag = match without_digest.rfind(':') {
-        Some(i) if !without_digest[i..].contains('/') => &without_digest[..i],
-        _ => without_digest,
-    };
-    let first = without_tag.split('/').next().unwrap_or("");
-    let has_host = without_tag.contains('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost");
-    if has_host {
-        without_tag.to_owned()
-    } else {
-        format!("docker.io/{without_tag}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,24 +235,19 @@ mod tests {
     }
 
     #[test]
-    fn registries_match_on_path_segments() {
-        let allowed = vec!["registry.example.fr/team".to_owned()];
-        assert!(registry_allowed("registry.example.fr/team/model:1", &allowed).is_ok());
-        assert!(registry_allowed("registry.example.fr/team:1", &allowed).is_ok());
-        assert!(registry_allowed("registry.example.fr/teamx/model:1", &allowed).is_err());
-        assert!(registry_allowed("registry.example.fr/other/model", &allowed).is_err());
-        let host = vec!["registry.example.fr".to_owned()];
-        assert!(registry_allowed("registry.example.fr/a/b@sha256:00ff", &host).is_ok());
-        assert!(registry_allowed("registry.example.fr.evil.com/a", &host).is_err());
-        // Without a host, the image is Docker Hub's.
-        assert!(registry_allowed("python:3.12", &host).is_err());
-        let hub = vec!["docker.io".to_owned()];
-        assert!(registry_allowed("python:3.12", &hub).is_ok());
-        assert!(registry_allowed("vendor/model", &hub).is_ok());
-        assert!(registry_allowed("localhost:5000/model", &hub).is_err());
-        let local = vec!["localhost:5000".to_owned()];
-        assert!(registry_allowed("localhost:5000/model:1", &local).is_ok());
-        assert!(registry_allowed("localhost/model", &["localhost".to_owned()]).is_ok());
+    fn the_image_is_checked_by_the_shared_parser() {
+        // registry_allowed is image::registry_allowed (tested there); a traversal in the
+        // path, accepted before, is refused with the field.
+        let mut s = spec();
+        s.image = "registry.metropolegrandparis.fr/../x:1".into();
+        let e = validate_run(&s, NS, &sandbox(None), &tenant(), &test_build_config()).unwrap_err();
+        assert_eq!(e[0].field, "spec.image");
+        assert!(
+            e[0].message.contains("not a valid image reference"),
+            "{e:?}"
+        );
+        s.image = "registry.metropolegrandparis.fr.evil.com/x:1".into();
+        assert_eq!(fields(&s, &sandbox(None), NS), ["spec.image"]);
     }
 
     #[test]

@@ -1,0 +1,481 @@
+//! The sandbox policy admission webhook on a real cluster (kube-apiserver 1.20, which has
+//! no Pod Security admission) and a real node: the operator serves the webhook from this
+//! process on the host address (`--webhook-url`), the API server calls it over TLS with
+//! the CA the operator put in the configuration, and refuses violating Pods and workloads
+//! where the user acts, naming each rule and field; compliant ones are admitted and run;
+//! other namespaces are untouched. The policy is scoped to this binary's tenant
+//! (`--webhook-namespace-selector`), so other test binaries sharing the cluster are not
+//! affected, even after this one exits.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::sync::OnceLock;
+
+use chrono::Duration;
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use serre_operator::resources::{RunKind, RunResources, Tenant, TrialRun, TrialRunSpec};
+use support::operator::shared_webhook_operator;
+use support::*;
+
+/// This binary's tenant: the only one the policy applies to here.
+fn tenant() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| unique("policy"))
+}
+
+/// The webhook operator running, the tenant (allowing the test images' registry) and a
+/// Ready sandbox of it; returns the sandbox's name and namespace.
+async fn sandbox(client: &Client) -> (String, String) {
+    shared_webhook_operator(tenant());
+    let mut spec = tenant_spec("16", 10);
+    spec.allowed_registries = vec![test_images()];
+    match Api::<Tenant>::all(client.clone())
+        .create(&PostParams::default(), &Tenant::new(tenant(), spec))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("create tenant: {e}"),
+    }
+    let name = unique("policy");
+    create_sandbox(
+        client,
+        &name,
+        sandbox_spec(tenant(), "2", Duration::days(30)),
+    )
+    .await;
+    wait_phase(client, &name, "Ready", 120).await;
+    let ns = format!("serre-{name}");
+    (name, ns)
+}
+
+/// A pod spec that passes the policy: the example model, restricted, no token.
+fn compliant_spec(args: &[&str]) -> Value {
+    json!({
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"}
+        },
+        "containers": [{
+            "name": "model",
+            "image": test_image("serre-example-model"),
+            "args": args,
+            "resources": {
+                "requests": {"cpu": "100m", "memory": "64Mi"},
+                "limits": {"cpu": "100m", "memory": "64Mi"}
+            },
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]}
+            },
+            "volumeMounts": [{"name": "grants", "mountPath": "/data/grants"}]
+        }],
+        "volumes": [{"name": "grants", "emptyDir": {}}]
+    })
+}
+
+fn pod(name: &str, spec: Value) -> Pod {
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).expect("pod")
+}
+
+fn template(spec: Value) -> Value {
+    json!({"metadata": {"labels": {"app": "model"}}, "spec": spec})
+}
+
+/// A long-running workload's template (Deployments and DaemonSets restart their pods).
+fn restarting(mut spec: Value) -> Value {
+    spec["restartPolicy"] = json!("Always");
+    template(spec)
+}
+
+fn deployment(name: &str, replicas: i32, spec: Value) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "model"}},
+            "template": restarting(spec)
+        }
+    }))
+    .expect("deployment")
+}
+
+fn job(name: &str, spec: Value) -> Job {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": template(spec)}
+    }))
+    .expect("job")
+}
+
+/// The message of a refusal by the webhook (fails the test if the object was admitted).
+fn refusal<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> String {
+    match result {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403, "{s:?}");
+            assert!(
+                s.message.contains("admission webhook")
+                    && s.message.contains("Serre's sandbox policy refuses"),
+                "not the webhook's refusal: {}",
+                s.message
+            );
+            s.message
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn has_all(message: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(message.contains(p), "{p:?} missing from: {message}");
+    }
+}
+
+#[tokio::test]
+async fn violating_pods_and_workloads_are_refused_naming_each_rule_and_field() {
+    let client = client().await;
+    let (_, ns) = sandbox(&client).await;
+    let create = PostParams::default();
+
+    // A Pod breaking four rules at once: one refusal naming all four. (Not `privileged`:
+    // the API server's own validation refuses that first, --allow-privileged being off.)
+    let mut spec = compliant_spec(&[]);
+    spec["containers"][0]["image"] = json!("python:3.12");
+    spec["containers"][0]["securityContext"]["capabilities"] =
+        json!({"drop": ["ALL"], "add": ["NET_RAW"]});
+    spec["hostNetwork"] = json!(true);
+    spec.as_object_mut()
+        .unwrap()
+        .remove("automountServiceAccountToken");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let m = refusal(pods.create(&create, &pod("bad", spec)).await);
+    has_all(
+        &m,
+        &[
+            "(4 problems)",
+            "spec.containers[0].image: \"python:3.12\"",
+            "[rule allowed-registries]",
+            "spec.containers[0].securityContext.capabilities.add[0]: \"NET_RAW\" is not allowed",
+            "[rule restricted/capabilities]",
+            "spec.hostNetwork: must not be true",
+            "[rule restricted/host-namespaces]",
+            "spec.automountServiceAccountToken: must be false",
+            "[rule service-account-token]",
+        ],
+    );
+
+    // A path traversal under the allowed registry is not an image of it.
+    let mut spec = compliant_spec(&[]);
+    spec["containers"][0]["image"] = json!(format!("{}/../x:1", test_images()));
+    let m = refusal(pods.create(&create, &pod("traversal", spec)).await);
+    has_all(
+        &m,
+        &[
+            "spec.containers[0].image:",
+            "not a valid image reference",
+            "[rule allowed-registries]",
+        ],
+    );
+
+    // A Deployment: the error is on the Deployment, at its template's fields.
+    let mut spec = compliant_spec(&[]);
+    spec["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = json!(true);
+    spec["volumes"] = json!([{"name": "root", "hostPath": {"path": "/"}}]);
+    spec["containers"][0]["volumeMounts"] = json!([{"name": "root", "mountPath": "/host"}]);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    let m = refusal(
+        deployments
+            .create(&create, &deployment("bad", 1, spec))
+            .await,
+    );
+    has_all(
+        &m,
+        &[
+            "Deployment \"bad\"",
+            "spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation: must be false [rule restricted/allow-privilege-escalation]",
+            "spec.template.spec.volumes[0].hostPath: is not allowed",
+            "[rule restricted/host-path]",
+        ],
+    );
+
+    // A Job running as root with an added capability.
+    let mut spec = compliant_spec(&[]);
+    spec["securityContext"]["runAsUser"] = json!(0);
+    spec["containers"][0]["securityContext"]["capabilities"] =
+        json!({"drop": ["ALL"], "add": ["SYS_ADMIN"]});
+    let m = refusal(
+        Api::<Job>::namespaced(client.clone(), &ns)
+            .create(&create, &job("bad", spec))
+            .await,
+    );
+    has_all(
+        &m,
+        &[
+            "spec.template.spec.securityContext.runAsUser: must not be 0 (root) [rule restricted/run-as-user]",
+            "spec.template.spec.containers[0].securityContext.capabilities.add[0]: \"SYS_ADMIN\" is not allowed",
+        ],
+    );
+
+    // A DaemonSet with a host port and no seccomp profile.
+    let mut spec = compliant_spec(&[]);
+    spec["securityContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("seccompProfile");
+    spec["containers"][0]["ports"] = json!([{"containerPort": 8080, "hostPort": 8080}]);
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "metadata": {"name": "bad"},
+        "spec": {"selector": {"matchLabels": {"app": "model"}}, "template": restarting(spec)}
+    }))
+    .unwrap();
+    let m = refusal(
+        Api::<DaemonSet>::namespaced(client.clone(), &ns)
+            .create(&create, &ds)
+            .await,
+    );
+    has_all(
+        &m,
+        &[
+            "spec.template.spec.containers[0].ports[0].hostPort",
+            "[rule restricted/host-ports]",
+            "spec.template.spec.containers[0].securityContext.seccompProfile.type",
+            "[rule restricted/seccomp]",
+        ],
+    );
+
+    // A CronJob: batch/v1beta1 on Kubernetes 1.20, its template two levels down.
+    let mut spec = compliant_spec(&[]);
+    spec["volumes"] = json!([{"name": "grants", "nfs": {"server": "10.0.0.1", "path": "/"}}]);
+    let gvk = GroupVersionKind::gvk("batch", "v1beta1", "CronJob");
+    let cronjobs: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &ApiResource::from_gvk(&gvk));
+    let cronjob: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "batch/v1beta1", "kind": "CronJob",
+        "metadata": {"name": "bad"},
+        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": template(spec)}}}
+    }))
+    .unwrap();
+    let m = refusal(cronjobs.create(&create, &cronjob).await);
+    has_all(
+        &m,
+        &[
+            "CronJob \"bad\"",
+            "spec.jobTemplate.spec.template.spec.volumes[0].nfs: volume type \"nfs\" is not allowed",
+            "[rule restricted/volume-types]",
+        ],
+    );
+
+    // Nothing of it exists.
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        deployments
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn compliant_pods_run_and_compliant_workloads_are_admitted() {
+    let client = client().await;
+    let (_, ns) = sandbox(&client).await;
+    let create = PostParams::default();
+
+    // A compliant Pod is admitted and really runs on the node, to completion.
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    pods.create(&create, &pod("model", compliant_spec(&[])))
+        .await
+        .expect("a compliant pod is admitted");
+    let phase = eventually(180, "the compliant pod to succeed", || async {
+        let p = pods.get("model").await.ok()?;
+        let phase = p.status?.phase?;
+        matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+    })
+    .await;
+    assert_eq!(phase, "Succeeded");
+
+    // A compliant Deployment: admitted, and so are its ReplicaSet and its pod (created by
+    // Kubernetes' controllers, checked by the webhook too).
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    deployments
+        .create(
+            &create,
+            &deployment("model", 1, compliant_spec(&["--sleep-seconds", "600"])),
+        )
+        .await
+        .expect("a compliant deployment is admitted");
+    let replicasets = Api::<ReplicaSet>::namespaced(client.clone(), &ns);
+    eventually(60, "the Deployment's pod", || async {
+        let rs = replicasets.list(&ListParams::default()).await.ok()?.items;
+        let pods = pods
+            .list(&ListParams::default().labels("app=model"))
+            .await
+            .ok()?
+            .items;
+        (!rs.is_empty() && !pods.is_empty()).then_some(())
+    })
+    .await;
+    // Scaling keeps the template: allowed. Changing it to a violating one: refused.
+    deployments
+        .patch(
+            "model",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .expect("scaling is allowed");
+    let m = refusal(
+        deployments
+            .patch(
+                "model",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"template": {"spec": {"hostPID": true}}}})),
+            )
+            .await,
+    );
+    has_all(
+        &m,
+        &[
+            "Deployment \"model\"",
+            "spec.template.spec.hostPID: must not be true",
+            "[rule restricted/host-namespaces]",
+        ],
+    );
+
+    // A compliant Job is admitted and its pod created.
+    Api::<Job>::namespaced(client.clone(), &ns)
+        .create(&create, &job("model", compliant_spec(&[])))
+        .await
+        .expect("a compliant job is admitted");
+    eventually(60, "the Job's pod", || async {
+        let pods = pods
+            .list(&ListParams::default().labels("job-name=model"))
+            .await
+            .ok()?
+            .items;
+        (!pods.is_empty()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn serre_trial_runs_pass_the_policy() {
+    let client = client().await;
+    let (sandbox, ns) = sandbox(&client).await;
+    let spec = TrialRunSpec {
+        sandbox,
+        image: test_image("serre-example-model"),
+        command: vec![],
+        args: vec![],
+        resources: RunResources {
+            cpu: "500m".into(),
+            memory: "128Mi".into(),
+            gpu: None,
+        },
+        grants: vec![],
+        solution: None,
+        kind: RunKind::Inference,
+        timeout_seconds: 300,
+        functional_unit: None,
+        token_secret: None,
+        requested_by: "alice@est-ensemble.fr".into(),
+        cancelled: false,
+    };
+    let runs = Api::<TrialRun>::namespaced(client.clone(), &ns);
+    runs.create(&PostParams::default(), &TrialRun::new("policy-run", spec))
+        .await
+        .expect("create trial run");
+    let phase = eventually(180, "the run to end", || async {
+        let st = runs.get("policy-run").await.ok()?.status?;
+        let p = format!("{:?}", st.phase);
+        (p == "Succeeded" || p == "Failed").then_some(format!("{p}: {:?}", st.exit_reason))
+    })
+    .await;
+    assert!(phase.starts_with("Succeeded"), "{phase}");
+}
+
+#[tokio::test]
+async fn other_namespaces_are_not_affected_and_the_configuration_fails_closed() {
+    let client = client().await;
+    sandbox(&client).await;
+    // An ordinary namespace: a pod the policy would refuse is created (and never run).
+    let ns = unique("not-a-sandbox");
+    let namespaces = Api::<Namespace>::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .expect("create namespace");
+    let mut spec = compliant_spec(&[]);
+    spec["containers"][0]["image"] = json!("images.invalid/python:3.12");
+    spec["hostPID"] = json!(true);
+    spec["securityContext"]["runAsUser"] = json!(0);
+    spec["activeDeadlineSeconds"] = json!(1);
+    Api::<Pod>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &pod("free", spec))
+        .await
+        .expect("outside sandbox namespaces the policy does not apply");
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // The configuration the operator applied: fails closed, calls this process by URL,
+    // trusts the CA of the certificate Secret, is scoped to sandbox namespaces (of this
+    // binary's tenant).
+    let name = format!("serre-test-policy-{}", std::process::id());
+    let vwc = Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .get(&name)
+        .await
+        .expect("the webhook configuration");
+    let w = &vwc.webhooks.as_ref().unwrap()[0];
+    assert_eq!(w.failure_policy.as_deref(), Some("Fail"));
+    assert_eq!(w.side_effects, "None");
+    assert!(w.timeout_seconds.unwrap() <= 10);
+    assert!(
+        w.client_config
+            .url
+            .as_deref()
+            .unwrap()
+            .starts_with("https://")
+    );
+    let secret = Api::<Secret>::namespaced(client.clone(), OPERATOR_NAMESPACE)
+        .get("serre-test-webhook-tls")
+        .await
+        .expect("the certificate Secret");
+    assert_eq!(
+        w.client_config.ca_bundle.as_ref().unwrap().0,
+        secret.data.unwrap()["ca.crt"].0
+    );
+    let selector = w.namespace_selector.as_ref().unwrap();
+    let labels = selector.match_labels.as_ref().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "serre-operator");
+    assert_eq!(labels["serre.metropolegrandparis.fr/tenant"], tenant());
+    assert_eq!(
+        selector.match_expressions.as_ref().unwrap()[0].key,
+        "serre.metropolegrandparis.fr/sandbox"
+    );
+}
