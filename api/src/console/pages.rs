@@ -187,12 +187,42 @@ impl RequestForm {
     }
 }
 
+/// One text input of the request form.
+struct TextField {
+    id: &'static str,
+    label: &'static str,
+    hint: &'static str,
+    value: String,
+    error: Option<String>,
+}
+
+impl RequestForm {
+    fn text_fields(&self) -> Vec<TextField> {
+        [
+            ("name", "Nom court", "Lettres minuscules, chiffres et tirets (ex. prevision-bus)", &self.name),
+            ("cpu", "Processeurs (CPU)", "Ex. 2 ou 500m", &self.cpu),
+            ("memory", "Mémoire", "Ex. 4Gi", &self.memory),
+            ("storage", "Stockage", "Ex. 10Gi", &self.storage),
+        ]
+        .into_iter()
+        .map(|(id, label, hint, value)| TextField {
+            id,
+            label,
+            hint,
+            value: value.clone(),
+            error: self.error(id).map(str::to_owned),
+        })
+        .collect()
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/sandboxes.html")]
 struct SandboxesPage {
     layout: Layout,
     rows: Vec<SandboxRow>,
     tenants: Vec<(String, String)>,
+    text_fields: Vec<TextField>,
     form: RequestForm,
     created: Option<String>,
 }
@@ -430,6 +460,7 @@ async fn sandboxes_page(
             layout: signed.layout("Mes bacs à sable", "sandboxes"),
             rows: list.items.iter().map(SandboxRow::new).collect(),
             tenants,
+            text_fields: form.text_fields(),
             form,
             created,
         },
