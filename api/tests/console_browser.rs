@@ -2,7 +2,7 @@
 //! (`chromedriver`, Debian `chromium` + `chromium-driver`) signs in on the real
 //! `oidc-provider` login page with a development account, requests a sandbox through the
 //! form, sees it listed and signs out. A screenshot of each page is saved under the test's
-//! scratch directory (its path is printed). Without Chromium this test fails; it never skips.
+//! scratch directory (its path is printed; set SERRE_TEST_SCREENSHOTS=DIR to keep them). Without Chromium this test fails; it never skips.
 
 mod support;
 
@@ -53,7 +53,14 @@ async fn a_data_team_member_signs_in_requests_a_sandbox_sees_it_and_signs_out() 
     setup.dev_issuer = false;
     setup.oidc_issuer = Some(provider.issuer.clone());
     let gw = Gateway::start(setup).await;
-    let shots = new_dir("console-screenshots");
+    // The scratch directory goes with the test binary; SERRE_TEST_SCREENSHOTS keeps them.
+    let shots = match std::env::var_os("SERRE_TEST_SCREENSHOTS") {
+        Some(d) => {
+            std::fs::create_dir_all(&d).expect("SERRE_TEST_SCREENSHOTS");
+            std::path::PathBuf::from(d)
+        }
+        None => new_dir("console-screenshots"),
+    };
     println!("screenshots in {}", shots.display());
 
     let port = free_ports(1);

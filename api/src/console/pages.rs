@@ -33,13 +33,13 @@ pub struct Signed {
 }
 
 impl Signed {
-    /// Forms carry the session's CSRF token; anything else is refused (403).
-    pub fn check_csrf(&self, sent: &str) -> Result<(), Response> {
+    /// Forms carry the session's CSRF token; anything else is refused (403): the refusal.
+    pub fn csrf_refusal(&self, sent: &str) -> Option<Response> {
         if same_token(sent, &self.csrf) {
-            Ok(())
+            None
         } else {
             tracing::info!("console form refused: CSRF token missing or wrong");
-            Err(problem(
+            Some(problem(
                 StatusCode::FORBIDDEN,
                 "Requête refusée",
                 "Ce formulaire a expiré ou ne vient pas de la console. Rechargez la page et recommencez.",
@@ -199,7 +199,12 @@ struct TextField {
 impl RequestForm {
     fn text_fields(&self) -> Vec<TextField> {
         [
-            ("name", "Nom court", "Lettres minuscules, chiffres et tirets (ex. prevision-bus)", &self.name),
+            (
+                "name",
+                "Nom court",
+                "Lettres minuscules, chiffres et tirets (ex. prevision-bus)",
+                &self.name,
+            ),
             ("cpu", "Processeurs (CPU)", "Ex. 2 ou 500m", &self.cpu),
             ("memory", "Mémoire", "Ex. 4Gi", &self.memory),
             ("storage", "Stockage", "Ex. 10Gi", &self.storage),
@@ -494,7 +499,7 @@ pub async fn request_sandbox(
     Form(f): Form<SandboxForm>,
 ) -> Response {
     // -- Validation: CSRF first; the rest is the API's.
-    if let Err(r) = signed.check_csrf(&f.csrf) {
+    if let Some(r) = signed.csrf_refusal(&f.csrf) {
         return r;
     }
     // A date from the form: noon UTC that day (the API checks it like any other).

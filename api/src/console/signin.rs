@@ -316,7 +316,7 @@ pub async fn logout(
     signed: Signed,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(&form.csrf) {
+    if let Some(r) = signed.csrf_refusal(&form.csrf) {
         return r;
     }
     let secure = app.console.secure_cookies(&headers);
