@@ -65,6 +65,8 @@ copy() {
       done
     echo "];"
   } >"$table"
+  # As `cargo fmt` leaves it, so that `check` compares like with like.
+  rustfmt --edition 2024 "$table"
 }
 
 case "${1:-}" in
