@@ -186,6 +186,8 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
         metrics: metrics.clone(),
         push: push.clone(),
         sandboxes: config.sandboxes.clone(),
+        console: crate::console::Console::new(&config.console, &config.oidc, data.secret())
+            .map_err(StartError::Identity)?,
         data,
         accountant,
     });

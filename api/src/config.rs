@@ -94,6 +94,9 @@ pub struct Config {
     #[command(flatten)]
     pub usage: crate::usage::UsageConfig,
 
+    #[command(flatten)]
+    pub console: crate::console::ConsoleConfig,
+
     /// How often the audit log's head is signed and published to the object store when it
     /// has moved (`audit-checkpoints/`): entries deleted from the database's tail after
     /// the last checkpoint go unnoticed, so this bounds what a truncation can hide.

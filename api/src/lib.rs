@@ -8,6 +8,7 @@ pub mod blobs;
 pub mod catalogue;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod data;
 pub mod datasets;
 pub mod energy;

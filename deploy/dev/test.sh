@@ -49,7 +49,7 @@ free_space() { # where cargo builds, and where the tests write
 SUITE_START=$(date +%s)
 
 step "Debian packages, kubectl, helm"
-need_apt etcd-server openssl curl jq postgresql unzip python3 python3-venv prometheus
+need_apt etcd-server openssl curl jq postgresql unzip python3 python3-venv prometheus chromium chromium-driver
 ensure_kubectl
 ensure_helm
 
@@ -90,6 +90,9 @@ export SERRE_TEST_HOST_ADDR=$SERRE_HOST_ADDR
 
 step "Generated manifests are up to date"
 cargo run -q -p serre-operator -- manifests --check
+
+step "The console's DSFR files match the pinned npm package (api/console/assets.sh)"
+api/console/assets.sh check
 
 step "Formatting"
 cargo fmt --all -- --check

@@ -156,7 +156,17 @@ pub async fn list(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Vec<SolutionView>>, ApiError> {
     let Query(params) = params?;
-    if let Some(s) = &params.status
+    list_solutions(&app, &ctx, params.status).await.map(Json)
+}
+
+/// The listing itself, shared by the API and the console: the list decision is
+/// recorded, then each entry is shown only where `catalogue.read` allows it.
+pub(crate) async fn list_solutions(
+    app: &AppState,
+    ctx: &Ctx,
+    status: Option<String>,
+) -> Result<Vec<SolutionView>, ApiError> {
+    if let Some(s) = &status
         && !STATUSES.contains(&s.as_str())
     {
         return Err(ApiError::Validation(vec![FieldIssue::new(
@@ -165,14 +175,14 @@ pub async fn list(
             format!("{s:?} is not one of {}", STATUSES.join(", ")),
         )]));
     }
-    app.authorize(&ctx, Action::CatalogueList, &Resource::Platform, || {
+    app.authorize(ctx, Action::CatalogueList, &Resource::Platform, || {
         ApiError::Forbidden("you may not list the catalogue".into())
     })
     .await?;
     let results = app.store.trial_results_by_solution().await?;
     let mut out = Vec::new();
     for row in app.store.list_solutions(false).await? {
-        if params.status.as_ref().is_some_and(|s| *s != row.status) {
+        if status.as_ref().is_some_and(|s| *s != row.status) {
             continue;
         }
         // The list decision is recorded; each entry's visibility follows the policies.
@@ -185,7 +195,7 @@ pub async fn list(
             out.push(SolutionView::new(&row, r));
         }
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 /// One entry, with its environmental criterion derived from the measured trial runs.

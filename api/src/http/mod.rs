@@ -2,7 +2,7 @@
 //! read in three sections: validation, authorization, business logic.
 
 mod audit;
-mod catalogue;
+pub(crate) mod catalogue;
 mod data_policy;
 mod datasets;
 mod extract;
@@ -14,7 +14,7 @@ mod run_report;
 mod runs;
 mod sandbox_members;
 mod sandbox_report;
-mod sandboxes;
+pub(crate) mod sandboxes;
 mod serve;
 mod sharing;
 mod tenants;
@@ -67,6 +67,8 @@ pub struct App {
     pub data: Arc<DataPlane>,
     /// Usage accounting: trial-run figures, ledger, budgets.
     pub accountant: Arc<crate::usage::Accountant>,
+    /// The web console under `/console`.
+    pub console: crate::console::Console,
 }
 
 pub type AppState = Arc<App>;
@@ -334,6 +336,16 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(json_errors))
+        // The console answers HTML, errors included: outside `json_errors`.
+        .nest(
+            "/console",
+            crate::console::router()
+                .layer(RequestBodyLimitLayer::new(body_limit))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    timeout,
+                )),
+        )
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
         .layer(

@@ -53,7 +53,7 @@ async fn load(
 }
 
 /// Load and authorize in one step: missing and foreign sandboxes both answer 404.
-pub(super) async fn load_authorized(
+pub(crate) async fn load_authorized(
     app: &AppState,
     ctx: &Ctx,
     action: Action,
@@ -68,7 +68,7 @@ pub(super) async fn load_authorized(
     Ok(record)
 }
 
-pub(super) fn render(app: &AppState, record: &SandboxRecord) -> Result<SandboxView, ApiError> {
+pub(crate) fn render(app: &AppState, record: &SandboxRecord) -> Result<SandboxView, ApiError> {
     let spec = sandboxes::spec_of(record).map_err(ApiError::Internal)?;
     let seen = app.cluster.as_ref().map(|c| c.sandbox(&record.row.name));
     let knowledge = match (&app.cluster, &seen) {
@@ -103,6 +103,17 @@ pub async fn create(
     ctx: Ctx,
     Body(body): Body<CreateSandbox>,
 ) -> Result<Response, ApiError> {
+    let view = create_sandbox(&app, &ctx, body).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// The request itself, shared by the API and the console: validation, authorization
+/// (Cedar, audited), then the self-service decision.
+pub(crate) async fn create_sandbox(
+    app: &AppState,
+    ctx: &Ctx,
+    body: CreateSandbox,
+) -> Result<SandboxView, ApiError> {
     // -- Validation: a tenant the caller cannot see answers like an unknown one.
     let now = Utc::now();
     let tenant = match app.tenants.get(&body.tenant) {
@@ -136,7 +147,7 @@ pub async fn create(
 
     // -- Authorization
     app.authorize(
-        &ctx,
+        ctx,
         Action::SandboxCreate,
         &Resource::Tenant(&spec.tenant),
         || {
@@ -184,7 +195,7 @@ pub async fn create(
         other => other.into(),
     })?;
     app.record(
-        &ctx,
+        ctx,
         "sandbox.requested",
         format!("Sandbox::{name:?}"),
         Some(&spec.tenant),
@@ -198,7 +209,7 @@ pub async fn create(
         row,
         members: Vec::new(),
     };
-    Ok((StatusCode::CREATED, Json(render(&app, &record)?)).into_response())
+    render(app, &record)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -227,6 +238,16 @@ pub async fn list(
     ctx: Ctx,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<SandboxList>, ApiError> {
+    list_sandboxes(&app, &ctx, q).await.map(Json)
+}
+
+/// The listing itself, shared by the API and the console: one recorded decision per
+/// tenant listed, vendors' sandboxes each authorized.
+pub(crate) async fn list_sandboxes(
+    app: &AppState,
+    ctx: &Ctx,
+    q: ListQuery,
+) -> Result<SandboxList, ApiError> {
     // -- Validation
     if let Some(s) = &q.state
         && ![PENDING_APPROVAL, APPROVED, REJECTED, DELETING].contains(&s.as_str())
@@ -243,18 +264,18 @@ pub async fn list(
         Some(t) => {
             let hidden = || ApiError::NotFound(format!("tenant {t:?} not found"));
             if app.tenants.get(t).is_none() {
-                app.record_missing(&ctx, Action::SandboxList, format!("Tenant::{t:?}"))
+                app.record_missing(ctx, Action::SandboxList, format!("Tenant::{t:?}"))
                     .await?;
                 return Err(hidden());
             }
-            app.authorize(&ctx, Action::SandboxList, &Resource::Tenant(t), hidden)
+            app.authorize(ctx, Action::SandboxList, &Resource::Tenant(t), hidden)
                 .await?;
             app.store
                 .list_sandboxes(std::slice::from_ref(t), None, false)
                 .await?
         }
         None if ctx.caller.roles.metropole_admin => {
-            app.authorize(&ctx, Action::SandboxList, &Resource::Platform, || {
+            app.authorize(ctx, Action::SandboxList, &Resource::Platform, || {
                 ApiError::Forbidden("you may not list every tenant's sandboxes".into())
             })
             .await?;
@@ -265,7 +286,7 @@ pub async fn list(
             for t in &ctx.caller.roles.member_of {
                 let res = Resource::Tenant(t);
                 if app
-                    .decide_recorded(&ctx, Action::SandboxList, &res)
+                    .decide_recorded(ctx, Action::SandboxList, &res)
                     .await?
                     .allowed
                 {
@@ -284,7 +305,7 @@ pub async fn list(
                 }
                 let vendors = r.vendor_subjects();
                 let allowed = app
-                    .decide_recorded(&ctx, Action::SandboxRead, &resource(&r, &vendors))
+                    .decide_recorded(ctx, Action::SandboxRead, &resource(&r, &vendors))
                     .await?
                     .allowed;
                 if allowed {
@@ -298,9 +319,9 @@ pub async fn list(
     let items = records
         .iter()
         .filter(|r| q.state.as_ref().is_none_or(|s| &r.row.state == s))
-        .map(|r| render(&app, r))
+        .map(|r| render(app, r))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(SandboxList { items }))
+    Ok(SandboxList { items })
 }
 
 /// One sandbox, with the operator's status (phase, conditions) when it is applied.

@@ -9,6 +9,9 @@
 // `aud: serre-api` for the resource `urn:serre:api` (any other resource indicator becomes
 // the audience itself).
 //
+// The web console (client `serre-console`) signs people in with the authorization code
+// flow and PKCE on the same sign-in page.
+//
 // People sign in with the device authorization grant (RFC 8628) through the public client
 // `serre-cli` (no secret; grants device_code and refresh_token), as `serre login` does:
 // the verification page takes the user code, then this server's own sign-in page
@@ -45,6 +48,8 @@ const { clients } = JSON.parse(readFileSync(clientsFile, 'utf8'));
 const byId = new Map(clients.map((c) => [c.client_id, c]));
 // The public client of Serre's command line (device flow, refresh tokens).
 const CLI_CLIENT = 'serre-cli';
+// The public client of the gateway's web console (authorization code + PKCE).
+const CONSOLE_CLIENT = 'serre-console';
 
 function writeAtomically(path, text, mode = 0o600) {
   writeFileSync(`${path}.tmp`, text, { mode });
@@ -73,6 +78,21 @@ server.listen(port, host, () => {
         redirect_uris: [],
         response_types: [],
       })),
+      {
+        // The gateway's web console (/console): authorization code flow with PKCE, a
+        // public client. `native` lets the redirect URI's loopback port vary (RFC 8252
+        // §7.3), as the gateway under test listens on a free port.
+        client_id: CONSOLE_CLIENT,
+        client_name: 'Serre (console web)',
+        application_type: 'native',
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        redirect_uris: [
+          'http://127.0.0.1/console/auth/callback',
+          'http://localhost/console/auth/callback',
+        ],
+      },
       {
         client_id: CLI_CLIENT,
         client_name: 'serre (command line)',
