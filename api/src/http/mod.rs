@@ -11,6 +11,8 @@ mod ops;
 mod run_data;
 mod run_outputs;
 mod run_report;
+mod run_results;
+mod run_token;
 mod runs;
 mod sandbox_members;
 mod sandbox_report;
@@ -276,6 +278,11 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
         .route("/datasets/{id}/versions", post(datasets::create_version))
         .route("/grants/{id}/data", get(grants::data))
         .route("/runs/{run}/grants/{id}/data", get(run_data::data))
+        // A run's pod sends its results with its run token (no OIDC): streamed, bounded.
+        .route(
+            "/runs/{run}/results/{*path}",
+            axum::routing::put(run_results::write),
+        )
         // A run's logs and results: streamed, so with the data routes.
         .route("/sandboxes/{name}/runs/{id}/logs", get(run_outputs::logs))
         .route(

@@ -220,22 +220,24 @@ rbac_gateway() {
 }
 
 # Inside a sandbox namespace the operator binds the gateway to its trial-run role: create
-# TrialRuns and their token Secrets, read and cancel them, record their usage, read the
-# run's pod and its log, read the Secret sandbox-storage (results); nothing else there
-# (no other Secret read), and none of it in any other namespace.
+# TrialRuns and their token Secrets (deleted when the run is over), read and cancel them,
+# record their usage, read the run's pod and its log, read the Secret sandbox-storage
+# (results); nothing else there (no Secret read but that one), and none of it in any
+# other namespace.
 rbac_gateway_in_sandbox() {
   local ns=$1 sa=system:serviceaccount:$NAMESPACE:$RELEASE-gateway g=serre.metropolegrandparis.fr
   local probe missing=() allowed=()
   for _ in $(seq 1 20); do kc auth can-i create secrets -n "$ns" --as "$sa" >/dev/null && break; sleep 0.5; done
-  for probe in "create secrets -n $ns" "create trialruns.$g -n $ns" "get trialruns.$g/x -n $ns" \
+  for probe in "create secrets -n $ns" "delete secrets/x-token -n $ns" "create trialruns.$g -n $ns" "get trialruns.$g/x -n $ns" \
     "patch trialruns.$g/x -n $ns" "patch trialruns.$g/x -n $ns --subresource status" \
     "list pods -n $ns" "get pods/x -n $ns" "get pods/x -n $ns --subresource log" \
     "get secrets/sandbox-storage -n $ns"; do
     # shellcheck disable=SC2086 # a probe is several words
     kc auth can-i $probe --as "$sa" >/dev/null || missing+=("$probe")
   done
-  for probe in "get secrets -n $ns" "list secrets -n $ns" "delete secrets -n $ns" \
+  for probe in "get secrets -n $ns" "list secrets -n $ns" "deletecollection secrets -n $ns" \
     "get secrets/x-token -n $ns" "watch secrets -n $ns" "patch secrets/sandbox-storage -n $ns" \
+    "update secrets/x-token -n $ns" "delete secrets/x-token -n default" \
     "create secrets -n default" "create trialruns.$g -n default" "delete trialruns.$g/x -n $ns" \
     "create pods -n $ns" "delete pods/x -n $ns" "create pods/x -n $ns --subresource exec" \
     "create jobs.batch -n $ns" \
@@ -251,7 +253,7 @@ rbac_gateway_in_sandbox() {
     fail rbac "in sandbox namespace $ns the gateway may also: ${allowed[*]}"
     return 1
   fi
-  pass rbac "gateway in a sandbox namespace (bound by the operator): create TrialRuns and their token Secrets, get/patch them and their status, get/list pods and their logs, get the Secret sandbox-storage; no other Secret read, nothing elsewhere"
+  pass rbac "gateway in a sandbox namespace (bound by the operator): create TrialRuns and their token Secrets (delete those), get/patch them and their status, get/list pods and their logs, get the Secret sandbox-storage; no other Secret read, nothing elsewhere"
 }
 
 # Default values, storage off: the operator has no right on Secrets or ConfigMaps, and
