@@ -256,6 +256,34 @@ rbac_gateway_in_sandbox() {
   pass rbac "gateway in a sandbox namespace (bound by the operator): create TrialRuns and their token Secrets (delete those), get/patch them and their status, get/list pods and their logs, get the Secret sandbox-storage; no other Secret read, nothing elsewhere"
 }
 
+# The tenant's groups (the sandbox's editors, bound by the operator to the editor
+# ClusterRole in the sandbox namespace) run and inspect workloads there but have no right
+# on Secrets: neither the bucket's keys (sandbox-storage) nor run tokens (<run>-token).
+rbac_editors_in_sandbox() {
+  local ns=$1 probe missing=() allowed=()
+  local as=(--as chart-check-editor --as-group chart-check-admins)
+  for _ in $(seq 1 20); do kc auth can-i create pods -n "$ns" "${as[@]}" >/dev/null && break; sleep 0.5; done
+  for probe in "create pods -n $ns" "get pods/x -n $ns --subresource log" "create jobs.batch -n $ns" \
+    "create configmaps -n $ns"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    kc auth can-i $probe "${as[@]}" >/dev/null || missing+=("$probe")
+  done
+  for probe in "get secrets/sandbox-storage -n $ns" "get secrets/x-token -n $ns" "list secrets -n $ns" \
+    "watch secrets -n $ns" "create secrets -n $ns" "patch secrets/sandbox-storage -n $ns" \
+    "update secrets/sandbox-storage -n $ns" "delete secrets/x-token -n $ns" "create pods -n default"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    kc auth can-i $probe "${as[@]}" >/dev/null && allowed+=("$probe")
+  done
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail rbac "in sandbox namespace $ns the tenant's editors may not: ${missing[*]}"
+    return 1
+  elif [ ${#allowed[@]} -ne 0 ]; then
+    fail rbac "in sandbox namespace $ns the tenant's editors may also: ${allowed[*]}"
+    return 1
+  fi
+  pass rbac "sandbox editors (the tenant's groups): run pods and Jobs and read their logs in $ns; no right on its Secrets (sandbox-storage, run tokens), nothing elsewhere"
+}
+
 # Default values, storage off: the operator has no right on Secrets or ConfigMaps, and
 # provisions and deletes a sandbox with what it has.
 rbac_plain() {
@@ -279,6 +307,7 @@ rbac_plain() {
   fi
   wait_for 25 "storage off: sandbox never became Ready" phase_is "$name" Ready || step=
   [ -n "$step" ] && { rbac_gateway_in_sandbox "serre-$name" || step=; }
+  [ -n "$step" ] && { rbac_editors_in_sandbox "serre-$name" || step=; }
   if [ -n "$step" ]; then
     kc delete sandbox "$name" --wait=false >/dev/null
     wait_for 60 "storage off: the sandbox was not deleted with its namespace" gone sandbox "$name" || step=
@@ -425,6 +454,8 @@ rbac_storage() {
       step=
     fi
   fi
+  # The Secret sandbox-storage exists now: the sandbox's editors still may not read it.
+  [ -n "$step" ] && { rbac_editors_in_sandbox "$sbx" || step=; }
   if [ -n "$step" ]; then
     # A pod the expiry must stop (never scheduled: there is no kubelet). Admission
     # refuses pods until the namespace's default ServiceAccount exists: retry a little.
