@@ -306,6 +306,12 @@ pub struct DataConfig {
     #[arg(long, env = "SERRE_API_UPLOAD_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
     pub upload_timeout: Duration,
 
+    /// Largest file a trial run may send to its results
+    /// (`PUT /v1/runs/{run}/results/{path}`, streamed to the sandbox bucket), in bytes:
+    /// larger bodies get 413 and leave nothing. The sandbox's bucket quota bounds the total.
+    #[arg(long, env = "SERRE_API_MAX_RUN_RESULT_BYTES", default_value_t = 1 << 30)]
+    pub max_run_result_bytes: u64,
+
     /// Most rows in one dataset version.
     #[arg(long, env = "SERRE_API_MAX_ROWS", default_value_t = 1_000_000_000)]
     pub max_rows: u64,

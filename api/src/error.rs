@@ -129,6 +129,8 @@ impl ApiError {
                 OutputsError::Gone(_) => StatusCode::GONE,
                 OutputsError::NoSuchResult(_) => StatusCode::NOT_FOUND,
                 OutputsError::NoSuchContainer(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                OutputsError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                OutputsError::Body(_) => StatusCode::BAD_REQUEST,
                 OutputsError::Settings(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 OutputsError::Bucket(_) | OutputsError::Cluster(_) => {
                     StatusCode::SERVICE_UNAVAILABLE
@@ -175,6 +177,8 @@ impl ApiError {
                 OutputsError::StorageOff(_) => "storage_off",
                 OutputsError::NoSuchResult(_) => "not_found",
                 OutputsError::NoSuchContainer(_) => "validation_failed",
+                OutputsError::TooLarge { .. } => "payload_too_large",
+                OutputsError::Body(_) => "bad_body",
                 OutputsError::Settings(_) => "storage_settings_unusable",
                 OutputsError::Bucket(_) => "storage_unavailable",
                 OutputsError::Cluster(_) => "cluster_unavailable",

@@ -1,11 +1,14 @@
 //! Trial runs end to end on a real cluster (kube-apiserver + etcd +
-//! kube-controller-manager, and a real node: kubelet, containerd), with the real operator
-//! running in-process: a vendor starts a run through the gateway, the operator turns it
-//! into a Job, the kubelet runs its pod — the init step `serre-api fetch-grants` downloads
-//! the granted view from this gateway with the run's token, then Serre's example model
-//! fits a per-commune trend on it — the run ends, the gateway's accounting closes it with
-//! figures, writes them into the TrialRun's status and attaches them to the catalogue
-//! solution; a failing model, cancellation and energy budgets.
+//! kube-controller-manager, and a real node: kubelet, containerd) and a real Garage, with
+//! the real operator running in-process (object storage on): a vendor starts a run
+//! through the gateway, the operator turns it into a Job, the kubelet runs its pod — the
+//! init step `serre-api fetch-grants` downloads the granted view from this gateway with
+//! the run's token, then Serre's example model fits a per-commune trend on it and sends
+//! its results to this gateway with the same token (its pod holds no storage credential),
+//! which writes them into the sandbox's bucket — the run ends, its token and its Secret
+//! with it, the gateway's accounting closes it with figures, writes them into the
+//! TrialRun's status and attaches them to the catalogue solution; a failing model,
+//! cancellation and energy budgets.
 //!
 //! No Prometheus here: figures are the declared mode's (requests × time, flagged
 //! `modelled`); tests/energy.rs covers the Prometheus path.
@@ -21,7 +24,7 @@ use serde_json::{Value, json};
 use serre_resources::{Tenant, TrialRun};
 use sha2::{Digest, Sha256};
 use support::{Backend, Gateway, Setup, assert_error, eventually, unique_name};
-use trial_cluster::{client, run_body, start_operator, tenant_spec};
+use trial_cluster::{Garage, client, run_body, start_operator_with_storage, tenant_spec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
@@ -52,7 +55,8 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
     .map(String::from)
     .to_vec();
     let gw = Gateway::start(setup).await;
-    start_operator(&gw.url);
+    let garage = Garage::start();
+    start_operator_with_storage(&gw.url, &garage);
 
     let bob = gw.token("bob", &[&format!("{t}-data")]);
     let alice = gw.token("alice", &[&format!("{t}-admins")]);
@@ -242,6 +246,36 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         .as_ref()
         .expect("init step")[0];
     assert!(init.command.as_ref().unwrap().contains(&gw.url));
+    // The trial container holds no storage credential: only its results endpoint and its
+    // run's token (the pod's only Secret).
+    let pod_spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let trial = &pod_spec.containers[0];
+    assert!(trial.env_from.is_none(), "{trial:?}");
+    let env: Vec<(&str, &str)> = trial
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or_default()))
+        .collect();
+    assert!(
+        env.contains(&(
+            "SERRE_RESULTS_URL",
+            format!("{}/v1/runs/{name}/results/", gw.url).as_str()
+        )),
+        "{env:?}"
+    );
+    assert!(
+        env.iter()
+            .all(|(n, _)| !n.starts_with("AWS_") && !n.starts_with("SSE_C") && *n != "S3_BUCKET"),
+        "{env:?}"
+    );
+    let pod_secrets: Vec<_> = pod_spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .collect();
+    assert_eq!(pod_secrets, [format!("{name}-token")]);
 
     // -- The run token opens only what the run lists (the pod's init step uses it).
     let (_, _, direct) = gw
@@ -330,9 +364,10 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         (v["phase"] == "Succeeded" && !v["figures"].is_null()).then_some(v)
     })
     .await;
-    // What the model did, from its own output through the gateway's logs route: it read
-    // the view the init step fetched (the same bytes as the grant's view) and fitted
-    // each commune's trend.
+    // What the model did: its log (through the gateway's logs route) says it started and
+    // sent its results to its results endpoint; the results, read back through the
+    // gateway from the sandbox's bucket, say it read the view the init step fetched (the
+    // same bytes as the grant's view) and fitted each commune's trend.
     let log = gw
         .get_text(&format!("{runs}/{name}/logs"), Some(&acme), "text/plain")
         .await;
@@ -340,7 +375,34 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         log.starts_with("serre-example-model started at ") && log.contains(&name),
         "{log}"
     );
-    let output = model_output(&log);
+    assert!(
+        log.contains(&format!(
+            "wrote {}/v1/runs/{name}/results/results.json",
+            gw.url
+        )),
+        "{log}"
+    );
+    let (s, listing) = gw
+        .call("GET", &format!("{runs}/{name}/results"), Some(&bob), None)
+        .await;
+    assert_eq!(s, 200, "{listing}");
+    assert_eq!(listing["prefix"], json!(format!("runs/{name}/")));
+    let paths: Vec<&str> = listing["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter_map(|o| o["path"].as_str())
+        .collect();
+    assert_eq!(paths, ["results.csv", "results.json"], "{listing}");
+    let output: Value = serde_json::from_str(
+        &gw.get_text(
+            &format!("{runs}/{name}/results/results.json"),
+            Some(&acme),
+            "application/json",
+        )
+        .await,
+    )
+    .expect("results.json");
     let input = &output["inputs"][0];
     assert_eq!(input["grant"], json!(gid), "{output}");
     assert_eq!(input["rows"], 9, "{output}");
@@ -373,12 +435,17 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         404,
         "not_found",
     );
-    // No object storage in this test's operator: the results route says so.
+    // Another vendor reads none of the results.
     assert_error(
-        &gw.call("GET", &format!("{runs}/{name}/results"), Some(&acme), None)
-            .await,
-        409,
-        "storage_off",
+        &gw.call(
+            "GET",
+            &format!("{runs}/{name}/results"),
+            Some(&globex),
+            None,
+        )
+        .await,
+        404,
+        "not_found",
     );
     let f = &done["figures"];
     assert_eq!(f["energyMethod"], "modelled");
@@ -396,7 +463,8 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
     );
     assert_eq!(f["functionalUnits"], 40);
     assert!((f["kwhPerUnit"].as_f64().unwrap() - kwh / 40.0).abs() < 1e-12);
-    // The token stops with the run.
+    // The token stops with the run: no more grants, no more results; and its Secret is
+    // deleted.
     let (s, _, _) = gw
         .call_raw(
             "GET",
@@ -406,6 +474,17 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         )
         .await;
     assert_eq!(s, 403, "the run is over");
+    let late = put_result(&gw, &name, "late.json", &token).await;
+    assert_error(&late, 403, "forbidden");
+    eventually(60, "the run's token Secret to be deleted", || async {
+        Api::<Secret>::namespaced(kube.clone(), &ns)
+            .get_opt(&format!("{name}-token"))
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
 
     // -- Status, catalogue and report carry the same figures.
     let tr = eventually(30, "usage in the TrialRun's status", || async {
@@ -503,6 +582,33 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
         .await;
     assert_eq!(s, 201, "{second}");
     let second = second["name"].as_str().unwrap().to_owned();
+    // While it runs, its token writes its own results only: never the first run's.
+    let second_token = {
+        let secret = Api::<Secret>::namespaced(kube.clone(), &ns)
+            .get(&format!("{second}-token"))
+            .await
+            .expect("second token Secret");
+        String::from_utf8(secret.data.expect("data")["token"].0.clone()).expect("utf8")
+    };
+    let (s, written) = put_result(&gw, &second, "notes/early.json", &second_token).await;
+    assert_eq!(s, 201, "{written}");
+    assert_eq!(
+        (written["path"].as_str(), written["size"].as_u64()),
+        (Some("notes/early.json"), Some(2))
+    );
+    let got = put_result(&gw, &name, "results.json", &second_token).await;
+    assert_error(&got, 403, "forbidden");
+    let kept = gw
+        .get_text(
+            &format!("{runs}/{name}/results/results.json"),
+            Some(&acme),
+            "application/json",
+        )
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&kept).expect("results.json"),
+        output
+    );
     assert_error(
         &gw.call("DELETE", &format!("{runs}/{second}"), Some(&globex), None)
             .await,
@@ -518,6 +624,17 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
             .await,
         409,
         "conflict",
+    );
+    // Cancelled: its token writes nothing more, and its Secret is gone at once.
+    let got = put_result(&gw, &second, "results.json", &second_token).await;
+    assert_error(&got, 403, "forbidden");
+    assert!(
+        Api::<Secret>::namespaced(kube.clone(), &ns)
+            .get_opt(&format!("{second}-token"))
+            .await
+            .expect("get")
+            .is_none(),
+        "the cancelled run's token Secret"
     );
     eventually(60, "the operator to mark it Cancelled", || async {
         let st = Api::<TrialRun>::namespaced(kube.clone(), &ns)
@@ -689,19 +806,16 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
     gw.stop().await;
 }
 
-/// The results the model printed in its log (no sandbox bucket here: it prints
-/// results.json after a line saying so).
-fn model_output(log: &str) -> Value {
-    let marker = "results.json follows";
-    let at = log
-        .find(marker)
-        .unwrap_or_else(|| panic!("no results in {log}"))
-        + marker.len();
-    let json = &log[at..];
-    let json = &json[json.find('{').unwrap_or_else(|| panic!("no JSON in {log}"))..];
-    serde_json::Deserializer::from_str(json)
-        .into_iter::<Value>()
-        .next()
-        .and_then(Result::ok)
-        .unwrap_or_else(|| panic!("results.json does not parse in {log}"))
+/// `PUT /v1/runs/{run}/results/{path}` with a run token, as the model sends its results.
+async fn put_result(gw: &Gateway, run: &str, path: &str, token: &str) -> (u16, Value) {
+    let r = gw
+        .http
+        .put(format!("{}/v1/runs/{run}/results/{path}", gw.url))
+        .bearer_auth(token)
+        .body("{}")
+        .send()
+        .await
+        .expect("PUT");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
 }

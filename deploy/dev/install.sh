@@ -61,7 +61,8 @@ image:
 caBundle: |
 $ca_indent
 sandboxes:
-  platformEgress: ["$SERRE_HOST_ADDR/32:$S3_PORT"]
+  # No sandbox pod holds a bucket credential: no route to Garage (runs send results to the gateway).
+  platformEgress: []
 storage:
   enabled: true
   garageAdminEndpoint: http://$SERRE_HOST_ADDR:$ADMIN_PORT

@@ -74,6 +74,20 @@ enum Command {
         )]
         secret: String,
     },
+    /// Move the wrapped data keys of an older install (one Secret `serre-dk-<sandbox>`
+    /// per sandbox) into the data keys Secret, then delete the old Secrets. Run it with
+    /// your own rights (list, get, create, patch and delete Secrets in the namespace)
+    /// before upgrading the operator, whose Role reads only the Secrets it names.
+    MigrateDataKeys {
+        #[arg(long, env = "SERRE_NAMESPACE", default_value = "serre-system")]
+        namespace: String,
+        #[arg(
+            long,
+            env = "SERRE_STORAGE_DATA_KEYS_SECRET",
+            default_value = serre_operator::storage::keys::DATA_KEYS_SECRET
+        )]
+        secret: String,
+    },
     /// Verify a deletion certificate (JSON file) with a public key (PEM file).
     VerifyCertificate {
         /// The certificate JSON, as stored in the `serre-deletion-…` ConfigMap.
@@ -129,6 +143,20 @@ async fn main() -> Result<()> {
             let new = StorageKeys::generate_secret(&namespace, &secret)?;
             api.create(&Default::default(), &new).await?;
             info!("Secret {namespace}/{secret} created with a new KEK and signing key");
+            Ok(())
+        }
+        Command::MigrateDataKeys { namespace, secret } => {
+            let client = Client::try_default()
+                .await
+                .context("no usable kubeconfig (KUBECONFIG or in-cluster)")?;
+            let done =
+                serre_operator::storage::keys::migrate_data_keys(&client, &namespace, &secret)
+                    .await?;
+            info!(
+                moved = ?done.moved,
+                already = ?done.already,
+                "wrapped data keys are in Secret {namespace}/{secret}; the old Secrets are deleted"
+            );
             Ok(())
         }
         Command::VerifyCertificate {

@@ -241,14 +241,18 @@ async fn bucket_is_encrypted_isolated_quota_limited_and_shredded_with_a_certific
         buckets.contains(&s3b.bucket),
         "the other sandbox keeps its bucket"
     );
+    // Both wrapped keys lived in the one data keys Secret; a's entry is gone, b's stays.
     let secrets = Api::<Secret>::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let entries = secrets
+        .get("serre-storage-data-keys")
+        .await
+        .expect("the data keys Secret")
+        .data
+        .unwrap_or_default();
+    assert!(!entries.contains_key(&a), "wrapped data key not destroyed");
     assert!(
-        secrets
-            .get_opt(&format!("serre-dk-{a}"))
-            .await
-            .unwrap()
-            .is_none(),
-        "wrapped data key not destroyed"
+        entries.contains_key(&b),
+        "the other sandbox keeps its data key"
     );
 
     // The ciphertext kept aside cannot be decrypted without the destroyed key.
@@ -306,6 +310,123 @@ async fn bucket_is_encrypted_isolated_quota_limited_and_shredded_with_a_certific
     wait_gone(&sandboxes, &b, 90).await;
     Api::<Tenant>::all(client.clone())
         .delete(&tenant, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// The wrapped data keys live in one Secret of a fixed name (`serre-storage-data-keys`),
+/// so the operator's Role reads Secrets by name only. An install from before kept one
+/// Secret per sandbox (`serre-dk-<sandbox>`): `migrate-data-keys` moves each into an entry
+/// and deletes it, and refuses to replace an entry holding another key. A sandbox whose
+/// recorded data key is missing from the Secret gets an error, never a fresh key (which
+/// would leave its bucket unreadable).
+#[tokio::test]
+async fn legacy_data_keys_move_in_and_a_lost_data_key_is_never_replaced() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Patch, PatchParams, PostParams};
+    use serre_operator::storage::keys::{DATA_KEYS_SECRET, migrate_data_keys};
+
+    shared_storage_operator(garage());
+    let client = client().await;
+
+    // -- Migration, in a namespace of its own.
+    let ns = unique("keys-mig");
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let legacy = |sandbox: &str, blob: &str| -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("serre-dk-{sandbox}"), "labels": {
+                "app.kubernetes.io/managed-by": "serre-operator",
+                "serre.metropolegrandparis.fr/sandbox": sandbox}},
+            "data": {"wrapped-key": ByteString(blob.as_bytes().to_vec())},
+        }))
+        .unwrap()
+    };
+    for (sandbox, blob) in [("lab-1", "wk-one"), ("lab-2", "wk-two")] {
+        secrets
+            .create(&PostParams::default(), &legacy(sandbox, blob))
+            .await
+            .unwrap();
+    }
+    let done = migrate_data_keys(&client, &ns, DATA_KEYS_SECRET)
+        .await
+        .unwrap();
+    assert_eq!(done.moved, ["lab-1", "lab-2"]);
+    let entries = secrets.get(DATA_KEYS_SECRET).await.unwrap().data.unwrap();
+    assert_eq!(entries["lab-1"].0, b"wk-one");
+    assert_eq!(entries["lab-2"].0, b"wk-two");
+    for sandbox in ["lab-1", "lab-2"] {
+        let old = secrets
+            .get_opt(&format!("serre-dk-{sandbox}"))
+            .await
+            .unwrap();
+        assert!(old.is_none(), "serre-dk-{sandbox} not deleted");
+    }
+    // Again: nothing to do. Another key for a sandbox that has one: refused, both kept.
+    let again = migrate_data_keys(&client, &ns, DATA_KEYS_SECRET)
+        .await
+        .unwrap();
+    assert!(again.moved.is_empty() && again.already.is_empty());
+    secrets
+        .create(&PostParams::default(), &legacy("lab-1", "wk-other"))
+        .await
+        .unwrap();
+    let err = migrate_data_keys(&client, &ns, DATA_KEYS_SECRET)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("another data key"), "{err}");
+    assert!(secrets.get_opt("serre-dk-lab-1").await.unwrap().is_some());
+    let entries = secrets.get(DATA_KEYS_SECRET).await.unwrap().data.unwrap();
+    assert_eq!(entries["lab-1"].0, b"wk-one");
+
+    // -- A lost data key is an error, not a new key.
+    let tenant = unique("ept-lost");
+    create_tenant(&client, &tenant, tenant_spec("4", 2)).await;
+    let sb = unique("slost");
+    create_sandbox(&client, &sb, sandbox_spec(&tenant, "1", Duration::days(3))).await;
+    let ready = wait_phase(&client, &sb, "Ready", 120).await;
+    let recorded = ready.status.unwrap().storage.unwrap().data_key_id;
+    let keys = Api::<Secret>::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    keys.patch(
+        DATA_KEYS_SECRET,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"data": {sb.clone(): null}})),
+    )
+    .await
+    .unwrap();
+    // Make the operator provision again: its namespace Secret is gone.
+    Api::<Secret>::namespaced(client.clone(), &format!("serre-{sb}"))
+        .delete("sandbox-storage", &DeleteParams::default())
+        .await
+        .unwrap();
+    patch_sandbox(
+        &client,
+        &sb,
+        json!({"metadata": {"labels": {"serre-test/poke": "1"}}}),
+    )
+    .await;
+    let refused = eventually(60, "StorageReady=False naming the lost key", || async {
+        let s = Api::<Sandbox>::all(client.clone()).get(&sb).await.ok()?;
+        let c = condition(&s, "StorageReady").clone();
+        (c.status == serre_operator::resources::ConditionStatus::False).then_some(c)
+    })
+    .await;
+    assert!(
+        refused.message.contains(&recorded) && refused.message.contains("migrate-data-keys"),
+        "{}",
+        refused.message
+    );
+    let entries = keys.get(DATA_KEYS_SECRET).await.unwrap().data.unwrap();
+    assert!(!entries.contains_key(&sb), "a new key was made");
+    Api::<Sandbox>::all(client.clone())
+        .delete(&sb, &DeleteParams::default())
         .await
         .unwrap();
 }

@@ -11,6 +11,8 @@ mod ops;
 mod run_data;
 mod run_outputs;
 mod run_report;
+mod run_results;
+mod run_token;
 mod runs;
 mod sandbox_members;
 mod sandbox_report;
@@ -278,6 +280,11 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
         .route("/datasets/{id}/versions", post(datasets::create_version))
         .route("/grants/{id}/data", get(grants::data))
         .route("/runs/{run}/grants/{id}/data", get(run_data::data))
+        // A run's pod sends its results with its run token (no OIDC): streamed, bounded.
+        .route(
+            "/runs/{run}/results/{*path}",
+            axum::routing::put(run_results::write),
+        )
         // A run's logs and results: streamed, so with the data routes.
         .route("/sandboxes/{name}/runs/{id}/logs", get(run_outputs::logs))
         .route(
@@ -361,16 +368,54 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                        // Method, path and request id only: never headers or query strings.
+                        // Method, path and request id only: never headers or query
+                        // strings, and no credential a path may carry (file links).
                         let id = req
                             .headers()
                             .get(REQUEST_ID)
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or_default();
-                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                        let path = loggable_path(req.uri().path());
+                        tracing::info_span!("request", method = %req.method(), path = %path, request_id = %id)
                     }),
                 ),
         )
+}
+
+/// What replaces a credential in a logged path.
+pub const REDACTED: &str = "<redacted>";
+
+/// A request path as it may be logged: the token of a file link
+/// (`/delta-sharing/files/<token>`, a bearer credential in the path itself) and any
+/// segment shaped like a Serre token (`serre-xx1.…`) or a JWT (`eyJ….…`) are replaced by
+/// `<redacted>`. Query strings are never logged at all.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    // `<prefix>.<claims>.<signature>`: a Serre token's prefix is `serre-` + two letters +
+    // a digit (`serre-fl1`, `serre-ds1`, `serre-rt1`); a JWT's header starts `eyJ`.
+    fn credential(segment: &str) -> bool {
+        let parts: Vec<&str> = segment.split('.').collect();
+        let serre = |p: &str| {
+            p.strip_prefix("serre-").is_some_and(|k| {
+                let k = k.as_bytes();
+                k.len() == 3 && k[..2].iter().all(u8::is_ascii_lowercase) && k[2].is_ascii_digit()
+            })
+        };
+        parts.len() == 3
+            && parts.iter().all(|p| !p.is_empty())
+            && (serre(parts[0]) || parts[0].starts_with("eyJ"))
+    }
+    let files = path.strip_prefix("/delta-sharing/files/");
+    if files.is_none_or(str::is_empty) && !path.split('/').any(credential) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    if files.is_some_and(|rest| !rest.is_empty()) {
+        return std::borrow::Cow::Owned(format!("/delta-sharing/files/{REDACTED}"));
+    }
+    let redacted: Vec<&str> = path
+        .split('/')
+        .map(|s| if credential(s) { REDACTED } else { s })
+        .collect();
+    std::borrow::Cow::Owned(redacted.join("/"))
 }
 
 /// Count requests by route and status and time them.
@@ -410,4 +455,45 @@ async fn json_errors(req: Request, next: Next) -> Response {
         return ApiError::from_status(status).into_response();
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn credentials_in_paths_are_not_logged() {
+        let link = "serre-fl1.eyJnIjoiZy0xIn0.c2lnbmF0dXJlLW9mLXRoZS1saW5r";
+        assert_eq!(
+            loggable_path(&format!("/delta-sharing/files/{link}")),
+            "/delta-sharing/files/<redacted>"
+        );
+        // Whatever follows files/ is the credential, token-shaped or not.
+        assert_eq!(
+            loggable_path("/delta-sharing/files/abc/def"),
+            "/delta-sharing/files/<redacted>"
+        );
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
+        assert_eq!(
+            loggable_path(&format!("/v1/x/{jwt}/y")),
+            "/v1/x/<redacted>/y"
+        );
+        assert_eq!(
+            loggable_path("/v1/echo/serre-rt1.e30.c2ln"),
+            "/v1/echo/<redacted>"
+        );
+        assert_eq!(
+            loggable_path("/v1/runs/run-0123456789ab/grants/g-1/data"),
+            "/v1/runs/run-0123456789ab/grants/g-1/data"
+        );
+        for kept in [
+            "/delta-sharing/files/",
+            "/delta-sharing/shares/s/schemas/x/tables/t/query",
+            "/v1/sandboxes/est-ensemble--air/runs/run-1/results/results.json",
+            "/v1/datasets/serre-datasets.v2",
+            "/v1/datasets/serre-ds1.x",
+        ] {
+            assert_eq!(loggable_path(kept), kept);
+        }
+    }
 }

@@ -37,6 +37,7 @@ use crate::error::{ApiError, ErrorBody};
         super::runs::create, super::runs::list, super::runs::get_one, super::runs::cancel,
         super::run_report::report, super::runs::quality, super::run_data::data, super::sandbox_report::report,
         super::run_outputs::logs, super::run_outputs::list_results, super::run_outputs::download_result,
+        super::run_results::write,
         super::usage::summary, super::usage::ledger,
     ),
     components(schemas(ErrorBody, Readiness, Reloaded)),

@@ -1,21 +1,21 @@
 //! `GET /v1/runs/{run}/grants/{id}/data`: a trial run's init step fetches one granted
 //! view with the run's token (`serre-rt1.…`, from the Secret the gateway created with the
-//! run). The token opens only the grants the run lists, only while the run is not over,
-//! and only while each grant is active and still names the run's sandbox or requester.
-//! Every answer, served or refused, is audited under the run's name.
+//! run; `run_token.rs`). The token opens only the grants the run lists, only while the run
+//! is not over, and only while each grant is active and still names the run's sandbox or
+//! requester. Every answer, served or refused, is audited under the run's name.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::Utc;
 use serre_resources::TrialRunSpec;
 
 use super::AppState;
+use super::run_token;
 use super::serve::{ServeFormat, serve_view};
 use crate::audit::{Draft, Outcome};
 use crate::error::ApiError;
-use crate::grants::tokens::{self, Kind};
-use crate::identity::AuthError;
+use crate::grants::tokens::Claims;
 use crate::runs;
 
 /// One granted view for a trial run's init step, with the run's token (not an OIDC
@@ -37,29 +37,12 @@ pub async fn data(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     // -- Extract: the run's token.
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(AuthError::MissingToken)?;
-    let token = token
-        .strip_prefix("Bearer ")
-        .ok_or(AuthError::NotBearer)?
-        .trim();
-    let claims = tokens::verify(app.data.secret(), Kind::Run, token, Utc::now().timestamp())
-        .map_err(|e| match e {
-            tokens::TokenError::Expired => AuthError::Expired,
-            tokens::TokenError::BadSignature => AuthError::InvalidSignature,
-            tokens::TokenError::Malformed => AuthError::Malformed("not a run token".into()),
-        })?;
-    let principal = format!("run:{run}");
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let claims = run_token::verify(&app, &headers)?;
+    let principal = run_token::principal(&run);
+    let request_id = run_token::request_id(&headers);
 
     // -- Authorize: the token's run, still going, listing this grant, which still names it.
-    let decision = authorize(&app, &claims.g, &run, &id).await;
+    let decision = authorize(&app, &claims, &run, &id).await;
     let mut draft = Draft::new(
         &principal,
         "grant.data",
@@ -94,24 +77,12 @@ pub async fn data(
 
 async fn authorize(
     app: &AppState,
-    token_run: &str,
+    claims: &Claims,
     run: &str,
     grant: &str,
 ) -> Result<(crate::store::GrantRow, crate::store::RunRow), ApiError> {
     let refuse = |m: String| ApiError::Forbidden(m);
-    if token_run != run {
-        return Err(refuse(format!(
-            "this token belongs to another run, not {run:?}"
-        )));
-    }
-    let row = app
-        .store
-        .get_run(run)
-        .await?
-        .ok_or_else(|| refuse(format!("run {run:?} does not exist")))?;
-    if runs::is_final(&row.phase) || row.closed_at.is_some() {
-        return Err(refuse(format!("run {run:?} is over ({})", row.phase)));
-    }
+    let row = run_token::open_run(app, claims, run).await?;
     let spec: TrialRunSpec = serde_json::from_str(&row.spec_json)
         .map_err(|e| ApiError::Internal(format!("stored run spec: {e}")))?;
     if !spec.grants.iter().any(|g| g == grant) {

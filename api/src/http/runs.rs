@@ -275,19 +275,16 @@ pub async fn create(
 
     // -- Business logic: record, then create in the cluster (the record is removed if the
     // cluster refuses, so nothing half-made stays).
-    let token = (!spec.grants.is_empty()).then(|| {
-        let exp = runs::token_expiry(now, spec.timeout_seconds).timestamp();
-        tokens::sign(
-            app.data.secret(),
-            Kind::Run,
-            &Claims {
-                g: run_name.clone(),
-                sub: requester.clone(),
-                exp,
-                grp: Vec::new(),
-            },
-        )
-    });
+    let token = tokens::sign(
+        app.data.secret(),
+        Kind::Run,
+        &Claims {
+            g: run_name.clone(),
+            sub: requester.clone(),
+            exp: runs::token_expiry(now, spec.timeout_seconds).timestamp(),
+            grp: Vec::new(),
+        },
+    );
     let row = RunRow {
         name: run_name.clone(),
         namespace: namespace.clone(),
@@ -314,7 +311,7 @@ pub async fn create(
         &run_name,
         &tenant_name,
         &spec,
-        token.as_deref(),
+        &token,
     )
     .await
     {
@@ -386,7 +383,8 @@ pub async fn get_one(
 }
 
 /// Cancel a run: the operator deletes its Job; the run ends as Cancelled. Its token stops
-/// working at once. Cancelling a finished run changes nothing (409).
+/// working at once and its Secret is deleted. Cancelling a finished run changes nothing
+/// (409).
 #[utoipa::path(
     delete, path = "/v1/sandboxes/{name}/runs/{id}", tag = "runs",
     params(("name" = String, Path), ("id" = String, Path)),
@@ -411,6 +409,13 @@ pub async fn cancel(
     }
     if let Some(cluster) = &app.cluster {
         runs::cluster::cancel(cluster.client(), &run.namespace, &run.name).await?;
+        // The token is refused from now on; its Secret goes too (the accounting's pass
+        // tries again if this fails).
+        if let Err(e) =
+            runs::cluster::delete_token(cluster.client(), &run.namespace, &run.name).await
+        {
+            tracing::warn!(run = %run.name, error = %e, "could not delete the run's token Secret");
+        }
     }
     let now = timestamp(Utc::now());
     let reason = format!("cancelled by {}", ctx.caller.principal.subject);

@@ -1,13 +1,14 @@
 //! The cluster side of runs: create the `TrialRun` (and the Secret holding its token,
-//! owned by it so both go together), cancel it, read it, and record the measured usage
-//! summary in its status (field manager `serre-api`, the `usage` field only).
+//! owned by it so both go together), cancel it, read it, delete its token Secret once it
+//! is over, and record the measured usage summary in its status (field manager
+//! `serre-api`, the `usage` field only).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use serre_resources::{
@@ -33,7 +34,7 @@ pub async fn create(
     name: &str,
     tenant: &str,
     spec: &TrialRunSpec,
-    token: Option<&str>,
+    token: &str,
 ) -> Result<TrialRun, ClusterError> {
     let runs: Api<TrialRun> = Api::namespaced(client.clone(), namespace);
     let mut run = TrialRun::new(name, spec.clone());
@@ -46,7 +47,7 @@ pub async fn create(
         .create(&params, &run)
         .await
         .map_err(ClusterError::from_kube)?;
-    let (Some(token), Some(secret_name)) = (token, spec.token_secret.as_deref()) else {
+    let Some(secret_name) = spec.token_secret.as_deref() else {
         return Ok(created);
     };
     let owner = OwnerReference {
@@ -78,6 +79,25 @@ pub async fn create(
         return Err(ClusterError::from_kube(e));
     }
     Ok(created)
+}
+
+/// Delete the Secret holding the run's token (`spec.tokenSecret`, `<run>-token`, which
+/// the gateway made with the run): once the run is over nobody needs it, and the gateway
+/// refuses the token anyway. By name only (the gateway may not read token Secrets); a
+/// missing one is not an error.
+pub async fn delete_token(client: &Client, namespace: &str, run: &str) -> Result<(), ClusterError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    match secrets
+        .delete(
+            &crate::runs::token_secret_name(run),
+            &DeleteParams::background(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(ClusterError::from_kube(e)),
+    }
 }
 
 /// The run as the cluster has it; None when it does not exist (any more).

@@ -1,6 +1,6 @@
 //! Trial runs: what a caller may ask for (`POST /v1/sandboxes/{name}/runs`), the
-//! `TrialRun` built from it, the run-scoped token its init step uses to fetch the granted
-//! views, and the run's figures once the accounting has covered it.
+//! `TrialRun` built from it, the run-scoped token its pod uses to fetch the granted views
+//! and to send its results, and the run's figures once the accounting has covered it.
 
 pub mod cluster;
 pub mod fetch;
@@ -177,7 +177,9 @@ pub fn spec(req: &CreateRun, sandbox: &str, run: &str, requested_by: &str) -> Tr
             name: u.name.trim().to_owned(),
             count: u.count,
         }),
-        token_secret: (!req.grants.is_empty()).then(|| token_secret_name(run)),
+        // Every run gets a token: its init step fetches the grants with it, its trial
+        // container sends its results to the gateway with it (no storage credential).
+        token_secret: Some(token_secret_name(run)),
         requested_by: requested_by.to_owned(),
         cancelled: false,
     }
@@ -199,6 +201,8 @@ pub fn is_final(phase: &str) -> bool {
 }
 
 /// How long a run's token lives: the run's timeout plus the time it may wait to start.
+/// An upper bound only: the gateway refuses the token as soon as the run is over or
+/// cancelled (`http/run_token.rs`), and deletes its Secret then (`cluster::delete_token`).
 pub fn token_expiry(now: DateTime<Utc>, timeout_seconds: u32) -> DateTime<Utc> {
     now + chrono::Duration::seconds(i64::from(timeout_seconds)) + chrono::Duration::hours(1)
 }

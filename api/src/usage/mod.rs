@@ -132,6 +132,9 @@ impl Accountant {
                             .then(|| timestamp(now))
                             .filter(|_| started.is_some())
                     });
+                    if st.phase.is_final() {
+                        self.forget_token(cluster, &run).await;
+                    }
                     if phase != run.phase
                         || started != run.started_at
                         || finished != run.finished_at
@@ -166,6 +169,16 @@ impl Accountant {
             }
         }
         Ok(())
+    }
+
+    /// Delete the Secret of a run's token once the run is over (the token is refused from
+    /// then on anyway). A failure is logged and retried when the run closes.
+    async fn forget_token(&self, cluster: &Cluster, run: &RunRow) {
+        if let Err(e) =
+            runs::cluster::delete_token(cluster.client(), &run.namespace, &run.name).await
+        {
+            tracing::warn!(run = %run.name, error = %e, "could not delete the run's token Secret");
+        }
     }
 
     fn scope(&self, open: &[RunRow]) -> Scope {
@@ -228,6 +241,9 @@ impl Accountant {
             return Ok(false);
         }
         if let Some(cluster) = &self.cluster {
+            // Already deleted when the run ended, unless that failed (or the gateway
+            // cancelled the run itself): no token outlives its run's closing.
+            self.forget_token(cluster, &run).await;
             let usage = RunUsageSummary {
                 duration_seconds: figures.duration_seconds,
                 cpu_core_seconds: figures.figures.get("cpu_used").map_or(0.0, |f| f.value),

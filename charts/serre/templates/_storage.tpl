@@ -24,6 +24,8 @@
   value: {{ $st.s3Region | quote }}
 - name: SERRE_STORAGE_KEYS_SECRET
   value: {{ $st.keysSecret | quote }}
+- name: SERRE_STORAGE_DATA_KEYS_SECRET
+  value: {{ $st.dataKeysSecret | quote }}
 {{- end -}}
 
 {{- define "serre.storage.volumeMounts" -}}

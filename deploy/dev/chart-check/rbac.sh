@@ -229,22 +229,24 @@ rbac_gateway() {
 }
 
 # Inside a sandbox namespace the operator binds the gateway to its trial-run role: create
-# TrialRuns and their token Secrets, read and cancel them, record their usage, read the
-# run's pod and its log, read the Secret sandbox-storage (results); nothing else there
-# (no other Secret read), and none of it in any other namespace.
+# TrialRuns and their token Secrets (deleted when the run is over), read and cancel them,
+# record their usage, read the run's pod and its log, read the Secret sandbox-storage
+# (results); nothing else there (no Secret read but that one), and none of it in any
+# other namespace.
 rbac_gateway_in_sandbox() {
   local ns=$1 sa=system:serviceaccount:$NAMESPACE:$RELEASE-gateway g=serre.metropolegrandparis.fr
   local probe missing=() allowed=()
   for _ in $(seq 1 20); do kc auth can-i create secrets -n "$ns" --as "$sa" >/dev/null && break; sleep 0.5; done
-  for probe in "create secrets -n $ns" "create trialruns.$g -n $ns" "get trialruns.$g/x -n $ns" \
+  for probe in "create secrets -n $ns" "delete secrets/x-token -n $ns" "create trialruns.$g -n $ns" "get trialruns.$g/x -n $ns" \
     "patch trialruns.$g/x -n $ns" "patch trialruns.$g/x -n $ns --subresource status" \
     "list pods -n $ns" "get pods/x -n $ns" "get pods/x -n $ns --subresource log" \
     "get secrets/sandbox-storage -n $ns"; do
     # shellcheck disable=SC2086 # a probe is several words
     kc auth can-i $probe --as "$sa" >/dev/null || missing+=("$probe")
   done
-  for probe in "get secrets -n $ns" "list secrets -n $ns" "delete secrets -n $ns" \
+  for probe in "get secrets -n $ns" "list secrets -n $ns" "deletecollection secrets -n $ns" \
     "get secrets/x-token -n $ns" "watch secrets -n $ns" "patch secrets/sandbox-storage -n $ns" \
+    "update secrets/x-token -n $ns" "delete secrets/x-token -n default" \
     "create secrets -n default" "create trialruns.$g -n default" "delete trialruns.$g/x -n $ns" \
     "create pods -n $ns" "delete pods/x -n $ns" "create pods/x -n $ns --subresource exec" \
     "create jobs.batch -n $ns" \
@@ -260,7 +262,35 @@ rbac_gateway_in_sandbox() {
     fail rbac "in sandbox namespace $ns the gateway may also: ${allowed[*]}"
     return 1
   fi
-  pass rbac "gateway in a sandbox namespace (bound by the operator): create TrialRuns and their token Secrets, get/patch them and their status, get/list pods and their logs, get the Secret sandbox-storage; no other Secret read, nothing elsewhere"
+  pass rbac "gateway in a sandbox namespace (bound by the operator): create TrialRuns and their token Secrets (delete those), get/patch them and their status, get/list pods and their logs, get the Secret sandbox-storage; no other Secret read, nothing elsewhere"
+}
+
+# The tenant's groups (the sandbox's editors, bound by the operator to the editor
+# ClusterRole in the sandbox namespace) run and inspect workloads there but have no right
+# on Secrets: neither the bucket's keys (sandbox-storage) nor run tokens (<run>-token).
+rbac_editors_in_sandbox() {
+  local ns=$1 probe missing=() allowed=()
+  local as=(--as chart-check-editor --as-group chart-check-admins)
+  for _ in $(seq 1 20); do kc auth can-i create pods -n "$ns" "${as[@]}" >/dev/null && break; sleep 0.5; done
+  for probe in "create pods -n $ns" "get pods/x -n $ns --subresource log" "create jobs.batch -n $ns" \
+    "create configmaps -n $ns"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    kc auth can-i $probe "${as[@]}" >/dev/null || missing+=("$probe")
+  done
+  for probe in "get secrets/sandbox-storage -n $ns" "get secrets/x-token -n $ns" "list secrets -n $ns" \
+    "watch secrets -n $ns" "create secrets -n $ns" "patch secrets/sandbox-storage -n $ns" \
+    "update secrets/sandbox-storage -n $ns" "delete secrets/x-token -n $ns" "create pods -n default"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    kc auth can-i $probe "${as[@]}" >/dev/null && allowed+=("$probe")
+  done
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail rbac "in sandbox namespace $ns the tenant's editors may not: ${missing[*]}"
+    return 1
+  elif [ ${#allowed[@]} -ne 0 ]; then
+    fail rbac "in sandbox namespace $ns the tenant's editors may also: ${allowed[*]}"
+    return 1
+  fi
+  pass rbac "sandbox editors (the tenant's groups): run pods and Jobs and read their logs in $ns; no right on its Secrets (sandbox-storage, run tokens), nothing elsewhere"
 }
 
 # Default values, storage off: the operator has no right on Secrets but its webhook
@@ -315,6 +345,7 @@ rbac_plain() {
       step=
     fi
   fi
+  [ -n "$step" ] && { rbac_editors_in_sandbox "serre-$name" || step=; }
   if [ -n "$step" ]; then
     kc delete sandbox "$name" --wait=false >/dev/null
     wait_for 60 "storage off: the sandbox was not deleted with its namespace" gone sandbox "$name" || step=
@@ -375,13 +406,14 @@ rbac_storage() {
   # token, in the Secret and entry the Deployment mounts, and the keys Secret. The token
   # is then read back from that Secret into the file the Deployment's mount would give.
   local dep=deployment/$RELEASE-operator vol='?(@.name=="garage-admin-token")'
-  local tsecret tkey tpath mpath tokenfile keys out rv mnt=$WORK/mnt
+  local tsecret tkey tpath mpath tokenfile keys datakeys out rv mnt=$WORK/mnt
   tsecret=$(kc get -n "$NAMESPACE" "$dep" -o jsonpath="{.spec.template.spec.volumes[$vol].secret.secretName}")
   tkey=$(kc get -n "$NAMESPACE" "$dep" -o jsonpath="{.spec.template.spec.volumes[$vol].secret.items[0].key}")
   tpath=$(kc get -n "$NAMESPACE" "$dep" -o jsonpath="{.spec.template.spec.volumes[$vol].secret.items[0].path}")
   mpath=$(kc get -n "$NAMESPACE" "$dep" -o jsonpath="{.spec.template.spec.containers[0].volumeMounts[$vol].mountPath}")
   tokenfile=$(sed -n 's/^SERRE_GARAGE_ADMIN_TOKEN_FILE=//p' "$envfile")
   keys=$(sed -n 's/^SERRE_STORAGE_KEYS_SECRET=//p' "$envfile")
+  datakeys=$(sed -n 's/^SERRE_STORAGE_DATA_KEYS_SECRET=//p' "$envfile")
   if [ -z "$tsecret" ] || [ -z "$tkey" ] || [ "$tokenfile" != "$mpath/$tpath" ]; then
     fail rbac "SERRE_GARAGE_ADMIN_TOKEN_FILE ($tokenfile) is not the file the Deployment mounts (Secret '$tsecret' entry '$tkey' at $mpath/$tpath)"
     return 1
@@ -403,19 +435,34 @@ rbac_storage() {
   # A stale public key: the operator must overwrite it (patch, limited to that name).
   kc create configmap serre-signing-public-key -n "$NAMESPACE" --from-literal=key-id=stale >/dev/null
 
-  # Least privilege: the storage rules are in force, and no more than them.
-  local probe allowed=()
+  # Least privilege: the storage rules are in force, and no more than them. In the release
+  # namespace the operator reads its two key Secrets by name, patches the data keys one,
+  # may create Secrets (the data keys Secret, when missing), and reads no other Secret:
+  # not the gateway's keys.
+  local probe allowed=() missing=()
   for _ in $(seq 1 20); do can get secrets/sandbox-storage -n default && break; sleep 0.5; done
+  for probe in "get secrets/sandbox-storage -n default" "get secrets/$keys -n $NAMESPACE" \
+    "get secrets/$datakeys -n $NAMESPACE" "patch secrets/$datakeys -n $NAMESPACE" \
+    "create secrets -n $NAMESPACE"; do
+    # shellcheck disable=SC2086 # a probe is several words
+    can $probe || missing+=("$probe")
+  done
   for probe in "list secrets --all-namespaces" "get secrets/other -n default" \
     "create secrets -n default" "patch secrets/$keys -n $NAMESPACE" "update secrets/$keys -n $NAMESPACE" \
-    "list secrets -n $NAMESPACE" "patch configmaps/serre-deletion-x -n $NAMESPACE" \
+    "list secrets -n $NAMESPACE" "watch secrets -n $NAMESPACE" \
+    "get secrets/serre-gateway-data-keys -n $NAMESPACE" "patch secrets/serre-gateway-data-keys -n $NAMESPACE" \
+    "delete secrets/serre-gateway-data-keys -n $NAMESPACE" "get secrets/serre-api-database -n $NAMESPACE" \
+    "get secrets/serre-dk-x -n $NAMESPACE" "get secrets/$tsecret -n $NAMESPACE" \
+    "delete secrets/$datakeys -n $NAMESPACE" "update secrets/$datakeys -n $NAMESPACE" \
+    "delete secrets/$keys -n $NAMESPACE" \
+    "patch configmaps/serre-deletion-x -n $NAMESPACE" \
     "delete configmaps/serre-deletion-x -n $NAMESPACE" "list configmaps -n $NAMESPACE" \
     "get configmaps -n default"; do
     # shellcheck disable=SC2086 # a probe is several words
     can $probe && allowed+=("$probe")
   done
-  if ! can get secrets/sandbox-storage -n default || ! can get secrets/serre-dk-x -n "$NAMESPACE"; then
-    fail rbac "storage on, but the Role or ClusterRole lacks its storage rules"
+  if [ ${#missing[@]} -ne 0 ]; then
+    fail rbac "storage on, but the Role or ClusterRole lacks its storage rules: ${missing[*]}"
     return 1
   elif [ ${#allowed[@]} -ne 0 ]; then
     fail rbac "storage on, and the ServiceAccount may also: ${allowed[*]}"
@@ -443,7 +490,7 @@ rbac_storage() {
     token=$(cat "$GARAGE_DIR/admin-token")
     endpoint=$(kc get secret sandbox-storage -n "$sbx" -o go-template='{{index .data "AWS_ENDPOINT_URL"}}' | base64 -d)
     sse=$(kc get secret sandbox-storage -n "$sbx" -o go-template='{{index .data "SSE_C_KEY"}}' | base64 -d)
-    dk=$(kc get secret "serre-dk-chart-check" -n "$NAMESPACE" -o name)
+    dk=$(kc get secret "$datakeys" -n "$NAMESPACE" -o json | jq -r '.data["chart-check"] // empty')
     pubkey=$(kc get configmap serre-signing-public-key -n "$NAMESPACE" -o go-template='{{index .data "key-id"}}')
     bucket=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
       "$admin/v2/GetBucketInfo?globalAlias=serre-chart-check")
@@ -451,7 +498,7 @@ rbac_storage() {
       fail rbac "Secret $sbx/sandbox-storage lacks the S3 endpoint ($endpoint) or the SSE-C key"
       step=
     elif [ -z "$dk" ]; then
-      fail rbac "no wrapped data key Secret $NAMESPACE/serre-dk-chart-check"
+      fail rbac "no wrapped data key for chart-check in Secret $NAMESPACE/$datakeys"
       step=
     elif [ -z "$pubkey" ] || [ "$pubkey" = stale ]; then
       fail rbac "the operator did not publish its verification key (key-id '$pubkey')"
@@ -461,6 +508,8 @@ rbac_storage() {
       step=
     fi
   fi
+  # The Secret sandbox-storage exists now: the sandbox's editors still may not read it.
+  [ -n "$step" ] && { rbac_editors_in_sandbox "$sbx" || step=; }
   if [ -n "$step" ]; then
     # The sandbox policy (admission webhook, on by default) refuses a pod without the
     # restricted settings, naming the rule and field.
@@ -510,8 +559,8 @@ rbac_storage() {
     if ! verified=$("$OPERATOR_BIN" verify-certificate "$WORK/certificate.json" --public-key "$WORK/public-key.pem" 2>&1); then
       fail rbac "no valid deletion certificate $NAMESPACE/$cert: $(tail -n 1 <<<"$verified")"
       step=
-    elif ! gone secret -n "$NAMESPACE" serre-dk-chart-check; then
-      fail rbac "the wrapped data key $NAMESPACE/serre-dk-chart-check outlived the sandbox"
+    elif [ -n "$(kc get secret "$datakeys" -n "$NAMESPACE" -o json | jq -r '.data["chart-check"] // empty')" ]; then
+      fail rbac "the wrapped data key of chart-check (Secret $NAMESPACE/$datakeys) outlived the sandbox"
       step=
     elif [ "$bucket" != 404 ]; then
       fail rbac "the bucket serre-chart-check outlived the sandbox (GetBucketInfo: $bucket)"
@@ -538,6 +587,6 @@ rbac_storage() {
   elif [ "$refused" -ne 0 ]; then
     fail rbac "$refused request(s) refused: $(refused_requests)"
   else
-    pass rbac "storage on (values-production.yaml, Garage): Lease held, sandbox provisioned with StorageReady=True (bucket, sandbox-storage Secret, wrapped data key, public key), orphan deleted, a pod breaking the sandbox policy refused by the webhook, a compliant pod stopped at expiry, storage destroyed with a verified certificate $cert, sandbox, namespace and tenant deleted; Events: $events"
+    pass rbac "storage on (values-production.yaml, Garage): the operator reads only its two key Secrets by name (not the gateway's keys); Lease held, sandbox provisioned with StorageReady=True (bucket, sandbox-storage Secret, wrapped data key entry, public key), orphan deleted, a pod breaking the sandbox policy refused by the webhook, a compliant pod stopped at expiry, storage destroyed with a verified certificate $cert, sandbox, namespace and tenant deleted; Events: $events"
   fi
 }

@@ -37,9 +37,11 @@ check_template() {
   # it without (default values).
   local storage_marks=('name: SERRE_GARAGE_ADMIN_ENDPOINT' 'name: SERRE_GARAGE_ADMIN_TOKEN_FILE'
     'name: SERRE_S3_ENDPOINT' 'name: SERRE_S3_REGION' 'name: SERRE_STORAGE_KEYS_SECRET'
+    'name: SERRE_STORAGE_DATA_KEYS_SECRET'
     'value: "/var/run/serre/garage/admin-token"' 'mountPath: /var/run/serre/garage'
     'readOnly: true' 'secretName: serre-garage-admin-token' 'fsGroup: 65532'
-    'verbs: \["get", "create", "delete"\]' 'resources: \["configmaps"\]' 'resourceNames: \["sandbox-storage"\]')
+    'resources: \["configmaps"\]' 'resourceNames: \["sandbox-storage"\]'
+    'resourceNames: \["serre-storage-keys", "serre-storage-data-keys"\]')
   local leaked=()
   missing=()
   for want in "${storage_marks[@]}"; do
@@ -54,6 +56,17 @@ check_template() {
     pass template "storage: env, read-only token volume and RBAC only with storage.enabled"
   fi
   check_template_webhook
+  # The operator's Role reads its two key Secrets by name: a data keys Secret named like
+  # the gateway's keys would hand those to it, so the chart refuses it.
+  local out
+  if out=$("$HELM" template "$RELEASE" "$CHART" -n "$NAMESPACE" -f "$CHART/values-production.yaml" \
+    --set storage.dataKeysSecret=serre-gateway-data-keys 2>&1); then
+    fail template "storage.dataKeysSecret = the gateway's keys Secret was accepted"
+  elif ! grep -q "storage.dataKeysSecret must name a Secret of its own" <<<"$out"; then
+    fail template "storage.dataKeysSecret = the gateway's keys Secret failed for another reason: $(tail -n 1 <<<"$out")"
+  else
+    pass template "the operator's data keys Secret may not be the gateway's (nor its own keys Secret)"
+  fi
   check_template_gateway
   check_template_gateway_ops
   check_template_keys

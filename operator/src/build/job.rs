@@ -1,13 +1,19 @@
 //! The Job of a TrialRun: an optional init step that fetches the granted datasets from
 //! the gateway, then the trial container. Pure; the controller applies it once.
+//!
+//! The trial container holds no storage credential: no S3 key, no data key, nothing of
+//! the Secret `sandbox-storage`. It holds its run's own token (the Secret
+//! `spec.tokenSecret`), which opens only this run's granted views and this run's results
+//! endpoint on the gateway (`PUT <gateway>/v1/runs/<run>/results/<path>`); the gateway
+//! writes what it receives into the sandbox bucket under `runs/<run>/`.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, KeyToPath,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecretEnvSource, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -16,7 +22,6 @@ use kube::Resource;
 use crate::resources::{
     LABEL_MANAGED_BY, LABEL_RUN, LABEL_SANDBOX, LABEL_TENANT, MANAGER, TrialRun,
 };
-use crate::storage::lifecycle::SANDBOX_SECRET;
 
 /// Name of the init container fetching the granted datasets.
 pub const FETCH_CONTAINER: &str = "fetch-grants";
@@ -26,7 +31,7 @@ pub const TRIAL_CONTAINER: &str = "trial";
 pub const GRANTS_DIR: &str = "/data/grants";
 /// Folder of the run's gateway token (the Secret `spec.tokenSecret`, key `token`).
 pub const TOKEN_DIR: &str = "/var/run/serre";
-/// The token file the init step reads.
+/// The token file the init step and the trial read.
 pub const TOKEN_FILE: &str = "/var/run/serre/token";
 /// User every container of a run runs as (not root).
 pub const RUN_USER: i64 = 65532;
@@ -55,19 +60,29 @@ pub struct JobInput<'a> {
     pub tenant: &'a str,
 }
 
-/// Object prefix of a run's results in the sandbox bucket.
+/// Object prefix of a run's results in the sandbox bucket (where the gateway writes
+/// what the run uploads).
 pub fn results_prefix(run: &str) -> String {
     format!("runs/{run}/")
 }
 
-/// The operator setting a run cannot do without, if one is missing: runs with grants
-/// need the gateway URL and the init step's image.
+/// The gateway's results endpoint of a run: the trial PUTs each file to this URL followed
+/// by its path, with its run token.
+pub fn results_url(gateway_url: &str, run: &str) -> String {
+    format!(
+        "{}/v1/runs/{run}/results/",
+        gateway_url.trim_end_matches('/')
+    )
+}
+
+/// The operator setting a run cannot do without, if one is missing: a run with a token
+/// (its results endpoint, its grants) needs the gateway URL; a run with grants also the
+/// init step's image.
 pub fn missing_setting(run: &TrialRun, input: &JobInput<'_>) -> Option<&'static str> {
-    if run.spec.grants.is_empty() {
-        None
-    } else if input.gateway_url.is_none_or(str::is_empty) {
+    let needs_gateway = !run.spec.grants.is_empty() || run.spec.token_secret.is_some();
+    if needs_gateway && input.gateway_url.is_none_or(str::is_empty) {
         Some("--gateway-url (SERRE_GATEWAY_URL)")
-    } else if input.fetch_image.is_none_or(str::is_empty) {
+    } else if !run.spec.grants.is_empty() && input.fetch_image.is_none_or(str::is_empty) {
         Some("--run-fetch-image (SERRE_RUN_FETCH_IMAGE)")
     } else {
         None
@@ -128,8 +143,15 @@ pub fn trial_run_job(run: &TrialRun, input: &JobInput<'_>) -> Job {
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Volume::default()
     }];
-    let mut init_containers = Vec::new();
-    if !spec.grants.is_empty() {
+    let token_mount = || VolumeMount {
+        name: TOKEN_VOLUME.into(),
+        mount_path: TOKEN_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    // The run's token: for the init step (its grants) and the trial (its results).
+    let token = spec.token_secret.is_some() || !spec.grants.is_empty();
+    if token {
         volumes.push(Volume {
             name: TOKEN_VOLUME.into(),
             secret: Some(SecretVolumeSource {
@@ -144,6 +166,9 @@ pub fn trial_run_job(run: &TrialRun, input: &JobInput<'_>) -> Job {
             }),
             ..Volume::default()
         });
+    }
+    let mut init_containers = Vec::new();
+    if !spec.grants.is_empty() {
         let fetch = BTreeMap::from([
             ("cpu".to_owned(), q(FETCH_CPU)),
             ("memory".to_owned(), q(FETCH_MEMORY)),
@@ -166,15 +191,7 @@ pub fn trial_run_job(run: &TrialRun, input: &JobInput<'_>) -> Job {
                 limits: Some(fetch),
                 ..ResourceRequirements::default()
             }),
-            volume_mounts: Some(vec![
-                VolumeMount {
-                    name: TOKEN_VOLUME.into(),
-                    mount_path: TOKEN_DIR.into(),
-                    read_only: Some(true),
-                    ..VolumeMount::default()
-                },
-                grants_mount(false),
-            ]),
+            volume_mounts: Some(vec![token_mount(), grants_mount(false)]),
             security_context: Some(hardened()),
             termination_message_policy: Some(LOG_TAIL_ON_ERROR.into()),
             ..Container::default()
@@ -194,31 +211,35 @@ pub fn trial_run_job(run: &TrialRun, input: &JobInput<'_>) -> Job {
         value: Some(value),
         value_from: None,
     };
+    let mut trial_env = vec![
+        env("SERRE_RUN", input.run_name.to_owned()),
+        env("SERRE_RUN_KIND", spec.kind.as_str().to_owned()),
+        env("SERRE_GRANTS_DIR", GRANTS_DIR.to_owned()),
+    ];
+    let mut trial_mounts = vec![grants_mount(true)];
+    if token {
+        // No storage credential: results go through the gateway, with the run's token.
+        if let Some(gateway) = input.gateway_url.filter(|u| !u.is_empty()) {
+            trial_env.push(env(
+                "SERRE_RESULTS_URL",
+                results_url(gateway, input.run_name),
+            ));
+        }
+        trial_env.push(env("SERRE_RUN_TOKEN_FILE", TOKEN_FILE.to_owned()));
+        trial_mounts.push(token_mount());
+    }
     let trial = Container {
         name: TRIAL_CONTAINER.into(),
         image: Some(spec.image.clone()),
         command: (!spec.command.is_empty()).then(|| spec.command.clone()),
         args: (!spec.args.is_empty()).then(|| spec.args.clone()),
-        env: Some(vec![
-            env("SERRE_RUN", input.run_name.to_owned()),
-            env("SERRE_RUN_KIND", spec.kind.as_str().to_owned()),
-            env("SERRE_GRANTS_DIR", GRANTS_DIR.to_owned()),
-            env("SERRE_RESULTS_PREFIX", results_prefix(input.run_name)),
-        ]),
-        // The sandbox's bucket, endpoint and credentials (absent without object storage).
-        env_from: Some(vec![EnvFromSource {
-            secret_ref: Some(SecretEnvSource {
-                name: SANDBOX_SECRET.into(),
-                optional: Some(true),
-            }),
-            ..EnvFromSource::default()
-        }]),
+        env: Some(trial_env),
         resources: Some(ResourceRequirements {
             requests: Some(requests),
             limits: Some(limits),
             ..ResourceRequirements::default()
         }),
-        volume_mounts: Some(vec![grants_mount(true)]),
+        volume_mounts: Some(trial_mounts),
         security_context: Some(hardened()),
         termination_message_policy: Some(LOG_TAIL_ON_ERROR.into()),
         ..Container::default()
@@ -378,16 +399,24 @@ mod tests {
     }
 
     #[test]
-    fn the_trial_reads_grants_read_only_and_writes_to_its_results_prefix() {
+    fn the_trial_reads_grants_read_only_and_sends_results_to_the_gateway() {
         let job = trial_run_job(&run(&["g-1"]), &input());
         let trial = &pod(&job).containers[0];
         assert_eq!(trial.name, "trial");
         assert_eq!(trial.command.as_ref().unwrap(), &["python"]);
         assert_eq!(trial.args.as_ref().unwrap(), &["run.py"]);
-        let mount = &trial.volume_mounts.as_ref().unwrap()[0];
+        let mounts: Vec<_> = trial
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .collect();
         assert_eq!(
-            (mount.mount_path.as_str(), mount.read_only),
-            ("/data/grants", Some(true))
+            mounts,
+            [
+                ("grants", "/data/grants", Some(true)),
+                ("token", "/var/run/serre", Some(true)),
+            ]
         );
         let env: BTreeMap<_, _> = trial
             .env
@@ -399,18 +428,68 @@ mod tests {
         assert_eq!(env["SERRE_RUN"], "bus-forecast-1");
         assert_eq!(env["SERRE_RUN_KIND"], "fineTuning");
         assert_eq!(env["SERRE_GRANTS_DIR"], "/data/grants");
-        assert_eq!(env["SERRE_RESULTS_PREFIX"], "runs/bus-forecast-1/");
-        let from = trial.env_from.as_ref().unwrap()[0]
-            .secret_ref
-            .as_ref()
-            .unwrap();
         assert_eq!(
-            (from.name.as_str(), from.optional),
-            ("sandbox-storage", Some(true))
+            env["SERRE_RESULTS_URL"],
+            "http://serre-api.serre-system.svc:8080/v1/runs/bus-forecast-1/results/"
         );
+        assert_eq!(env["SERRE_RUN_TOKEN_FILE"], "/var/run/serre/token");
         let res = trial.resources.as_ref().unwrap();
         assert_eq!(res.requests, res.limits);
         assert_eq!(res.limits.as_ref().unwrap()["cpu"].0, "2");
+    }
+
+    /// Issue 13: every trial container of a sandbox used to get the sandbox's bucket
+    /// credentials and data key (`envFrom` the Secret `sandbox-storage`), so one vendor's
+    /// run could read another's results. Now no container of the pod holds any storage
+    /// setting; the only Secret in the pod is the run's own token.
+    #[test]
+    fn no_container_holds_a_storage_credential_only_the_runs_own_token() {
+        for grants in [&["g-1"][..], &[]] {
+            let job = trial_run_job(&run(grants), &input());
+            let p = pod(&job);
+            for c in p.init_containers.iter().flatten().chain(&p.containers) {
+                assert!(c.env_from.is_none(), "{}: envFrom", c.name);
+                for e in c.env.iter().flatten() {
+                    assert!(
+                        e.value_from.is_none(),
+                        "{}: {} from a source",
+                        c.name,
+                        e.name
+                    );
+                    for forbidden in ["AWS_", "S3_", "SSE_C_"] {
+                        assert!(!e.name.starts_with(forbidden), "{}: {}", c.name, e.name);
+                    }
+                }
+            }
+            let secrets: Vec<_> = p
+                .volumes
+                .iter()
+                .flatten()
+                .filter_map(|v| v.secret.as_ref())
+                .map(|s| s.secret_name.as_deref().unwrap_or_default())
+                .collect();
+            assert_eq!(secrets, ["bus-forecast-1-token"], "grants {grants:?}");
+            let json = serde_json::to_string(&job).unwrap();
+            assert!(!json.contains("sandbox-storage"), "{json}");
+        }
+    }
+
+    #[test]
+    fn a_run_without_a_token_gets_no_results_endpoint() {
+        let mut r = run(&[]);
+        r.spec.token_secret = None;
+        let job = trial_run_job(&r, &input());
+        let p = pod(&job);
+        assert!(p.volumes.iter().flatten().all(|v| v.secret.is_none()));
+        let trial = &p.containers[0];
+        assert!(
+            trial
+                .env
+                .iter()
+                .flatten()
+                .all(|e| !e.name.starts_with("SERRE_RESULTS") && e.name != "SERRE_RUN_TOKEN_FILE")
+        );
+        assert_eq!(trial.volume_mounts.as_ref().map(Vec::len), Some(1));
     }
 
     #[test]
@@ -477,7 +556,7 @@ mod tests {
     }
 
     #[test]
-    fn without_grants_there_is_no_init_step_and_no_token() {
+    fn without_grants_there_is_no_init_step_but_the_token_stays_for_results() {
         let job = trial_run_job(&run(&[]), &input());
         let p = pod(&job);
         assert!(p.init_containers.is_none());
@@ -487,16 +566,32 @@ mod tests {
             .flatten()
             .map(|v| v.name.as_str())
             .collect();
-        assert_eq!(volumes, ["grants"]);
+        assert_eq!(volumes, ["grants", "token"]);
         let none = JobInput {
             gateway_url: None,
             fetch_image: None,
             ..input()
         };
-        assert_eq!(missing_setting(&run(&[]), &none), None);
+        let mut tokenless = run(&[]);
+        tokenless.spec.token_secret = None;
+        assert_eq!(missing_setting(&tokenless, &none), None);
+        // A run with a token needs the gateway for its results, with grants the image too.
+        assert_eq!(
+            missing_setting(&run(&[]), &none),
+            Some("--gateway-url (SERRE_GATEWAY_URL)")
+        );
         assert_eq!(
             missing_setting(&run(&["g-1"]), &none),
             Some("--gateway-url (SERRE_GATEWAY_URL)")
+        );
+        let no_image = JobInput {
+            fetch_image: None,
+            ..input()
+        };
+        assert_eq!(missing_setting(&run(&[]), &no_image), None);
+        assert_eq!(
+            missing_setting(&run(&["g-1"]), &no_image),
+            Some("--run-fetch-image (SERRE_RUN_FETCH_IMAGE)")
         );
     }
 }

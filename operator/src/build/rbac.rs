@@ -79,7 +79,10 @@ pub(super) fn gateway_role_binding(input: &BuildInput<'_>, ns: &str) -> Option<R
 }
 
 /// The editor ClusterRole: run and inspect workloads, nothing that changes the
-/// sandbox's limits (no quotas, limit ranges, network policies or RBAC).
+/// sandbox's limits (no quotas, limit ranges, network policies or RBAC), and nothing on
+/// Secrets: a sandbox namespace holds the bucket's keys (`sandbox-storage`, read by the
+/// gateway and written by the operator only) and the run tokens (made by the gateway,
+/// mounted into their run's pod only), and editors need neither.
 pub fn editor_cluster_role() -> ClusterRole {
     let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| PolicyRule {
         api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
@@ -106,13 +109,7 @@ pub fn editor_cluster_role() -> ClusterRole {
         rules: Some(vec![
             rule(
                 &[""],
-                &[
-                    "pods",
-                    "services",
-                    "configmaps",
-                    "secrets",
-                    "persistentvolumeclaims",
-                ],
+                &["pods", "services", "configmaps", "persistentvolumeclaims"],
                 &edit,
             ),
             rule(
@@ -227,6 +224,24 @@ mod tests {
                     "{forbidden} writable"
                 );
             }
+        }
+    }
+
+    /// Issue 13: editors could read (and rewrite) every Secret of their sandbox
+    /// namespaces, the bucket's data key in `sandbox-storage` and the run tokens included.
+    #[test]
+    fn editors_have_no_right_on_secrets() {
+        let role = editor_cluster_role();
+        for rule in role.rules.unwrap() {
+            let resources = rule.resources.unwrap_or_default();
+            assert!(
+                !resources
+                    .iter()
+                    .any(|r| r == "secrets" || r == "*" || r.starts_with("secrets/")),
+                "{resources:?}: {:?}",
+                rule.verbs
+            );
+            assert!(rule.resource_names.is_none());
         }
     }
 }

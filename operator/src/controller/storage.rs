@@ -106,9 +106,14 @@ pub async fn teardown(
         None => StorageStatus {
             bucket: bucket_name(target.sandbox),
             endpoint: store.config.s3_endpoint.clone(),
-            data_key_id: StorageKeys::wrapped_key_id(&ctx.client, &store.namespace, target.sandbox)
-                .await?
-                .unwrap_or_default(),
+            data_key_id: StorageKeys::wrapped_key_id(
+                &ctx.client,
+                &store.namespace,
+                &store.config.data_keys_secret,
+                target.sandbox,
+            )
+            .await?
+            .unwrap_or_default(),
             ..StorageStatus::default()
         },
     };

@@ -156,8 +156,10 @@ pub async fn reconcile(run: Arc<TrialRun>, ctx: Arc<Context>) -> Result<Action> 
             };
             if let Some(setting) = missing_setting(&run, &input) {
                 // An operator setting, not the run's fault: wait for a restart with it.
-                let message =
-                    format!("The operator is not configured for runs with grants: set {setting}.");
+                let message = format!(
+                    "The operator is not configured for runs with grants or a run token \
+                     (results through the gateway): set {setting}."
+                );
                 refuse(&mut status, RunPhase::Pending, "NotConfigured", message);
                 write_status(&ctx, &run, &old, &status).await?;
                 return Ok(Action::await_change());

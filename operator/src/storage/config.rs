@@ -32,6 +32,16 @@ pub struct StorageConfig {
         default_value = "serre-storage-keys"
     )]
     pub storage_keys_secret: String,
+
+    /// Secret in Serre's namespace holding every sandbox's wrapped data key (one entry per
+    /// sandbox; created by the operator when missing). Its name, like the keys Secret's,
+    /// is what the operator's Role may read, by name.
+    #[arg(
+        long,
+        env = "SERRE_STORAGE_DATA_KEYS_SECRET",
+        default_value = super::keys::DATA_KEYS_SECRET
+    )]
+    pub data_keys_secret: String,
 }
 
 impl StorageConfig {

@@ -4,16 +4,23 @@
 //!   wraps new data keys), `kek.<id>` (base64 of 32 bytes, one entry per KEK, older
 //!   ones kept for unwrapping until rotated out) and `signing-key.pem` (Ed25519
 //!   PKCS#8, signs deletion certificates).
-//! - `serre-dk-<sandbox>`: one sandbox's data key, wrapped by a KEK, with the KEK id
-//!   inside the blob. Deleting it is the crypto-shredding step.
+//! - `serre-storage-data-keys` (name configurable, `--data-keys-secret`): every sandbox's
+//!   data key, wrapped by a KEK (the KEK id inside the blob), one entry per sandbox named
+//!   after it. Removing a sandbox's entry is the crypto-shredding step.
+//!
+//! One Secret of a fixed name (not one per sandbox) so that the operator's Role in Serre's
+//! namespace lists the Secrets it may read by name (`resourceNames`): it cannot read any
+//! other Secret there, the gateway's keys included. Entries are added with a merge patch
+//! carrying the Secret's `resourceVersion` (compare-and-swap: a concurrent writer makes
+//! it fail with 409 and it is retried on the new version) and never overwritten.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 
 use super::{Result, StorageError};
 use crate::crypto::{CertificateSigner, DataKey, Kek, KekRing, KeyWrapper, WrappedKey};
@@ -21,6 +28,13 @@ use crate::resources::{LABEL_MANAGED_BY, LABEL_SANDBOX, MANAGER};
 
 /// ConfigMap publishing the certificate verification key (public).
 pub const PUBLIC_KEY_CONFIGMAP: &str = "serre-signing-public-key";
+/// Name of the Secret holding the wrapped data keys, by default.
+pub const DATA_KEYS_SECRET: &str = "serre-storage-data-keys";
+/// How many times an entry is tried against a Secret that others change meanwhile.
+const CAS_ATTEMPTS: usize = 8;
+/// The Secret of a sandbox's wrapped data key before the shared one (Serre ≤ 0.1: one
+/// Secret per sandbox, `wrapped-key` entry); `migrate-data-keys` moves them.
+const LEGACY_PREFIX: &str = "serre-dk-";
 
 /// The KEK ring and the signing key.
 pub struct StorageKeys {
@@ -140,54 +154,44 @@ impl StorageKeys {
         Ok(true)
     }
 
-    /// The sandbox's data key: unwrapped from its Secret, or generated, wrapped and
-    /// stored. The wrap context binds the key to this sandbox object (name and uid).
+    /// The sandbox's data key: unwrapped from its entry of the data keys Secret
+    /// (`secret`), or generated, wrapped and stored there. The wrap context binds the key
+    /// to this sandbox object (name and uid). `recorded` is the fingerprint the sandbox's
+    /// status holds, if any: a sandbox that had a key whose entry is gone gets an error,
+    /// never a new key (which would leave its bucket unreadable).
     pub async fn data_key(
         &self,
         client: &Client,
         namespace: &str,
+        secret: &str,
         sandbox: &str,
         uid: &str,
+        recorded: Option<&str>,
     ) -> Result<(DataKey, bool)> {
         let api = Api::<Secret>::namespaced(client.clone(), namespace);
-        let name = wrapped_key_secret(sandbox);
         let context = format!("sandbox/{sandbox}/{uid}");
-        if let Some(existing) = api.get_opt(&name).await? {
-            return Ok((self.unwrap_from(&existing, &context)?, false));
+        if let Some(blob) = entry(&api, secret, sandbox).await? {
+            return Ok((self.unwrap_blob(&blob, &context)?, false));
+        }
+        if let Some(fingerprint) = recorded.filter(|f| !f.is_empty()) {
+            return Err(StorageError::Keys(format!(
+                "sandbox {sandbox:?} has a data key (fingerprint {fingerprint}) that Secret \
+                 {namespace}/{secret} does not hold: no new key is made, it would leave the \
+                 bucket unreadable. After an upgrade from a version that kept it in Secret \
+                 {LEGACY_PREFIX}{sandbox}, move it: serre-operator migrate-data-keys \
+                 --namespace {namespace} --secret {secret}"
+            )));
         }
         let key = DataKey::generate()?;
-        let wrapped = self.keks.wrap_key(&key, &context)?;
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                labels: Some(BTreeMap::from([
-                    (LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned()),
-                    (LABEL_SANDBOX.to_owned(), sandbox.to_owned()),
-                ])),
-                ..Default::default()
-            },
-            type_: Some("Opaque".into()),
-            data: Some(BTreeMap::from([(
-                "wrapped-key".to_owned(),
-                ByteString(wrapped.to_string().into_bytes()),
-            )])),
-            ..Default::default()
-        };
-        match api.create(&PostParams::default(), &secret).await {
-            Ok(_) => Ok((key, true)),
+        let wrapped = self.keks.wrap_key(&key, &context)?.to_string();
+        match store_entry(&api, secret, sandbox, &wrapped).await? {
+            Stored::New => Ok((key, true)),
             // Another attempt stored one first: use that one.
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                let existing = api.get(&name).await?;
-                Ok((self.unwrap_from(&existing, &context)?, false))
-            }
-            Err(e) => Err(e.into()),
+            Stored::Existing(blob) => Ok((self.unwrap_blob(&blob, &context)?, false)),
         }
     }
 
-    fn unwrap_from(&self, secret: &Secret, context: &str) -> Result<DataKey> {
-        let blob = text(secret, "wrapped-key").ok_or_else(|| {
-            StorageError::Keys("wrapped data key Secret has no wrapped-key entry".into())
-        })?;
+    fn unwrap_blob(&self, blob: &str, context: &str) -> Result<DataKey> {
         let wrapped: WrappedKey = blob.trim().parse()?;
         Ok(self.keks.unwrap_key(&wrapped, context)?)
     }
@@ -196,24 +200,29 @@ impl StorageKeys {
     pub async fn wrapped_key_id(
         client: &Client,
         namespace: &str,
+        secret: &str,
         sandbox: &str,
     ) -> Result<Option<String>> {
         let api = Api::<Secret>::namespaced(client.clone(), namespace);
-        let Some(secret) = api.get_opt(&wrapped_key_secret(sandbox)).await? else {
-            return Ok(None);
-        };
-        let Some(blob) = text(&secret, "wrapped-key") else {
+        let Some(blob) = entry(&api, secret, sandbox).await? else {
             return Ok(None);
         };
         let wrapped: WrappedKey = blob.trim().parse()?;
         Ok(Some(wrapped.fingerprint()))
     }
 
-    /// Destroy the wrapped data key: without it the sandbox's data cannot be decrypted.
-    pub async fn destroy_data_key(client: &Client, namespace: &str, sandbox: &str) -> Result<()> {
+    /// Destroy the wrapped data key (remove the sandbox's entry): without it the
+    /// sandbox's data cannot be decrypted. A missing entry or Secret is not an error.
+    pub async fn destroy_data_key(
+        client: &Client,
+        namespace: &str,
+        secret: &str,
+        sandbox: &str,
+    ) -> Result<()> {
         let api = Api::<Secret>::namespaced(client.clone(), namespace);
+        let patch = serde_json::json!({ "data": { sandbox: null } });
         match api
-            .delete(&wrapped_key_secret(sandbox), &DeleteParams::default())
+            .patch(secret, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
             Ok(_) => Ok(()),
@@ -223,7 +232,122 @@ impl StorageKeys {
     }
 }
 
-/// Name of the Secret holding a sandbox's wrapped data key.
-pub fn wrapped_key_secret(sandbox: &str) -> String {
-    format!("serre-dk-{sandbox}")
+/// What [`store_entry`] found.
+enum Stored {
+    /// The entry is ours.
+    New,
+    /// Someone stored one first: this blob.
+    Existing(String),
+}
+
+/// The sandbox's entry (a wrapped key) of the data keys Secret, if any.
+async fn entry(api: &Api<Secret>, secret: &str, sandbox: &str) -> Result<Option<String>> {
+    let Some(s) = api.get_opt(secret).await? else {
+        return Ok(None);
+    };
+    Ok(text(&s, sandbox))
+}
+
+/// Add `sandbox` → `blob` to the data keys Secret (created when missing), never
+/// overwriting an entry: a merge patch conditioned on the version read, retried when the
+/// Secret changed meanwhile.
+async fn store_entry(api: &Api<Secret>, secret: &str, sandbox: &str, blob: &str) -> Result<Stored> {
+    for _ in 0..CAS_ATTEMPTS {
+        let written = match api.get_opt(secret).await? {
+            Some(existing) => {
+                if let Some(found) = text(&existing, sandbox) {
+                    return Ok(Stored::Existing(found));
+                }
+                let patch = serde_json::json!({
+                    "metadata": { "resourceVersion": existing.resource_version() },
+                    // ByteString serialises as base64, as `data` wants.
+                    "data": { sandbox: ByteString(blob.as_bytes().to_vec()) },
+                });
+                api.patch(secret, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(|_| ())
+            }
+            None => {
+                let new = Secret {
+                    metadata: ObjectMeta {
+                        name: Some(secret.to_owned()),
+                        labels: Some(BTreeMap::from([(
+                            LABEL_MANAGED_BY.to_owned(),
+                            MANAGER.to_owned(),
+                        )])),
+                        ..Default::default()
+                    },
+                    type_: Some("Opaque".into()),
+                    data: Some(BTreeMap::from([(
+                        sandbox.to_owned(),
+                        ByteString(blob.as_bytes().to_vec()),
+                    )])),
+                    ..Default::default()
+                };
+                api.create(&PostParams::default(), &new).await.map(|_| ())
+            }
+        };
+        match written {
+            Ok(()) => return Ok(Stored::New),
+            // Changed (or created) by someone else meanwhile: read it again.
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StorageError::Keys(format!(
+        "could not store the data key of sandbox {sandbox:?} in Secret {secret}: it kept \
+         changing ({CAS_ATTEMPTS} attempts)"
+    )))
+}
+
+/// What [`migrate_data_keys`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Migration {
+    /// Sandboxes whose wrapped key moved into the data keys Secret.
+    pub moved: Vec<String>,
+    /// Sandboxes whose old Secret held the same key as the data keys Secret already had.
+    pub already: Vec<String>,
+}
+
+/// Move every `serre-dk-<sandbox>` Secret (one per sandbox, `wrapped-key` entry, labelled
+/// by the operator) of `namespace` into an entry of the data keys Secret, then delete it.
+/// An entry already there with another key stops everything (nothing deleted for it).
+/// Run by ops, with their own rights (list, get, delete Secrets there), before the
+/// operator that reads only the data keys Secret starts.
+pub async fn migrate_data_keys(
+    client: &Client,
+    namespace: &str,
+    secret: &str,
+) -> Result<Migration> {
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    let legacy = api
+        .list(
+            &ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER},{LABEL_SANDBOX}")),
+        )
+        .await?;
+    let mut done = Migration::default();
+    for old in legacy.items {
+        let name = old.name_any();
+        let Some(sandbox) = name.strip_prefix(LEGACY_PREFIX).map(str::to_owned) else {
+            continue;
+        };
+        let blob = text(&old, "wrapped-key").ok_or_else(|| {
+            StorageError::Keys(format!(
+                "Secret {namespace}/{name} has no wrapped-key entry"
+            ))
+        })?;
+        let blob = blob.trim().to_owned();
+        match store_entry(&api, secret, &sandbox, &blob).await? {
+            Stored::New => done.moved.push(sandbox),
+            Stored::Existing(found) if found.trim() == blob => done.already.push(sandbox),
+            Stored::Existing(_) => {
+                return Err(StorageError::Keys(format!(
+                    "Secret {namespace}/{secret} already holds another data key for sandbox \
+                     {sandbox:?} than {namespace}/{name}: left both as they are"
+                )));
+            }
+        }
+        api.delete(&name, &Default::default()).await?;
+    }
+    Ok(done)
 }

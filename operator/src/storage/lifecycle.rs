@@ -74,11 +74,13 @@ impl Storage {
         }
         let info = self.provisioner.ensure_bucket(&bucket, max_size).await?;
         let creds = self.provisioner.ensure_key(&bucket, &info.id).await?;
+        let secret = &self.config.data_keys_secret;
+        let recorded = current.map(|c| c.data_key_id.as_str());
         let (data_key, _) = self
             .keys
-            .data_key(client, &self.namespace, t.sandbox, t.uid)
+            .data_key(client, &self.namespace, secret, t.sandbox, t.uid, recorded)
             .await?;
-        let data_key_id = StorageKeys::wrapped_key_id(client, &self.namespace, t.sandbox)
+        let data_key_id = StorageKeys::wrapped_key_id(client, &self.namespace, secret, t.sandbox)
             .await?
             .unwrap_or_default();
         let sse_c = data_key.sse_c_key_base64();
@@ -192,7 +194,13 @@ impl Storage {
         if let Some(key) = self.provisioner.key(&bucket).await? {
             self.provisioner.delete_key(&key.access_key_id).await?;
         }
-        StorageKeys::destroy_data_key(client, &self.namespace, t.sandbox).await
+        StorageKeys::destroy_data_key(
+            client,
+            &self.namespace,
+            &self.config.data_keys_secret,
+            t.sandbox,
+        )
+        .await
     }
 
     /// Sign and keep the deletion certificate (a ConfigMap in Serre's namespace that

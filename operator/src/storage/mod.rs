@@ -5,7 +5,8 @@
 //! - [`StorageProvisioner`]: the store's admin operations; [`garage::GarageAdmin`]
 //!   is the real implementation (Garage admin API v2).
 //! - [`keys::StorageKeys`]: the KEK ring and the certificate signing key, from a
-//!   Kubernetes Secret in Serre's namespace; wrapped data keys live in Secrets there too.
+//!   Kubernetes Secret in Serre's namespace; wrapped data keys live in one other Secret
+//!   there, an entry per sandbox.
 //! - [`objects`]: S3 access with `object_store`, including Serre's own client-side
 //!   encrypted writes ([`crate::crypto`]).
 //! - [`lifecycle`]: what the operator does at provisioning and at teardown.

@@ -1,7 +1,8 @@
 //! What a run leaves behind, read through the gateway: its logs ([`logs`]: the Kubernetes
-//! pods/log API of its pod, bounded) and its results ([`results`]: the objects it wrote to
-//! the sandbox bucket under `runs/<run>/`, read with the sandbox's S3 key and SSE-C key from
-//! the Secret `sandbox-storage` of its namespace).
+//! pods/log API of its pod, bounded) and its results ([`results`]: the objects under
+//! `runs/<run>/` of the sandbox bucket, read with the sandbox's S3 key and SSE-C key from
+//! the Secret `sandbox-storage` of its namespace). The run writes them through the gateway
+//! too ([`results::write_result`]): its pod holds no storage credential.
 //!
 //! The pure parts — query parsing, result paths, content types, the byte bound of a log
 //! stream, the S3 settings read from a Secret — are plain functions with unit tests; the
@@ -12,8 +13,8 @@ pub mod results;
 
 pub use logs::{LogOptions, logs, parse_log_query};
 pub use results::{
-    ResultListing, bucket, content_disposition, content_type, list_results, open_result,
-    validate_path,
+    ResultListing, WrittenResult, bucket, content_disposition, content_type, list_results,
+    open_result, validate_path, write_result,
 };
 
 use crate::cluster::ClusterError;
@@ -41,6 +42,12 @@ pub enum OutputsError {
     /// (names of entries, never values) in the log only.
     #[error("the sandbox's storage settings are unusable: {0}")]
     Settings(String),
+    /// A result upload over `--max-run-result-bytes`: 413, nothing kept.
+    #[error("the result is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The upload's body broke off: 400 `bad_body`, nothing kept.
+    #[error("the upload was interrupted: {0}")]
+    Body(String),
     /// The bucket failed: 503 `storage_unavailable`, the detail in the log only.
     #[error("the sandbox bucket failed: {0}")]
     Bucket(String),

@@ -1,4 +1,6 @@
-//! A run's results: the sandbox bucket from its Secret, result paths, listing and reading.
+//! A run's results: the sandbox bucket from its Secret, result paths, listing, reading,
+//! and writing what the run uploads (the run's pod holds no storage credential: it sends
+//! each file to the gateway, which writes it here with the sandbox's keys).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -8,14 +10,16 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, ObjectStore};
+use object_store::{Attribute, Attributes, GetOptions, ObjectStore, ObjectStoreExt};
 use serde::Serialize;
+use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
@@ -32,6 +36,12 @@ pub const STORAGE_SECRET: &str = "sandbox-storage";
 pub const MAX_RESULTS: usize = 10_000;
 /// Longest result path accepted (bytes).
 pub const MAX_PATH_BYTES: usize = 1024;
+/// A result upload is buffered up to this many bytes: smaller files are one PUT, larger
+/// ones a multipart upload in parts of this size (S3's smallest part).
+const WRITE_PART_BYTES: usize = 5 << 20;
+/// Parts of one upload in flight at once: with the part being filled, at most three parts
+/// (15 MiB) of a result are held in memory, whatever its size.
+const WRITE_PARTS_IN_FLIGHT: usize = 2;
 
 // ---- Results: the bucket ----------------------------------------------------------------
 
@@ -310,6 +320,71 @@ pub async fn open_result(
     })
 }
 
+/// What a result upload wrote.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WrittenResult {
+    pub run: String,
+    /// Key relative to the run's prefix `runs/<run>/`.
+    pub path: String,
+    pub size: u64,
+    pub etag: Option<String>,
+}
+
+/// Stream `body` into `runs/<run>/<path>` of the bucket (a validated `path`; the store
+/// sends the sandbox's SSE-C key with every request): at most `limit` bytes, and at most
+/// three 5 MiB parts in memory. Small files are one PUT; a larger one is a multipart
+/// upload, aborted when the body breaks off or goes over the limit, so a partial object
+/// never takes the name (an object already there keeps its old content then).
+pub async fn write_result<S, E>(
+    store: Arc<dyn ObjectStore>,
+    run: &str,
+    path: &str,
+    mut body: S,
+    limit: u64,
+) -> Result<WrittenResult, OutputsError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let key = ObjectPath::parse(format!("{}{path}", results_prefix(run)))
+        .map_err(|e| OutputsError::Bucket(format!("result key {path:?}: {e}")))?;
+    let mut writer = BufWriter::with_capacity(store.clone(), key.clone(), WRITE_PART_BYTES)
+        .with_max_concurrency(WRITE_PARTS_IN_FLIGHT)
+        .with_attributes(Attributes::from_iter([(
+            Attribute::ContentType,
+            content_type(path),
+        )]));
+    let mut size = 0u64;
+    let outcome = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| OutputsError::Body(e.to_string()))?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(OutputsError::TooLarge { limit });
+            }
+            writer.put(chunk).await.map_err(bucket_error)?;
+        }
+        writer
+            .shutdown()
+            .await
+            .map_err(|e| OutputsError::Bucket(e.to_string()))
+    }
+    .await;
+    if let Err(e) = outcome {
+        // Nothing half-written stays: the multipart upload (if one began) is aborted.
+        let _ = writer.abort().await;
+        return Err(e);
+    }
+    let meta = store.head(&key).await.map_err(bucket_error)?;
+    Ok(WrittenResult {
+        run: run.to_owned(),
+        path: path.to_owned(),
+        size: meta.size,
+        etag: meta.e_tag,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,5 +530,71 @@ mod tests {
             open_result(&store, "run-a", "missing.json").await,
             Err(OutputsError::NoSuchResult(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_result_is_written_under_its_runs_prefix_only_whole_and_bounded() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let chunks = |parts: Vec<Vec<u8>>| {
+            futures::stream::iter(
+                parts
+                    .into_iter()
+                    .map(|p| Ok::<_, io::Error>(Bytes::from(p))),
+            )
+        };
+        let written = write_result(
+            store.clone(),
+            "run-a",
+            "out/results.json",
+            chunks(vec![b"{\"a\":".to_vec(), b"1}".to_vec()]),
+            1024,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (written.path.as_str(), written.size),
+            ("out/results.json", 7)
+        );
+        let got = store
+            .get(&ObjectPath::from("runs/run-a/out/results.json"))
+            .await
+            .unwrap();
+        assert_eq!(got.bytes().await.unwrap().as_ref(), b"{\"a\":1}");
+
+        // Larger than a part: a multipart upload, read back whole.
+        let big: Vec<Vec<u8>> = (0..12u8).map(|i| vec![i; 1 << 20]).collect();
+        let written = write_result(store.clone(), "run-a", "big.bin", chunks(big), 64 << 20)
+            .await
+            .unwrap();
+        assert_eq!(written.size, 12 << 20);
+        let listing = list_results(store.as_ref(), "run-a").await.unwrap();
+        let paths: Vec<&str> = listing.objects.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(paths, ["big.bin", "out/results.json"]);
+
+        // Over the limit, or a body that breaks off: an error, and nothing under the name.
+        let over = write_result(
+            store.clone(),
+            "run-a",
+            "over.bin",
+            chunks((0..8).map(|_| vec![0u8; 1 << 20]).collect()),
+            6 << 20,
+        )
+        .await;
+        assert!(matches!(over, Err(OutputsError::TooLarge { limit }) if limit == 6 << 20));
+        let broken = futures::stream::iter(vec![
+            Ok(Bytes::from(vec![1u8; 6 << 20])),
+            Err(io::Error::other("connection reset")),
+        ]);
+        let broken = write_result(store.clone(), "run-a", "broken.bin", broken, 64 << 20).await;
+        assert!(matches!(broken, Err(OutputsError::Body(m)) if m.contains("reset")));
+        let listing = list_results(store.as_ref(), "run-a").await.unwrap();
+        assert_eq!(listing.objects.len(), 2, "{:?}", listing.objects);
+        assert!(
+            list_results(store.as_ref(), "run-b")
+                .await
+                .unwrap()
+                .objects
+                .is_empty()
+        );
     }
 }

@@ -11,12 +11,13 @@ use chrono::{SecondsFormat, Utc};
 use clap::Parser;
 use serre_example_model::fit::{GroupResult, Groups};
 use serre_example_model::input::{self, Columns};
-use serre_example_model::output::{self, ColumnNames, Results, S3Target};
+use serre_example_model::output::{self, ColumnNames, Results, ResultsTarget, Uploaded};
 use serre_example_model::{MODEL, stress};
 
 /// Exit status for bad input: a flag, a missing column, an unreadable dataset.
 const EXIT_INPUT: u8 = 2;
-/// Exit status when the results could not be written (bucket or --out).
+/// Exit status when the results could not be written (the gateway refused them or could
+/// not be reached, or --out).
 const EXIT_STORAGE: u8 = 3;
 
 /// A line on stdout; a closed stdout (EPIPE) is not a reason to stop the model.
@@ -61,27 +62,17 @@ struct Args {
     /// Test mode: allocate this many MiB, write to all of it and keep it until exit.
     #[arg(long, env = "SERRE_MODEL_ALLOCATE_MIB")]
     allocate_mib: Option<u64>,
-    /// Key prefix of the results in the bucket [default: runs/<SERRE_RUN>/].
-    #[arg(long, env = "SERRE_RESULTS_PREFIX")]
-    results_prefix: Option<String>,
-    /// Bucket for the results; unset: results.json goes to stdout.
-    #[arg(long, env = "S3_BUCKET")]
-    s3_bucket: Option<String>,
-    /// S3 endpoint (path-style addressing; plain HTTP allowed).
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
-    s3_endpoint: Option<String>,
-    #[arg(long, env = "AWS_REGION")]
-    s3_region: Option<String>,
-    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
-    s3_access_key_id: Option<String>,
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-    s3_secret_access_key: Option<String>,
-    /// SSE-C algorithm (AES256 only).
-    #[arg(long, env = "SSE_C_ALGORITHM")]
-    sse_c_algorithm: Option<String>,
-    /// Base64 of the 32-byte SSE-C key every object of the bucket is written with.
-    #[arg(long, env = "SSE_C_KEY", hide_env_values = true)]
-    sse_c_key: Option<String>,
+    /// The run's results endpoint on Serre's gateway (set by the operator); each file is
+    /// PUT to this URL followed by its name. Unset: results.json goes to stdout.
+    #[arg(long, env = "SERRE_RESULTS_URL")]
+    results_url: Option<String>,
+    /// File holding the run's token, sent with each result (set by the operator).
+    #[arg(
+        long,
+        env = "SERRE_RUN_TOKEN_FILE",
+        default_value = "/var/run/serre/token"
+    )]
+    run_token_file: PathBuf,
 }
 
 /// A failure and the exit status it maps to.
@@ -251,37 +242,44 @@ fn execute(args: &Args, started_at: String, run: String) -> Result<u8, Failure> 
             dir.display()
         );
     }
-    match args.s3_bucket.as_deref().filter(|b| !b.is_empty()) {
-        Some(bucket) => {
-            let target = S3Target {
-                endpoint: args.s3_endpoint.clone(),
-                region: args.s3_region.clone(),
-                access_key_id: args.s3_access_key_id.clone(),
-                secret_access_key: args.s3_secret_access_key.clone(),
-                bucket: bucket.to_owned(),
-                sse_c_algorithm: args.sse_c_algorithm.clone(),
-                sse_c_key: args.sse_c_key.clone(),
-                prefix: args
-                    .results_prefix
-                    .clone()
-                    .unwrap_or_else(|| format!("runs/{run}/")),
+    let print_results = |why: &str| {
+        say!("{why}: results.json follows");
+        let _ = std::io::stdout().lock().write_all(json.as_bytes());
+    };
+    match args.results_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => {
+            let token = std::fs::read_to_string(&args.run_token_file)
+                .with_context(|| {
+                    format!(
+                        "reading the run token {} (SERRE_RUN_TOKEN_FILE)",
+                        args.run_token_file.display()
+                    )
+                })
+                .storage()?;
+            let target = ResultsTarget {
+                url: url.to_owned(),
+                token: token.trim().to_owned(),
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")
                 .storage()?;
-            let written = runtime
-                .block_on(output::write_s3(&target, &json, &csv))
-                .storage()?;
-            for url in written {
-                say!("wrote {url} (SSE-C)");
+            match runtime
+                .block_on(output::upload(&target, &json, &csv))
+                .storage()?
+            {
+                Uploaded::Written(urls) => {
+                    for url in urls {
+                        say!("wrote {url}");
+                    }
+                }
+                Uploaded::StorageOff(message) => {
+                    print_results(&format!("the sandbox keeps no results ({message})"));
+                }
             }
         }
-        None => {
-            say!("no bucket configured (S3_BUCKET unset): results.json follows");
-            let _ = std::io::stdout().lock().write_all(json.as_bytes());
-        }
+        None => print_results("no results endpoint (SERRE_RESULTS_URL unset)"),
     }
 
     match args.exit_code {

@@ -1,13 +1,11 @@
-//! results.json and results.csv: built here, written to a directory and/or the sandbox's
-//! bucket (SSE-C, as every object of a sandbox bucket must be).
+//! results.json and results.csv: built here, written to a directory and/or sent to the
+//! run's results endpoint on Serre's gateway (which keeps them in the sandbox bucket).
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use object_store::aws::AmazonS3Builder;
-use object_store::{ClientOptions, ObjectStoreExt, PutPayload, RetryConfig};
 use serde::Serialize;
 
 use crate::fit::GroupResult;
@@ -92,85 +90,97 @@ pub fn write_dir(dir: &Path, json: &str, csv: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The sandbox bucket, as the operator passes it to a trial run.
-#[derive(Debug, Clone)]
-pub struct S3Target {
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub bucket: String,
-    /// SSE-C algorithm; only AES256 exists.
-    pub sse_c_algorithm: Option<String>,
-    /// Base64 of the 32-byte SSE-C key.
-    pub sse_c_key: Option<String>,
-    /// Key prefix, e.g. `runs/<run>/`.
-    pub prefix: String,
+/// The run's results endpoint on Serre's gateway, as the operator passes it to a trial
+/// run: the URL (`SERRE_RESULTS_URL`, ending with `/`) and the run's token. The model holds
+/// no storage credential: the gateway writes each file into the sandbox bucket (SSE-C).
+#[derive(Clone)]
+pub struct ResultsTarget {
+    pub url: String,
+    pub token: String,
 }
 
-impl S3Target {
-    /// The object key of a results file.
-    pub fn key(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
+impl std::fmt::Debug for ResultsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultsTarget")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .finish()
     }
 }
 
-/// PUTs both files to the bucket with SSE-C; returns the `s3://` URLs written.
-pub async fn write_s3(target: &S3Target, json: &str, csv: &str) -> anyhow::Result<Vec<String>> {
-    let Some(key) = target.sse_c_key.as_deref().filter(|k| !k.is_empty()) else {
-        bail!(
-            "S3_BUCKET is set but SSE_C_KEY is not: every object of a sandbox bucket must be \
-             written with SSE-C, so nothing was written"
-        );
-    };
-    if let Some(alg) = target.sse_c_algorithm.as_deref()
-        && alg != "AES256"
-    {
-        bail!("SSE_C_ALGORITHM is '{alg}': only AES256 is supported");
+impl ResultsTarget {
+    /// The URL a results file is PUT to.
+    pub fn file_url(&self, name: &str) -> String {
+        if self.url.ends_with('/') {
+            format!("{}{name}", self.url)
+        } else {
+            format!("{}/{name}", self.url)
+        }
     }
-    let mut builder = AmazonS3Builder::new()
-        .with_bucket_name(&target.bucket)
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .with_ssec_encryption(key)
-        .with_client_options(
-            ClientOptions::new()
-                .with_allow_http(true)
-                .with_connect_timeout(Duration::from_secs(10))
-                .with_timeout(Duration::from_secs(30)),
-        )
-        .with_retry(RetryConfig {
-            max_retries: 3,
-            retry_timeout: Duration::from_secs(60),
-            ..RetryConfig::default()
-        });
-    if let Some(endpoint) = &target.endpoint {
-        builder = builder.with_endpoint(endpoint);
-    }
-    if let Some(region) = &target.region {
-        builder = builder.with_region(region);
-    }
-    if let Some(id) = &target.access_key_id {
-        builder = builder.with_access_key_id(id);
-    }
-    if let Some(secret) = &target.secret_access_key {
-        builder = builder.with_secret_access_key(secret);
-    }
-    let store = builder
+}
+
+/// How an upload ended, short of an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uploaded {
+    /// Both files written: the URLs.
+    Written(Vec<String>),
+    /// The sandbox has no object storage (the gateway answered 409 `storage_off`):
+    /// nothing was kept, and that is the platform's choice, not the model's failure.
+    StorageOff(String),
+}
+
+/// How many times a file is sent before giving up (on a connection error or a 5xx).
+const ATTEMPTS: u32 = 3;
+
+/// PUTs both files to the gateway with the run's token (`Authorization: Bearer`).
+pub async fn upload(target: &ResultsTarget, json: &str, csv: &str) -> anyhow::Result<Uploaded> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
         .build()
-        .with_context(|| format!("configuring the S3 client for bucket {}", target.bucket))?;
+        .context("building the HTTP client")?;
     let mut written = Vec::new();
-    for (name, body) in [(JSON_NAME, json), (CSV_NAME, csv)] {
-        let key = target.key(name);
-        let location = object_store::path::Path::parse(&key)
-            .with_context(|| format!("'{key}' is not a valid object key"))?;
-        store
-            .put(&location, PutPayload::from(body.to_owned()))
-            .await
-            .with_context(|| format!("writing s3://{}/{key}", target.bucket))?;
-        written.push(format!("s3://{}/{key}", target.bucket));
+    for (name, body, content_type) in [
+        (JSON_NAME, json, "application/json"),
+        (CSV_NAME, csv, "text/csv"),
+    ] {
+        let url = target.file_url(name);
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            let sent = client
+                .put(&url)
+                .bearer_auth(&target.token)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body.to_owned())
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_server_error() && attempt < ATTEMPTS => {}
+                Ok(r) => break r,
+                Err(e) if attempt < ATTEMPTS => {
+                    eprintln!("sending {url}: {e}; trying again");
+                }
+                Err(e) => return Err(e).with_context(|| format!("sending {url}")),
+            }
+            tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+        };
+        let status = response.status();
+        if status.is_success() {
+            written.push(url);
+            continue;
+        }
+        // The gateway's errors are {"error": {"code", "message"}}.
+        let text = response.text().await.unwrap_or_default();
+        let error: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let code = error["error"]["code"].as_str().unwrap_or_default();
+        let message = error["error"]["message"].as_str().unwrap_or(&text);
+        if status == reqwest::StatusCode::CONFLICT && code == "storage_off" {
+            return Ok(Uploaded::StorageOff(message.to_owned()));
+        }
+        bail!("sending {url}: the gateway answered {status} {code}: {message}");
     }
-    Ok(written)
+    Ok(Uploaded::Written(written))
 }
 
 #[cfg(test)]
@@ -228,19 +238,21 @@ mod tests {
         assert_eq!(v["groups"][1]["reason"], "r");
     }
 
-    #[tokio::test]
-    async fn refuses_to_write_without_sse_c_key() {
-        let target = S3Target {
-            endpoint: Some("http://127.0.0.1:9".into()),
-            region: None,
-            access_key_id: None,
-            secret_access_key: None,
-            bucket: "b".into(),
-            sse_c_algorithm: None,
-            sse_c_key: None,
-            prefix: "runs/r/".into(),
+    #[test]
+    fn file_urls_and_no_token_in_debug() {
+        let t = ResultsTarget {
+            url: "http://gw/v1/runs/r/results/".into(),
+            token: "serre-rt1.secret".into(),
         };
-        let err = write_s3(&target, "{}", "").await.unwrap_err();
-        assert!(err.to_string().contains("SSE_C_KEY"), "{err}");
+        assert_eq!(
+            t.file_url("results.json"),
+            "http://gw/v1/runs/r/results/results.json"
+        );
+        let t2 = ResultsTarget {
+            url: "http://gw/v1/runs/r/results".into(),
+            ..t.clone()
+        };
+        assert_eq!(t2.file_url("a.csv"), "http://gw/v1/runs/r/results/a.csv");
+        assert!(!format!("{t:?}").contains("secret"));
     }
 }

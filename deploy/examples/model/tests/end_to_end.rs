@@ -1,5 +1,6 @@
 //! The real binary on Parquet files written here: results.json checked field by field, the
-//! exit codes, and the SSE-C headers of its PUTs to a minimal S3 endpoint.
+//! exit codes, and its PUTs (paths, run token, bodies) to a minimal stand-in for the
+//! gateway's results endpoint.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -20,14 +21,8 @@ const ENV: &[&str] = &[
     "SERRE_RUN",
     "SERRE_RUN_KIND",
     "SERRE_GRANTS_DIR",
-    "SERRE_RESULTS_PREFIX",
-    "AWS_ENDPOINT_URL",
-    "AWS_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "S3_BUCKET",
-    "SSE_C_ALGORITHM",
-    "SSE_C_KEY",
+    "SERRE_RESULTS_URL",
+    "SERRE_RUN_TOKEN_FILE",
     "SERRE_MODEL_GROUP",
     "SERRE_MODEL_X",
     "SERRE_MODEL_Y",
@@ -229,12 +224,15 @@ fn fits_the_grants_and_writes_results() {
     assert_eq!(time.len(), "2025-01-01T00:00:00.000000Z".len(), "{time}");
 
     assert!(stdout.contains("read grant g1: 7 rows"), "{stdout}");
-    assert!(stdout.contains("no bucket configured"), "{stdout}");
+    assert!(
+        stdout.contains("no results endpoint (SERRE_RESULTS_URL unset)"),
+        "{stdout}"
+    );
 
     let results: Value =
         serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
     check_results(&results, grants.path());
-    // Without a bucket, the same results.json is printed after the notice.
+    // Without a results endpoint, the same results.json is printed after the notice.
     let printed = stdout
         .split_once("results.json follows\n")
         .unwrap()
@@ -298,7 +296,7 @@ fn no_grants_is_no_groups() {
     assert_eq!(results["groups"], json!([]));
 }
 
-/// One request as the fake S3 endpoint saw it.
+/// One request as the stand-in gateway saw it.
 #[derive(Debug, Clone)]
 struct Request {
     method: String,
@@ -316,8 +314,9 @@ impl Request {
     }
 }
 
-/// A plain-HTTP endpoint that answers every request 200 with an ETag and records it.
-fn fake_s3() -> (String, Arc<Mutex<Vec<Request>>>) {
+/// A plain-HTTP endpoint that answers every request with `response` (a status line and
+/// a JSON body) and records it.
+fn fake_gateway(status: &'static str, body: &'static str) -> (String, Arc<Mutex<Vec<Request>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -352,17 +351,20 @@ fn fake_s3() -> (String, Arc<Mutex<Vec<Request>>>) {
                         .iter()
                         .find(|(n, _)| n == "content-length")
                         .map_or(0, |(_, v)| v.parse().unwrap());
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).unwrap();
+                    let mut body_in = vec![0; len];
+                    reader.read_exact(&mut body_in).unwrap();
                     record.lock().unwrap().push(Request {
                         method,
                         path,
                         headers,
-                        body,
+                        body: body_in,
                     });
-                    writer
-                        .write_all(b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\n\r\n")
-                        .unwrap();
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    writer.write_all(answer.as_bytes()).unwrap();
                 }
             });
         }
@@ -370,86 +372,125 @@ fn fake_s3() -> (String, Arc<Mutex<Vec<Request>>>) {
     (url, seen)
 }
 
+/// A token file as the operator mounts it.
+fn token_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("token");
+    std::fs::write(&path, "serre-rt1.claims.mac\n").unwrap();
+    path
+}
+
 #[test]
-fn writes_to_the_bucket_with_sse_c() {
+fn sends_its_results_to_the_gateway_with_the_run_token() {
     let grants = grants();
     let out = tempfile::tempdir().unwrap();
-    let (endpoint, seen) = fake_s3();
-    let key = format!("{}=", "A".repeat(43)); // base64 of 32 zero bytes
+    let (gateway, seen) = fake_gateway("201 Created", r#"{"path":"x"}"#);
+    let results_url = format!("{gateway}/v1/runs/r1/results/");
     let output = run(model(grants.path())
         .args(["--out", out.path().to_str().unwrap()])
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_REGION", "garage")
-        .env("AWS_ACCESS_KEY_ID", "GK0123")
-        .env("AWS_SECRET_ACCESS_KEY", "secret")
-        .env("S3_BUCKET", "sandbox-b")
-        .env("SERRE_RESULTS_PREFIX", "runs/r1/")
-        .env("SSE_C_ALGORITHM", "AES256")
-        .env("SSE_C_KEY", &key));
+        .env("SERRE_RESULTS_URL", &results_url)
+        .env("SERRE_RUN_TOKEN_FILE", token_file(out.path())));
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(
-        stdout.contains("wrote s3://sandbox-b/runs/r1/results.json (SSE-C)"),
+        stdout.contains(&format!("wrote {results_url}results.json")),
         "{stdout}"
     );
-    assert!(!stdout.contains("no bucket configured"), "{stdout}");
+    assert!(!stdout.contains("results.json follows"), "{stdout}");
 
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "{seen:?}");
-    for (req, name) in seen.iter().zip(["results.json", "results.csv"]) {
+    for (req, (name, ctype)) in seen.iter().zip([
+        ("results.json", "application/json"),
+        ("results.csv", "text/csv"),
+    ]) {
         assert_eq!(req.method, "PUT");
-        assert_eq!(req.path, format!("/sandbox-b/runs/r1/{name}"));
+        assert_eq!(req.path, format!("/v1/runs/r1/results/{name}"));
         assert_eq!(
-            req.header("x-amz-server-side-encryption-customer-algorithm"),
-            Some("AES256")
+            req.header("authorization"),
+            Some("Bearer serre-rt1.claims.mac")
         );
-        assert_eq!(
-            req.header("x-amz-server-side-encryption-customer-key"),
-            Some(key.as_str())
-        );
-        assert!(
-            req.header("x-amz-server-side-encryption-customer-key-md5")
-                .is_some()
-        );
-        assert!(
-            req.header("authorization")
-                .is_some_and(|a| a.contains("Credential=GK0123/")),
-            "{req:?}"
-        );
+        assert_eq!(req.header("content-type"), Some(ctype));
         assert_eq!(req.body, std::fs::read(out.path().join(name)).unwrap());
     }
 }
 
 #[test]
-fn storage_failure_is_exit_3() {
+fn a_sandbox_without_storage_gets_the_results_on_stdout() {
     let grants = grants();
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, seen) = fake_gateway(
+        "409 Conflict",
+        r#"{"error":{"code":"storage_off","message":"sandbox x has no object storage"}}"#,
+    );
+    let output = run(model(grants.path())
+        .env(
+            "SERRE_RESULTS_URL",
+            format!("{gateway}/v1/runs/r1/results/"),
+        )
+        .env("SERRE_RUN_TOKEN_FILE", token_file(dir.path())));
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains(
+            "the sandbox keeps no results (sandbox x has no object storage): results.json follows"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn results_the_gateway_refuses_are_exit_3() {
+    let grants = grants();
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, _) = fake_gateway(
+        "403 Forbidden",
+        r#"{"error":{"code":"forbidden","message":"run \"r1\" is over (Succeeded)"}}"#,
+    );
+    let output = run(model(grants.path())
+        .env(
+            "SERRE_RESULTS_URL",
+            format!("{gateway}/v1/runs/r1/results/"),
+        )
+        .env("SERRE_RUN_TOKEN_FILE", token_file(dir.path())));
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("403 Forbidden forbidden: run \"r1\" is over"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreachable_gateway_or_no_token_is_exit_3() {
+    let grants = grants();
+    let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    let url = format!("http://127.0.0.1:{port}/v1/runs/r1/results/");
     let output = run(model(grants.path())
-        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
-        .env("AWS_ACCESS_KEY_ID", "GK0123")
-        .env("AWS_SECRET_ACCESS_KEY", "secret")
-        .env("S3_BUCKET", "sandbox-b")
-        .env("SSE_C_KEY", format!("{}=", "A".repeat(43))));
+        .env("SERRE_RESULTS_URL", &url)
+        .env("SERRE_RUN_TOKEN_FILE", token_file(dir.path())));
     assert_eq!(output.status.code(), Some(3));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("writing s3://sandbox-b/runs/r1/results.json"),
+        stderr.contains(&format!("sending {url}results.json")),
         "{stderr}"
     );
-}
 
-#[test]
-fn bucket_without_sse_c_key_writes_nothing() {
-    let grants = grants();
-    let (endpoint, seen) = fake_s3();
+    let (gateway, seen) = fake_gateway("201 Created", "{}");
     let output = run(model(grants.path())
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("S3_BUCKET", "sandbox-b"));
+        .env(
+            "SERRE_RESULTS_URL",
+            format!("{gateway}/v1/runs/r1/results/"),
+        )
+        .env("SERRE_RUN_TOKEN_FILE", dir.path().join("absent")));
     assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("SERRE_RUN_TOKEN_FILE"), "{stderr}");
     assert!(seen.lock().unwrap().is_empty());
 }
