@@ -227,6 +227,9 @@ async fn sign_in_sends_pkce_and_state_and_the_callback_checks_state() {
     let mut setup = Setup::local(support::fresh_database(Backend::Sqlite).await);
     setup.dev_issuer = false;
     setup.oidc_issuer = Some(provider.issuer.clone());
+    // On loopback: without --console-url the console takes its URL from the Host header
+    // there only (test.sh makes the tests' gateways listen on the node's host address).
+    setup.listen_host = Some("127.0.0.1".into());
     let gw = Gateway::start(setup).await;
 
     let resp = client()

@@ -52,6 +52,9 @@ async fn a_data_team_member_signs_in_requests_a_sandbox_sees_it_and_signs_out() 
     let mut setup = Setup::local(support::fresh_database(Backend::Sqlite).await);
     setup.dev_issuer = false;
     setup.oidc_issuer = Some(provider.issuer.clone());
+    // On loopback: without --console-url the console takes its URL from the Host header
+    // there only (test.sh makes the tests' gateways listen on the node's host address).
+    setup.listen_host = Some("127.0.0.1".into());
     let gw = Gateway::start(setup).await;
     // The scratch directory goes with the test binary; SERRE_TEST_SCREENSHOTS keeps them.
     let shots = match std::env::var_os("SERRE_TEST_SCREENSHOTS") {

@@ -26,6 +26,7 @@ async fn gateway_for(issuer: &str, extra: &[&str]) -> Gateway {
         tenants_yaml: Some(TENANTS_YAML.to_owned()),
         policies_dir: None,
         extra: extra.iter().map(|s| s.to_string()).collect(),
+        listen_host: None,
     })
     .await
 }

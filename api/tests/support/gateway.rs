@@ -23,6 +23,9 @@ pub struct Setup {
     pub tenants_yaml: Option<String>,
     pub policies_dir: Option<PathBuf>,
     pub extra: Vec<String>,
+    /// Listen on this address instead of [`listen_host`] (e.g. loopback for the console,
+    /// which derives its URL from the Host header only on loopback).
+    pub listen_host: Option<String>,
 }
 
 impl Setup {
@@ -36,6 +39,7 @@ impl Setup {
             tenants_yaml: Some(TENANTS_YAML.to_owned()),
             policies_dir: None,
             extra: Vec::new(),
+            listen_host: None,
         }
     }
 }
@@ -47,7 +51,10 @@ impl Gateway {
         let mut args: Vec<String> = vec![
             "serre-api".into(),
             "--listen".into(),
-            format!("{}:0", listen_host()),
+            format!(
+                "{}:0",
+                setup.listen_host.clone().unwrap_or_else(listen_host)
+            ),
             "--data-dir".into(),
             data_dir.display().to_string(),
             "--database-url".into(),
