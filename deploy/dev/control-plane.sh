@@ -212,11 +212,14 @@ start() {
     { tail -n 30 "$dir/apiserver.log" >&2; exit 1; }
 
   log "starting kube-controller-manager"
-  # The node lifecycle controller lifts a new node's not-ready taint.
+  # The node lifecycle controller lifts a new node's not-ready taint. Each controller acts
+  # as its own ServiceAccount of kube-system (as kubeadm sets it up): Serre's admission
+  # webhook lets the pod-making controllers (job-controller, replicaset-controller, ...)
+  # name a sandbox's Secrets, and no one else but the operator.
   "$BIN/kube-controller-manager" --kubeconfig "$dir/kubeconfig" \
     --authentication-kubeconfig "$dir/kubeconfig" --authorization-kubeconfig "$dir/kubeconfig" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
-    --use-service-account-credentials=false \
+    --use-service-account-credentials=true \
     --controllers '*,-nodeipam,-cloud-node-lifecycle' --leader-elect=false \
     --bind-address 127.0.0.1 --secure-port "$cm_port" --port 0 \
     --logtostderr=true --v=0 >"$dir/controller-manager.log" 2>&1 &

@@ -21,7 +21,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use serre_operator::resources::{RunKind, RunResources, Tenant, TrialRun, TrialRunSpec};
+use serre_operator::resources::{LABEL_RUN, RunKind, RunResources, Tenant, TrialRun, TrialRunSpec};
 use support::operator::shared_webhook_operator;
 use support::*;
 
@@ -379,17 +379,124 @@ async fn compliant_pods_run_and_compliant_workloads_are_admitted() {
     .await;
 }
 
+/// A client acting as `user` (impersonated by the test cluster's admin), in group
+/// `system:masters`: RBAC lets it do anything, so what it is refused is the webhook's
+/// doing.
+async fn client_as(user: &str) -> Client {
+    serre_operator::install_crypto_provider();
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig()).expect("read kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("kubeconfig");
+    config.auth_info.impersonate = Some(user.to_owned());
+    config.auth_info.impersonate_groups = Some(vec!["system:masters".to_owned()]);
+    Client::try_from(config).expect("client")
+}
+
+#[tokio::test]
+async fn only_serre_puts_the_sandbox_secrets_in_a_pod() {
+    let client = client().await;
+    let (_, ns) = sandbox(&client).await;
+    let create = PostParams::default();
+    // The Secrets a sandbox namespace holds: the bucket's keys and a run's token.
+    for name in ["sandbox-storage", "stolen-run-token"] {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "stringData": {"token": "secret"}
+        }))
+        .expect("secret");
+        match Api::<Secret>::namespaced(client.clone(), &ns)
+            .create(&create, &secret)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("create secret {name}: {e}"),
+        }
+    }
+    let alice = client_as("alice@est-ensemble.fr").await;
+
+    // A Pod mounting the bucket's keys, as a sandbox editor would write it.
+    let mut spec = compliant_spec(&[]);
+    spec["volumes"] = json!([{"name": "keys", "secret": {"secretName": "sandbox-storage"}}]);
+    spec["containers"][0]["volumeMounts"] = json!([{"name": "keys", "mountPath": "/keys"}]);
+    let m = refusal(
+        Api::<Pod>::namespaced(alice.clone(), &ns)
+            .create(&create, &pod("steal", spec))
+            .await,
+    );
+    has_all(
+        &m,
+        &[
+            "Pod \"steal\"",
+            "spec.volumes[0].secret.secretName: names Secret \"sandbox-storage\"",
+            "[rule platform-secrets]",
+        ],
+    );
+    // A Deployment reading a run's token through its environment: refused where the
+    // user acts, before any controller makes a pod of it.
+    let mut spec = compliant_spec(&["--sleep-seconds", "600"]);
+    spec["containers"][0]["env"] = json!([{
+        "name": "TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "stolen-run-token", "key": "token"}}
+    }]);
+    spec["initContainers"] = json!([{
+        "name": "peek",
+        "image": spec["containers"][0]["image"].clone(),
+        "envFrom": [{"secretRef": {"name": "sandbox-storage"}}],
+        "securityContext": spec["containers"][0]["securityContext"].clone()
+    }]);
+    let m = refusal(
+        Api::<Deployment>::namespaced(alice.clone(), &ns)
+            .create(&create, &deployment("steal", 1, spec))
+            .await,
+    );
+    has_all(
+        &m,
+        &[
+            "Deployment \"steal\"",
+            "(2 problems)",
+            "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.name: names Secret \"stolen-run-token\"",
+            "spec.template.spec.initContainers[0].envFrom[0].secretRef.name: names Secret \"sandbox-storage\"",
+        ],
+    );
+    // Nothing of either was made.
+    assert!(
+        Api::<Pod>::namespaced(client.clone(), &ns)
+            .get_opt("steal")
+            .await
+            .expect("read pod")
+            .is_none()
+    );
+    // The same user may still run compliant pods.
+    Api::<Pod>::namespaced(alice, &ns)
+        .create(&create, &pod("honest", compliant_spec(&[])))
+        .await
+        .expect("a compliant pod of the same user is admitted");
+}
+
 #[tokio::test]
 async fn serre_trial_runs_pass_the_policy() {
     let client = client().await;
     let (sandbox, ns) = sandbox(&client).await;
-    let spec = TrialRunSpec {
-        sandbox,
+    // The second run's token Secret, as the gateway makes it: the operator's Job mounts
+    // it and the Job controller makes the pod (both may name it).
+    let token: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "policy-run-2-token"},
+        "stringData": {"token": "serre_run_not_a_real_token"}
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &token)
+        .await
+        .expect("create the run's token Secret");
+    let spec = |token_secret: Option<&str>| TrialRunSpec {
+        sandbox: sandbox.clone(),
         image: test_image("serre-example-model"),
         command: vec![],
         args: vec![],
         resources: RunResources {
-            cpu: "500m".into(),
+            cpu: "250m".into(),
             memory: "128Mi".into(),
             gpu: None,
         },
@@ -398,14 +505,23 @@ async fn serre_trial_runs_pass_the_policy() {
         kind: RunKind::Inference,
         timeout_seconds: 300,
         functional_unit: None,
-        token_secret: None,
+        token_secret: token_secret.map(str::to_owned),
         requested_by: "alice@est-ensemble.fr".into(),
         cancelled: false,
     };
     let runs = Api::<TrialRun>::namespaced(client.clone(), &ns);
-    runs.create(&PostParams::default(), &TrialRun::new("policy-run", spec))
-        .await
-        .expect("create trial run");
+    runs.create(
+        &PostParams::default(),
+        &TrialRun::new("policy-run", spec(None)),
+    )
+    .await
+    .expect("create trial run");
+    runs.create(
+        &PostParams::default(),
+        &TrialRun::new("policy-run-2", spec(Some("policy-run-2-token"))),
+    )
+    .await
+    .expect("create trial run with a token");
     let phase = eventually(180, "the run to end", || async {
         let st = runs.get("policy-run").await.ok()?.status?;
         let p = format!("{:?}", st.phase);
@@ -413,6 +529,23 @@ async fn serre_trial_runs_pass_the_policy() {
     })
     .await;
     assert!(phase.starts_with("Succeeded"), "{phase}");
+    // The run holding its token Secret: its pod was admitted and its trial container ran
+    // (it then fails to send results: no gateway listens at the shared operator's
+    // --gateway-url, which is not what this test is about).
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let state = eventually(180, "the token run's trial container to run", || async {
+        let list = pods
+            .list(&ListParams::default().labels(&format!("{LABEL_RUN}=policy-run-2")))
+            .await
+            .ok()?
+            .items;
+        let statuses = list.first()?.status.clone()?.container_statuses?;
+        let trial = statuses.into_iter().find(|c| c.name == "trial")?;
+        let state = trial.state?;
+        (state.running.is_some() || state.terminated.is_some()).then_some(format!("{state:?}"))
+    })
+    .await;
+    assert!(!state.is_empty());
 }
 
 #[tokio::test]

@@ -87,7 +87,8 @@ check_template_webhook() {
   role=$(gateway_doc "$WORK/default.yaml" Role "$RELEASE-operator")
   for want in '- name: webhook' 'containerPort: 9443' 'name: SERRE_WEBHOOK$' 'value: "true"' \
     'value: "0.0.0.0:9443"' "value: \"$service\"" "value: \"$vwc\"" "value: \"$secret\"" \
-    'name: SERRE_WEBHOOK_TIMEOUT_SECONDS' 'name: SERRE_WEBHOOK_OWNER_CLUSTER_ROLE'; do
+    'name: SERRE_WEBHOOK_TIMEOUT_SECONDS' 'name: SERRE_WEBHOOK_OWNER_CLUSTER_ROLE' \
+    "value: \"system:serviceaccount:$NAMESPACE:$RELEASE-operator\""; do
     grep -q -- "$want" <<<"$op" || missing+=("operator Deployment: $want")
   done
   grep -A1 'name: SERRE_WEBHOOK_OWNER_CLUSTER_ROLE' <<<"$op" | grep -q "value: \"$RELEASE-operator\"" ||

@@ -18,6 +18,7 @@
 pub mod configuration;
 pub mod policy;
 pub mod review;
+pub mod secret_refs;
 pub mod server;
 pub mod tls;
 
@@ -99,6 +100,14 @@ pub struct WebhookConfig {
     #[arg(long, env = "SERRE_WEBHOOK_NAMESPACE_SELECTOR", value_delimiter = ',')]
     pub webhook_namespace_selector: Vec<String>,
 
+    /// Usernames of the operator itself (comma-separated), as the API server names it in
+    /// admission requests: in a cluster `system:serviceaccount:<namespace>:<its
+    /// ServiceAccount>` (the chart sets it). Only these users, and the Kubernetes
+    /// controllers that make pods from admitted templates, may name a sandbox
+    /// namespace's Secrets in a pod (rule `platform-secrets`).
+    #[arg(long, env = "SERRE_WEBHOOK_PLATFORM_USERS", value_delimiter = ',')]
+    pub webhook_platform_users: Vec<String>,
+
     /// ClusterRole that owns the configuration, so that deleting it (`helm uninstall`)
     /// deletes the configuration too. Set by the chart to the operator's ClusterRole.
     #[arg(long, env = "SERRE_WEBHOOK_OWNER_CLUSTER_ROLE")]
@@ -129,6 +138,13 @@ impl WebhookConfig {
                 ));
             }
             _ => {}
+        }
+        if self
+            .webhook_platform_users
+            .iter()
+            .all(|u| u.trim().is_empty())
+        {
+            return Err("--webhook needs --webhook-platform-users: the operator's own username (in a cluster system:serviceaccount:<namespace>:<ServiceAccount>), the one user besides Kubernetes' controllers that may put a sandbox namespace's Secrets in a pod".into());
         }
         if !(1..=10).contains(&self.webhook_timeout_seconds) {
             return Err("--webhook-timeout-seconds must be between 1 and 10".into());
@@ -215,7 +231,15 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let state = Arc::new(server::State {
         lookup,
-        platform_images,
+        platform: review::Platform {
+            images: platform_images,
+            users: config
+                .webhook_platform_users
+                .iter()
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .collect(),
+        },
         metrics: metrics.clone(),
     });
     let serving = tokio::spawn(server::serve(listener, resolver.clone(), state));
@@ -378,6 +402,18 @@ mod tests {
         let e = parse(&["--webhook"]).validate().unwrap_err();
         assert!(e.contains("exactly one of --webhook-service"), "{e}");
         let c = parse(&["--webhook", "--webhook-service", "serre-operator-webhook"]);
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.starts_with("--webhook needs --webhook-platform-users"),
+            "{e}"
+        );
+        let c = parse(&[
+            "--webhook",
+            "--webhook-service",
+            "serre-operator-webhook",
+            "--webhook-platform-users",
+            "system:serviceaccount:serre-system:serre-operator",
+        ]);
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(
             c.target("serre-system"),
@@ -391,21 +427,33 @@ mod tests {
             "--webhook=true",
             "--webhook-url",
             "https://10.250.0.1:16750",
+            "--webhook-platform-users=serre-admin",
         ]);
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(
             c.target("x"),
             Target::Url("https://10.250.0.1:16750".into())
         );
-        let e = parse(&["--webhook", "--webhook-url", "http://10.250.0.1:1"])
-            .validate()
-            .unwrap_err();
+        let e = parse(&[
+            "--webhook",
+            "--webhook-url",
+            "http://10.250.0.1:1",
+            "--webhook-platform-users=a",
+        ])
+        .validate()
+        .unwrap_err();
         assert!(e.starts_with("--webhook-url"), "{e}");
     }
 
     #[test]
     fn the_timeout_and_selector_are_checked() {
-        let base = ["--webhook", "--webhook-service", "s"];
+        let base = [
+            "--webhook",
+            "--webhook-service",
+            "s",
+            "--webhook-platform-users",
+            "op",
+        ];
         let with = |extra: &[&str]| {
             let mut a = base.to_vec();
             a.extend_from_slice(extra);

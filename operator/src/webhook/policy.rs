@@ -8,6 +8,8 @@
 //! - `service-account-token`: `automountServiceAccountToken: false` on every pod, and no
 //!   projected `serviceAccountToken` volume: sandbox pods never hold a Kubernetes token
 //!   (the pod must say so itself: the rule never depends on a ServiceAccount's setting);
+//! - `platform-secrets` ([`super::secret_refs`]): only Serre and the pod-making
+//!   controllers put the namespace's Secrets in a pod;
 //! - the Pod Security Standards `restricted` profile as upstream defines it (the
 //!   baseline controls plus the restricted ones, as of Kubernetes 1.33), for every
 //!   container, init container and ephemeral container: `restricted/host-process`,
@@ -25,6 +27,8 @@ use k8s_openapi::api::core::v1::{
 };
 use serde_json::Value;
 use serre_validation::image::registry_allowed;
+
+use super::secret_refs::secret_refs;
 
 /// One refusal: the rule, the field (a path from the object's root) and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +107,9 @@ pub struct Policy<'a> {
     /// Images Serre itself runs in sandboxes (exact references), allowed whatever the
     /// tenant's registries.
     pub platform_images: &'a [String],
+    /// Whether the request's author may name the namespace's Secrets (the operator, a
+    /// pod-making controller): [`super::secret_refs::may_name_secrets`].
+    pub may_name_secrets: bool,
 }
 
 /// Where a pod template sits in its object: `spec` and `metadata` for a Pod,
@@ -178,6 +185,9 @@ pub fn check_pod(
         }
     }
     volumes(spec, &mut out);
+    if !policy.may_name_secrets {
+        out.list.extend(secret_refs(spec, paths.spec));
+    }
     apparmor(metadata, &pod_sc, &containers, paths, &mut out);
     selinux(&pod_sc, &containers, &mut out);
     seccomp(metadata, &pod_sc, &containers, paths, &mut out);

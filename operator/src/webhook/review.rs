@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::policy::{Paths, Policy, check_pod, describe};
+use super::secret_refs::may_name_secrets;
 
 /// The part of an AdmissionReview the webhook reads.
 #[derive(Debug, Deserialize)]
@@ -30,6 +31,15 @@ pub struct AdmissionRequest {
     pub object: Option<Value>,
     #[serde(default)]
     pub old_object: Option<Value>,
+    /// Who asks (as the API server authenticated them).
+    #[serde(default)]
+    pub user_info: UserInfo,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub username: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,12 +134,22 @@ fn template_parts<'a>(
     )
 }
 
+/// What the webhook knows of Serre itself.
+#[derive(Clone, Debug, Default)]
+pub struct Platform {
+    /// Images Serre runs in sandboxes (the trial runs' init step).
+    pub images: Vec<String>,
+    /// Usernames of the operator, which alone (with the pod-making controllers) may
+    /// name the namespace's Secrets in a pod.
+    pub users: Vec<String>,
+}
+
 /// Decide on one request. `registries` gives the allowed registries of a namespace's
 /// tenant, or why they cannot be known (then the object is refused).
 pub fn decide(
     request: &AdmissionRequest,
     registries: impl FnOnce(&str) -> Result<Vec<String>, String>,
-    platform_images: &[String],
+    platform: &Platform,
 ) -> Decision {
     if !matches!(request.operation.as_str(), "CREATE" | "UPDATE") {
         return Decision::Allowed;
@@ -189,7 +209,8 @@ pub fn decide(
         at.paths,
         &Policy {
             allowed_registries: &allowed,
-            platform_images,
+            platform_images: &platform.images,
+            may_name_secrets: may_name_secrets(&request.user_info.username, &platform.users),
         },
     );
     if violations.is_empty() {
@@ -263,7 +284,10 @@ mod tests {
             deployment(pod_spec(IMAGE, false)),
             None,
         );
-        assert_eq!(decide(&r, registries, &[]), Decision::Allowed);
+        assert_eq!(
+            decide(&r, registries, &Platform::default()),
+            Decision::Allowed
+        );
     }
 
     #[test]
@@ -274,7 +298,7 @@ mod tests {
             deployment(pod_spec("python:3", true)),
             None,
         );
-        let Decision::Denied(message) = decide(&r, registries, &[]) else {
+        let Decision::Denied(message) = decide(&r, registries, &Platform::default()) else {
             panic!("allowed")
         };
         assert!(
@@ -335,9 +359,11 @@ mod tests {
                 "spec.jobTemplate.spec.template.spec.containers[0].image",
             ),
         ] {
-            let Decision::Denied(m) =
-                decide(&request(kind, "CREATE", object, None), registries, &[])
-            else {
+            let Decision::Denied(m) = decide(
+                &request(kind, "CREATE", object, None),
+                registries,
+                &Platform::default(),
+            ) else {
                 panic!("{kind} allowed")
             };
             assert!(m.contains(&format!("{field}: ")), "{kind}: {m}");
@@ -352,22 +378,34 @@ mod tests {
         scaled["spec"]["replicas"] = json!(3);
         scaled["metadata"]["labels"] = json!({"team": "a"});
         let r = request("Deployment", "UPDATE", scaled, Some(old.clone()));
-        assert_eq!(decide(&r, registries, &[]), Decision::Allowed);
+        assert_eq!(
+            decide(&r, registries, &Platform::default()),
+            Decision::Allowed
+        );
         let mut changed = old.clone();
         changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("python:3.12");
         let r = request("Deployment", "UPDATE", changed, Some(old.clone()));
-        assert!(matches!(decide(&r, registries, &[]), Decision::Denied(_)));
+        assert!(matches!(
+            decide(&r, registries, &Platform::default()),
+            Decision::Denied(_)
+        ));
         let mut annotated = old.clone();
         annotated["spec"]["template"]["metadata"]["annotations"] =
             json!({"seccomp.security.alpha.kubernetes.io/pod": "unconfined"});
         let r = request("Deployment", "UPDATE", annotated, Some(old.clone()));
-        assert!(matches!(decide(&r, registries, &[]), Decision::Denied(_)));
+        assert!(matches!(
+            decide(&r, registries, &Platform::default()),
+            Decision::Denied(_)
+        ));
         // Being deleted: allowed whatever it holds.
         let mut deleting = old.clone();
         deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
         deleting["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
         let r = request("Deployment", "UPDATE", deleting, Some(old));
-        assert_eq!(decide(&r, registries, &[]), Decision::Allowed);
+        assert_eq!(
+            decide(&r, registries, &Platform::default()),
+            Decision::Allowed
+        );
     }
 
     #[test]
@@ -378,7 +416,11 @@ mod tests {
             deployment(pod_spec(IMAGE, false)),
             None,
         );
-        let d = decide(&r, |_| Err("namespace serre-lab has no tenant".into()), &[]);
+        let d = decide(
+            &r,
+            |_| Err("namespace serre-lab has no tenant".into()),
+            &Platform::default(),
+        );
         assert_eq!(
             d,
             Decision::Denied(
@@ -386,26 +428,78 @@ mod tests {
             )
         );
         let r = request("Scale", "UPDATE", json!({}), None);
-        assert!(matches!(decide(&r, registries, &[]), Decision::Denied(_)));
+        assert!(matches!(
+            decide(&r, registries, &Platform::default()),
+            Decision::Denied(_)
+        ));
         let r = request(
             "EphemeralContainers",
             "UPDATE",
             json!({"ephemeralContainers": []}),
             None,
         );
-        assert!(matches!(decide(&r, registries, &[]), Decision::Denied(_)));
+        assert!(matches!(
+            decide(&r, registries, &Platform::default()),
+            Decision::Denied(_)
+        ));
         let r = request("Deployment", "DELETE", json!({}), None);
-        assert_eq!(decide(&r, registries, &[]), Decision::Allowed);
+        assert_eq!(
+            decide(&r, registries, &Platform::default()),
+            Decision::Allowed
+        );
         let r = request(
             "Deployment",
             "CREATE",
             json!({"metadata": {}, "spec": {}}),
             None,
         );
-        let Decision::Denied(m) = decide(&r, registries, &[]) else {
+        let Decision::Denied(m) = decide(&r, registries, &Platform::default()) else {
             panic!()
         };
         assert!(m.contains("no pod template at spec.template.spec"), "{m}");
+    }
+
+    #[test]
+    fn only_the_operator_and_controllers_may_name_the_namespaces_secrets() {
+        let mut spec = pod_spec(IMAGE, false);
+        spec["volumes"] = json!([{"name": "keys", "secret": {"secretName": "sandbox-storage"}}]);
+        spec["containers"][0]["envFrom"] = json!([{"secretRef": {"name": "run-1-token"}}]);
+        let platform = Platform {
+            images: vec![],
+            users: vec!["system:serviceaccount:serre-system:serre-operator".into()],
+        };
+        let as_user = |user: &str| {
+            let mut r = request("Job", "CREATE", deployment(spec.clone()), None);
+            r.user_info.username = user.into();
+            decide(&r, registries, &platform)
+        };
+        let Decision::Denied(m) = as_user("alice") else {
+            panic!("alice may name the sandbox's Secrets")
+        };
+        assert!(m.contains("(2 problems)"), "{m}");
+        assert!(
+            m.contains(
+                "spec.template.spec.volumes[0].secret.secretName: names Secret \"sandbox-storage\""
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("spec.template.spec.containers[0].envFrom[0].secretRef.name: names Secret \"run-1-token\""),
+            "{m}"
+        );
+        assert!(m.contains("[rule platform-secrets]"), "{m}");
+        assert_eq!(
+            as_user("system:serviceaccount:serre-system:serre-operator"),
+            Decision::Allowed
+        );
+        assert_eq!(
+            as_user("system:serviceaccount:kube-system:job-controller"),
+            Decision::Allowed
+        );
+        assert!(matches!(
+            as_user("system:serviceaccount:serre-lab:default"),
+            Decision::Denied(_)
+        ));
     }
 
     #[test]

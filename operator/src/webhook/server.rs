@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use super::configuration::PATH;
-use super::review::{AdmissionReview, Decision, decide};
+use super::review::{AdmissionReview, Decision, Platform, decide};
 use super::tls::WebhookCertificate;
 use crate::resources::{LABEL_MANAGED_BY, LABEL_SANDBOX, LABEL_TENANT, MANAGER, Tenant};
 use crate::telemetry::Metrics;
@@ -161,7 +161,7 @@ impl Lookup {
 /// What the handler reads.
 pub struct State {
     pub lookup: Lookup,
-    pub platform_images: Vec<String>,
+    pub platform: Platform,
     pub metrics: Arc<Metrics>,
 }
 
@@ -197,7 +197,7 @@ async fn validate(Extract(state): Extract<Arc<State>>, body: Bytes) -> Response 
     } else {
         Ok(Vec::new())
     };
-    let decision = decide(&request, |_| lookup, &state.platform_images);
+    let decision = decide(&request, |_| lookup, &state.platform);
     match &decision {
         Decision::Allowed => {
             state.metrics.admission(&kind, "allowed");

@@ -100,6 +100,10 @@ pub fn webhook_flags(scope_tenant: Option<&str>) -> Vec<String> {
         &format!("serre-test-policy-{}", std::process::id()),
         "--webhook-secret",
         "serre-test-webhook-tls",
+        // This process talks to the API server as the test cluster's admin user
+        // (deploy/dev/control-plane.sh, tokens.csv): the operator's identity here.
+        "--webhook-platform-users",
+        "serre-admin",
     ]);
     if let Some(t) = scope_tenant {
         flags.push("--webhook-namespace-selector".into());

@@ -50,7 +50,17 @@ const DEPLOYMENT: Paths<'static> = Paths {
     metadata: "spec.template.metadata",
 };
 
+/// The checks as for the operator (which may name Secrets: the `restricted` rules alone).
 fn check_with(metadata: &Value, spec: &Value, paths: Paths<'_>) -> Vec<Violation> {
+    check_as(metadata, spec, paths, true)
+}
+
+fn check_as(
+    metadata: &Value,
+    spec: &Value,
+    paths: Paths<'_>,
+    may_name_secrets: bool,
+) -> Vec<Violation> {
     let registries = allowed();
     let platform = vec![FETCH.to_owned()];
     check_pod(
@@ -60,8 +70,24 @@ fn check_with(metadata: &Value, spec: &Value, paths: Paths<'_>) -> Vec<Violation
         &Policy {
             allowed_registries: &registries,
             platform_images: &platform,
+            may_name_secrets,
         },
     )
+}
+
+#[test]
+fn secret_volumes_are_restricted_types_yet_only_serre_names_the_namespaces_secrets() {
+    let found: Vec<_> = check_as(&json!({}), &good(), POD, false)
+        .into_iter()
+        .map(|v| (v.rule, v.field))
+        .collect();
+    assert_eq!(
+        found,
+        [(
+            "platform-secrets",
+            "spec.volumes[3].secret.secretName".to_owned()
+        )]
+    );
 }
 
 fn check(spec: &Value) -> Vec<Violation> {
