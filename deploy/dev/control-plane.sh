@@ -119,7 +119,7 @@ EOF
 
 # The PKI of a cluster, made once (its version file names the layout and network index:
 # an older layout, or another index, is made anew).
-PKI_VERSION=2
+PKI_VERSION=3
 make_pki() { # DIR API_PORT N
   local dir=$1 api_port=$2 n=$3 pki=$1/pki
   if [ "$(cat "$pki/version" 2>/dev/null)" = "$PKI_VERSION.$n.$api_port" ]; then return 0; fi
@@ -137,6 +137,29 @@ make_pki() { # DIR API_PORT N
   cert "$pki" node-serving "/CN=serre-node" "subjectAltName=IP:10.250.$n.2,DNS:serre-node\n$server_ext"
   cert "$pki" kube-proxy "/CN=system:kube-proxy" "$client_ext"
   cert "$pki" kube-scheduler "/CN=system:kube-scheduler" "$client_ext"
+  # The API server's client certificate towards admission webhooks, from a CA of its own
+  # (only the API server holds a certificate of it): Serre's webhook requires it
+  # (operator --webhook-client-ca, chart webhook.clientCA), so it answers no one else.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=serre-dev-webhook-client-ca" \
+    -keyout "$pki/webhook-client-ca.key" -out "$pki/webhook-client-ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver-webhook-client" \
+    -keyout "$pki/webhook-client.key" -out "$pki/webhook-client.csr" 2>/dev/null
+  printf '%b' "$client_ext" >"$pki/webhook-client.ext"
+  openssl x509 -req -in "$pki/webhook-client.csr" -CA "$pki/webhook-client-ca.crt" \
+    -CAkey "$pki/webhook-client-ca.key" -CAcreateserial -days 3650 \
+    -extfile "$pki/webhook-client.ext" -out "$pki/webhook-client.crt" 2>/dev/null
+  rm -f "$pki/webhook-client.csr" "$pki/webhook-client.ext"
+  # Every webhook ('*') gets that certificate.
+  printf 'apiVersion: v1\nkind: Config\nusers:\n- name: "*"\n  user:\n    client-certificate: %s\n    client-key: %s\n' \
+    "$pki/webhook-client.crt" "$pki/webhook-client.key" >"$pki/admission-webhooks.kubeconfig"
+  local plugin
+  {
+    printf 'apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n'
+    for plugin in ValidatingAdmissionWebhook MutatingAdmissionWebhook; do
+      printf -- '- name: %s\n  configuration:\n    apiVersion: apiserver.config.k8s.io/v1alpha1\n    kind: WebhookAdmission\n    kubeConfigFile: %s\n' \
+        "$plugin" "$pki/admission-webhooks.kubeconfig"
+    done
+  } >"$pki/admission.yaml"
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
   local token
@@ -204,6 +227,7 @@ start() {
     --token-auth-file "$pki/tokens.csv" --authorization-mode Node,RBAC \
     --service-cluster-ip-range "10.96.$n.0/24" \
     --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota,NodeRestriction \
+    --admission-control-config-file "$pki/admission.yaml" \
     --cert-dir "$dir/apiserver-certs" --logtostderr=true --v=0 >"$dir/apiserver.log" 2>&1 &
   echo $! >"$dir/apiserver.pid"
   local token

@@ -475,6 +475,82 @@ async fn only_serre_puts_the_sandbox_secrets_in_a_pod() {
         .expect("a compliant pod of the same user is admitted");
 }
 
+/// What `curl` gets from this process's webhook, with the given extra arguments: the
+/// HTTP status, or `curl: <exit code>` when no HTTP answer came.
+fn curl_webhook(extra: &[&str]) -> String {
+    let url = format!(
+        "{}/validate",
+        support::operator::WEBHOOK_URL
+            .get()
+            .expect("the webhook's address")
+    );
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(["-k", "-X", "POST", "-H", "Content-Type: application/json"])
+        .args(["--data", "{}"])
+        .args(extra)
+        .arg(&url)
+        .output()
+        .expect("run curl (deploy/dev/test.sh installs it)");
+    if out.status.success() {
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    } else {
+        format!(
+            "curl: {:?} {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_answers_only_the_api_server() {
+    let client = client().await;
+    // The webhook serving (and the API server calling it: the other tests).
+    sandbox(&client).await;
+    // Without a client certificate: the handshake fails, no answer at all.
+    let anonymous = curl_webhook(&[]);
+    assert!(
+        anonymous.starts_with("curl: "),
+        "answered without a client certificate: {anonymous}"
+    );
+    // With a certificate of another CA (the cluster's own, which signs the node's
+    // identity): refused too.
+    let pki = support::operator::webhook_client_pki();
+    let (node_crt, node_key) = (pki.join("node-client.crt"), pki.join("node-client.key"));
+    let other = curl_webhook(&[
+        "--cert",
+        &node_crt.to_string_lossy(),
+        "--key",
+        &node_key.to_string_lossy(),
+    ]);
+    assert!(
+        other.starts_with("curl: "),
+        "answered a certificate of another CA: {other}"
+    );
+    // With the API server's webhook client certificate: answered (400: `{}` is no
+    // AdmissionReview).
+    let (crt, key) = (
+        pki.join("webhook-client.crt"),
+        pki.join("webhook-client.key"),
+    );
+    let api_server = curl_webhook(&[
+        "--cert",
+        &crt.to_string_lossy(),
+        "--key",
+        &key.to_string_lossy(),
+    ]);
+    assert_eq!(api_server, "400");
+}
+
 #[tokio::test]
 async fn serre_trial_runs_pass_the_policy() {
     let client = client().await;

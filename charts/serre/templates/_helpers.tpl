@@ -28,6 +28,9 @@
 {{- define "serre.webhook.service" -}}
 {{- printf "%s-webhook" (include "serre.operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+{{- define "serre.webhook.clientCA" -}}
+{{- printf "%s-webhook-client-ca" (include "serre.operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- define "serre.webhook.secret" -}}
 {{- printf "%s-webhook-tls" (include "serre.operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}

@@ -121,12 +121,27 @@ check_template_webhook() {
   else
     missing+=("webhook-scoped rendering: $(tail -n 1 "$WORK/webhook-scoped.err")")
   fi
+  grep -q 'SERRE_WEBHOOK_CLIENT_CA\|webhook-client-ca' <<<"$op" && leaked+=("no webhook.clientCA: a client CA anyway")
+  local client_ca=$WORK/webhook-client-ca.crt
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=chart-check-webhook-client-ca \
+    -keyout "$WORK/webhook-client-ca.key" -out "$client_ca" 2>/dev/null
+  if render webhook-client-ca "${DEFAULTS[@]}" --set-file "webhook.clientCA=$client_ca"; then
+    local with_ca cm
+    with_ca=$(gateway_doc "$WORK/webhook-client-ca.yaml" Deployment "$RELEASE-operator")
+    cm=$(gateway_doc "$WORK/webhook-client-ca.yaml" ConfigMap "$RELEASE-operator-webhook-client-ca")
+    grep -A1 'name: SERRE_WEBHOOK_CLIENT_CA' <<<"$with_ca" | grep -q 'value: "/etc/serre/webhook-client-ca/ca.crt"' &&
+      grep -A1 'mountPath: /etc/serre/webhook-client-ca' <<<"$with_ca" | grep -q 'readOnly: true' &&
+      grep -A1 'name: webhook-client-ca' <<<"$with_ca" | grep -q 'configMap:' &&
+      grep -q "$(sed -n 2p "$client_ca")" <<<"$cm" || missing+=("webhook.clientCA: ConfigMap mounted and SERRE_WEBHOOK_CLIENT_CA")
+  else
+    missing+=("webhook-client-ca rendering: $(tail -n 1 "$WORK/webhook-client-ca.err")")
+  fi
   if [ ${#missing[@]} -ne 0 ]; then
     fail template "admission webhook, the rendering lacks: ${missing[*]}"
   elif [ ${#leaked[@]} -ne 0 ]; then
     fail template "admission webhook, the rendering has what it must not: ${leaked[*]}"
   else
-    pass template "admission webhook: container port 9443 behind Service $service:443, configuration $vwc owned by the operator's ClusterRole, RBAC by name (configuration, certificate Secret, ClusterRole), timeout 5 s, scoped by webhook.namespaceSelector; nothing of it when disabled"
+    pass template "admission webhook: container port 9443 behind Service $service:443, configuration $vwc owned by the operator's ClusterRole, RBAC by name (configuration, certificate Secret, ClusterRole), timeout 5 s, scoped by webhook.namespaceSelector, only the API server's certificate answered with webhook.clientCA, the operator's ServiceAccount as its platform user; nothing of it when disabled"
   fi
 }
 

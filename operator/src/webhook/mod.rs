@@ -108,6 +108,14 @@ pub struct WebhookConfig {
     #[arg(long, env = "SERRE_WEBHOOK_PLATFORM_USERS", value_delimiter = ',')]
     pub webhook_platform_users: Vec<String>,
 
+    /// PEM file of the CA that signs the API server's client certificate for webhooks
+    /// (the API server's `--admission-control-config-file`, `kubeConfigFile`). Set: the
+    /// webhook requires a client certificate from that CA on every connection, so only
+    /// the API server is answered. Unset: any client that reaches the port is answered
+    /// (decisions only; nothing changes), as on clusters whose API server presents none.
+    #[arg(long, env = "SERRE_WEBHOOK_CLIENT_CA")]
+    pub webhook_client_ca: Option<std::path::PathBuf>,
+
     /// ClusterRole that owns the configuration, so that deleting it (`helm uninstall`)
     /// deletes the configuration too. Set by the chart to the operator's ClusterRole.
     #[arg(long, env = "SERRE_WEBHOOK_OWNER_CLUSTER_ROLE")]
@@ -222,6 +230,15 @@ pub async fn start(
     .await
     .context("--webhook-secret")?;
     let resolver = server::CertResolver::new(&cert).context("webhook certificate")?;
+    let client_ca = match &config.webhook_client_ca {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--webhook-client-ca {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let tls = server::tls_config(resolver.clone(), client_ca.as_deref())
+        .context("--webhook-client-ca: the webhook's TLS configuration")?;
     let lookup = server::Lookup::start(&client).await.map_err(|e| {
         anyhow::anyhow!("the webhook's caches of sandbox namespaces and tenants: {e}")
     })?;
@@ -242,8 +259,8 @@ pub async fn start(
         },
         metrics: metrics.clone(),
     });
-    let serving = tokio::spawn(server::serve(listener, resolver.clone(), state));
-    info!(%addr, configuration = %config.webhook_configuration, "admission webhook serving");
+    let serving = tokio::spawn(server::serve(listener, tls, state));
+    info!(%addr, configuration = %config.webhook_configuration, clients = if client_ca.is_some() { "the API server's certificate required" } else { "any" }, "admission webhook serving");
 
     let owner = match &config.webhook_owner_cluster_role {
         Some(name) => Some(

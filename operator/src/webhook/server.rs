@@ -15,11 +15,12 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
@@ -211,26 +212,42 @@ async fn validate(Extract(state): Extract<Arc<State>>, body: Bytes) -> Response 
     axum::Json(decision.review(&request.uid)).into_response()
 }
 
-/// The TLS configuration: the certificate from `resolver`, HTTP/1.1 only.
-pub fn tls_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, rustls::Error> {
+/// The TLS configuration: the certificate from `resolver`, HTTP/1.1 only; with
+/// `client_ca` (PEM), a client certificate signed by that CA is required.
+pub fn tls_config(
+    resolver: Arc<CertResolver>,
+    client_ca: Option<&str>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let mut config = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert
+                    .map_err(|_| rustls::Error::General("the client CA is not valid PEM".into()))?;
+                roots.add(cert)?;
+            }
+            if roots.is_empty() {
+                return Err(rustls::Error::General(
+                    "the client CA file holds no certificate".into(),
+                ));
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| rustls::Error::General(format!("client CA: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    }
+    .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
 /// Accept connections until the process ends; each one in its own task.
-pub async fn serve(listener: TcpListener, resolver: Arc<CertResolver>, state: Arc<State>) {
-    let config = match tls_config(resolver) {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "the webhook's TLS configuration is invalid; not serving");
-            return;
-        }
-    };
+pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, state: Arc<State>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let app = router(state);
     loop {
@@ -265,5 +282,32 @@ pub async fn serve(listener: TcpListener, resolver: Arc<CertResolver>, state: Ar
                 debug!(%peer, error = %e, "webhook connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn resolver() -> (Arc<CertResolver>, String) {
+        let cert = WebhookCertificate::generate(&["webhook.test".into()], Utc::now())
+            .expect("certificate");
+        (CertResolver::new(&cert).expect("resolver"), cert.ca_pem)
+    }
+
+    #[test]
+    fn a_client_ca_must_hold_a_certificate() {
+        let (r, ca) = resolver();
+        assert!(tls_config(r.clone(), None).is_ok());
+        assert!(tls_config(r.clone(), Some(&ca)).is_ok());
+        let e = tls_config(r.clone(), Some("")).unwrap_err();
+        assert!(e.to_string().contains("holds no certificate"), "{e}");
+        let e = tls_config(
+            r,
+            Some("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not valid PEM"), "{e}");
     }
 }

@@ -79,6 +79,18 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// Where this process's webhook listens, once [`webhook_flags`] chose it.
+pub static WEBHOOK_URL: OnceLock<String> = OnceLock::new();
+
+/// The test cluster's PKI directory (beside its kubeconfig), where the API server's
+/// webhook client certificate, its key and its CA are.
+pub fn webhook_client_pki() -> std::path::PathBuf {
+    super::kubeconfig()
+        .parent()
+        .expect("the kubeconfig's directory")
+        .join("pki")
+}
+
 /// Flags serving the admission webhook from this process on the host address (where the
 /// API server runs), on a free port, with a configuration named for this process.
 /// `scope_tenant`: apply the policy to that tenant's sandbox namespaces only, so that the
@@ -90,6 +102,15 @@ pub fn webhook_flags(scope_tenant: Option<&str>) -> Vec<String> {
         .and_then(|l| l.local_addr())
         .expect("a free port on the host address")
         .port();
+    let _ = WEBHOOK_URL.set(format!("https://{host}:{port}"));
+    // The test cluster's API server presents a client certificate of this CA to webhooks
+    // (deploy/dev/control-plane.sh): the webhook answers no one else.
+    let client_ca = webhook_client_pki().join("webhook-client-ca.crt");
+    assert!(
+        client_ca.exists(),
+        "{} is missing: a control plane from an older deploy/dev/control-plane.sh (restart it)",
+        client_ca.display()
+    );
     let mut flags = args(&[
         "--webhook",
         "--webhook-addr",
@@ -104,6 +125,8 @@ pub fn webhook_flags(scope_tenant: Option<&str>) -> Vec<String> {
         // (deploy/dev/control-plane.sh, tokens.csv): the operator's identity here.
         "--webhook-platform-users",
         "serre-admin",
+        "--webhook-client-ca",
+        &client_ca.to_string_lossy(),
     ]);
     if let Some(t) = scope_tenant {
         flags.push("--webhook-namespace-selector".into());
