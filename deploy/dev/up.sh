@@ -24,6 +24,10 @@ step() { printf '\n==> %s\n' "$*"; }
 kc() { kubectl "$@" 2>&1 | grep -v '^Warning: version difference'; return "${PIPESTATUS[0]}"; }
 
 down() {
+  if [ -f "$DIR/console-forward.pid" ]; then
+    kill "$(cat "$DIR/console-forward.pid")" 2>/dev/null || true
+    rm -f "$DIR/console-forward.pid"
+  fi
   deploy/dev/install.sh down "$DIR/serre" 2>/dev/null || true
   deploy/dev/control-plane.sh stop "$DIR/cp" 2>/dev/null || true
   echo "stopped (state kept in $DIR; rm -rf it for a fresh start)"
@@ -97,6 +101,28 @@ step "A vendor's trial run of the example model in it, through the gateway"
 deploy/dev/trial-journey.sh "$DIR/serre" | tee "$DIR/trial-journey.log"
 RUN=$(sed -n 's/^Trial run \(run-[0-9a-f]*\) .*/\1/p' "$DIR/trial-journey.log")
 
+step "The web console and the serre CLI, on this machine's loopback"
+# The console signs people in with the authorization code flow; the development provider
+# accepts loopback redirect addresses (any port, RFC 8252), and the console derives its
+# own address from the Host header on loopback only: a kubectl port-forward to the
+# gateway's Service gives both.
+CONSOLE_PORT=${SERRE_CONSOLE_PORT:-15480}
+gw_svc=$(kubectl -n "$NAMESPACE" get svc -l app.kubernetes.io/component=gateway \
+  -o jsonpath='{range .items[*]}{.metadata.name} {.spec.ports[0].port}{"\n"}{end}' | grep -v metrics | head -n 1)
+[ -n "$gw_svc" ] || { echo "no gateway Service in $NAMESPACE" >&2; exit 1; }
+if [ -f "$DIR/console-forward.pid" ]; then kill "$(cat "$DIR/console-forward.pid")" 2>/dev/null || true; fi
+setsid kubectl -n "$NAMESPACE" port-forward --address 127.0.0.1 "svc/${gw_svc% *}" "$CONSOLE_PORT:${gw_svc#* }" \
+  >"$DIR/console-forward.log" 2>&1 </dev/null &
+echo $! >"$DIR/console-forward.pid"
+CONSOLE_URL=http://127.0.0.1:$CONSOLE_PORT
+wait_http "$CONSOLE_URL/console" 30 || { cat "$DIR/console-forward.log" >&2; echo "the console does not answer at $CONSOLE_URL/console" >&2; exit 1; }
+# Sign-in starts at the provider (a redirect to its authorization endpoint).
+signin=$(curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' "$CONSOLE_URL/console/connexion")
+case $signin in
+  30[23]" $OIDC_ISSUER"*) echo "console: $CONSOLE_URL/console (sign-in redirects to $OIDC_ISSUER)" ;;
+  *) echo "the console's sign-in does not lead to the provider: $signin" >&2; exit 1 ;;
+esac
+
 cat <<MSG
 
 Serre is running on a local Kubernetes 1.20.2 cluster (one node), installed with Helm:
@@ -115,6 +141,18 @@ Trial run $RUN of the example model in est-ensemble--air-quality Succeeded; as t
   curl -H "Authorization: Bearer \$T" \$R/logs; curl -H "Authorization: Bearer \$T" \$R/results
   curl -H "Authorization: Bearer \$T" \$R/results/results.json; curl -H "Authorization: Bearer \$T" \$R/report
   (the whole journey, again: deploy/dev/trial-journey.sh $DIR/serre; its last run: $DIR/trial-journey.log)
+Web console: $CONSOLE_URL/console (kubectl port-forward to the gateway, running in the
+  background; log in $DIR/console-forward.log). « Se connecter » leads to the development
+  provider's sign-in page ($OIDC_ISSUER, certificate from the local cluster's CA $OIDC_CA:
+  the browser asks to accept it). Development accounts (password = dev-secret-<account>):
+    est-ensemble-data    a data-team member of Est Ensemble
+    est-ensemble-admin   a tenant admin of Est Ensemble (approvals, audit log)
+    vendor               a vendor (only what it was granted)
+  docs/console.md shows each page.
+The serre CLI, signed in with the device flow (same accounts):
+  cargo build -p serre-cli && SSL_CERT_FILE=$OIDC_CA target/debug/serre login \\
+    --issuer $OIDC_ISSUER --gateway $GATEWAY_URL
+  target/debug/serre sandboxes list; target/debug/serre --help   (docs/cli.md)
 Garage (S3): $S3_ENDPOINT. No cluster DNS here: Pods reach Services by ClusterIP.
 Stop with: $0 down
 MSG
