@@ -62,6 +62,16 @@ if [ ! -x "$VENV/bin/python3" ] || ! "$VENV/bin/python3" -c 'import delta_sharin
 fi
 export PATH=$VENV/bin:$PATH
 
+step "pySHACL (PyPI pyshacl 0.40.1 in a cached venv; api/tests/catalogue.rs validates the DCAT-AP export with it)"
+SHACL_VENV=$SERRE_CACHE/python-pyshacl-0.40.1
+if [ ! -x "$SHACL_VENV/bin/python3" ] || ! "$SHACL_VENV/bin/python3" -c 'import pyshacl' 2>/dev/null; then
+  rm -rf "$SHACL_VENV"
+  python3 -m venv "$SHACL_VENV"
+  "$SHACL_VENV/bin/python3" -m pip install -q --disable-pip-version-check pyshacl==0.40.1
+fi
+# Its own venv, named by variable: the delta-sharing venv keeps `python3` on PATH.
+export SERRE_PYSHACL_PYTHON=$SHACL_VENV/bin/python3
+
 step "Kubernetes 1.20.2 binaries (cached)"
 deploy/dev/control-plane.sh build
 step "Garage (cached)"
