@@ -7,7 +7,7 @@
 # generated-manifest drift check, cargo fmt check, dependency licences (cargo-deny), the
 # Rust tests of the whole workspace (unit; a real cluster and node running Serre's images and
 # the example model; real Garage, PostgreSQL and OpenID provider; the PyPI Delta Sharing
-# client), the Helm chart checks (static, then a real `helm install` on a fresh
+# client; pySHACL against the official DCAT-AP shapes), the Helm chart checks (static, then a real `helm install` on a fresh
 # cluster: Pods from the images built here, leader failover, upgrade, uninstall) and a
 # brief cargo-fuzz run of the dataset ingest (deploy/dev/fuzz.sh).
 #
