@@ -236,6 +236,10 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
             "/sandboxes/{name}/runs/{id}/quality",
             axum::routing::put(runs::quality),
         )
+        .route(
+            "/sandboxes/{name}/runs/{id}/practices",
+            axum::routing::put(run_report::practices),
+        )
         .route("/sandboxes/{name}/report", get(sandbox_report::report))
         .route("/tenants/{tenant}/usage", get(usage::summary))
         .route("/tenants/{tenant}/usage/ledger", get(usage::ledger))
@@ -267,6 +271,7 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
             post(catalogue::attach_result),
         )
         .route("/catalogue/export", get(catalogue::export))
+        .route("/catalogue/signing-key", get(catalogue::signing_key))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
