@@ -60,7 +60,21 @@ pub async fn report(
             )]));
         }
     };
-    let (_, run) = load_run(&app, &ctx, Action::RunRead, &name, &id).await?;
+    let body = build_report(&app, &ctx, &name, &id).await?;
+    if html {
+        return Ok(Html(report::html(&body)).into_response());
+    }
+    Ok(Json(body).into_response())
+}
+
+/// A run's frugality report (the API's `…/report` and the console's report page).
+pub async fn build_report(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    id: &str,
+) -> Result<RunReport, ApiError> {
+    let (_, run) = load_run(app, ctx, Action::RunRead, name, id).await?;
     let accountant = &app.accountant;
     let figures = match run
         .summary_json
@@ -130,7 +144,7 @@ pub async fn report(
     }
     if run.solution.is_some() {
         app.record(
-            &ctx,
+            ctx,
             "run.report.compared",
             format!("Run::{id:?}"),
             Some(&run.tenant),
@@ -139,7 +153,7 @@ pub async fn report(
         )
         .await?;
     }
-    let body = RunReport {
+    Ok(RunReport {
         run: run.name.clone(),
         sandbox: run.sandbox.clone(),
         tenant: run.tenant.clone(),
@@ -172,9 +186,5 @@ pub async fn report(
         comparison,
         practices: report::practices(),
         generated_at: Utc::now(),
-    };
-    if html {
-        return Ok(Html(report::html(&body)).into_response());
-    }
-    Ok(Json(body).into_response())
+    })
 }
