@@ -302,9 +302,27 @@ async fn people_sign_in_and_go_through_the_journeys_in_a_real_browser_with_no_se
         .expect("goto");
     wait_for(&b, "#depot").await;
     visit.check(&b, "jeux-de-donnees").await;
-    type_in(&b, "#name", "residents").await;
+    // A name the API refuses: the form comes back with the error beside the field (and is
+    // checked by axe-core in that state), what was typed kept.
+    type_in(&b, "#name", "Pas Un Nom").await;
     choose(&b, "#classification", "personal").await;
     type_in(&b, "#types", "postcode:string").await;
+    type_in(&b, "#fichier", &file.display().to_string()).await;
+    click(&b, "#deposer").await;
+    wait_for(&b, "#name-erreur").await;
+    assert!(
+        text_of(&b, "#name-erreur")
+            .await
+            .starts_with("Le nom ne peut contenir")
+    );
+    visit.check(&b, "depot-refuse").await;
+    b.find(Locator::Css("#name"))
+        .await
+        .expect("name")
+        .clear()
+        .await
+        .expect("clear");
+    type_in(&b, "#name", "residents").await;
     type_in(&b, "#fichier", &file.display().to_string()).await;
     click(&b, "#deposer").await;
     wait_for(&b, "#cree").await;
@@ -477,6 +495,33 @@ async fn people_sign_in_and_go_through_the_journeys_in_a_real_browser_with_no_se
             .expect("href")
             .expect("an href")
     };
+    sign_out(&b).await;
+
+    // ---- The vendor sees the grant that names it, and nothing else of Est Ensemble's.
+    sign_in(&b, &gw, "vendor").await;
+    b.goto(&format!("{}/console/partages", gw.url))
+        .await
+        .expect("goto");
+    wait_for(&b, "#partages").await;
+    assert!(
+        text_of(&b, "#partages")
+            .await
+            .contains("prestataire vendor")
+    );
+    visit.check(&b, "partages-prestataire").await;
+    b.goto(&format!("{}/console/donnees", gw.url))
+        .await
+        .expect("goto");
+    assert!(!b.source().await.expect("source").contains("residents"));
+    b.goto(&format!("{}/console/bacs-a-sable", gw.url))
+        .await
+        .expect("goto");
+    assert!(
+        !b.source()
+            .await
+            .expect("source")
+            .contains("est-ensemble--navigateur")
+    );
     sign_out(&b).await;
 
     // ---- Montreuil's admin sees none of it.
