@@ -171,9 +171,8 @@ async fn sign_out(b: &Client) {
     b.delete_all_cookies().await.expect("cookies");
 }
 
-#[tokio::test]
-async fn people_sign_in_and_go_through_the_journeys_in_a_real_browser_with_no_serious_accessibility_violation()
- {
+/// Chromium through chromedriver, headless, French, 1280 px wide.
+async fn start_browser() -> (Driver, Client) {
     let driver_bin = find(&["chromedriver"]).unwrap_or_else(|| {
         panic!(
             "chromedriver not found: this test needs a real browser. Install Debian's \
@@ -183,6 +182,40 @@ async fn people_sign_in_and_go_through_the_journeys_in_a_real_browser_with_no_se
     let chrome_bin = find(&["chromium"]).unwrap_or_else(|| {
         panic!("chromium not found: install Debian's `chromium` and `chromium-driver`")
     });
+    let port = free_ports(1);
+    let driver = Driver(
+        Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {driver_bin}: {e}")),
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chrome_bin,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1280,1600", "--lang=fr-FR"],
+        }),
+    );
+    for _ in 0..100 {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => return (driver, c),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    panic!("chromedriver on port {port} did not answer");
+}
+
+#[tokio::test]
+async fn people_sign_in_and_go_through_the_journeys_in_a_real_browser_with_no_serious_accessibility_violation()
+ {
     let axe_path = Command::new(support::repo_root().join("deploy/dev/axe-core.sh"))
         .arg("path")
         .output()
@@ -217,39 +250,7 @@ async fn people_sign_in_and_go_through_the_journeys_in_a_real_browser_with_no_se
         n: 0,
     };
 
-    let port = free_ports(1);
-    let _driver = Driver(
-        Command::new(&driver_bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {driver_bin}: {e}")),
-    );
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chrome_bin,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1280,1600", "--lang=fr-FR"],
-        }),
-    );
-    let mut browser = None;
-    for _ in 0..100 {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => {
-                browser = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let b = browser.unwrap_or_else(|| panic!("chromedriver on port {port} did not answer"));
+    let (_driver, b) = start_browser().await;
 
     // ---- A data-team member of Est Ensemble.
     b.goto(&format!("{}/console", gw.url)).await.expect("goto");
@@ -588,4 +589,71 @@ async fn people_sign_in_and_go_through_the_journeys_in_a_real_browser_with_no_se
         "axe-core found serious or critical violations:\n{}",
         visit.violations.join("\n")
     );
+}
+
+/// A provider of its own whose access tokens last `ttl_s` seconds (the shared one's last
+/// ten minutes).
+fn short_lived_provider(ttl_s: u32) -> String {
+    let dir = new_dir("oidc-short");
+    let status = Command::new(support::repo_root().join("deploy/dev/oidc-provider.sh"))
+        .args(["start", dir.to_str().expect("utf-8 path")])
+        .env("SERRE_OIDC_PORT", free_ports(1).to_string())
+        .env("SERRE_OIDC_TOKEN_TTL", ttl_s.to_string())
+        .env("SERRE_OIDC_PARENT_PID", std::process::id().to_string())
+        .status()
+        .expect("run deploy/dev/oidc-provider.sh");
+    assert!(status.success(), "deploy/dev/oidc-provider.sh start failed");
+    std::fs::read_to_string(dir.join("issuer"))
+        .expect("DIR/issuer")
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_session_outlives_its_access_token_through_the_refresh_token() {
+    // Access tokens of 4 s, no clock skew tolerated: every page after a few seconds needs
+    // a renewed token.
+    let issuer = short_lived_provider(4);
+    let mut setup = Setup::local(support::fresh_database(Backend::Sqlite).await);
+    setup.dev_issuer = false;
+    setup.oidc_issuer = Some(issuer);
+    setup.listen_host = Some("127.0.0.1".into());
+    setup.extra = vec!["--oidc-clock-skew".into(), "0s".into()];
+    let gw = Gateway::start(setup).await;
+    let (_driver, b) = start_browser().await;
+
+    sign_in(&b, &gw, "est-ensemble-data").await;
+    let first = b
+        .get_named_cookie("serre_console")
+        .await
+        .expect("session cookie")
+        .value()
+        .to_owned();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The access token has lapsed: the page still opens, with a renewed cookie.
+    b.goto(&format!("{}/console/bacs-a-sable", gw.url))
+        .await
+        .expect("goto");
+    wait_for(&b, "#demande").await;
+    assert_eq!(text_of(&b, "#utilisateur").await, "est-ensemble-data");
+    let renewed = b
+        .get_named_cookie("serre_console")
+        .await
+        .expect("session cookie")
+        .value()
+        .to_owned();
+    assert_ne!(first, renewed, "the session cookie was not renewed");
+    // A form sent after the renewed token lapsed too is not lost: renewed again, created.
+    type_in(&b, "#name", "renouvelee").await;
+    type_in(&b, "#purpose", "Une session qui dure plus que son jeton").await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    click(&b, "#demander").await;
+    wait_for(&b, "#cree").await;
+    assert!(
+        text_of(&b, "#bacs")
+            .await
+            .contains("est-ensemble--renouvelee")
+    );
+    b.close().await.expect("close");
+    gw.stop().await;
 }

@@ -31,7 +31,10 @@ mod usage;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -205,7 +208,22 @@ pub fn router(body_limit: usize, timeout: Duration, upload_timeout: Duration) ->
             StatusCode::SERVICE_UNAVAILABLE,
             upload_timeout,
         ));
-    pages.merge(uploads).fallback(pages::not_found)
+    pages
+        .merge(uploads)
+        .fallback(pages::not_found)
+        .layer(middleware::from_fn(renewed_cookie))
+}
+
+/// Give every console request a [`pages::Renewal`] slot, and send the session cookie the
+/// session extractor left in it (a lapsed access token renewed with the refresh token).
+async fn renewed_cookie(mut req: Request, next: Next) -> Response {
+    let renewal = pages::Renewal::default();
+    req.extensions_mut().insert(renewal.clone());
+    let mut resp = next.run(req).await;
+    if let Some(v) = renewal.take().and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
 }
 
 /// A signed-in session for `access_token`, as the `Cookie` header value a browser would
@@ -215,6 +233,7 @@ pub fn session_cookie(console: &Console, access_token: &str, csrf: &str) -> Stri
         access_token: access_token.to_owned(),
         csrf: csrf.to_owned(),
         expires: chrono::Utc::now().timestamp() + 3600,
+        refresh_token: None,
     };
     format!(
         "{}={}",
