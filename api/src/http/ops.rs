@@ -35,6 +35,7 @@ use crate::error::{ApiError, ErrorBody};
         super::data_policy::get, super::data_policy::put,
         super::grants::create, super::grants::list, super::grants::get_one,
         super::grants::revoke, super::grants::data, super::grants::profile,
+        super::grants::preview,
         super::runs::create, super::runs::list, super::runs::get_one, super::runs::cancel,
         super::run_report::report, super::run_report::practices, super::runs::quality, super::run_data::data, super::sandbox_report::report,
         super::run_outputs::logs, super::run_outputs::list_results, super::run_outputs::download_result,

@@ -65,7 +65,39 @@ pub async fn report(
             )]));
         }
     };
-    let (_, run) = load_run(&app, &ctx, Action::RunRead, &name, &id).await?;
+    let body = build_report(&app, &ctx, &name, &id).await?;
+    match format {
+        "html" => Ok(Html(report::html(&body)).into_response()),
+        "csv" => {
+            let csv = frugality::csv(&body.frugality, &body.practices)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok((
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        "text/csv; charset=utf-8; header=present",
+                    ),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"frugality-report.csv\"",
+                    ),
+                ],
+                csv,
+            )
+                .into_response())
+        }
+        _ => Ok(Json(body).into_response()),
+    }
+}
+
+/// A run's frugality report (the API's `…/report` and the console's report page).
+pub async fn build_report(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    id: &str,
+) -> Result<RunReport, ApiError> {
+    let (_, run) = load_run(app, ctx, Action::RunRead, name, id).await?;
     let accountant = &app.accountant;
     let figures = match run
         .summary_json
@@ -79,7 +111,7 @@ pub async fn report(
             .map_err(|e| ApiError::Internal(e.to_string()))?,
     };
     let spec: Option<TrialRunSpec> = serde_json::from_str(&run.spec_json).ok();
-    let inputs = report_inputs(&app, &run, spec.as_ref()).await?;
+    let inputs = report_inputs(app, &run, spec.as_ref()).await?;
     let this = (
         inputs.phase.clone(),
         inputs.functional_unit.as_ref().map(|(n, _)| n.clone()),
@@ -156,7 +188,7 @@ pub async fn report(
     }
     if run.solution.is_some() {
         app.record(
-            &ctx,
+            ctx,
             "run.report.compared",
             format!("Run::{id:?}"),
             Some(&run.tenant),
@@ -165,7 +197,7 @@ pub async fn report(
         )
         .await?;
     }
-    let body = RunReport {
+    Ok(RunReport {
         run: run.name.clone(),
         sandbox: run.sandbox.clone(),
         tenant: run.tenant.clone(),
@@ -197,31 +229,9 @@ pub async fn report(
         figures,
         carbon: CarbonNote::from_params(&accountant.carbon),
         comparison,
-        practices: practices_of(&app, &run.name).await?,
+        practices: practices_of(app, &run.name).await?,
         generated_at: Utc::now(),
-    };
-    match format {
-        "html" => Ok(Html(report::html(&body)).into_response()),
-        "csv" => {
-            let csv = frugality::csv(&body.frugality, &body.practices)
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok((
-                [
-                    (
-                        header::CONTENT_TYPE,
-                        "text/csv; charset=utf-8; header=present",
-                    ),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"frugality-report.csv\"",
-                    ),
-                ],
-                csv,
-            )
-                .into_response())
-        }
-        _ => Ok(Json(body).into_response()),
-    }
+    })
 }
 
 /// What the report needs beside the ledger: the run's phase, requests and functional
