@@ -173,7 +173,8 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
             audit.clone(),
             cluster_handle.clone(),
         )
-        .map_err(|e| StartError::Usage(e.to_string()))?,
+        .map_err(|e| StartError::Usage(e.to_string()))?
+        .with_signer(data.audit_signer.clone()),
     );
     let push = Arc::new(Notify::new());
     let app = Arc::new(App {

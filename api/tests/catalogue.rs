@@ -87,7 +87,8 @@ fn result(run: &str, phase: &str, kwh: f64, gco2e: f64, units: Option<f64>) -> V
 }
 
 /// A result recorded from a trial run by the gateway's accounting (the only kind that
-/// counts as measured), written to the store as the accounting does when a run closes.
+/// counts as measured), written to the store as the accounting does when a run closes:
+/// signed with the gateway's key.
 #[allow(clippy::too_many_arguments)]
 async fn measured(
     gw: &Gateway,
@@ -99,30 +100,47 @@ async fn measured(
     units: Option<f64>,
     estimated: bool,
 ) {
-    let now = serre_api::store::timestamp(chrono::Utc::now());
+    let mut row = from_run(solution, run, phase, kwh, gco2e, units, estimated);
+    serre_api::catalogue::attestation::sign(&gw.app().data.audit_signer, &mut row);
     gw.app()
         .store
-        .attach_trial_result(&serre_api::store::TrialResultRow {
-            id: uuid::Uuid::new_v4().to_string(),
-            solution_id: solution.into(),
-            run_id: run.into(),
-            tenant: "est-ensemble".into(),
-            sandbox: "est-ensemble--trial".into(),
-            phase: phase.into(),
-            kwh,
-            gco2e,
-            duration_s: 3600.0,
-            functional_units: units,
-            quality_metric: None,
-            quality_value: None,
-            measured_at: "2026-05-01T10:00:00Z".into(),
-            method_json: json!({"estimated": estimated, "meter": "nvml+rapl"}).to_string(),
-            recorded_by: serre_api::catalogue::RUN_RECORDER.into(),
-            recorded_at: now,
-            resources_json: None,
-        })
+        .attach_trial_result(&row)
         .await
         .expect("result recorded");
+}
+
+/// A result as a run would attach it, unsigned.
+fn from_run(
+    solution: &str,
+    run: &str,
+    phase: &str,
+    kwh: f64,
+    gco2e: f64,
+    units: Option<f64>,
+    estimated: bool,
+) -> serre_api::store::TrialResultRow {
+    let now = serre_api::store::timestamp(chrono::Utc::now());
+    serre_api::store::TrialResultRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        solution_id: solution.into(),
+        run_id: run.into(),
+        tenant: "est-ensemble".into(),
+        sandbox: "est-ensemble--trial".into(),
+        phase: phase.into(),
+        kwh,
+        gco2e,
+        duration_s: 3600.0,
+        functional_units: units,
+        quality_metric: None,
+        quality_value: None,
+        measured_at: "2026-05-01T10:00:00Z".into(),
+        method_json: json!({"estimated": estimated, "meter": "nvml+rapl"}).to_string(),
+        recorded_by: serre_api::catalogue::RUN_RECORDER.into(),
+        recorded_at: now,
+        resources_json: None,
+        signature: None,
+        key_id: None,
+    }
 }
 
 fn close(v: &Value, expected: f64) -> bool {
@@ -433,6 +451,74 @@ async fn the_environmental_criterion_is_derived_from_measured_runs(backend: Back
     assert!(close(&a["gco2ePerUnit"], 0.025), "{a}");
     let (_, l) = get(&gw, SOLUTIONS, &vera).await;
     assert_eq!(l[0]["criteria"]["environmentalImpact"]["score"], 4);
+    let counted: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["countedAs"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sorted(counted.iter().map(|s| s.to_string()).collect()),
+        ["declared", "measured", "measured", "measured", "modelled"]
+    );
+
+    // Written to the database as if from a run, without the gateway's signature: shown
+    // as unverified, never scored (an absurdly good figure changes nothing).
+    let forged = from_run(&id, "run-4", "inference", 0.000_001, 0.0, Some(1e6), false);
+    gw.app()
+        .store
+        .attach_trial_result(&forged)
+        .await
+        .expect("row written");
+    let (_, v) = get(&gw, &path, &bob).await;
+    let a = &v["criteria"]["environmentalImpact"]["assessment"];
+    assert_eq!(
+        (a["unverifiedResults"].as_u64(), a["score"].as_i64()),
+        (Some(1), Some(4)),
+        "{a}"
+    );
+    assert!(close(&a["whPerUnit"], 0.5), "{a}");
+    // An attached result is immutable in the database itself.
+    let edit = gw
+        .app()
+        .store
+        .execute_raw("UPDATE catalogue_trial_results SET kwh = 0.000001")
+        .await;
+    assert!(edit.is_err(), "{edit:?}");
+    // Each signed result checks with the gateway's published public key, offline.
+    let (s, key) = get(&gw, "/v1/catalogue/signing-key", &bob).await;
+    assert_eq!(s, 200, "{key}");
+    let verifier = serre_crypto::CertificateVerifier::from_public_key_pem(
+        key["publicKeyPem"].as_str().unwrap(),
+    )
+    .expect("public key");
+    let mut checked = 0;
+    for r in v["results"].as_array().unwrap() {
+        let Some(att) = r.get("attestation").filter(|a| !a.is_null()) else {
+            let unsigned = [json!("declared"), json!("unverified")];
+            assert!(unsigned.contains(&r["countedAs"]), "{r}");
+            continue;
+        };
+        assert_eq!(att["keyId"], key["keyId"]);
+        let payload = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            att["payload"].as_str().unwrap(),
+        )
+        .unwrap();
+        verifier
+            .verify_bytes(
+                &payload,
+                att["signature"].as_str().unwrap(),
+                att["keyId"].as_str().unwrap(),
+            )
+            .expect("signature verifies");
+        let signed: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(signed["runId"], r["runId"]);
+        assert_eq!(signed["kwh"], r["kwh"]);
+        assert_eq!(signed["solutionId"], json!(id));
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
 
     // The hand attachment is audited, in the tenant the run belonged to, as declared.
     let (_, page) = get(&gw, "/v1/audit?limit=1000", &mgp).await;
@@ -626,7 +712,10 @@ async fn exports_hold_the_published_entries(backend: Backend) {
     assert_eq!(sa["@id"], format!("urn:uuid:{a_id}"));
     assert_eq!(sa["@type"], "dcat:DataService");
     assert_eq!(sa["dct:title"], "Résumé");
-    assert_eq!(sa["dct:publisher"]["@type"], "foaf:Organization");
+    assert_eq!(
+        sa["dct:publisher"]["@type"],
+        json!(["foaf:Agent", "foaf:Organization"])
+    );
     assert_eq!(sa["dct:publisher"]["foaf:name"], "Acme, \"the\" vendor");
     assert_eq!(
         sa["dct:license"]["@id"],
@@ -652,7 +741,122 @@ async fn exports_hold_the_published_entries(backend: Backend) {
     );
     assert_eq!(sa["serre:scores"]["serre:environmentalImpact"], 3);
 
+    // The official DCAT-AP 3.0.1 SHACL shapes accept it (pySHACL), and data.gouv.fr's
+    // harvester finds what it reads for a dcat:DataService.
+    let checked = dcat_ap_check(&body);
+    assert_eq!(
+        checked["conforms"],
+        true,
+        "{}",
+        checked["report"].as_str().unwrap_or_default()
+    );
+    assert_eq!(
+        checked["mutantConforms"], false,
+        "the shapes are not vacuous"
+    );
+    let harvested = checked["services"].as_array().expect("services");
+    assert_eq!(harvested.len(), 2);
+    let ha = harvested
+        .iter()
+        .find(|s| s["identifier"] == *a_id)
+        .expect("a harvested");
+    assert_eq!(ha["uri"], format!("urn:uuid:{a_id}"));
+    assert_eq!(ha["title"], "Résumé");
+    assert_eq!(
+        ha["description"],
+        "Line one, with a comma\nand \"quotes\" on line two"
+    );
+    assert!(
+        ha["endpointURL"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/v1/catalogue/solutions/{a_id}")),
+        "{ha}"
+    );
+    assert!(
+        ha["endpointDescription"]
+            .as_str()
+            .unwrap()
+            .ends_with("/openapi.json")
+    );
+    assert_eq!(ha["license"], "http://spdx.org/licenses/EUPL-1.2");
+    assert_eq!(
+        (
+            ha["issuedIsDateTime"].as_bool(),
+            ha["modifiedIsDateTime"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    assert!(
+        ha["keywords"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ai-act:limited"))
+    );
+
+    // The structured documents are in the OpenAPI document.
+    let (_, doc) = gw.call("GET", "/openapi.json", None, None).await;
+    for schema in [
+        "RunReport",
+        "Frugality",
+        "PhaseReport",
+        "ReportFigure",
+        "Sci",
+        "PracticeChecklist",
+        "Attestation",
+        "SigningKey",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
+    }
+    for (path, method) in [
+        ("/v1/catalogue/signing-key", "get"),
+        ("/v1/sandboxes/{name}/runs/{id}/practices", "put"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+
     let got = get(&gw, "/v1/catalogue/export?format=xml", &bob).await;
     assert_issue(&got, "format", "one_of");
     gw.stop().await;
+}
+
+/// Validate a DCAT-AP export with pySHACL against the official shapes kept in
+/// api/tests/fixtures/dcat-ap/, and read it as data.gouv.fr's harvester does
+/// (api/tests/dcat_ap_check.py). The Python with pySHACL: `SERRE_PYSHACL_PYTHON`
+/// (deploy/dev/test.sh sets it to its cached venv), else that venv's usual place. Its
+/// absence is a failure, never a skip.
+fn dcat_ap_check(export: &[u8]) -> Value {
+    let root = support::repo_root();
+    let python = std::env::var_os("SERRE_PYSHACL_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/serre/python-pyshacl-0.40.1/bin/python3")
+        });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("export.jsonld");
+    std::fs::write(&file, export).expect("write export");
+    let shapes = root.join("api/tests/fixtures/dcat-ap");
+    let out = std::process::Command::new(&python)
+        .arg(root.join("api/tests/dcat_ap_check.py"))
+        .arg(&file)
+        .arg(shapes.join("dcat-ap-SHACL.ttl"))
+        .arg(shapes.join("ranges.ttl"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (a Python with pyshacl 0.40.1: deploy/dev/test.sh installs it, or set SERRE_PYSHACL_PYTHON): {e}",
+                python.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "dcat_ap_check.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("dcat_ap_check.py prints JSON")
 }

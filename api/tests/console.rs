@@ -6,7 +6,7 @@ mod support;
 
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use support::groups::{EE_DATA, MONTREUIL_ADMIN};
+use support::groups::{EE_ADMIN, EE_DATA, MGP, MONTREUIL_ADMIN};
 use support::{Backend, Gateway, Setup, local_gateway, oidc, sandbox_body};
 
 /// A client that shows redirects instead of following them.
@@ -293,5 +293,1012 @@ async fn sign_in_sends_pkce_and_state_and_the_callback_checks_state() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    gw.stop().await;
+}
+
+/// A `multipart/form-data` body, as a browser sends the upload form: text fields in
+/// order, then the file (when given).
+fn multipart(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (String, Vec<u8>) {
+    let boundary = "----serre-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    if let Some((filename, bytes)) = file {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"fichier\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn post_multipart(
+    gw: &Gateway,
+    path: &str,
+    cookie: &str,
+    fields: &[(&str, &str)],
+    file: Option<(&str, &[u8])>,
+) -> (StatusCode, String, String) {
+    let (content_type, body) = multipart(fields, file);
+    let resp = client()
+        .post(format!("{}{path}", gw.url))
+        .header(COOKIE, cookie)
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, location, resp.text().await.expect("body"))
+}
+
+/// 30 residents: id, age, postcode.
+fn residents_csv() -> String {
+    let mut csv = String::from("id,age,postcode\n");
+    for i in 0..30 {
+        let postcode = if i % 2 == 0 { "93100" } else { "94200" };
+        csv.push_str(&format!("{i},{},{postcode}\n", 20 + i));
+    }
+    csv
+}
+
+#[tokio::test]
+async fn datasets_are_uploaded_with_the_form_and_shown_only_to_their_tenant() {
+    let gw = local_gateway(Backend::Sqlite).await;
+    let alice = gw.token("alice", EE_DATA);
+    let bob = gw.token("bob", MONTREUIL_ADMIN);
+    let cookie = session(&gw, &alice, "csrf-alice");
+    let csv = residents_csv();
+    let fields = |csrf: &'static str, name: &'static str| {
+        vec![
+            ("csrf", csrf),
+            ("tenant", "est-ensemble"),
+            ("name", name),
+            ("classification", "personal"),
+            ("description", "Résidents (test)"),
+            ("format", "auto"),
+            ("header", "oui"),
+            ("delimiter", ","),
+            ("types", ""),
+        ]
+    };
+
+    // The page and its form.
+    let (s, _, html) = get(&gw, "/console/donnees", Some(&cookie)).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("id=\"depot\"") && html.contains("enctype=\"multipart/form-data\""));
+
+    // Without the session's CSRF token: refused, nothing stored.
+    for csrf in ["", "wrong"] {
+        let (s, _, html) = post_multipart(
+            &gw,
+            "/console/donnees",
+            &cookie,
+            &fields(csrf, "residents"),
+            Some(("residents.csv", csv.as_bytes())),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{html}");
+    }
+    let (_, list) = gw.call("GET", "/v1/datasets", Some(&alice), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+
+    // The API's validation, in French beside the field; what was typed is kept.
+    let (s, _, html) = post_multipart(
+        &gw,
+        "/console/donnees",
+        &cookie,
+        &fields("csrf-alice", "Pas Un Nom"),
+        Some(("residents.csv", csv.as_bytes())),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("id=\"name-erreur\""), "{html}");
+    assert!(html.contains("Le nom ne peut contenir"), "{html}");
+    assert!(
+        html.contains("Résidents (test)"),
+        "description kept: {html}"
+    );
+    assert!(html.contains("id=\"fichier-erreur\""), "{html}");
+    // A file the engine cannot read, and a file whose format its name does not say.
+    let (s, _, html) = post_multipart(
+        &gw,
+        "/console/donnees",
+        &cookie,
+        &fields("csrf-alice", "residents"),
+        Some(("residents.csv", b"id,age\n1,2,3,4\n")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("pas pu être lu : invalid CSV"), "{html}");
+    let (s, _, html) = post_multipart(
+        &gw,
+        "/console/donnees",
+        &cookie,
+        &fields("csrf-alice", "residents"),
+        Some(("residents.txt", csv.as_bytes())),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("id=\"format-erreur\""), "{html}");
+    let (_, list) = gw.call("GET", "/v1/datasets", Some(&alice), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 0, "nothing stored: {list}");
+
+    // Stored through the API's own upload: version 1, its schema, its classification.
+    let (s, to, html) = post_multipart(
+        &gw,
+        "/console/donnees",
+        &cookie,
+        &fields("csrf-alice", "residents"),
+        Some(("residents.csv", csv.as_bytes())),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{html}");
+    let (_, list) = gw.call("GET", "/v1/datasets", Some(&alice), None).await;
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(to, format!("/console/donnees/{id}?cree=1"));
+    assert_eq!(list[0]["createdBy"], "alice");
+    assert_eq!(list[0]["versions"][0]["rows"], 30);
+    let (s, _, html) = get(&gw, &to, Some(&cookie)).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    for text in [
+        "id=\"cree\"",
+        "Personnelles",
+        "id=\"schema\"",
+        "<td>postcode</td>",
+        "<code>int64</code>",
+    ] {
+        assert!(html.contains(text), "{text} missing:\n{html}");
+    }
+
+    // A new version through the dataset's form.
+    let (s, to, html) = post_multipart(
+        &gw,
+        &format!("/console/donnees/{id}/versions"),
+        &cookie,
+        &[
+            ("csrf", "csrf-alice"),
+            ("format", "csv"),
+            ("header", "oui"),
+            ("delimiter", ";"),
+        ],
+        Some(("v2", b"id;age;postcode\n1;30;93100\n")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{html}");
+    assert_eq!(to, format!("/console/donnees/{id}?version=2&cree=1"));
+    let (_, v) = gw
+        .call("GET", &format!("/v1/datasets/{id}"), Some(&alice), None)
+        .await;
+    assert_eq!(v["latestVersion"], 2, "{v}");
+    let (_, _, html) = get(&gw, "/console/donnees", Some(&cookie)).await;
+    assert!(html.contains("residents"), "{html}");
+
+    // Montreuil's admin sees none of it: not listed, 404 page, no version added.
+    let bob_cookie = session(&gw, &bob, "csrf-bob");
+    let (s, _, html) = get(&gw, "/console/donnees", Some(&bob_cookie)).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(!html.contains("residents") && !html.contains(&id), "{html}");
+    let (s, _, html) = get(&gw, &format!("/console/donnees/{id}"), Some(&bob_cookie)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{html}");
+    assert!(html.contains("Page introuvable") && !html.contains("postcode"));
+    let (s, _, html) = post_multipart(
+        &gw,
+        &format!("/console/donnees/{id}/versions"),
+        &bob_cookie,
+        &[("csrf", "csrf-bob"), ("format", "csv")],
+        Some(("x.csv", csv.as_bytes())),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{html}");
+    // Nor can Bob file a dataset under Est Ensemble.
+    let (s, _, html) = post_multipart(
+        &gw,
+        "/console/donnees",
+        &bob_cookie,
+        &[
+            ("csrf", "csrf-bob"),
+            ("tenant", "est-ensemble"),
+            ("name", "intrus"),
+            ("classification", "open"),
+        ],
+        Some(("x.csv", csv.as_bytes())),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("id=\"tenant-erreur\""), "{html}");
+    let (_, v) = gw
+        .call("GET", &format!("/v1/datasets/{id}"), Some(&alice), None)
+        .await;
+    assert_eq!(v["latestVersion"], 2, "{v}");
+    assert_eq!(
+        gw.call("GET", "/v1/datasets", Some(&alice), None)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    gw.stop().await;
+}
+
+/// Upload the residents as a personal dataset of Est Ensemble through the API: its id.
+async fn residents(gw: &Gateway, token: &str) -> String {
+    let r = gw
+        .http
+        .post(format!(
+            "{}/v1/datasets?tenant=est-ensemble&name=residents&classification=personal&types=postcode:string",
+            gw.url
+        ))
+        .bearer_auth(token)
+        .header("content-type", "text/csv")
+        .body(residents_csv())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().await.expect("json");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test]
+async fn grants_are_previewed_created_and_revoked_with_the_form_by_their_tenant_admin_only() {
+    let gw = local_gateway(Backend::Sqlite).await;
+    let carol = gw.token("carol", EE_ADMIN);
+    let alice = gw.token("alice", EE_DATA);
+    let bob = gw.token("bob", MONTREUIL_ADMIN);
+    let id = residents(&gw, &alice).await;
+    let cookie = session(&gw, &carol, "csrf-carol");
+    let expires = (chrono::Utc::now() + chrono::Duration::days(20))
+        .format("%Y-%m-%d")
+        .to_string();
+
+    // The list offers the dataset; the form shows its columns.
+    let (s, _, html) = get(&gw, "/console/partages", Some(&cookie)).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains(&format!("value=\"{id}\"")), "{html}");
+    let (s, _, html) = get(
+        &gw,
+        &format!("/console/partages/nouveau?jeu={id}"),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("name=\"rule.postcode\"") && html.contains("id=\"previsualiser\""));
+
+    let form = |csrf: &'static str, action: &'static str, age_param: &'static str| {
+        let f: Vec<(String, String)> = [
+            ("csrf", csrf),
+            ("dataset", id.as_str()),
+            ("version", "1"),
+            ("grantee_kind", "vendor"),
+            ("vendor", "vendor-x"),
+            ("col.id", "oui"),
+            ("rule.id", "pseudonymise"),
+            ("col.age", "oui"),
+            ("rule.age", "bin"),
+            ("param.age", age_param),
+            ("qi.age", "oui"),
+            ("col.postcode", "oui"),
+            ("rule.postcode", "prefix"),
+            ("param.postcode", "2"),
+            ("qi.postcode", "oui"),
+            ("purpose", "Prévoir la fréquentation"),
+            ("expires", expires.as_str()),
+            ("action", action),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        f
+    };
+    let post = |f: Vec<(String, String)>, cookie: String, path: &'static str| {
+        let gw_url = gw.url.clone();
+        async move {
+            let resp = client()
+                .post(format!("{gw_url}{path}"))
+                .header(COOKIE, cookie)
+                .form(&f)
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status();
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (status, location, resp.text().await.expect("body"))
+        }
+    };
+
+    // The preview: ages by year are unique, so the smallest class is 1 row and the gate
+    // (min k 5, personal data to a vendor) would refuse; by decades it reaches 5.
+    let (s, _, html) = post(
+        form("csrf-carol", "apercu", "1"),
+        cookie.clone(),
+        "/console/partages",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("La plus petite classe compte 1 ligne "),
+        "{html}"
+    );
+    assert!(html.contains("Le partage serait refusé"), "{html}");
+    let (s, _, html) = post(
+        form("csrf-carol", "apercu", "10"),
+        cookie.clone(),
+        "/console/partages",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("La plus petite classe compte 5 lignes "),
+        "{html}"
+    );
+    assert!(
+        html.contains("k = 5") && !html.contains("Le partage serait refusé"),
+        "{html}"
+    );
+    assert!(
+        html.contains("value=\"10\""),
+        "the form comes back as typed: {html}"
+    );
+    // The API's preview is the same function: the same smallest class.
+    let body = serde_json::json!({
+        "datasetId": id, "version": 1, "grantee": {"vendor": "vendor-x"},
+        "columns": ["id", "age", "postcode"],
+        "recipe": {"columns": {"id": "pseudonymise", "age": {"generalise": {"bin": 10.0}},
+                               "postcode": {"generalise": {"prefix": 2}}},
+                   "quasiIdentifiers": ["age", "postcode"]},
+        "purpose": "Prévoir", "expiresAt": (chrono::Utc::now() + chrono::Duration::days(20)).to_rfc3339(),
+    });
+    let (s, p) = gw
+        .call(
+            "POST",
+            "/v1/grants/preview",
+            Some(&carol),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(
+        (p["smallestClass"].as_u64(), p["minK"].as_u64()),
+        (Some(5), Some(5)),
+        "{p}"
+    );
+    assert!(p["refusal"].is_null(), "{p}");
+    let (s, _) = gw
+        .call("POST", "/v1/grants/preview", Some(&bob), Some(body))
+        .await;
+    assert_eq!(s, 404, "another tenant's admin previews nothing");
+    let (_, list) = gw.call("GET", "/v1/grants", Some(&carol), None).await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        0,
+        "a preview creates nothing: {list}"
+    );
+
+    // Bad input: French errors beside their field, nothing created, choices kept.
+    let mut f = form("csrf-carol", "creer", "dix");
+    let (s, _, html) = post(f.clone(), cookie.clone(), "/console/partages").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(
+        html.contains("id=\"param-1-erreur\"") && html.contains("largeur des tranches"),
+        "{html}"
+    );
+    f.retain(|(k, _)| k != "purpose");
+    f.iter_mut()
+        .filter(|(k, _)| k == "param.age")
+        .for_each(|(_, v)| *v = "10".into());
+    let (s, _, html) = post(f, cookie.clone(), "/console/partages").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(
+        html.contains("id=\"purpose-erreur\"") && html.contains("Indiquez la finalité"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"vendor-x\""), "{html}");
+    // The gate itself, on creation: refused with the reason.
+    let (s, _, html) = post(
+        form("csrf-carol", "creer", "1"),
+        cookie.clone(),
+        "/console/partages",
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("Le seuil de k-anonymat n"), "{html}");
+    // Without the CSRF token: refused.
+    let (s, _, _) = post(form("", "creer", "10"), cookie.clone(), "/console/partages").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, list) = gw.call("GET", "/v1/grants", Some(&carol), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+
+    // Created through the API's own creation.
+    let (s, to, html) = post(
+        form("csrf-carol", "creer", "10"),
+        cookie.clone(),
+        "/console/partages",
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{html}");
+    let (_, list) = gw.call("GET", "/v1/grants", Some(&carol), None).await;
+    let grant = list[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(to, format!("/console/partages?cree={grant}"));
+    assert_eq!(list[0]["kAnonymity"]["smallestClassOut"], 5, "{list}");
+    let (_, _, html) = get(&gw, &to, Some(&cookie)).await;
+    assert!(
+        html.contains(&format!("id=\"revoquer-{grant}\"")) && html.contains("5 lignes"),
+        "{html}"
+    );
+
+    // A member sees it, without the button, and cannot revoke it.
+    let alice_cookie = session(&gw, &alice, "csrf-alice");
+    let (_, _, html) = get(&gw, "/console/partages", Some(&alice_cookie)).await;
+    assert!(
+        html.contains(&format!("partage-{grant}")) && !html.contains("id=\"revoquer-"),
+        "{html}"
+    );
+    let revoke_path = format!("/console/partages/{grant}/revoquer");
+    let (s, _, _) = post_form(&gw, &revoke_path, &alice_cookie, &[("csrf", "csrf-alice")]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Montreuil's admin sees none of it.
+    let bob_cookie = session(&gw, &bob, "csrf-bob");
+    let (_, _, html) = get(&gw, "/console/partages", Some(&bob_cookie)).await;
+    assert!(!html.contains(&grant) && !html.contains(&id), "{html}");
+    let (s, _, _) = get(
+        &gw,
+        &format!("/console/partages/nouveau?jeu={id}"),
+        Some(&bob_cookie),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = post_form(&gw, &revoke_path, &bob_cookie, &[("csrf", "csrf-bob")]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let mut f = form("csrf-bob", "creer", "10");
+    f.iter_mut()
+        .filter(|(k, _)| k == "csrf")
+        .for_each(|(_, v)| *v = "csrf-bob".into());
+    let (s, _, _) = post(f, bob_cookie.clone(), "/console/partages").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, g) = gw
+        .call("GET", &format!("/v1/grants/{grant}"), Some(&carol), None)
+        .await;
+    assert_eq!(g["state"], "active", "{g}");
+
+    // Revocation: CSRF needed, then revoked.
+    let (s, _, _) = post_form(&gw, &revoke_path, &cookie, &[("csrf", "nope")]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, to, _) = post_form(&gw, &revoke_path, &cookie, &[("csrf", "csrf-carol")]).await;
+    assert_eq!(
+        (s, to),
+        (
+            StatusCode::SEE_OTHER,
+            format!("/console/partages?revoque={grant}")
+        )
+    );
+    let (_, g) = gw
+        .call("GET", &format!("/v1/grants/{grant}"), Some(&carol), None)
+        .await;
+    assert_eq!(g["state"], "revoked", "{g}");
+    gw.stop().await;
+}
+
+/// A finished run of `sandbox` as the gateway records it (no cluster in these tests: the
+/// row is written to the gateway's store, as tests/trust_boundaries.rs does).
+fn finished_run(name: &str, sandbox: &str, by: &str) -> serre_api::store::RunRow {
+    let spec = serde_json::json!({
+        "sandbox": sandbox, "image": "registry.example.fr/vendors/model:1",
+        "resources": {"cpu": "1", "memory": "1Gi"},
+        "kind": "inference", "timeoutSeconds": 600, "requestedBy": by,
+    });
+    let spec: serre_resources::TrialRunSpec = serde_json::from_value(spec).expect("spec");
+    let now = chrono::Utc::now();
+    let at = |d: i64| (now - chrono::Duration::minutes(d)).to_rfc3339();
+    serre_api::store::RunRow {
+        name: name.into(),
+        namespace: format!("serre-{sandbox}"),
+        sandbox: sandbox.into(),
+        tenant: "est-ensemble".into(),
+        solution: None,
+        kind: "inference".into(),
+        requested_by: by.into(),
+        spec_json: serde_json::to_string(&spec).expect("spec json"),
+        created_at: at(30),
+        phase: "Succeeded".into(),
+        started_at: Some(at(20)),
+        finished_at: Some(at(10)),
+        exit_reason: Some("Completed".into()),
+        summary_json: None,
+        closed_at: None,
+        quality_metric: None,
+        quality_value: None,
+    }
+}
+
+#[tokio::test]
+async fn a_sandbox_runs_their_status_log_results_and_report_show_to_its_tenant_only() {
+    let gw = local_gateway(Backend::Sqlite).await;
+    let alice = gw.token("alice", EE_DATA);
+    let bob = gw.token("bob", MONTREUIL_ADMIN);
+    let (s, v) = gw
+        .call(
+            "POST",
+            "/v1/sandboxes",
+            Some(&alice),
+            Some(sandbox_body("est-ensemble", "bus", 10)),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let sb = "est-ensemble--bus";
+    let app = gw.app();
+    app.store
+        .insert_run(&finished_run("run-000000000042", sb, "alice"))
+        .await
+        .expect("run");
+    // The run's own ledger rows (what the accounting records from the cluster's figures).
+    let mut row = ledger_row(
+        chrono::Utc::now() - chrono::Duration::minutes(15),
+        "est-ensemble",
+        &format!("serre-{sb}"),
+        0.002,
+        "modelled",
+    );
+    row.run = "run-000000000042".into();
+    app.store
+        .record_usage_window(chrono::Utc::now(), &[row])
+        .await
+        .expect("ledger");
+    app.accountant
+        .pass(chrono::Utc::now(), &app.tenants)
+        .await
+        .expect("accounting pass");
+
+    let cookie = session(&gw, &alice, "csrf-alice");
+    let base = format!("/console/bacs-a-sable/{sb}/executions");
+    let (s, _, html) = get(&gw, &format!("/console/bacs-a-sable/{sb}"), Some(&cookie)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains(&format!("href=\"{base}\"")), "{html}");
+    let (s, _, html) = get(&gw, &base, Some(&cookie)).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("run-000000000042") && html.contains("Réussie"),
+        "{html}"
+    );
+    let run = format!("{base}/run-000000000042");
+    let (s, _, html) = get(&gw, &run, Some(&cookie)).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("registry.example.fr/vendors/model:1"),
+        "{html}"
+    );
+    // Without a cluster the gateway has no logs or results: said in French, not a 409 page.
+    assert!(
+        html.contains("id=\"resultats-note\"") && html.contains("sans cluster"),
+        "{html}"
+    );
+    let (s, _, html) = get(&gw, &format!("{run}/journal"), Some(&cookie)).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("id=\"journal-note\""), "{html}");
+    let (s, _, html) = get(&gw, &format!("{run}/rapport"), Some(&cookie)).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    for text in [
+        "Rapport de frugalité",
+        "id=\"energie\"",
+        "modélisée",
+        "id=\"mesures\"",
+    ] {
+        assert!(html.contains(text), "{text} missing:\n{html}");
+    }
+    assert!(
+        !html.contains("id=\"provisoire\""),
+        "the run was closed: {html}"
+    );
+
+    // Montreuil's admin: nothing, 404 everywhere (as the API answers).
+    let bob_cookie = session(&gw, &bob, "csrf-bob");
+    for path in [
+        base.clone(),
+        run.clone(),
+        format!("{run}/journal"),
+        format!("{run}/rapport"),
+        format!("{run}/resultats/metrics.json"),
+    ] {
+        let (s, _, html) = get(&gw, &path, Some(&bob_cookie)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {html}");
+        assert!(!html.contains("run-000000000042"), "{path}: {html}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn approvals_members_and_the_policy_follow_the_tenant_admin_rules() {
+    let gw = local_gateway(Backend::Sqlite).await;
+    let alice = gw.token("alice", EE_DATA);
+    let carol = gw.token("carol", EE_ADMIN);
+    let bob = gw.token("bob", MONTREUIL_ADMIN);
+    // 60 days: beyond the 30 days of self-service, so it waits for an admin.
+    let (s, v) = gw
+        .call(
+            "POST",
+            "/v1/sandboxes",
+            Some(&alice),
+            Some(sandbox_body("est-ensemble", "long", 60)),
+        )
+        .await;
+    assert_eq!(
+        (s, v["request"]["state"].as_str()),
+        (201, Some("PendingApproval")),
+        "{v}"
+    );
+    let (s, v) = gw
+        .call(
+            "POST",
+            "/v1/sandboxes",
+            Some(&alice),
+            Some(sandbox_body("est-ensemble", "court", 60)),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let alice_cookie = session(&gw, &alice, "csrf-alice");
+    let carol_cookie = session(&gw, &carol, "csrf-carol");
+    let bob_cookie = session(&gw, &bob, "csrf-bob");
+
+    // The tenant's self-service policy beside the request form.
+    let (_, _, html) = get(&gw, "/console/bacs-a-sable", Some(&alice_cookie)).await;
+    assert!(
+        html.contains("Libre-service de Est Ensemble")
+            && html.contains("30 jours sans approbation"),
+        "{html}"
+    );
+
+    // Waiting for Carol (Est Ensemble's admin) only.
+    let (s, _, html) = get(&gw, "/console/approbations", Some(&carol_cookie)).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("id=\"approuver-est-ensemble--long\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("/console/approbations\""),
+        "admins see the menu entry: {html}"
+    );
+    for cookie in [&alice_cookie, &bob_cookie] {
+        let (s, _, html) = get(&gw, "/console/approbations", Some(cookie)).await;
+        assert_eq!(s, StatusCode::OK, "{html}");
+        assert!(
+            !html.contains("est-ensemble--long") && html.contains("id=\"aucune\""),
+            "{html}"
+        );
+    }
+    let approve = "/console/approbations/est-ensemble--long/approuver";
+    let reject = "/console/approbations/est-ensemble--court/refuser";
+    let (s, _, _) = post_form(&gw, approve, &bob_cookie, &[("csrf", "csrf-bob")]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = post_form(&gw, approve, &alice_cookie, &[("csrf", "csrf-alice")]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = post_form(&gw, approve, &carol_cookie, &[("csrf", "")]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // A rejection needs a reason: said beside the field.
+    let (s, _, html) = post_form(
+        &gw,
+        reject,
+        &carol_cookie,
+        &[("csrf", "csrf-carol"), ("reason", " ")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(
+        html.contains("id=\"refuser-raison-est-ensemble--court-erreur\""),
+        "{html}"
+    );
+    let (_, v) = gw
+        .call(
+            "GET",
+            "/v1/sandboxes/est-ensemble--court",
+            Some(&carol),
+            None,
+        )
+        .await;
+    assert_eq!(v["request"]["state"], "PendingApproval", "{v}");
+    let (s, to, _) = post_form(
+        &gw,
+        reject,
+        &carol_cookie,
+        &[("csrf", "csrf-carol"), ("reason", "Trop long")],
+    )
+    .await;
+    assert_eq!(
+        (s, to.as_str()),
+        (
+            StatusCode::SEE_OTHER,
+            "/console/approbations?refuse=est-ensemble--court"
+        )
+    );
+    let (s, to, _) = post_form(&gw, approve, &carol_cookie, &[("csrf", "csrf-carol")]).await;
+    assert_eq!(
+        (s, to.as_str()),
+        (
+            StatusCode::SEE_OTHER,
+            "/console/approbations?approuve=est-ensemble--long"
+        )
+    );
+    let (_, v) = gw
+        .call(
+            "GET",
+            "/v1/sandboxes/est-ensemble--long",
+            Some(&carol),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            v["request"]["state"].as_str(),
+            v["request"]["decidedBy"].as_str()
+        ),
+        (Some("Approved"), Some("carol")),
+        "{v}"
+    );
+    let (_, v) = gw
+        .call(
+            "GET",
+            "/v1/sandboxes/est-ensemble--court",
+            Some(&carol),
+            None,
+        )
+        .await;
+    assert_eq!(v["request"]["state"], "Rejected", "{v}");
+
+    // Members: Carol adds and removes a vendor; Alice sees them without the forms; Bob
+    // sees nothing.
+    let members = "/console/bacs-a-sable/est-ensemble--long/membres";
+    let (s, _, html) = post_form(
+        &gw,
+        members,
+        &carol_cookie,
+        &[("csrf", "csrf-carol"), ("subject", "")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("id=\"subject-erreur\""), "{html}");
+    let (s, _, _) = post_form(
+        &gw,
+        members,
+        &carol_cookie,
+        &[("csrf", "x"), ("subject", "vendor-v")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, to, _) = post_form(
+        &gw,
+        members,
+        &carol_cookie,
+        &[("csrf", "csrf-carol"), ("subject", "vendor-v")],
+    )
+    .await;
+    assert_eq!(
+        (s, to.as_str()),
+        (
+            StatusCode::SEE_OTHER,
+            "/console/bacs-a-sable/est-ensemble--long/membres?ajoute=vendor-v"
+        )
+    );
+    let (s, _, html) = post_form(
+        &gw,
+        members,
+        &carol_cookie,
+        &[("csrf", "csrf-carol"), ("subject", "vendor-v")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("déjà membre"), "{html}");
+    let (_, _, html) = get(&gw, members, Some(&alice_cookie)).await;
+    assert!(
+        html.contains("vendor-v")
+            && !html.contains("id=\"ajout-membre\"")
+            && !html.contains("retirer"),
+        "{html}"
+    );
+    let (s, _, html) = get(&gw, members, Some(&bob_cookie)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(!html.contains("vendor-v"));
+    let remove = format!("{members}/vendor-v/retirer");
+    let (s, _, _) = post_form(&gw, &remove, &alice_cookie, &[("csrf", "csrf-alice")]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = post_form(&gw, &remove, &bob_cookie, &[("csrf", "csrf-bob")]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = post_form(&gw, &remove, &carol_cookie, &[("csrf", "csrf-carol")]).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (_, v) = gw
+        .call(
+            "GET",
+            "/v1/sandboxes/est-ensemble--long",
+            Some(&carol),
+            None,
+        )
+        .await;
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(0), "{v}");
+    gw.stop().await;
+}
+
+fn ledger_row(
+    at: chrono::DateTime<chrono::Utc>,
+    tenant: &str,
+    namespace: &str,
+    kwh: f64,
+    method: &str,
+) -> serre_api::energy::LedgerRow {
+    serre_api::energy::LedgerRow {
+        window_start: at,
+        window_end: at + chrono::Duration::minutes(5),
+        tenant: tenant.into(),
+        namespace: namespace.into(),
+        run: String::new(),
+        quantity: "meter_energy".into(),
+        value: kwh,
+        unit: "kwh".into(),
+        method: method.into(),
+        source: "console test".into(),
+    }
+}
+
+#[tokio::test]
+async fn usage_is_charted_per_month_sandbox_and_method_with_tables_for_the_tenant_only() {
+    use chrono::{Datelike, TimeZone};
+    let gw = local_gateway(Backend::Sqlite).await;
+    let alice = gw.token("alice", EE_DATA);
+    let bob = gw.token("bob", MONTREUIL_ADMIN);
+    let now = chrono::Utc::now();
+    let month_start = chrono::Utc
+        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .expect("month start");
+    let last_month = month_start - chrono::Duration::days(3);
+    let this_month = month_start + (now - month_start) / 2;
+    let rows = vec![
+        ledger_row(
+            last_month,
+            "est-ensemble",
+            "serre-est-ensemble--bus",
+            2.0,
+            "modelled",
+        ),
+        ledger_row(
+            this_month,
+            "est-ensemble",
+            "serre-est-ensemble--bus",
+            1.25,
+            "modelled",
+        ),
+        ledger_row(
+            this_month,
+            "est-ensemble",
+            "serre-est-ensemble--parcs",
+            0.5,
+            "kepler",
+        ),
+        ledger_row(
+            this_month,
+            "montreuil",
+            "serre-montreuil--secret",
+            9.875,
+            "modelled",
+        ),
+    ];
+    gw.app()
+        .store
+        .record_usage_window(now, &rows)
+        .await
+        .expect("ledger rows");
+
+    let cookie = session(&gw, &alice, "csrf-alice");
+    let (s, _, html) = get(&gw, "/console/consommation", Some(&cookie)).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    for text in [
+        "id=\"par-mois\"",
+        "id=\"par-bac\"",
+        "id=\"par-methode\"",
+        "role=\"img\"",
+        "2,000 kWh",
+        "1,750 kWh",
+        "serre-est-ensemble--parcs",
+        "énergie modélisée",
+        "énergie mesurée (kepler)",
+        "(chiffres du graphique)",
+    ] {
+        assert!(html.contains(text), "{text} missing:\n{html}");
+    }
+    assert!(
+        !html.contains("9,875") && !html.contains("secret"),
+        "{html}"
+    );
+    assert!(!html.contains("<script"), "readable without JavaScript");
+    // Another tenant's usage is not there at all.
+    let bob_cookie = session(&gw, &bob, "csrf-bob");
+    let (s, _, html) = get(
+        &gw,
+        "/console/consommation?collectivite=est-ensemble",
+        Some(&bob_cookie),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{html}");
+    let (s, _, html) = get(&gw, "/console/consommation", Some(&bob_cookie)).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("9,875 kWh") && !html.contains("est-ensemble--bus"),
+        "{html}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_audit_log_page_shows_a_tenant_admin_their_tenant_entries_only() {
+    let gw = local_gateway(Backend::Sqlite).await;
+    let alice = gw.token("alice", EE_DATA);
+    let carol = gw.token("carol", EE_ADMIN);
+    let bob = gw.token("bob", MONTREUIL_ADMIN);
+    let mgp = gw.token("mia", MGP);
+    for (token, tenant, name) in [
+        (&alice, "est-ensemble", "bus"),
+        (&bob, "montreuil", "parcs"),
+    ] {
+        let (s, v) = gw
+            .call(
+                "POST",
+                "/v1/sandboxes",
+                Some(token),
+                Some(sandbox_body(tenant, name, 10)),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let carol_cookie = session(&gw, &carol, "c");
+    let (s, _, html) = get(&gw, "/console/journal", Some(&carol_cookie)).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("id=\"journal\"") && html.contains("est-ensemble--bus"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("montreuil--parcs") && !html.contains(">bob<"),
+        "{html}"
+    );
+    let (s, _, _) = get(
+        &gw,
+        "/console/journal?collectivite=montreuil",
+        Some(&carol_cookie),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A member is not an auditor.
+    let (s, _, html) = get(&gw, "/console/journal", Some(&session(&gw, &alice, "a"))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{html}");
+    assert!(!html.contains("est-ensemble--bus"));
+    // The Métropole's admin reads the whole log.
+    let (s, _, html) = get(&gw, "/console/journal", Some(&session(&gw, &mgp, "m"))).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("montreuil--parcs") && html.contains("est-ensemble--bus"),
+        "{html}"
+    );
     gw.stop().await;
 }

@@ -1,8 +1,14 @@
 //! The console in a real browser: headless Chromium driven through WebDriver
 //! (`chromedriver`, Debian `chromium` + `chromium-driver`) signs in on the real
-//! `oidc-provider` login page with a development account, requests a sandbox through the
-//! form, sees it listed and signs out. A screenshot of each page is saved under the test's
-//! scratch directory (its path is printed; set SERRE_TEST_SCREENSHOTS=DIR to keep them). Without Chromium this test fails; it never skips.
+//! `oidc-provider` login page with development accounts and goes through the journeys: a
+//! data-team member requests a sandbox and uploads a CSV; a tenant admin previews and
+//! creates a grant, reads a run's report, the usage charts, the members, approvals and
+//! audit pages; a person of another tenant sees none of it. On every console page the
+//! real axe-core (npm, pinned, installed by deploy/dev/axe-core.sh — never a CDN) runs in
+//! the page and the test fails on any serious or critical violation. A screenshot of each
+//! page is saved under the test's scratch directory (its path is printed; set
+//! SERRE_TEST_SCREENSHOTS=DIR to keep them). Without Chromium this test fails; it never
+//! skips.
 
 mod support;
 
@@ -37,8 +43,136 @@ async fn shot(browser: &Client, dir: &std::path::Path, name: &str) {
     println!("screenshot: {}", path.display());
 }
 
-#[tokio::test]
-async fn a_data_team_member_signs_in_requests_a_sandbox_sees_it_and_signs_out() {
+/// The pages visited: screenshots, and axe-core's serious and critical violations.
+struct Visit {
+    shots: std::path::PathBuf,
+    axe: String,
+    violations: Vec<String>,
+    n: usize,
+}
+
+impl Visit {
+    /// Screenshot the page and run axe-core in it.
+    async fn check(&mut self, b: &Client, name: &str) {
+        self.n += 1;
+        shot(b, &self.shots, &format!("{:02}-{name}", self.n)).await;
+        for v in self.serious(b).await {
+            self.violations.push(format!("{name}: {v}"));
+        }
+    }
+
+    /// The page's serious and critical violations, as axe-core reports them.
+    async fn serious(&self, b: &Client) -> Vec<String> {
+        b.execute(&self.axe, vec![])
+            .await
+            .expect("load axe-core in the page");
+        let found = b
+            .execute_async(
+                r#"const done = arguments[arguments.length - 1];
+                   axe.run(document, { resultTypes: ['violations'] })
+                     .then(r => done(r.violations
+                        .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                        .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' — '
+                             + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '))))
+                     .catch(e => done(['axe failed: ' + e]));"#,
+                vec![],
+            )
+            .await
+            .expect("axe.run");
+        found
+            .as_array()
+            .unwrap_or_else(|| panic!("axe-core gave no list of violations: {found}"))
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// The check can fail: an image without a text alternative (a critical violation)
+    /// added to the page is reported, and is gone once removed.
+    async fn prove(&self, b: &Client) {
+        b.execute(
+            "const i = document.createElement('img'); i.id = 'axe-probe'; \
+             i.src = '/console/dsfr/none.png'; document.body.appendChild(i);",
+            vec![],
+        )
+        .await
+        .expect("add the probe");
+        let found = self.serious(b).await;
+        assert!(
+            found.iter().any(|v| v.contains("image-alt")),
+            "axe-core missed an image without alt: {found:?}"
+        );
+        b.execute("document.getElementById('axe-probe').remove();", vec![])
+            .await
+            .expect("remove the probe");
+    }
+}
+
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn type_in(b: &Client, css: &str, text: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+}
+
+async fn choose(b: &Client, css: &str, value: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .select_by_value(value)
+        .await
+        .unwrap_or_else(|e| panic!("choose {value} in {css}: {e}"));
+}
+
+async fn wait_for(b: &Client, css: &str) {
+    b.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"));
+}
+
+async fn text_of(b: &Client, css: &str) -> String {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+/// From the console's home page, through the provider's sign-in page, as `account`.
+async fn sign_in(b: &Client, gw: &Gateway, account: &str) {
+    b.goto(&format!("{}/console", gw.url)).await.expect("goto");
+    click(b, "#connexion").await;
+    wait_for(b, "input[name=login]").await;
+    type_in(b, "input[name=login]", account).await;
+    type_in(b, "input[name=password]", &format!("dev-secret-{account}")).await;
+    click(b, "button[type=submit]").await;
+    wait_for(b, "#utilisateur").await;
+    assert_eq!(text_of(b, "#utilisateur").await, account);
+}
+
+/// Sign out, then forget the provider's session too (same host: its cookies go with ours).
+async fn sign_out(b: &Client) {
+    click(b, "#deconnexion").await;
+    wait_for(b, "#deconnecte").await;
+    b.delete_all_cookies().await.expect("cookies");
+}
+
+/// Chromium through chromedriver, headless, French, 1280 px wide.
+async fn start_browser() -> (Driver, Client) {
     let driver_bin = find(&["chromedriver"]).unwrap_or_else(|| {
         panic!(
             "chromedriver not found: this test needs a real browser. Install Debian's \
@@ -48,6 +182,50 @@ async fn a_data_team_member_signs_in_requests_a_sandbox_sees_it_and_signs_out() 
     let chrome_bin = find(&["chromium"]).unwrap_or_else(|| {
         panic!("chromium not found: install Debian's `chromium` and `chromium-driver`")
     });
+    let port = free_ports(1);
+    let driver = Driver(
+        Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {driver_bin}: {e}")),
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chrome_bin,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1280,1600", "--lang=fr-FR"],
+        }),
+    );
+    for _ in 0..100 {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => return (driver, c),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    panic!("chromedriver on port {port} did not answer");
+}
+
+#[tokio::test]
+async fn people_sign_in_and_go_through_the_journeys_in_a_real_browser_with_no_serious_accessibility_violation()
+ {
+    let axe_path = Command::new(support::repo_root().join("deploy/dev/axe-core.sh"))
+        .arg("path")
+        .output()
+        .expect("run deploy/dev/axe-core.sh");
+    assert!(
+        axe_path.status.success(),
+        "deploy/dev/axe-core.sh path failed"
+    );
+    let axe_path = String::from_utf8_lossy(&axe_path.stdout).trim().to_owned();
+    let axe = std::fs::read_to_string(&axe_path).unwrap_or_else(|e| panic!("{axe_path}: {e}"));
     let provider = oidc();
     let mut setup = Setup::local(support::fresh_database(Backend::Sqlite).await);
     setup.dev_issuer = false;
@@ -65,79 +243,26 @@ async fn a_data_team_member_signs_in_requests_a_sandbox_sees_it_and_signs_out() 
         None => new_dir("console-screenshots"),
     };
     println!("screenshots in {}", shots.display());
+    let mut visit = Visit {
+        shots: shots.clone(),
+        axe,
+        violations: Vec::new(),
+        n: 0,
+    };
 
-    let port = free_ports(1);
-    let _driver = Driver(
-        Command::new(&driver_bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {driver_bin}: {e}")),
-    );
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chrome_bin,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1280,1600", "--lang=fr-FR"],
-        }),
-    );
-    let mut browser = None;
-    for _ in 0..100 {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => {
-                browser = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let b = browser.unwrap_or_else(|| panic!("chromedriver on port {port} did not answer"));
+    let (_driver, b) = start_browser().await;
 
-    // The console's sign-in page, then the provider's.
+    // ---- A data-team member of Est Ensemble.
     b.goto(&format!("{}/console", gw.url)).await.expect("goto");
-    shot(&b, &shots, "1-accueil").await;
-    b.find(Locator::Id("connexion"))
-        .await
-        .expect("sign-in button")
-        .click()
-        .await
-        .unwrap();
-    b.wait()
-        .for_element(Locator::Css("input[name=login]"))
-        .await
-        .expect("the provider's sign-in page");
-    shot(&b, &shots, "2-fournisseur").await;
-    b.find(Locator::Css("input[name=login]"))
-        .await
-        .unwrap()
-        .send_keys("est-ensemble-data")
-        .await
-        .unwrap();
-    b.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys("dev-secret-est-ensemble-data")
-        .await
-        .unwrap();
-    b.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-
-    // Signed in: « Mes bacs à sable ».
-    b.wait()
-        .for_element(Locator::Id("demande"))
-        .await
-        .expect("the sandboxes page");
+    visit.prove(&b).await;
+    visit.check(&b, "accueil").await;
+    click(&b, "#connexion").await;
+    wait_for(&b, "input[name=login]").await;
+    shot(&b, &shots, "00-fournisseur").await;
+    type_in(&b, "input[name=login]", "est-ensemble-data").await;
+    type_in(&b, "input[name=password]", "dev-secret-est-ensemble-data").await;
+    click(&b, "button[type=submit]").await;
+    wait_for(&b, "#demande").await;
     assert!(
         b.current_url()
             .await
@@ -145,69 +270,390 @@ async fn a_data_team_member_signs_in_requests_a_sandbox_sees_it_and_signs_out() 
             .path()
             .ends_with("/console/bacs-a-sable")
     );
-    let user = b
-        .find(Locator::Id("utilisateur"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(user, "est-ensemble-data");
-    shot(&b, &shots, "3-mes-bacs").await;
+    assert_eq!(text_of(&b, "#utilisateur").await, "est-ensemble-data");
+    visit.check(&b, "mes-bacs").await;
 
     // Request a sandbox through the form.
-    b.find(Locator::Id("name"))
-        .await
-        .unwrap()
-        .send_keys("navigateur")
-        .await
-        .unwrap();
-    b.find(Locator::Id("purpose"))
-        .await
-        .unwrap()
-        .send_keys("Essai de la console dans un vrai navigateur")
-        .await
-        .unwrap();
-    b.find(Locator::Id("demander"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.wait()
-        .for_element(Locator::Id("cree"))
-        .await
-        .expect("the confirmation");
-    let table = b
-        .find(Locator::Id("bacs"))
-        .await
-        .expect("the list")
-        .text()
-        .await
-        .unwrap();
-    assert!(table.contains("est-ensemble--navigateur"), "{table}");
-    shot(&b, &shots, "4-demande-enregistree").await;
+    type_in(&b, "#name", "navigateur").await;
+    type_in(
+        &b,
+        "#purpose",
+        "Essai de la console dans un vrai navigateur",
+    )
+    .await;
+    click(&b, "#demander").await;
+    wait_for(&b, "#cree").await;
+    assert!(
+        text_of(&b, "#bacs")
+            .await
+            .contains("est-ensemble--navigateur")
+    );
+    visit.check(&b, "demande-enregistree").await;
 
-    // Sign out.
-    b.find(Locator::Id("deconnexion"))
+    // Upload a CSV: 30 residents, ages 20 to 49, two postcodes.
+    let mut csv = String::from("id,age,postcode\n");
+    for i in 0..30 {
+        let postcode = if i % 2 == 0 { "93100" } else { "94200" };
+        csv.push_str(&format!("{i},{},{postcode}\n", 20 + i));
+    }
+    let file = new_dir("upload").join("residents.csv");
+    std::fs::write(&file, csv).expect("write CSV");
+    b.goto(&format!("{}/console/donnees", gw.url))
         .await
-        .unwrap()
-        .click()
+        .expect("goto");
+    wait_for(&b, "#depot").await;
+    visit.check(&b, "jeux-de-donnees").await;
+    // A name the API refuses: the form comes back with the error beside the field (and is
+    // checked by axe-core in that state), what was typed kept.
+    type_in(&b, "#name", "Pas Un Nom").await;
+    choose(&b, "#classification", "personal").await;
+    type_in(&b, "#types", "postcode:string").await;
+    type_in(&b, "#fichier", &file.display().to_string()).await;
+    click(&b, "#deposer").await;
+    wait_for(&b, "#name-erreur").await;
+    assert!(
+        text_of(&b, "#name-erreur")
+            .await
+            .starts_with("Le nom ne peut contenir")
+    );
+    visit.check(&b, "depot-refuse").await;
+    b.find(Locator::Css("#name"))
         .await
-        .unwrap();
-    b.wait()
-        .for_element(Locator::Id("deconnecte"))
+        .expect("name")
+        .clear()
         .await
-        .expect("signed out");
-    shot(&b, &shots, "5-deconnecte").await;
+        .expect("clear");
+    type_in(&b, "#name", "residents").await;
+    type_in(&b, "#fichier", &file.display().to_string()).await;
+    click(&b, "#deposer").await;
+    wait_for(&b, "#cree").await;
+    assert!(text_of(&b, "#schema").await.contains("postcode"));
+    // (DSFR badges are upper case on screen.)
+    assert_eq!(
+        text_of(&b, "#classification").await.to_lowercase(),
+        "personnelles"
+    );
+    visit.check(&b, "jeu-depose").await;
+    sign_out(&b).await;
+    visit.check(&b, "deconnecte").await;
+
+    // ---- Est Ensemble's admin: a grant, a run's report, usage, members, audit.
+    sign_in(&b, &gw, "est-ensemble-admin").await;
+    b.goto(&format!("{}/console/approbations", gw.url))
+        .await
+        .expect("goto");
+    visit.check(&b, "approbations").await;
+    b.goto(&format!("{}/console/partages", gw.url))
+        .await
+        .expect("goto");
+    wait_for(&b, "#choisir-jeu").await;
+    visit.check(&b, "partages").await;
+    click(&b, "#continuer").await;
+    wait_for(&b, "#partage").await;
+    click(&b, "label[for=grantee-vendor]").await;
+    type_in(&b, "#vendor", "vendor").await;
+    choose(&b, "#rule-0", "pseudonymise").await;
+    choose(&b, "#rule-1", "bin").await;
+    type_in(&b, "#param-1", "10").await;
+    click(&b, "label[for=qi-1]").await;
+    choose(&b, "#rule-2", "prefix").await;
+    type_in(&b, "#param-2", "2").await;
+    click(&b, "label[for=qi-2]").await;
+    type_in(&b, "#purpose", "Prévoir la fréquentation des équipements").await;
+    click(&b, "#previsualiser").await;
+    wait_for(&b, "#plus-petite-classe").await;
+    let preview = text_of(&b, "#plus-petite-classe").await;
+    assert!(
+        preview.contains("La plus petite classe compte 5 lignes"),
+        "{preview}"
+    );
+    visit.check(&b, "apercu-k-anonymat").await;
+    click(&b, "#creer").await;
+    wait_for(&b, "#avis").await;
+    assert!(
+        text_of(&b, "#partages")
+            .await
+            .contains("prestataire vendor")
+    );
+    visit.check(&b, "partage-cree").await;
+
+    // A run of the sandbox, finished and closed by the accounting (no cluster here: the
+    // row is written to the gateway's store, as the HTTP tests do), and some usage.
+    let sb = "est-ensemble--navigateur";
+    let app = gw.app();
+    let now = chrono::Utc::now();
+    let at = |m: i64| (now - chrono::Duration::minutes(m)).to_rfc3339();
+    let spec: serre_resources::TrialRunSpec = serde_json::from_value(serde_json::json!({
+        "sandbox": sb, "image": "registry.example.fr/vendors/model:1",
+        "resources": {"cpu": "1", "memory": "1Gi"},
+        "kind": "inference", "timeoutSeconds": 600, "requestedBy": "est-ensemble-admin",
+    }))
+    .expect("spec");
+    app.store
+        .insert_run(&serre_api::store::RunRow {
+            name: "run-000000000042".into(),
+            namespace: format!("serre-{sb}"),
+            sandbox: sb.into(),
+            tenant: "est-ensemble".into(),
+            solution: None,
+            kind: "inference".into(),
+            requested_by: "est-ensemble-admin".into(),
+            spec_json: serde_json::to_string(&spec).expect("spec json"),
+            created_at: at(30),
+            phase: "Succeeded".into(),
+            started_at: Some(at(20)),
+            finished_at: Some(at(10)),
+            exit_reason: Some("Completed".into()),
+            summary_json: None,
+            closed_at: None,
+            quality_metric: None,
+            quality_value: None,
+        })
+        .await
+        .expect("run");
+    let row = |ns: &str, kwh: f64, method: &str| serre_api::energy::LedgerRow {
+        window_start: now - chrono::Duration::minutes(10),
+        window_end: now - chrono::Duration::minutes(5),
+        tenant: "est-ensemble".into(),
+        namespace: ns.into(),
+        run: String::new(),
+        quantity: "meter_energy".into(),
+        value: kwh,
+        unit: "kwh".into(),
+        method: method.into(),
+        source: "browser test".into(),
+    };
+    app.store
+        .record_usage_window(
+            now,
+            &[
+                row(&format!("serre-{sb}"), 1.25, "modelled"),
+                row("serre-est-ensemble--autre", 0.5, "kepler"),
+                serre_api::energy::LedgerRow {
+                    run: "run-000000000042".into(),
+                    ..row(&format!("serre-{sb}"), 0.002, "modelled")
+                },
+            ],
+        )
+        .await
+        .expect("usage");
+    app.accountant
+        .pass(now, &app.tenants)
+        .await
+        .expect("accounting pass");
+
+    b.goto(&format!("{}/console/bacs-a-sable/{sb}", gw.url))
+        .await
+        .expect("goto");
+    visit.check(&b, "bac-a-sable").await;
+    click(&b, "#lien-executions").await;
+    wait_for(&b, "#executions").await;
+    visit.check(&b, "executions").await;
+    b.goto(&format!(
+        "{}/console/bacs-a-sable/{sb}/executions/run-000000000042",
+        gw.url
+    ))
+    .await
+    .expect("goto");
+    wait_for(&b, "#etat").await;
+    visit.check(&b, "execution").await;
+    click(&b, "#lien-journal").await;
+    wait_for(&b, "#journal-note").await;
+    visit.check(&b, "journal-execution").await;
+    b.back().await.expect("back");
+    click(&b, "#lien-rapport").await;
+    wait_for(&b, "#bilan").await;
+    assert!(text_of(&b, "#methode").await.contains("modélisée"));
+    visit.check(&b, "rapport-frugalite").await;
+    b.goto(&format!("{}/console/consommation", gw.url))
+        .await
+        .expect("goto");
+    wait_for(&b, "svg#par-methode").await;
+    visit.check(&b, "consommation").await;
+    b.goto(&format!("{}/console/bacs-a-sable/{sb}/membres", gw.url))
+        .await
+        .expect("goto");
+    wait_for(&b, "#ajout-membre").await;
+    visit.check(&b, "membres").await;
+    b.goto(&format!("{}/console/journal", gw.url))
+        .await
+        .expect("goto");
+    wait_for(&b, "#journal").await;
+    visit.check(&b, "journal-audit").await;
+    b.goto(&format!("{}/console/catalogue", gw.url))
+        .await
+        .expect("goto");
+    visit.check(&b, "catalogue").await;
+    let dataset_page = {
+        b.goto(&format!("{}/console/donnees", gw.url))
+            .await
+            .expect("goto");
+        b.find(Locator::Css("#jeux a"))
+            .await
+            .expect("the dataset's link")
+            .attr("href")
+            .await
+            .expect("href")
+            .expect("an href")
+    };
+    sign_out(&b).await;
+
+    // ---- The vendor sees the grant that names it, and nothing else of Est Ensemble's.
+    sign_in(&b, &gw, "vendor").await;
+    b.goto(&format!("{}/console/partages", gw.url))
+        .await
+        .expect("goto");
+    wait_for(&b, "#partages").await;
+    assert!(
+        text_of(&b, "#partages")
+            .await
+            .contains("prestataire vendor")
+    );
+    visit.check(&b, "partages-prestataire").await;
+    b.goto(&format!("{}/console/donnees", gw.url))
+        .await
+        .expect("goto");
+    assert!(!b.source().await.expect("source").contains("residents"));
+    b.goto(&format!("{}/console/bacs-a-sable", gw.url))
+        .await
+        .expect("goto");
+    assert!(
+        !b.source()
+            .await
+            .expect("source")
+            .contains("est-ensemble--navigateur")
+    );
+    sign_out(&b).await;
+
+    // ---- Montreuil's admin sees none of it.
+    sign_in(&b, &gw, "montreuil-admin").await;
+    b.goto(&format!("{}/console/donnees", gw.url))
+        .await
+        .expect("goto");
+    let html = b.source().await.expect("source");
+    assert!(
+        !html.contains("residents"),
+        "another tenant's dataset listed"
+    );
+    b.goto(&format!("{}/console/partages", gw.url))
+        .await
+        .expect("goto");
+    let html = b.source().await.expect("source");
+    assert!(
+        !html.contains("prestataire vendor"),
+        "another tenant's grant listed"
+    );
+    b.goto(&format!("{}/console/bacs-a-sable", gw.url))
+        .await
+        .expect("goto");
+    let html = b.source().await.expect("source");
+    assert!(
+        !html.contains("est-ensemble--navigateur"),
+        "another tenant's sandbox listed"
+    );
+    b.goto(&format!("{}{dataset_page}", gw.url))
+        .await
+        .expect("goto");
+    assert!(
+        b.source()
+            .await
+            .expect("source")
+            .contains("Page introuvable")
+    );
+    visit.check(&b, "autre-collectivite-introuvable").await;
+    b.goto(&format!(
+        "{}/console/consommation?collectivite=est-ensemble",
+        gw.url
+    ))
+    .await
+    .expect("goto");
+    assert!(
+        b.source()
+            .await
+            .expect("source")
+            .contains("Page introuvable")
+    );
+    b.goto(&format!("{}/console/bacs-a-sable", gw.url))
+        .await
+        .expect("goto");
+    sign_out(&b).await;
     b.goto(&format!("{}/console/bacs-a-sable", gw.url))
         .await
         .unwrap();
-    b.wait()
-        .for_element(Locator::Id("connexion"))
-        .await
-        .expect("back to sign-in");
+    wait_for(&b, "#connexion").await;
 
     b.close().await.unwrap();
+    gw.stop().await;
+    assert!(
+        visit.violations.is_empty(),
+        "axe-core found serious or critical violations:\n{}",
+        visit.violations.join("\n")
+    );
+}
+
+/// A provider of its own whose access tokens last `ttl_s` seconds (the shared one's last
+/// ten minutes).
+fn short_lived_provider(ttl_s: u32) -> String {
+    let dir = new_dir("oidc-short");
+    let status = Command::new(support::repo_root().join("deploy/dev/oidc-provider.sh"))
+        .args(["start", dir.to_str().expect("utf-8 path")])
+        .env("SERRE_OIDC_PORT", free_ports(1).to_string())
+        .env("SERRE_OIDC_TOKEN_TTL", ttl_s.to_string())
+        .env("SERRE_OIDC_PARENT_PID", std::process::id().to_string())
+        .status()
+        .expect("run deploy/dev/oidc-provider.sh");
+    assert!(status.success(), "deploy/dev/oidc-provider.sh start failed");
+    std::fs::read_to_string(dir.join("issuer"))
+        .expect("DIR/issuer")
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_session_outlives_its_access_token_through_the_refresh_token() {
+    // Access tokens of 4 s, no clock skew tolerated: every page after a few seconds needs
+    // a renewed token.
+    let issuer = short_lived_provider(4);
+    let mut setup = Setup::local(support::fresh_database(Backend::Sqlite).await);
+    setup.dev_issuer = false;
+    setup.oidc_issuer = Some(issuer);
+    setup.listen_host = Some("127.0.0.1".into());
+    setup.extra = vec!["--oidc-clock-skew".into(), "0s".into()];
+    let gw = Gateway::start(setup).await;
+    let (_driver, b) = start_browser().await;
+
+    sign_in(&b, &gw, "est-ensemble-data").await;
+    let first = b
+        .get_named_cookie("serre_console")
+        .await
+        .expect("session cookie")
+        .value()
+        .to_owned();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The access token has lapsed: the page still opens, with a renewed cookie.
+    b.goto(&format!("{}/console/bacs-a-sable", gw.url))
+        .await
+        .expect("goto");
+    wait_for(&b, "#demande").await;
+    assert_eq!(text_of(&b, "#utilisateur").await, "est-ensemble-data");
+    let renewed = b
+        .get_named_cookie("serre_console")
+        .await
+        .expect("session cookie")
+        .value()
+        .to_owned();
+    assert_ne!(first, renewed, "the session cookie was not renewed");
+    // A form sent after the renewed token lapsed too is not lost: renewed again, created.
+    type_in(&b, "#name", "renouvelee").await;
+    type_in(&b, "#purpose", "Une session qui dure plus que son jeton").await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    click(&b, "#demander").await;
+    wait_for(&b, "#cree").await;
+    assert!(
+        text_of(&b, "#bacs")
+            .await
+            .contains("est-ensemble--renouvelee")
+    );
+    b.close().await.expect("close");
     gw.stop().await;
 }

@@ -559,7 +559,43 @@ async fn a_vendor_trial_run_is_fed_measured_reported_and_catalogued() {
             .unwrap()
             .contains("No metrics source")
     );
-    assert!(report["practices"].to_string().contains("AFNOR SPEC 2314"));
+    // The good-practice checklist is declared, apart from the figures; unanswered here,
+    // and closed with the run's attached result.
+    assert_eq!(report["practices"]["method"], "declared");
+    assert_eq!(report["practices"]["items"].as_array().unwrap().len(), 12);
+    assert_eq!(report["practices"]["answeredBy"], Value::Null);
+    let got = gw
+        .call(
+            "PUT",
+            &format!("{runs}/{name}/practices"),
+            Some(&acme),
+            Some(json!({"answers": [{"id": "model.smallest", "answer": "yes"}]})),
+        )
+        .await;
+    assert_error(&got, 409, "conflict");
+    // The run's phase, with every figure's method and range: declared mode, so energy
+    // is modelled from the requests, from 0 up to twice the model's figure.
+    let phase = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["observed"] == true)
+        .expect("the run's phase");
+    assert_eq!(phase["phase"], "inference");
+    let meter = &phase["figures"]["energy"]["meter"];
+    assert_eq!(meter["method"], "modelled", "{meter}");
+    let kwh = report["figures"]["kwh"].as_f64().unwrap();
+    assert!(
+        (meter["value"].as_f64().unwrap() - kwh).abs() <= 1e-12,
+        "{meter}"
+    );
+    assert_eq!(meter["low"], 0.0);
+    assert!(
+        (meter["high"].as_f64().unwrap() - 2.0 * kwh).abs() <= 1e-12,
+        "{meter}"
+    );
+    assert_eq!(phase["figures"]["storageGbHours"]["method"], "unknown");
+    assert_eq!(report["sci"]["intensity"]["year"], 2024);
     assert_eq!(report["carbon"]["intensityYear"], 2024);
     let html = gw
         .get_text(

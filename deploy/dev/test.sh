@@ -7,7 +7,7 @@
 # generated-manifest drift check, cargo fmt check, dependency licences (cargo-deny), the
 # Rust tests of the whole workspace (unit; a real cluster and node running Serre's images and
 # the example model; real Garage, PostgreSQL and OpenID provider; the PyPI Delta Sharing
-# client), the Helm chart checks (static, then a real `helm install` on a fresh
+# client; pySHACL against the official DCAT-AP shapes), the Helm chart checks (static, then a real `helm install` on a fresh
 # cluster: Pods from the images built here, leader failover, upgrade, uninstall) and a
 # brief cargo-fuzz run of the dataset ingest (deploy/dev/fuzz.sh).
 #
@@ -61,6 +61,16 @@ if [ ! -x "$VENV/bin/python3" ] || ! "$VENV/bin/python3" -c 'import delta_sharin
   "$VENV/bin/python3" -m pip install -q --disable-pip-version-check delta-sharing==1.4.2
 fi
 export PATH=$VENV/bin:$PATH
+
+step "pySHACL (PyPI pyshacl 0.40.1 in a cached venv; api/tests/catalogue.rs validates the DCAT-AP export with it)"
+SHACL_VENV=$SERRE_CACHE/python-pyshacl-0.40.1
+if [ ! -x "$SHACL_VENV/bin/python3" ] || ! "$SHACL_VENV/bin/python3" -c 'import pyshacl' 2>/dev/null; then
+  rm -rf "$SHACL_VENV"
+  python3 -m venv "$SHACL_VENV"
+  "$SHACL_VENV/bin/python3" -m pip install -q --disable-pip-version-check pyshacl==0.40.1
+fi
+# Its own venv, named by variable: the delta-sharing venv keeps `python3` on PATH.
+export SERRE_PYSHACL_PYTHON=$SHACL_VENV/bin/python3
 
 step "Kubernetes 1.20.2 binaries (cached)"
 deploy/dev/control-plane.sh build

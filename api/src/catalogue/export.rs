@@ -36,6 +36,7 @@ pub fn csv_header() -> Vec<String> {
             "environmental_total_kwh",
             "environmental_wh_per_unit",
             "environmental_gco2e_per_unit",
+            "environmental_functional_unit",
             "published_at",
             "updated_at",
         ]
@@ -88,6 +89,7 @@ pub fn to_csv(items: &[SolutionView]) -> Result<Vec<u8>, csv::Error> {
             env.total_kwh.to_string(),
             opt(env.wh_per_unit),
             opt(env.gco2e_per_unit),
+            opt(env.functional_unit.clone()),
             opt(s.published_at.clone()),
             s.updated_at.clone(),
         ]);
@@ -104,6 +106,7 @@ pub fn dcat_context() -> Value {
         "foaf": "http://xmlns.com/foaf/0.1/",
         "adms": "http://www.w3.org/ns/adms#",
         "owl": "http://www.w3.org/2002/07/owl#",
+        "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
         "xsd": "http://www.w3.org/2001/XMLSchema#",
         "serre": "https://serre.metropolegrandparis.fr/ns/catalogue#"
     })
@@ -151,10 +154,13 @@ pub fn to_dcat(items: &[SolutionView], base: &str) -> Value {
                 "dct:title": s.name,
                 "dct:description": s.description,
                 "dct:publisher": {
-                    "@type": "foaf:Organization",
+                    "@type": ["foaf:Agent", "foaf:Organization"],
                     "foaf:name": s.vendor,
                 },
-                "dct:license": { "@id": format!("http://spdx.org/licenses/{}", s.licence.spdx) },
+                "dct:license": {
+                    "@id": format!("http://spdx.org/licenses/{}", s.licence.spdx),
+                    "@type": "dct:LicenseDocument",
+                },
                 "dct:issued": datetime(s.published_at.as_deref().unwrap_or(&s.created_at)),
                 "dct:modified": datetime(&modified(s)),
                 "owl:versionInfo": s.version,
@@ -163,8 +169,12 @@ pub fn to_dcat(items: &[SolutionView], base: &str) -> Value {
                     if s.hosting.sovereign { "hosting:sovereign" } else { "hosting:not-sovereign" },
                     if s.licence.free { "licence:free" } else { "licence:not-free" },
                 ],
-                "dcat:landingPage": { "@id": page },
-                "dcat:endpointURL": { "@id": page },
+                "dcat:landingPage": { "@id": page, "@type": "foaf:Document" },
+                "dcat:endpointURL": { "@id": page, "@type": "rdfs:Resource" },
+                "dcat:endpointDescription": {
+                    "@id": format!("{base}/openapi.json"),
+                    "@type": "rdfs:Resource",
+                },
                 "serre:aiActRiskClass": s.ai_act_risk_class,
                 "serre:dataLocation": s.hosting.data_location,
                 "serre:sovereign": s.hosting.sovereign,
@@ -179,8 +189,14 @@ pub fn to_dcat(items: &[SolutionView], base: &str) -> Value {
         "@type": "dcat:Catalog",
         "dct:title": "Catalogue des solutions d'IA de la Métropole du Grand Paris",
         "dct:description": "AI solutions judged on six criteria: technological added value, innovation, fit to needs, data sovereignty, legal and regulatory framework, environmental impact (measured).",
-        "dct:publisher": { "@type": "foaf:Organization", "foaf:name": "Métropole du Grand Paris" },
-        "dct:language": { "@id": "http://publications.europa.eu/resource/authority/language/FRA" },
+        "dct:publisher": {
+            "@type": ["foaf:Agent", "foaf:Organization"],
+            "foaf:name": "Métropole du Grand Paris",
+        },
+        "dct:language": {
+            "@id": "http://publications.europa.eu/resource/authority/language/FRA",
+            "@type": "dct:LinguisticSystem",
+        },
         "dcat:service": services,
     })
 }

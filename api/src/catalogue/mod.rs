@@ -8,6 +8,7 @@
 //! and environmental impact, which is never typed in: it is derived from measured trial
 //! runs ([`environment::environmental_criterion`]).
 
+pub mod attestation;
 pub mod environment;
 pub mod export;
 mod input;

@@ -1,6 +1,7 @@
 //! The JSON views of catalogue entries.
 
 use serde::Serialize;
+use serre_crypto::CertificateVerifier;
 use utoipa::ToSchema;
 
 use super::*;
@@ -94,6 +95,14 @@ pub struct TrialResultView {
     pub method: serde_json::Value,
     pub measured_at: String,
     pub recorded_by: String,
+    /// How the environmental criterion counts it: `measured` (recorded from a run by the
+    /// gateway, signed, not estimated: scored), `modelled` (recorded from a run, energy
+    /// estimated: not scored), `declared` (entered by hand: not scored) or `unverified`
+    /// (no valid gateway signature: not scored).
+    pub counted_as: String,
+    /// The gateway's signature over the result, for checking an export; null for
+    /// hand-entered results.
+    pub attestation: Option<attestation::Attestation>,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -103,7 +112,17 @@ pub struct QualityView {
 }
 
 impl TrialResultView {
-    fn new(r: &TrialResultRow) -> Self {
+    fn new(r: &TrialResultRow, verifier: &CertificateVerifier) -> Self {
+        let attestation = attestation::Attestation::of(verifier, r);
+        let counted_as = if environment::declared(r) {
+            "declared"
+        } else if !attestation.as_ref().is_some_and(|a| a.verified) {
+            "unverified"
+        } else if environment::estimated(r) {
+            "modelled"
+        } else {
+            "measured"
+        };
         Self {
             run_id: r.run_id.clone(),
             tenant: r.tenant.clone(),
@@ -125,14 +144,22 @@ impl TrialResultView {
             method: serde_json::from_str(&r.method_json).unwrap_or(serde_json::Value::Null),
             measured_at: r.measured_at.clone(),
             recorded_by: r.recorded_by.clone(),
+            counted_as: counted_as.to_owned(),
+            attestation,
         }
     }
 }
 
 impl SolutionView {
-    pub fn new(row: &SolutionRow, results: &[TrialResultRow]) -> Self {
+    /// The entry as shown; `verifier` holds the gateway's public key (results count as
+    /// measured only when it verifies their signature).
+    pub fn new(
+        row: &SolutionRow,
+        results: &[TrialResultRow],
+        verifier: &CertificateVerifier,
+    ) -> Self {
         let d = Draft::from_row(row);
-        let assessment = environmental_criterion(results);
+        let assessment = environmental_criterion(results, verifier);
         SolutionView {
             id: row.id.clone(),
             status: row.status.clone(),
@@ -169,7 +196,10 @@ impl SolutionView {
             updated_by: row.updated_by.clone(),
             updated_at: row.updated_at.clone(),
             published_at: row.published_at.clone(),
-            results: results.iter().map(TrialResultView::new).collect(),
+            results: results
+                .iter()
+                .map(|r| TrialResultView::new(r, verifier))
+                .collect(),
         }
     }
 }

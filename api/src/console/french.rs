@@ -45,6 +45,73 @@ pub fn countdown(days: i64) -> String {
     }
 }
 
+/// A dataset's classification.
+pub fn classification(c: &str) -> &'static str {
+    match c {
+        "open" => "Ouvertes",
+        "internal" => "Internes",
+        "personal" => "Personnelles",
+        "anonymised" => "Anonymisées",
+        _ => "Inconnue",
+    }
+}
+
+/// DSFR badge class of a classification.
+pub fn classification_badge(c: &str) -> &'static str {
+    match c {
+        "open" => "fr-badge--success",
+        "personal" => "fr-badge--error",
+        "internal" => "fr-badge--warning",
+        _ => "fr-badge--info",
+    }
+}
+
+/// A size in bytes, « 12,3 Mo ».
+pub fn bytes(n: i64) -> String {
+    let units = ["octets", "Ko", "Mo", "Go", "To"];
+    let mut v = n.max(0) as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} octets")
+    } else {
+        format!("{v:.1} {}", units[u]).replace('.', ",")
+    }
+}
+
+/// A whole number with French digit groups (« 12 345 »; a narrow no-break space).
+pub fn number(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('\u{202f}');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// « 1 ligne », « 12 lignes » (0 and 1 take the singular in French).
+pub fn lines(n: u64) -> String {
+    let word = if n <= 1 { "ligne" } else { "lignes" };
+    format!("{} {word}", number(i64::try_from(n).unwrap_or(i64::MAX)))
+}
+
+/// An RFC 3339 time as « 07/12/2026 14:05 UTC » (the text itself when unreadable).
+pub fn when(t: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| {
+            d.with_timezone(&chrono::Utc)
+                .format("%d/%m/%Y %H:%M UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| t.to_owned())
+}
+
 /// The form field an issue belongs to (the input's id), if any.
 pub fn form_field(field: &str) -> Option<&'static str> {
     Some(match field {
@@ -112,5 +179,11 @@ mod tests {
         let i = FieldIssue::new("x", "novel_rule", "some message");
         assert_eq!(issue(&i), "Valeur refusée : some message");
         assert_eq!(countdown(3), "dans 3 jours");
+        assert_eq!(bytes(999), "999 octets");
+        assert_eq!(bytes(12_345), "12,3 Ko");
+        assert_eq!(number(1_234_567), "1\u{202f}234\u{202f}567");
+        assert_eq!(number(12), "12");
+        assert_eq!((lines(1), lines(5)), ("1 ligne".into(), "5 lignes".into()));
+        assert_eq!(when("2026-12-07T14:05:00Z"), "07/12/2026 14:05 UTC");
     }
 }

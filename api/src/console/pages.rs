@@ -14,6 +14,7 @@ use tower_http::request_id::RequestId;
 
 use super::assets_table::FILES;
 use super::french;
+use super::renewal::{Renewal, renew};
 use super::session::{SESSION_COOKIE, Session, clear_cookie, cookie_value, same_token};
 use crate::authz::{Action, Caller};
 use crate::catalogue::{Criterion, SolutionView};
@@ -21,6 +22,7 @@ use crate::error::ApiError;
 use crate::http::catalogue::list_solutions;
 use crate::http::sandboxes::{ListQuery, create_sandbox, list_sandboxes, load_authorized, render};
 use crate::http::{AppState, Ctx};
+use crate::identity::AuthError;
 use crate::sandboxes::{CreateSandbox, SandboxView};
 
 // ---- The signed-in person ---------------------------------------------------------------
@@ -47,12 +49,22 @@ impl Signed {
         }
     }
 
-    fn layout(&self, title: &str, active: &'static str) -> Layout {
+    /// The person's context as the API's handlers take it by value.
+    pub fn ctx(&self) -> Ctx {
+        Ctx {
+            caller: self.ctx.caller.clone(),
+            request_id: self.ctx.request_id.clone(),
+        }
+    }
+
+    pub(super) fn layout(&self, title: &str, active: &'static str) -> Layout {
+        let roles = &self.ctx.caller.roles;
         Layout {
             title: title.to_owned(),
             user: Some(self.ctx.caller.principal.subject.clone()),
             csrf: self.csrf.clone(),
             active,
+            admin: roles.metropole_admin || !roles.admin_of.is_empty(),
         }
     }
 }
@@ -87,6 +99,14 @@ impl FromRequestParts<AppState> for Signed {
             .await
         {
             Ok(p) => p,
+            // A lapsed access token with a refresh token: renewed, and the new cookie
+            // goes out with this request's response (`Renewal`).
+            Err(AuthError::Expired) if session.refresh_token.is_some() => {
+                match renew(app, &session, secure, parts.extensions.get::<Renewal>()).await {
+                    Some(p) => p,
+                    None => return Err(signed_out()),
+                }
+            }
             Err(e) => {
                 tracing::info!(code = e.code(), "console session refused");
                 return Err(signed_out());
@@ -116,8 +136,12 @@ pub struct Layout {
     pub title: String,
     pub user: Option<String>,
     pub csrf: String,
-    /// `sandboxes`, `catalogue` or empty: the navigation entry shown as current.
+    /// `sandboxes`, `datasets`, `grants`, `catalogue` or empty: the navigation entry shown
+    /// as current.
     pub active: &'static str,
+    /// Whether the navigation offers the admins' pages (what they show is decided per
+    /// item by Cedar).
+    pub admin: bool,
 }
 
 #[derive(Template)]
@@ -230,6 +254,7 @@ struct SandboxesPage {
     text_fields: Vec<TextField>,
     form: RequestForm,
     created: Option<String>,
+    policies: Vec<super::policy::PolicyBox>,
 }
 
 #[derive(Template)]
@@ -291,7 +316,7 @@ struct CataloguePage {
     solutions: Vec<SolutionCard>,
 }
 
-fn page(status: StatusCode, t: &impl Template) -> Response {
+pub(super) fn page(status: StatusCode, t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => {
             let mut r = (status, Html(html)).into_response();
@@ -331,6 +356,7 @@ pub fn problem(status: StatusCode, title: &str, message: &str) -> Response {
                 user: None,
                 csrf: String::new(),
                 active: "",
+                admin: false,
             },
             status: status.as_u16(),
             message: message.to_owned(),
@@ -339,7 +365,7 @@ pub fn problem(status: StatusCode, title: &str, message: &str) -> Response {
 }
 
 /// The API's answer as a page: same status, French words. A lapsed token signs out.
-fn api_problem(e: ApiError) -> Response {
+pub(super) fn api_problem(e: ApiError) -> Response {
     let status = e.status();
     match status {
         StatusCode::UNAUTHORIZED => Redirect::to("/console").into_response(),
@@ -386,6 +412,7 @@ pub async fn home(
                 user: None,
                 csrf: String::new(),
                 active: "",
+                admin: false,
             },
             signed_out: q.deconnecte.is_some(),
             can_sign_in: app.console.signin.is_some(),
@@ -468,6 +495,7 @@ async fn sandboxes_page(
             text_fields: form.text_fields(),
             form,
             created,
+            policies: super::policy::boxes(app, signed).await,
         },
     )
 }

@@ -28,6 +28,10 @@ pub struct Session {
     /// Unix seconds after which the cookie is refused, whatever the browser keeps.
     #[serde(rename = "e")]
     pub expires: i64,
+    /// The provider's refresh token, when it gave one (`offline_access`): a lapsed access
+    /// token is renewed with it, until `expires`.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 /// What the sign-in cookie holds between the redirect to the provider and the callback.
@@ -166,6 +170,30 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
         );
         assert_ne!(v, pkce_verifier());
+    }
+
+    #[test]
+    fn sessions_sealed_before_refresh_tokens_still_open_and_new_ones_keep_theirs() {
+        let old: Session =
+            serde_json::from_str(r#"{"t":"tok","c":"csrf","e":5}"#).expect("an older cookie");
+        assert_eq!(old.refresh_token, None);
+        let s = Sealer::from_secret(&[7u8; 32]);
+        let with = Session {
+            refresh_token: Some("rt".into()),
+            ..old
+        };
+        let back: Session = s
+            .open(SESSION_COOKIE, &s.seal(SESSION_COOKIE, &with))
+            .expect("opens");
+        assert_eq!(back.refresh_token.as_deref(), Some("rt"));
+        assert!(
+            !serde_json::to_string(&Session {
+                refresh_token: None,
+                ..back
+            })
+            .unwrap_or_default()
+            .contains("\"r\"")
+        );
     }
 
     #[test]

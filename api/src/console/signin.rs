@@ -91,21 +91,35 @@ impl SignIn {
             .await
     }
 
-    /// Redeem an authorization code (with the PKCE verifier) for an access token.
+    /// Redeem an authorization code (with the PKCE verifier) for tokens.
     async fn redeem(
         &self,
         code: &str,
         verifier: &str,
         redirect_uri: &str,
-    ) -> Result<String, String> {
-        let endpoints = self.endpoints().await?;
-        let mut form = vec![
+    ) -> Result<Tokens, String> {
+        self.token_request(vec![
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri),
-            ("client_id", self.client_id.as_str()),
             ("code_verifier", verifier),
-        ];
+        ])
+        .await
+    }
+
+    /// A fresh access token (and, where the provider rotates them, a new refresh token)
+    /// for a refresh token.
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> Result<Tokens, String> {
+        self.token_request(vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .await
+    }
+
+    async fn token_request(&self, mut form: Vec<(&str, &str)>) -> Result<Tokens, String> {
+        let endpoints = self.endpoints().await?;
+        form.push(("client_id", self.client_id.as_str()));
         if let Some(s) = &self.client_secret {
             form.push(("client_secret", s.as_str()));
         }
@@ -127,11 +141,21 @@ impl SignIn {
                 body["error"].as_str().unwrap_or("?")
             ));
         }
-        body["access_token"]
+        let access_token = body["access_token"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| "the token response has no access_token".to_owned())
+            .ok_or_else(|| "the token response has no access_token".to_owned())?;
+        Ok(Tokens {
+            access_token,
+            refresh_token: body["refresh_token"].as_str().map(str::to_owned),
+        })
     }
+}
+
+/// What the token endpoint gives.
+pub(crate) struct Tokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
 }
 
 /// `GET /console/connexion`: off to the provider.
@@ -173,7 +197,10 @@ pub async fn start(State(app): State<AppState>, headers: HeaderMap) -> Response 
         ("response_type", "code"),
         ("client_id", signin.client_id.as_str()),
         ("redirect_uri", redirect_uri.as_str()),
-        ("scope", "openid"),
+        // `offline_access`: a refresh token, so that a session outlives its first access
+        // token (OpenID Connect Core §11 asks for prompt=consent with it).
+        ("scope", "openid offline_access"),
+        ("prompt", "consent"),
         ("state", login.state.as_str()),
         ("code_challenge", &session::pkce_challenge(&login.verifier)),
         ("code_challenge_method", "S256"),
@@ -247,7 +274,7 @@ pub async fn callback(
         return failed("La réponse du fournisseur d'identité ne contient pas de code.");
     };
     let redirect_uri = format!("{base}{CALLBACK_PATH}");
-    let token = match signin.redeem(code, &login.verifier, &redirect_uri).await {
+    let tokens = match signin.redeem(code, &login.verifier, &redirect_uri).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "console sign-in: code redemption failed");
@@ -259,7 +286,7 @@ pub async fn callback(
     // The same verification as a bearer token on the API.
     let principal = match app
         .verifier
-        .verify_header(Some(&format!("Bearer {token}")))
+        .verify_header(Some(&format!("Bearer {}", tokens.access_token)))
         .await
     {
         Ok(p) => p,
@@ -285,9 +312,10 @@ pub async fn callback(
     }
     let ttl = console.session_ttl.as_secs() as i64;
     let s = Session {
-        access_token: token,
+        access_token: tokens.access_token,
         csrf: session::random_token(),
         expires: Utc::now().timestamp() + ttl,
+        refresh_token: tokens.refresh_token,
     };
     with_cookies(
         Redirect::to("/console/bacs-a-sable").into_response(),

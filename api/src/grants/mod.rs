@@ -15,7 +15,9 @@ use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::data::{self, DataError, KAnonymityReport, PseudonymKey, Recipe, RowFilter, ViewSpec};
+use crate::data::{self, DataError, KAnonymityReport, PseudonymKey, RowFilter, ViewSpec};
+/// A grant's anonymisation recipe (the console builds one from its form).
+pub use crate::data::{ColumnRule, DateUnit, Generalisation, Recipe};
 use crate::sandboxes::FieldIssue;
 use crate::store::GrantRow;
 

@@ -127,24 +127,7 @@ pub async fn list(
     let after = q.after.unwrap_or(0);
 
     // -- Authorization
-    match &q.tenant {
-        Some(t) => {
-            let hidden = || ApiError::NotFound(format!("tenant {t:?} not found"));
-            if app.tenants.get(t).is_none() {
-                app.record_missing(&ctx, Action::AuditRead, format!("Tenant::{t:?}"))
-                    .await?;
-                return Err(hidden());
-            }
-            app.authorize(&ctx, Action::AuditRead, &Resource::Tenant(t), hidden)
-                .await?;
-        }
-        None => {
-            app.authorize(&ctx, Action::AuditRead, &Resource::Platform, || {
-                ApiError::Forbidden("name a tenant: ?tenant=…".into())
-            })
-            .await?;
-        }
-    }
+    authorize_read(&app, &ctx, q.tenant.as_deref()).await?;
 
     // -- Business logic
     if jsonl {
@@ -155,18 +138,53 @@ pub async fn list(
         )
             .into_response());
     }
-    let rows = app
-        .store
-        .audit_page(q.tenant.as_deref(), after, limit)
-        .await?;
+    let page = read_page(&app, q.tenant.as_deref(), after, limit).await?;
+    Ok(Json(page).into_response())
+}
+
+/// `audit.read` on a tenant (its admins, Métropole admins) or on the whole log (Métropole
+/// admins); recorded. An unknown or foreign tenant answers 404.
+pub async fn authorize_read(
+    app: &AppState,
+    ctx: &Ctx,
+    tenant: Option<&str>,
+) -> Result<(), ApiError> {
+    match tenant {
+        Some(t) => {
+            let hidden = || ApiError::NotFound(format!("tenant {t:?} not found"));
+            if app.tenants.get(t).is_none() {
+                app.record_missing(ctx, Action::AuditRead, format!("Tenant::{t:?}"))
+                    .await?;
+                return Err(hidden());
+            }
+            app.authorize(ctx, Action::AuditRead, &Resource::Tenant(t), hidden)
+                .await?;
+        }
+        None => {
+            app.authorize(ctx, Action::AuditRead, &Resource::Platform, || {
+                ApiError::Forbidden("name a tenant: ?tenant=…".into())
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// One page of entries after `after` (a tenant's, or all); call [`authorize_read`] first.
+pub async fn read_page(
+    app: &AppState,
+    tenant: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> Result<AuditPage, ApiError> {
+    let rows = app.store.audit_page(tenant, after, limit).await?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.seq))
         .flatten();
-    Ok(Json(AuditPage {
+    Ok(AuditPage {
         entries: rows.into_iter().map(AuditEntry::from_row).collect(),
         next,
     })
-    .into_response())
 }
 
 /// Every entry after `after`, as JSON lines, read page by page.

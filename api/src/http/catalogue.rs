@@ -56,9 +56,14 @@ async fn load_authorized(
     Ok(row)
 }
 
+/// The gateway's public key, which verifies the signatures of results attached from runs.
+fn verifier(app: &AppState) -> serre_crypto::CertificateVerifier {
+    app.data.audit_signer.verifier()
+}
+
 async fn view(app: &AppState, row: &SolutionRow) -> Result<SolutionView, ApiError> {
     let results = app.store.list_trial_results(&row.id).await?;
-    Ok(SolutionView::new(row, &results))
+    Ok(SolutionView::new(row, &results, &verifier(app)))
 }
 
 /// Add an entry: published at once for Métropole admins, `proposed` for vendors
@@ -131,7 +136,11 @@ pub async fn create(
                 "status": row.status, "aiActRiskClass": row.ai_act_risk_class }),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(SolutionView::new(&row, &[]))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(SolutionView::new(&row, &[], &verifier(&app))),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -180,6 +189,7 @@ pub(crate) async fn list_solutions(
     })
     .await?;
     let results = app.store.trial_results_by_solution().await?;
+    let key = verifier(app);
     let mut out = Vec::new();
     for row in app.store.list_solutions(false).await? {
         if status.as_ref().is_some_and(|s| *s != row.status) {
@@ -192,7 +202,7 @@ pub(crate) async fn list_solutions(
             .allowed
         {
             let r = results.get(&row.id).map_or(&[][..], Vec::as_slice);
-            out.push(SolutionView::new(&row, r));
+            out.push(SolutionView::new(&row, r, &key));
         }
     }
     Ok(out)
@@ -390,6 +400,8 @@ pub async fn attach_result(
         recorded_by: ctx.caller.principal.subject.clone(),
         recorded_at: timestamp(chrono::Utc::now()),
         resources_json: None,
+        signature: None,
+        key_id: None,
     };
     app.store.attach_trial_result(&row).await?;
     app.record(
@@ -442,6 +454,7 @@ pub async fn export(
     })
     .await?;
     let results = app.store.trial_results_by_solution().await?;
+    let key = verifier(&app);
     let items: Vec<SolutionView> = app
         .store
         .list_solutions(true)
@@ -449,7 +462,7 @@ pub async fn export(
         .iter()
         .map(|row| {
             let r = results.get(&row.id).map_or(&[][..], Vec::as_slice);
-            SolutionView::new(row, r)
+            SolutionView::new(row, r, &key)
         })
         .collect();
     Ok(match format {
@@ -480,4 +493,38 @@ pub async fn export(
         }
         _ => Json(items).into_response(),
     })
+}
+
+/// The key that signs the results trial runs attach (`attestation` in entries and
+/// exports).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKey {
+    /// `ed25519:<16 hex>`, as in each attestation's `keyId`.
+    pub key_id: String,
+    /// The Ed25519 public key, SPKI PEM (for `openssl pkeyutl -verify -pubin`).
+    pub public_key_pem: String,
+}
+
+/// The gateway's public key that verifies attached results' signatures.
+#[utoipa::path(
+    get, path = "/v1/catalogue/signing-key", tag = "catalogue",
+    responses((status = 200, body = SigningKey), (status = 403, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn signing_key(
+    State(app): State<AppState>,
+    ctx: Ctx,
+) -> Result<Json<SigningKey>, ApiError> {
+    app.authorize(&ctx, Action::CatalogueExport, &Resource::Platform, || {
+        ApiError::Forbidden("you may not export the catalogue".into())
+    })
+    .await?;
+    let signer = &app.data.audit_signer;
+    Ok(Json(SigningKey {
+        key_id: signer.key_id().to_owned(),
+        public_key_pem: signer
+            .public_key_pem()
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+    }))
 }

@@ -23,27 +23,28 @@ use crate::sandboxes::FieldIssue;
 use crate::store::{DatasetRow, VersionRow, timestamp};
 
 /// Query parameters of an upload (the body is the file itself).
-#[derive(Deserialize, IntoParams)]
+/// Also what the console's upload form fills in.
+#[derive(Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UploadParams {
     /// Tenant that owns the dataset (new datasets only).
-    tenant: Option<String>,
+    pub tenant: Option<String>,
     /// Dataset name, unique in the tenant: lowercase letters, digits, `-` and `_`.
-    name: Option<String>,
-    description: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
     /// open, internal, personal or anonymised (new datasets only).
-    classification: Option<String>,
+    pub classification: Option<String>,
     /// csv or parquet; by default from the Content-Type (`text/csv`,
     /// `application/vnd.apache.parquet`).
-    format: Option<String>,
+    pub format: Option<String>,
     /// CSV: whether the first line names the columns (default true).
-    header: Option<bool>,
+    pub header: Option<bool>,
     /// CSV: field separator (default `,`).
-    delimiter: Option<char>,
+    pub delimiter: Option<char>,
     /// CSV: declared column types, e.g. `age:int64,postcode:string` (string, int64,
     /// float64, boolean, date, timestamp); others are inferred.
-    types: Option<String>,
+    pub types: Option<String>,
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -224,18 +225,21 @@ pub async fn create(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let mut body = Some(body);
-    let result = create_checked(app, ctx, params, headers, &mut body).await;
+    let result = match params {
+        Ok(Query(params)) => upload_new(&app, &ctx, params, &headers, &mut body).await,
+        Err(e) => Err(e.into()),
+    };
     if result.is_err()
         && let Some(unread) = body.take()
     {
         drain(unread).await;
     }
-    result
+    Ok((StatusCode::CREATED, Json(result?)).into_response())
 }
 
 /// Read and discard what a client still sends after its upload was refused before its body
 /// was read (bounded), so it receives the error rather than a broken connection.
-async fn drain(body: axum::body::Body) {
+pub async fn drain(body: axum::body::Body) {
     use futures::StreamExt;
     const LIMIT: usize = 16 << 20;
     let mut stream = body.into_data_stream();
@@ -251,15 +255,17 @@ async fn drain(body: axum::body::Body) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
 }
 
-async fn create_checked(
-    app: AppState,
-    ctx: Ctx,
-    params: Result<Query<UploadParams>, QueryRejection>,
-    headers: HeaderMap,
+/// A new dataset (its version 1) from `body`, taken from `body` once the request is
+/// valid and authorized (the API's handler and the console's upload form both call it;
+/// an untaken body is the caller's to drain).
+pub async fn upload_new(
+    app: &AppState,
+    ctx: &Ctx,
+    params: UploadParams,
+    headers: &HeaderMap,
     body: &mut Option<axum::body::Body>,
-) -> Result<Response, ApiError> {
+) -> Result<DatasetView, ApiError> {
     // -- Validation
-    let Query(params) = params?;
     let mut issues = Vec::new();
     let tenant = params.tenant.clone().unwrap_or_default();
     if tenant.is_empty() {
@@ -286,21 +292,21 @@ async fn create_checked(
             "at most 2000 characters",
         ));
     }
-    let format = format_of(&params, &headers, &mut issues);
+    let format = format_of(&params, headers, &mut issues);
     if !issues.is_empty() {
         return Err(ApiError::Validation(issues));
     }
-    check_length(&app.data, &headers)?;
+    check_length(&app.data, headers)?;
 
     // -- Authorization: an unknown or foreign tenant answers 404.
     let unknown = || ApiError::NotFound(format!("tenant {tenant:?} not found"));
     if app.tenants.get(&tenant).is_none() {
-        app.record_missing(&ctx, Action::DatasetCreate, format!("Tenant::{tenant:?}"))
+        app.record_missing(ctx, Action::DatasetCreate, format!("Tenant::{tenant:?}"))
             .await?;
         return Err(unknown());
     }
     app.authorize(
-        &ctx,
+        ctx,
         Action::DatasetCreate,
         &Resource::Tenant(&tenant),
         unknown,
@@ -313,7 +319,7 @@ async fn create_checked(
     let body = body
         .take()
         .ok_or_else(|| ApiError::Internal("upload body already taken".into()))?;
-    let version = store_upload(&app, &tenant, &id, format, body, &by).await?;
+    let version = store_upload(app, &tenant, &id, format, body, &by).await?;
     let row = DatasetRow {
         id: id.clone(),
         tenant: tenant.clone(),
@@ -328,7 +334,7 @@ async fn create_checked(
         return Err(e.into());
     }
     app.record(
-        &ctx,
+        ctx,
         "dataset.created",
         format!("Dataset::{id:?}"),
         Some(&tenant),
@@ -336,8 +342,7 @@ async fn create_checked(
                 "rows": version.rows, "size": version.size, "sha256": version.sha256 }),
     )
     .await?;
-    let view = DatasetView::new(&row, std::slice::from_ref(&version));
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    Ok(DatasetView::new(&row, std::slice::from_ref(&version)))
 }
 
 /// Load a dataset and authorize `action` on it: missing and foreign both answer 404.
@@ -386,6 +391,20 @@ pub async fn create_version(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
+    let view = upload_version(&app, &ctx, &id, params, &headers, body).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// A new immutable version of dataset `id` from `body` (the API's handler and the
+/// console's form).
+pub async fn upload_version(
+    app: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    params: UploadParams,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<DatasetView, ApiError> {
     let mut issues = Vec::new();
     for (field, set) in [
         ("tenant", params.tenant.is_some()),
@@ -401,15 +420,15 @@ pub async fn create_version(
             ));
         }
     }
-    let format = format_of(&params, &headers, &mut issues);
+    let format = format_of(&params, headers, &mut issues);
     if !issues.is_empty() {
         return Err(ApiError::Validation(issues));
     }
-    check_length(&app.data, &headers)?;
-    let dataset = load_authorized(&app, &ctx, Action::DatasetVersionCreate, &id).await?;
+    check_length(&app.data, headers)?;
+    let dataset = load_authorized(app, ctx, Action::DatasetVersionCreate, id).await?;
 
     let by = ctx.caller.principal.subject.clone();
-    let mut version = store_upload(&app, &dataset.tenant, &dataset.id, format, body, &by).await?;
+    let mut version = store_upload(app, &dataset.tenant, &dataset.id, format, body, &by).await?;
     match app.store.insert_version(&version).await {
         Ok(n) => version.version = n,
         Err(e) => {
@@ -418,7 +437,7 @@ pub async fn create_version(
         }
     }
     app.record(
-        &ctx,
+        ctx,
         "dataset.version.created",
         format!("Dataset::{id:?}"),
         Some(&dataset.tenant),
@@ -426,12 +445,8 @@ pub async fn create_version(
                 "sha256": version.sha256 }),
     )
     .await?;
-    let versions = app.store.list_versions(&id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(DatasetView::new(&dataset, &versions)),
-    )
-        .into_response())
+    let versions = app.store.list_versions(id).await?;
+    Ok(DatasetView::new(&dataset, &versions))
 }
 
 /// Datasets the caller may see: its tenants' (every tenant's for Métropole admins).
@@ -444,12 +459,17 @@ pub async fn list(
     State(app): State<AppState>,
     ctx: Ctx,
 ) -> Result<Json<Vec<DatasetView>>, ApiError> {
+    list_visible(&app, &ctx).await.map(Json)
+}
+
+/// The datasets `ctx`'s caller may see (the API's list and the console's page).
+pub async fn list_visible(app: &AppState, ctx: &Ctx) -> Result<Vec<DatasetView>, ApiError> {
     let roles = &ctx.caller.roles;
     let mut tenants = Vec::new();
     if !roles.metropole_admin {
         for t in &roles.member_of {
             let decision = app
-                .decide_recorded(&ctx, Action::DatasetList, &Resource::Tenant(t))
+                .decide_recorded(ctx, Action::DatasetList, &Resource::Tenant(t))
                 .await?;
             if decision.allowed {
                 tenants.push(t.clone());
@@ -464,11 +484,10 @@ pub async fn list(
     for d in &rows {
         versions.insert(d.id.clone(), app.store.list_versions(&d.id).await?);
     }
-    Ok(Json(
-        rows.iter()
-            .map(|d| DatasetView::new(d, versions.get(&d.id).map_or(&[], |v| v)))
-            .collect(),
-    ))
+    Ok(rows
+        .iter()
+        .map(|d| DatasetView::new(d, versions.get(&d.id).map_or(&[], |v| v)))
+        .collect())
 }
 
 /// One dataset: schema, rows, size and SHA-256 of every version.
@@ -483,9 +502,14 @@ pub async fn get_one(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<Json<DatasetView>, ApiError> {
-    let dataset = load_authorized(&app, &ctx, Action::DatasetRead, &id).await?;
-    let versions = app.store.list_versions(&id).await?;
-    Ok(Json(DatasetView::new(&dataset, &versions)))
+    read_one(&app, &ctx, &id).await.map(Json)
+}
+
+/// One dataset `ctx`'s caller may read (else 404, foreign and missing alike).
+pub async fn read_one(app: &AppState, ctx: &Ctx, id: &str) -> Result<DatasetView, ApiError> {
+    let dataset = load_authorized(app, ctx, Action::DatasetRead, id).await?;
+    let versions = app.store.list_versions(id).await?;
+    Ok(DatasetView::new(&dataset, &versions))
 }
 
 /// Delete a version's bytes (tenant admins); refused while a live grant uses it.

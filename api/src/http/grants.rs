@@ -179,9 +179,31 @@ pub async fn create(
     ctx: Ctx,
     Body(req): Body<CreateGrant>,
 ) -> Result<Response, ApiError> {
+    let view = create_grant(&app, &ctx, req).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// A grant request checked against its dataset, version and grantee, authorized, with the
+/// view's specification: what creating the grant and previewing it share.
+struct Prepared {
+    id: String,
+    dataset: crate::store::DatasetRow,
+    version: crate::store::VersionRow,
+    kind: &'static str,
+    grantee: String,
+    sandbox_vendors: usize,
+    reader: crate::blobs::DecryptingReader,
+    spec: crate::data::ViewSpec,
+}
+
+async fn prepare(
+    app: &AppState,
+    ctx: &Ctx,
+    req: &CreateGrant,
+    now: chrono::DateTime<Utc>,
+) -> Result<Prepared, ApiError> {
     // -- Validation (what needs no dataset)
-    let now = Utc::now();
-    let issues = grants::validate(&req, now, app.data.config.max_grant_days);
+    let issues = grants::validate(req, now, app.data.config.max_grant_days);
     if !issues.is_empty() {
         return Err(ApiError::Validation(issues));
     }
@@ -189,7 +211,7 @@ pub async fn create(
     // -- Authorization on the dataset (404 when missing or foreign)
     let Some(dataset) = app.store.get_dataset(&req.dataset_id).await? else {
         app.record_missing(
-            &ctx,
+            ctx,
             Action::GrantCreate,
             format!("Dataset::{:?}", req.dataset_id),
         )
@@ -204,7 +226,7 @@ pub async fn create(
         tenant: &dataset.tenant,
         classification: &dataset.classification,
     };
-    app.authorize(&ctx, Action::GrantCreate, &resource, || {
+    app.authorize(ctx, Action::GrantCreate, &resource, || {
         ApiError::NotFound(format!("dataset {:?} not found", req.dataset_id))
     })
     .await?;
@@ -222,7 +244,8 @@ pub async fn create(
             "exists",
             "no such live version of this dataset",
         )])
-    })?;
+    })?
+    .clone();
     let (kind, grantee, sandbox_vendors) = match &req.grantee {
         Grantee::Vendor(v) => (VENDOR, v.clone(), 0),
         Grantee::Sandbox(s) => match app.store.get_sandbox(s).await? {
@@ -259,12 +282,125 @@ pub async fn create(
         app.data.secret(),
         &id,
     )?;
+    Ok(Prepared {
+        id,
+        dataset,
+        version,
+        kind,
+        grantee,
+        sandbox_vendors,
+        reader,
+        spec,
+    })
+}
+
+/// What a grant request's view would be, k-anonymity-wise, without creating it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KPreview {
+    /// Rows in the smallest class of the quasi-identifiers, before suppression.
+    pub smallest_class: u64,
+    pub classes: u64,
+    pub classes_below_k: u64,
+    pub rows_suppressed: u64,
+    /// Rows the view would hold, and the smallest class among them.
+    pub rows_out: u64,
+    pub smallest_class_out: u64,
+    pub quasi_identifiers: Vec<String>,
+    /// The tenant's minimum k, when this grant must reach it (a personal dataset leaving
+    /// towards a vendor).
+    pub min_k: Option<u32>,
+    /// Why creating this grant would be refused by the k-anonymity gate, if it would.
+    pub refusal: Option<String>,
+}
+
+/// Preview a grant request's k-anonymity: the same checks, authorization (`grant.create`,
+/// recorded) and counting ([`crate::data::kanon_preview`]) as [`create_grant`] runs
+/// before it materialises the view; nothing is stored.
+pub async fn preview_grant(
+    app: &AppState,
+    ctx: &Ctx,
+    req: &CreateGrant,
+) -> Result<KPreview, ApiError> {
+    let p = prepare(app, ctx, req, Utc::now()).await?;
+    let min_k = if grants::needs_k(
+        &p.dataset.classification,
+        p.kind == VENDOR,
+        p.sandbox_vendors,
+    ) {
+        Some(super::data_policy::min_k(app, &p.dataset.tenant).await?)
+    } else {
+        None
+    };
+    let (reader, spec) = (p.reader, p.spec);
+    let report = tokio::task::spawn_blocking(move || crate::data::kanon_preview(reader, &spec))
+        .await
+        .map_err(|e| ApiError::Internal(format!("preview task: {e}")))??;
+    let refusal = min_k.and_then(|k| {
+        grants::check_k(&req.recipe, &report, k)
+            .err()
+            .map(|e| e.to_string())
+    });
+    Ok(KPreview {
+        smallest_class: report.smallest_class,
+        classes: report.classes,
+        classes_below_k: report.classes_below_k,
+        rows_suppressed: report.rows_suppressed,
+        rows_out: report.rows_out,
+        smallest_class_out: report.smallest_class_out,
+        quasi_identifiers: report.quasi_identifiers,
+        min_k,
+        refusal,
+    })
+}
+
+/// Preview a grant's k-anonymity without creating it: the same request as
+/// `POST /v1/grants`, the same checks and `grant.create` decision (recorded), and the
+/// counts the k-anonymity gate would see — smallest class, classes under k, rows
+/// suppressed — with the tenant's minimum k when it applies and the gate's refusal, if
+/// any. Nothing is stored.
+#[utoipa::path(
+    post, path = "/v1/grants/preview", tag = "grants",
+    request_body = CreateGrant,
+    responses(
+        (status = 200, description = "The view's k-anonymity, nothing created", body = KPreview),
+        (status = 403, description = "Not a tenant admin of the dataset's tenant", body = ErrorBody),
+        (status = 404, description = "Unknown dataset", body = ErrorBody),
+        (status = 422, description = "Invalid grant, recipe or row filter", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn preview(
+    State(app): State<AppState>,
+    ctx: Ctx,
+    Body(req): Body<CreateGrant>,
+) -> Result<Json<KPreview>, ApiError> {
+    preview_grant(&app, &ctx, &req).await.map(Json)
+}
+
+/// Create a grant (the API's `POST /v1/grants` and the console's form).
+pub async fn create_grant(
+    app: &AppState,
+    ctx: &Ctx,
+    req: CreateGrant,
+) -> Result<GrantView, ApiError> {
+    let now = Utc::now();
+    let Prepared {
+        id,
+        dataset,
+        version,
+        kind,
+        grantee,
+        sandbox_vendors,
+        reader,
+        spec,
+    } = prepare(app, ctx, &req, now).await?;
 
     // -- Business logic: materialise (with the k-anonymity check), store, record.
     let out = app.data.temp_file(".view.parquet");
     let path = out.path().to_owned();
     let check_k = if grants::needs_k(&dataset.classification, kind == VENDOR, sandbox_vendors) {
-        Some(super::data_policy::min_k(&app, &dataset.tenant).await?)
+        Some(super::data_policy::min_k(app, &dataset.tenant).await?)
     } else {
         None
     };
@@ -311,7 +447,7 @@ pub async fn create(
         return Err(e.into());
     }
     app.record(
-        &ctx,
+        ctx,
         "grant.created",
         format!("Grant::{id:?}"),
         Some(&row.tenant),
@@ -323,9 +459,9 @@ pub async fn create(
     )
     .await?;
     if kind == SANDBOX {
-        recheck_sandbox_grant(&app, &ctx, &row, &dataset.classification, k_checked).await?;
+        recheck_sandbox_grant(app, ctx, &row, &dataset.classification, k_checked).await?;
     }
-    Ok((StatusCode::CREATED, Json(GrantView::new(&row, now))).into_response())
+    Ok(GrantView::new(&row, now))
 }
 
 /// A sandbox grant once recorded: look at its sandbox again, for what changed while the
@@ -380,10 +516,17 @@ async fn recheck_sandbox_grant(
     security(("bearer" = []))
 )]
 pub async fn list(State(app): State<AppState>, ctx: Ctx) -> Result<Json<Vec<GrantView>>, ApiError> {
+    let listed = list_visible(&app, &ctx).await?;
+    Ok(Json(listed.into_iter().map(|(v, _)| v).collect()))
+}
+
+/// The grants `ctx`'s caller may see, each with whether they may revoke it (the API's
+/// list and the console's page).
+pub async fn list_visible(app: &AppState, ctx: &Ctx) -> Result<Vec<(GrantView, bool)>, ApiError> {
     let now = Utc::now();
     let mut out = Vec::new();
     for g in app.store.list_grants().await? {
-        let readers = readers(&app, &g).await?;
+        let readers = readers(app, &g).await?;
         let resource = Resource::Grant {
             id: &g.id,
             tenant: &g.tenant,
@@ -395,10 +538,14 @@ pub async fn list(State(app): State<AppState>, ctx: Ctx) -> Result<Json<Vec<Gran
             .decide(&ctx.caller, Action::GrantRead, &resource)?
             .allowed
         {
-            out.push(GrantView::new(&g, now));
+            let may_revoke = app
+                .authz
+                .decide(&ctx.caller, Action::GrantRevoke, &resource)?
+                .allowed;
+            out.push((GrantView::new(&g, now), may_revoke));
         }
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 #[utoipa::path(
@@ -432,16 +579,21 @@ pub async fn revoke(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<Json<GrantView>, ApiError> {
-    let g = load_authorized(&app, &ctx, Action::GrantRevoke, &id).await?;
+    revoke_grant(&app, &ctx, &id).await.map(Json)
+}
+
+/// Revoke grant `id` (the API's `DELETE /v1/grants/{id}` and the console's button).
+pub async fn revoke_grant(app: &AppState, ctx: &Ctx, id: &str) -> Result<GrantView, ApiError> {
+    let g = load_authorized(app, ctx, Action::GrantRevoke, id).await?;
     let now = Utc::now();
     let by = &ctx.caller.principal.subject;
-    if !app.store.revoke_grant(&id, by, &timestamp(now)).await? {
+    if !app.store.revoke_grant(id, by, &timestamp(now)).await? {
         return Err(ApiError::Conflict(format!(
             "grant {id:?} is already revoked"
         )));
     }
     app.record(
-        &ctx,
+        ctx,
         "grant.revoked",
         format!("Grant::{id:?}"),
         Some(&g.tenant),
@@ -453,10 +605,10 @@ pub async fn revoke(
     }
     let g = app
         .store
-        .get_grant(&id)
+        .get_grant(id)
         .await?
-        .ok_or_else(|| not_found(&id))?;
-    Ok(Json(GrantView::new(&g, now)))
+        .ok_or_else(|| not_found(id))?;
+    Ok(GrantView::new(&g, now))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -1,26 +1,26 @@
 //! The HTTP layer: shared state, extractors, the router and its middleware. Handlers
 //! read in three sections: validation, authorization, business logic.
 
-mod audit;
+pub(crate) mod audit;
 pub(crate) mod catalogue;
 mod data_policy;
-mod datasets;
+pub(crate) mod datasets;
 mod extract;
-mod grants;
+pub(crate) mod grants;
 mod ops;
 mod run_data;
-mod run_outputs;
-mod run_report;
+pub(crate) mod run_outputs;
+pub(crate) mod run_report;
 mod run_results;
 mod run_token;
-mod runs;
-mod sandbox_members;
+pub(crate) mod runs;
+pub(crate) mod sandbox_members;
 mod sandbox_report;
 pub(crate) mod sandboxes;
 mod serve;
 mod sharing;
-mod tenants;
-mod usage;
+pub(crate) mod tenants;
+pub(crate) mod usage;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -236,6 +236,10 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
             "/sandboxes/{name}/runs/{id}/quality",
             axum::routing::put(runs::quality),
         )
+        .route(
+            "/sandboxes/{name}/runs/{id}/practices",
+            axum::routing::put(run_report::practices),
+        )
         .route("/sandboxes/{name}/report", get(sandbox_report::report))
         .route("/tenants/{tenant}/usage", get(usage::summary))
         .route("/tenants/{tenant}/usage/ledger", get(usage::ledger))
@@ -248,6 +252,7 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
             axum::routing::delete(datasets::delete_version),
         )
         .route("/grants", post(grants::create).get(grants::list))
+        .route("/grants/preview", post(grants::preview))
         .route("/grants/{id}", get(grants::get_one).delete(grants::revoke))
         .route("/grants/{id}/profile", get(grants::profile))
         .route(
@@ -267,6 +272,7 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
             post(catalogue::attach_result),
         )
         .route("/catalogue/export", get(catalogue::export))
+        .route("/catalogue/signing-key", get(catalogue::signing_key))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
@@ -346,12 +352,7 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
         // The console answers HTML, errors included: outside `json_errors`.
         .nest(
             "/console",
-            crate::console::router()
-                .layer(RequestBodyLimitLayer::new(body_limit))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    timeout,
-                )),
+            crate::console::router(body_limit, timeout, data_timeout),
         )
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)

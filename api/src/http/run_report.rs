@@ -1,4 +1,5 @@
-//! `GET /v1/sandboxes/{name}/runs/{id}/report`: a run's frugality report, JSON or HTML.
+//! `GET /v1/sandboxes/{name}/runs/{id}/report`: a run's frugality report, JSON, HTML or
+//! CSV; `PUT …/practices`: the requester's answers to the good-practice checklist.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -13,18 +14,20 @@ use serre_resources::TrialRunSpec;
 use utoipa::IntoParams;
 
 use super::runs::load_run;
-use super::{AppState, Ctx};
+use super::{AppState, Body, Ctx};
 use crate::authz::{Action, Resource};
 use crate::error::{ApiError, ErrorBody};
 use crate::runs::RunFigures;
+use crate::runs::frugality::{self, MethodClass, PracticeAnswers, ReportInputs};
 use crate::runs::report::{self, CarbonNote, Comparison, Requested, RunReport};
 use crate::sandboxes::FieldIssue;
+use crate::store::{RunRow, timestamp};
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ReportParams {
-    /// json (default) or html; `Accept: text/html` also gives the page.
+    /// json (default), html or csv; `Accept: text/html` or `text/csv` also choose.
     format: Option<String>,
 }
 
@@ -33,7 +36,7 @@ pub struct ReportParams {
     get, path = "/v1/sandboxes/{name}/runs/{id}/report", tag = "runs",
     params(("name" = String, Path), ("id" = String, Path), ReportParams),
     responses(
-        (status = 200, body = RunReport, description = "JSON, or an HTML page with format=html"),
+        (status = 200, body = RunReport, description = "JSON; an HTML page with format=html; CSV (one row per figure: section, phase, quantity, value, unit, low, high, method, method_detail, source) with format=csv"),
         (status = 404, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -45,22 +48,56 @@ pub async fn report(
     Query(params): Query<ReportParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let html = match params.format.as_deref() {
-        Some("html") => true,
-        Some("json") => false,
-        None => headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/html")),
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let format = match params.format.as_deref() {
+        Some(f @ ("html" | "json" | "csv")) => f,
+        None if accept.contains("text/html") => "html",
+        None if accept.contains("text/csv") => "csv",
+        None => "json",
         Some(other) => {
             return Err(ApiError::Validation(vec![FieldIssue::new(
                 "format",
                 "one_of",
-                format!("{other:?} is not json or html"),
+                format!("{other:?} is not json, html or csv"),
             )]));
         }
     };
-    let (_, run) = load_run(&app, &ctx, Action::RunRead, &name, &id).await?;
+    let body = build_report(&app, &ctx, &name, &id).await?;
+    match format {
+        "html" => Ok(Html(report::html(&body)).into_response()),
+        "csv" => {
+            let csv = frugality::csv(&body.frugality, &body.practices)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok((
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        "text/csv; charset=utf-8; header=present",
+                    ),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"frugality-report.csv\"",
+                    ),
+                ],
+                csv,
+            )
+                .into_response())
+        }
+        _ => Ok(Json(body).into_response()),
+    }
+}
+
+/// A run's frugality report (the API's `…/report` and the console's report page).
+pub async fn build_report(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    id: &str,
+) -> Result<RunReport, ApiError> {
+    let (_, run) = load_run(app, ctx, Action::RunRead, name, id).await?;
     let accountant = &app.accountant;
     let figures = match run
         .summary_json
@@ -74,6 +111,12 @@ pub async fn report(
             .map_err(|e| ApiError::Internal(e.to_string()))?,
     };
     let spec: Option<TrialRunSpec> = serde_json::from_str(&run.spec_json).ok();
+    let inputs = report_inputs(app, &run, spec.as_ref()).await?;
+    let this = (
+        inputs.phase.clone(),
+        inputs.functional_unit.as_ref().map(|(n, _)| n.clone()),
+        MethodClass::of(&figures.energy_method),
+    );
     // The comparison holds only the runs the reader may read (`run.read`, decided per run
     // as the run list does): another tenant's runs, or another vendor's, never show.
     let mut comparison = Vec::new();
@@ -115,9 +158,24 @@ pub async fn report(
             else {
                 continue;
             };
+            let other_unit = serde_json::from_str::<TrialRunSpec>(&other.spec_json)
+                .ok()
+                .and_then(|s| s.functional_unit.map(|u| u.name));
+            let other_phase = serde_json::from_str::<TrialRunSpec>(&other.spec_json)
+                .map(|s| crate::runs::catalogue_phase(s.kind).to_owned())
+                .unwrap_or_else(|_| other.kind.clone());
+            let method_class = MethodClass::of(&f.energy_method);
+            let verdict = frugality::comparable(
+                (this.0.as_str(), this.1.as_deref(), this.2),
+                (other_phase.as_str(), other_unit.as_deref(), method_class),
+            );
             comparison.push(Comparison {
                 run: other.name.clone(),
                 kind: other.kind.clone(),
+                method_class,
+                functional_unit: other_unit,
+                comparable: verdict.is_ok(),
+                not_comparable: verdict.err(),
                 finished_at: other.finished_at.clone(),
                 duration_seconds: f.duration_seconds,
                 kwh: f.kwh,
@@ -130,7 +188,7 @@ pub async fn report(
     }
     if run.solution.is_some() {
         app.record(
-            &ctx,
+            ctx,
             "run.report.compared",
             format!("Run::{id:?}"),
             Some(&run.tenant),
@@ -139,7 +197,7 @@ pub async fn report(
         )
         .await?;
     }
-    let body = RunReport {
+    Ok(RunReport {
         run: run.name.clone(),
         sandbox: run.sandbox.clone(),
         tenant: run.tenant.clone(),
@@ -167,14 +225,132 @@ pub async fn report(
         },
         final_figures: run.closed_at.is_some(),
         caveats: report::caveats(&figures, accountant.declared()),
+        frugality: frugality::build(&figures, &inputs),
         figures,
         carbon: CarbonNote::from_params(&accountant.carbon),
         comparison,
-        practices: report::practices(),
+        practices: practices_of(app, &run.name).await?,
         generated_at: Utc::now(),
-    };
-    if html {
-        return Ok(Html(report::html(&body)).into_response());
+    })
+}
+
+/// What the report needs beside the ledger: the run's phase, requests and functional
+/// unit, the bytes of the views it fetched, the bytes it wrote.
+async fn report_inputs(
+    app: &AppState,
+    run: &RunRow,
+    spec: Option<&TrialRunSpec>,
+) -> Result<ReportInputs, ApiError> {
+    let mut data_read = Some((0u64, 0usize));
+    for g in spec.map_or(&[][..], |s| s.grants.as_slice()) {
+        match app.store.get_grant(g).await? {
+            Some(grant) => {
+                data_read = data_read
+                    .map(|(bytes, n)| (bytes + u64::try_from(grant.view_size).unwrap_or(0), n + 1));
+            }
+            None => data_read = None,
+        }
     }
-    Ok(Json(body).into_response())
+    let outputs = match &app.cluster {
+        None => Err("no cluster: the run's results cannot be listed here".to_owned()),
+        Some(cluster) => match crate::runs::outputs::bucket(cluster.client(), run).await {
+            Err(e) => Err(format!("the run's results cannot be listed: {e}")),
+            Ok(store) => {
+                match crate::runs::outputs::list_results(store.as_ref(), &run.name).await {
+                    Err(e) => Err(format!("the run's results cannot be listed: {e}")),
+                    Ok(l) if l.truncated => Err(format!(
+                        "the run wrote more than {} objects: not summed",
+                        crate::runs::outputs::results::MAX_RESULTS
+                    )),
+                    Ok(l) => Ok(l.objects.iter().map(|o| o.size).sum()),
+                }
+            }
+        },
+    };
+    let accountant = &app.accountant;
+    Ok(ReportInputs {
+        phase: spec
+            .map(|s| crate::runs::catalogue_phase(s.kind).to_owned())
+            .unwrap_or_else(|| run.kind.clone()),
+        cpu: spec.map(|s| s.resources.cpu.clone()).unwrap_or_default(),
+        memory: spec.map(|s| s.resources.memory.clone()).unwrap_or_default(),
+        gpus: spec
+            .and_then(|s| s.resources.gpu.as_ref())
+            .map_or(0, |g| g.count),
+        gpu_resource: spec
+            .and_then(|s| s.resources.gpu.as_ref())
+            .map(|g| g.resource_name.clone()),
+        functional_unit: spec
+            .and_then(|s| s.functional_unit.as_ref())
+            .map(|u| (u.name.clone(), u.count)),
+        data_read,
+        outputs,
+        declared_mode: accountant.declared(),
+        model: accountant.model().clone(),
+        carbon: accountant.carbon.clone(),
+    })
+}
+
+/// The checklist with the requester's answers, if given.
+async fn practices_of(app: &AppState, run: &str) -> Result<frugality::PracticeChecklist, ApiError> {
+    Ok(match app.store.run_practices(run).await? {
+        Some((json, by, at)) => {
+            let answers: Option<PracticeAnswers> = serde_json::from_str(&json).ok();
+            frugality::checklist(answers.as_ref(), Some(by), Some(at))
+        }
+        None => frugality::checklist(None, None, None),
+    })
+}
+
+/// Answer the frugal-AI good-practice checklist for a run (its requester only, as for
+/// its quality): declared, shown in the report apart from the figures. Answers replace
+/// earlier ones; once a run of a catalogue solution is closed they no longer change (409).
+#[utoipa::path(
+    put, path = "/v1/sandboxes/{name}/runs/{id}/practices", tag = "runs",
+    params(("name" = String, Path), ("id" = String, Path)),
+    request_body = PracticeAnswers,
+    responses(
+        (status = 200, body = frugality::PracticeChecklist),
+        (status = 403, description = "Only the run's requester answers", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The run is closed and its catalogue result attached", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn practices(
+    State(app): State<AppState>,
+    ctx: Ctx,
+    Path((name, id)): Path<(String, String)>,
+    Body(answers): Body<PracticeAnswers>,
+) -> Result<Json<frugality::PracticeChecklist>, ApiError> {
+    // -- Validation
+    let issues = frugality::validate_answers(&answers);
+    if !issues.is_empty() {
+        return Err(ApiError::Validation(issues));
+    }
+    // -- Authorization: who may report a run's quality answers its checklist.
+    let (_, run) = load_run(&app, &ctx, Action::RunQuality, &name, &id).await?;
+    // -- Business logic
+    let json = serde_json::to_string(&answers).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let now = timestamp(Utc::now());
+    if !app
+        .store
+        .set_run_practices(&run.name, &json, &ctx.caller.principal.subject, &now)
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "run {id:?} is closed and its result is attached to a catalogue solution: its \
+             report is final, so its checklist can no longer change"
+        )));
+    }
+    app.record(
+        &ctx,
+        "run.practices",
+        format!("Run::{id:?}"),
+        Some(&run.tenant),
+        json!({ "answered": answers.answers.len() }),
+    )
+    .await?;
+    Ok(Json(practices_of(&app, &run.name).await?))
 }

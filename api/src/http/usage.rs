@@ -21,16 +21,16 @@ use crate::sandboxes::FieldIssue;
 use crate::store::LedgerQuery;
 use crate::usage::budget::{self, BudgetState};
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UsageParams {
     /// Window start, RFC 3339 (default: the first instant of the current month, UTC).
-    from: Option<String>,
+    pub from: Option<String>,
     /// Window end, RFC 3339, exclusive (default: the first instant of the next month).
-    to: Option<String>,
+    pub to: Option<String>,
     /// Ledger export only: csv (default) or parquet.
-    format: Option<String>,
+    pub format: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -57,6 +57,9 @@ pub struct TenantUsage {
     pub by_sandbox: Vec<SandboxShare>,
     /// Methods behind the figures (`modelled` means estimated).
     pub methods: Vec<String>,
+    /// Energy at the meter (kWh) by the method behind it (`modelled`, or the measuring
+    /// source: `kepler`, `rapl`, …).
+    pub by_method: BTreeMap<String, f64>,
 }
 
 fn window(params: &UsageParams) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
@@ -130,6 +133,7 @@ pub async fn summary(
     let mut totals: BTreeMap<String, (f64, String)> = BTreeMap::new();
     let mut by_ns: BTreeMap<String, f64> = BTreeMap::new();
     let mut methods = std::collections::BTreeSet::new();
+    let mut by_method: BTreeMap<String, f64> = BTreeMap::new();
     for r in &rows {
         let t = totals
             .entry(r.quantity.clone())
@@ -138,6 +142,7 @@ pub async fn summary(
         methods.insert(r.method.clone());
         if r.quantity == "meter_energy" {
             *by_ns.entry(r.namespace.clone()).or_default() += r.value;
+            *by_method.entry(r.method.clone()).or_default() += r.value;
         }
     }
     let now = Utc::now();
@@ -180,6 +185,7 @@ pub async fn summary(
         totals,
         by_sandbox,
         methods: methods.into_iter().collect(),
+        by_method,
     }))
 }
 

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod fetch;
 pub mod figures;
+pub mod frugality;
 pub mod outputs;
 pub mod report;
 pub mod sandbox_report;

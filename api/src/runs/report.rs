@@ -1,6 +1,7 @@
-//! The frugality report of a run: JSON for programs, and the same content as one HTML
-//! page with inline SVG charts (energy per window split by component; comparison with
-//! the previous runs of the same solution). No script, no external asset.
+//! The frugality report of a run: JSON for programs (its schema is in the OpenAPI
+//! document), and views of the same data: one HTML page with inline SVG charts (energy
+//! per window split by component; comparison with the comparable previous runs of the
+//! same solution), no script, no external asset; and CSV ([`super::frugality::csv`]).
 
 use std::fmt::Write;
 
@@ -9,6 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::figures::RunFigures;
+use super::frugality::{self, Frugality, MethodClass, PracticeChecklist, ReportFigure};
 use crate::energy::CarbonParams;
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -30,14 +32,21 @@ pub struct RunReport {
     pub requested: Requested,
     /// False while the run goes on or the ledger has not covered its end yet.
     pub final_figures: bool,
+    /// Per life-cycle phase and per functional unit, each figure with its method class,
+    /// source and uncertainty range; SCI with its inputs.
+    #[serde(flatten)]
+    pub frugality: Frugality,
+    /// The ledger's figures summed over the run (quantity → figure), as recorded.
     pub figures: RunFigures,
     pub carbon: CarbonNote,
-    /// Previous closed runs of the same solution, oldest first.
+    /// Previous closed runs of the same solution, oldest first, each saying whether it
+    /// is comparable with this one (same phase, functional unit and method class).
     pub comparison: Vec<Comparison>,
     /// What the methods behind these figures can and cannot tell.
     pub caveats: Vec<String>,
-    /// The AFNOR SPEC 2314 practices this report supports.
-    pub practices: Vec<String>,
+    /// The frugal-AI good-practice checklist as the run's requester answered it:
+    /// declared, kept apart from the figures Serre measured or modelled.
+    pub practices: PracticeChecklist,
     pub generated_at: DateTime<Utc>,
 }
 
@@ -87,6 +96,13 @@ pub struct Comparison {
     pub kwh_per_unit: Option<f64>,
     pub sci_per_unit: Option<f64>,
     pub energy_method: String,
+    /// The class of `energyMethod`.
+    pub method_class: MethodClass,
+    pub functional_unit: Option<String>,
+    /// Same phase, same functional unit, same method class as this run.
+    pub comparable: bool,
+    /// Why not, when not comparable.
+    pub not_comparable: Option<String>,
 }
 
 /// Caveats for the methods present in the figures, most important first.
@@ -161,20 +177,6 @@ pub fn caveats(f: &RunFigures, declared: bool) -> Vec<String> {
         );
     }
     out
-}
-
-pub fn practices() -> Vec<String> {
-    [
-        "AFNOR SPEC 2314 (frugal AI): measure the energy of each life-cycle phase (training, \
-         fine-tuning, inference, evaluation) before and during use — this report is that \
-         measurement, with the method behind each figure.",
-        "AFNOR SPEC 2314: compare solutions on performance per resource consumed — the \
-         per-unit figures and the comparison with previous runs of the same solution.",
-        "AFNOR SPEC 2314: size resources to the need — requested versus used CPU and memory \
-         (the waste) shows what could be reserved less.",
-    ]
-    .map(String::from)
-    .to_vec()
 }
 
 pub(crate) fn esc(s: &str) -> String {
@@ -259,31 +261,28 @@ pub(crate) fn energy_chart(f: &RunFigures) -> String {
     svg
 }
 
-/// Horizontal bars: kWh (per unit when every run has units) of this run and the previous ones.
+/// Horizontal bars: kWh per functional unit of this run and the previous runs that are
+/// comparable with it (same phase, functional unit and method class); none when this run
+/// has no functional unit.
 fn comparison_chart(report: &RunReport) -> String {
-    let mut rows: Vec<(String, Option<f64>, f64)> = report
+    let Some(this) = report.figures.kwh_per_unit else {
+        return "<p>This run counted no functional unit: its energy per unit is unknown, so it is compared with no other run.</p>".into();
+    };
+    let mut rows: Vec<(String, f64)> = report
         .comparison
         .iter()
-        .map(|c| (c.run.clone(), c.kwh_per_unit, c.kwh))
+        .filter(|c| c.comparable)
+        .filter_map(|c| c.kwh_per_unit.map(|v| (c.run.clone(), v)))
         .collect();
-    rows.push((
-        format!("{} (this run)", report.run),
-        report.figures.kwh_per_unit,
-        report.figures.kwh,
-    ));
-    let per_unit = rows.iter().all(|r| r.1.is_some());
-    let values: Vec<f64> = rows
-        .iter()
-        .map(|r| if per_unit { r.1.unwrap_or(0.0) } else { r.2 })
-        .collect();
-    let max = values.iter().copied().fold(0.0_f64, f64::max);
+    rows.push((format!("{} (this run)", report.run), this));
+    let max = rows.iter().map(|r| r.1).fold(0.0_f64, f64::max);
     let (w, line) = (640.0, 22.0);
     let h = line * rows.len() as f64 + 30.0;
-    let unit = if per_unit { "kWh per unit" } else { "kWh" };
+    let unit = "kWh per functional unit";
     let mut svg = format!(
-        r#"<svg role="img" aria-label="Comparison with previous runs ({unit})" width="{w}" height="{h}" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg"><text x="0" y="14" font-size="12">{unit}</text>"#
+        r#"<svg role="img" aria-label="Comparison with comparable previous runs ({unit})" width="{w}" height="{h}" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg"><text x="0" y="14" font-size="12">{unit}</text>"#
     );
-    for (i, ((name, _, _), v)) in rows.iter().zip(&values).enumerate() {
+    for (i, (name, v)) in rows.iter().enumerate() {
         let y = 24.0 + i as f64 * line;
         let len = if max > 0.0 { v / max * 360.0 } else { 0.0 };
         let _ = write!(
@@ -299,6 +298,119 @@ fn comparison_chart(report: &RunReport) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+fn opt_num(v: Option<f64>) -> String {
+    v.map_or_else(|| "unknown".into(), num)
+}
+
+/// A table row of one report figure.
+fn figure_row(page: &mut String, name: &str, x: &ReportFigure) {
+    let range = match (x.low, x.high) {
+        (Some(lo), Some(hi)) => format!("{} – {}", num(lo), num(hi)),
+        _ => "unknown".into(),
+    };
+    let _ = write!(
+        page,
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td class=\"note\">{}<br>{}</td></tr>",
+        esc(name),
+        opt_num(x.value),
+        esc(&x.unit),
+        esc(&range),
+        x.method.as_str(),
+        esc(&x.method_detail),
+        esc(&x.source),
+        esc(&x.uncertainty)
+    );
+}
+
+const FIGURE_TABLE: &str = "<table><tr><th>Figure</th><th>Value</th><th>Unit</th><th>Range</th><th>Method</th><th>Source and uncertainty</th></tr>";
+
+/// The structured part: per phase, per functional unit, SCI.
+fn frugality_html(page: &mut String, f: &Frugality) {
+    page.push_str("<h2>By life-cycle phase</h2>");
+    for p in &f.phases {
+        let _ = write!(
+            page,
+            "<h3>{}</h3><p class=\"note\">{}</p>",
+            esc(&p.phase),
+            esc(&p.note)
+        );
+        let Some(x) = &p.figures else { continue };
+        page.push_str(FIGURE_TABLE);
+        for (q, v) in frugality::phase_rows(x) {
+            figure_row(page, q, v);
+        }
+        page.push_str("</table>");
+        let h = &x.hardware;
+        let _ = write!(
+            page,
+            "<p>Hardware (declared): cpu {}, memory {}, GPUs {}{}; node model not recorded. Modelled figures assume {}.</p>",
+            esc(&h.cpu_requested),
+            esc(&h.memory_requested),
+            h.gpus_requested,
+            h.gpu_resource
+                .as_deref()
+                .map(|g| format!(" ({})", esc(g)))
+                .unwrap_or_default(),
+            esc(&h.power_model)
+        );
+        if let Some(u) = &p.per_unit {
+            let _ = write!(
+                page,
+                "<h4>Per functional unit: {} (count declared: {})</h4>",
+                esc(&u.functional_unit),
+                u.count
+            );
+            page.push_str(FIGURE_TABLE);
+            figure_row(page, "energy", &u.kwh);
+            figure_row(page, "emissions", &u.gco2e);
+            figure_row(page, "CPU", &u.cpu_core_hours);
+            page.push_str("</table>");
+        }
+    }
+    let s = &f.sci;
+    let _ = write!(
+        page,
+        "<h2>SCI</h2><p>{}: {} {} ({}). Inputs: E = {} kWh ({}), I = {} gCO2e/kWh ({}, {}, {}), M = {} gCO2e, R = {} {} ({}).</p>",
+        esc(&s.formula),
+        opt_num(s.value.value),
+        esc(&s.value.unit),
+        s.value.method.as_str(),
+        opt_num(s.energy.value),
+        s.energy.method.as_str(),
+        num(s.intensity.g_per_kwh),
+        esc(&s.intensity.source),
+        s.intensity.year,
+        esc(&s.intensity.scope),
+        opt_num(s.embodied.value),
+        s.functional_units,
+        esc(&s.functional_unit),
+        s.functional_unit_method.as_str()
+    );
+}
+
+fn practices_html(page: &mut String, c: &PracticeChecklist) {
+    let _ = write!(
+        page,
+        "<h2>Good practices, as declared by the vendor</h2><p class=\"note\">Declared, not measured by Serre. {}.{}</p><table><tr><th>Theme</th><th>Practice</th><th>Answer</th><th>Comment</th></tr>",
+        esc(&c.reference),
+        match (&c.answered_by, &c.answered_at) {
+            (Some(by), Some(at)) => format!(" Answered by {} on {}.", esc(by), esc(at)),
+            _ => " Not answered yet.".into(),
+        }
+    );
+    for i in &c.items {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&i.theme),
+            esc(&i.practice),
+            i.answer.map_or("not answered", |a| a.as_str()),
+            esc(i.comment.as_deref().unwrap_or(""))
+        );
+    }
+    page.push_str("</table>");
 }
 
 /// The start of a report page, up to and including its heading; `subject` is escaped.
@@ -349,7 +461,7 @@ pub fn html(r: &RunReport) -> String {
     for (k, v) in facts {
         let _ = write!(page, "<tr><th>{k}</th><td>{}</td></tr>", esc(&v));
     }
-    page.push_str("</table><h2>Energy and emissions</h2><table><tr><th>Figure</th><th>Value</th><th>Unit</th><th>Method</th><th>Source</th></tr>");
+    page.push_str("</table><h2>Ledger figures, as recorded</h2><table><tr><th>Figure</th><th>Value</th><th>Unit</th><th>Method</th><th>Source</th></tr>");
     for (name, x) in &f.figures {
         let _ = write!(
             page,
@@ -402,24 +514,32 @@ pub fn html(r: &RunReport) -> String {
             }
         }
     }
-    page.push_str("</ul><h2>Energy over time, by component</h2>");
+    page.push_str("</ul>");
+    frugality_html(&mut page, &r.frugality);
+    page.push_str("<h2>Energy over time, by component</h2>");
     page.push_str(&energy_chart(f));
     page.push_str("<h2>Compared with previous runs of the same solution you may read</h2>");
     if r.comparison.is_empty() {
         page.push_str("<p>No previous run of this solution that you may read.</p>");
+    }
+    for c in r.comparison.iter().filter(|c| !c.comparable) {
+        let _ = write!(
+            page,
+            "<p class=\"note\">Not compared: {} ({}).</p>",
+            esc(&c.run),
+            esc(c.not_comparable.as_deref().unwrap_or(""))
+        );
     }
     page.push_str(&comparison_chart(r));
     page.push_str("<h2>Caveats</h2><ul>");
     for c in &r.caveats {
         let _ = write!(page, "<li>{}</li>", esc(c));
     }
-    page.push_str("</ul><h2>Practices supported</h2><ul>");
-    for p in &r.practices {
-        let _ = write!(page, "<li>{}</li>", esc(p));
-    }
+    page.push_str("</ul>");
+    practices_html(&mut page, &r.practices);
     let _ = write!(
         page,
-        "</ul><p class=\"note\">Generated {} by Serre.</p></body></html>",
+        "<p class=\"note\">Generated {} by Serre.</p></body></html>",
         r.generated_at.to_rfc3339()
     );
     page
@@ -437,6 +557,88 @@ mod tests {
             method: method.into(),
             source: String::new(),
         }
+    }
+
+    fn report(comparison: Vec<Comparison>) -> RunReport {
+        let mut f = RunFigures::default();
+        for (q, m) in [("cpu_used", "cadvisor"), ("cpu_energy", "modelled")] {
+            f.figures.insert(q.into(), figure(m));
+        }
+        f.kwh_per_unit = Some(0.001);
+        let inputs = frugality::ReportInputs {
+            phase: "inference".into(),
+            functional_unit: Some(("request".into(), 10)),
+            ..frugality::ReportInputs::default()
+        };
+        RunReport {
+            run: "run-1".into(),
+            sandbox: "s".into(),
+            tenant: "t".into(),
+            solution: Some("sol".into()),
+            kind: "inference".into(),
+            phase: "Succeeded".into(),
+            requested_by: "acme".into(),
+            started_at: None,
+            finished_at: None,
+            exit_reason: None,
+            quality: None,
+            requested: Requested {
+                cpu: "1".into(),
+                memory: "1Gi".into(),
+                gpus: 0,
+            },
+            final_figures: true,
+            frugality: frugality::build(&f, &inputs),
+            figures: f,
+            carbon: CarbonNote::from_params(&CarbonParams::default()),
+            comparison,
+            caveats: vec![],
+            practices: frugality::checklist(None, None, None),
+            generated_at: chrono::Utc::now(),
+        }
+    }
+
+    fn compared(run: &str, comparable: bool) -> Comparison {
+        Comparison {
+            run: run.into(),
+            kind: "inference".into(),
+            finished_at: None,
+            duration_seconds: 1.0,
+            kwh: 1.0,
+            gco2e: 1.0,
+            kwh_per_unit: Some(0.5),
+            sci_per_unit: None,
+            energy_method: "modelled".into(),
+            method_class: MethodClass::Modelled,
+            functional_unit: Some("request".into()),
+            comparable,
+            not_comparable: (!comparable).then(|| "a different functional unit".into()),
+        }
+    }
+
+    #[test]
+    fn the_page_shows_phases_ranges_and_the_declared_checklist_apart() {
+        let page = html(&report(vec![
+            compared("run-old", true),
+            compared("run-other", false),
+        ]));
+        assert!(
+            page.contains("<h3>data-preparation</h3>"),
+            "unknown phases are listed"
+        );
+        assert!(page.contains("energy_cpu_kwh"));
+        assert!(page.contains("modelled (modelled)"));
+        assert!(page.contains("Good practices, as declared by the vendor"));
+        assert!(page.contains("Not answered yet."));
+        // The comparable run is charted, the other one named with the reason.
+        assert!(page.contains(">run-old<"), "{page}");
+        assert!(!page.contains(">run-other<"));
+        assert!(page.contains("Not compared: run-other (a different functional unit)"));
+        // The JSON holds the same structure, the checklist under `practices`.
+        let v = serde_json::to_value(report(vec![])).unwrap();
+        assert_eq!(v["practices"]["method"], "declared");
+        assert_eq!(v["phases"].as_array().unwrap().len(), 5);
+        assert_eq!(v["sci"]["functionalUnit"], "request");
     }
 
     #[test]

@@ -49,6 +49,11 @@ pub struct TrialResultRow {
     /// JSON object of the resources used (`cpuCoreSeconds`, `memoryGbSeconds`,
     /// `gpuSeconds`), when known.
     pub resources_json: Option<String>,
+    /// The gateway's Ed25519 signature (standard base64) over the result's canonical
+    /// form (`catalogue::attestation`); null for hand-entered (declared) results.
+    pub signature: Option<String>,
+    /// The signing key's id (`ed25519:<16 hex>`).
+    pub key_id: Option<String>,
 }
 
 macro_rules! bind_solution {
@@ -149,8 +154,10 @@ impl Store {
     pub async fn attach_trial_result(&self, r: &TrialResultRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO catalogue_trial_results (id, solution_id, run_id, \
             tenant, sandbox, phase, kwh, gco2e, duration_s, functional_units, quality_metric, \
-            quality_value, measured_at, method_json, recorded_by, recorded_at, resources_json) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+            quality_value, measured_at, method_json, recorded_by, recorded_at, resources_json, \
+            signature, key_id) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+            $18, $19)";
         let result = run!(self, |p| sqlx::query(SQL)
             .bind(&r.id)
             .bind(&r.solution_id)
@@ -169,6 +176,8 @@ impl Store {
             .bind(&r.recorded_by)
             .bind(&r.recorded_at)
             .bind(&r.resources_json)
+            .bind(&r.signature)
+            .bind(&r.key_id)
             .execute(p)
             .await
             .map(|_| ()));

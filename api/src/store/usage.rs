@@ -354,4 +354,44 @@ impl Store {
             .map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
+
+    /// Record the practice checklist a run's requester answered (JSON of
+    /// `runs::frugality::PracticeAnswers`), replacing earlier answers, unless the run is
+    /// closed and names a catalogue solution (as for its quality); false then, or when
+    /// there is no such run. One statement.
+    pub async fn set_run_practices(
+        &self,
+        name: &str,
+        answers_json: &str,
+        answered_by: &str,
+        answered_at: &str,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "INSERT INTO run_practices (run, answers_json, answered_by, answered_at) \
+            SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM trial_runs WHERE name = $1 \
+            AND (closed_at IS NULL OR solution IS NULL)) \
+            ON CONFLICT (run) DO UPDATE SET answers_json = excluded.answers_json, \
+            answered_by = excluded.answered_by, answered_at = excluded.answered_at";
+        let n = run!(self, |p| sqlx::query(SQL)
+            .bind(name)
+            .bind(answers_json)
+            .bind(answered_by)
+            .bind(answered_at)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// A run's checklist answers: (answers JSON, answered by, answered at).
+    pub async fn run_practices(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, String, String)>, StoreError> {
+        const SQL: &str =
+            "SELECT answers_json, answered_by, answered_at FROM run_practices WHERE run = $1";
+        Ok(run!(self, |p| sqlx::query_as(SQL)
+            .bind(name)
+            .fetch_optional(p)
+            .await)?)
+    }
 }

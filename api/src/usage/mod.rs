@@ -53,6 +53,9 @@ pub struct Accountant {
     ledger: Ledger,
     model: PowerModel,
     pub carbon: CarbonParams,
+    /// Signs the results runs attach to the catalogue (the audit checkpoints' key):
+    /// only signed results count as measured.
+    signer: Option<Arc<serre_crypto::CertificateSigner>>,
 }
 
 impl Accountant {
@@ -74,7 +77,19 @@ impl Accountant {
             ledger: config.ledger(),
             model: config.model(),
             carbon: config.carbon(),
+            signer: None,
         })
+    }
+
+    /// Sign the results attached to the catalogue with `signer`.
+    pub fn with_signer(mut self, signer: Arc<serre_crypto::CertificateSigner>) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// The power model modelled figures come from.
+    pub fn model(&self) -> &PowerModel {
+        &self.model
     }
 
     /// Whether figures are modelled from requests (no metrics source configured).
@@ -370,8 +385,14 @@ impl Accountant {
                 "estimated".to_owned(),
                 serde_json::Value::Bool(figures.energy_method == "modelled"),
             )])
+            .chain(
+                figures
+                    .functional_unit
+                    .clone()
+                    .map(|u| ("functionalUnit".to_owned(), serde_json::Value::String(u))),
+            )
             .collect();
-        let row = TrialResultRow {
+        let mut row = TrialResultRow {
             id: uuid::Uuid::new_v4().to_string(),
             solution_id: solution.clone(),
             run_id: run.name.clone(),
@@ -399,7 +420,12 @@ impl Accountant {
                 })
                 .to_string(),
             ),
+            signature: None,
+            key_id: None,
         };
+        if let Some(signer) = &self.signer {
+            catalogue::attestation::sign(signer, &mut row);
+        }
         match self.store.attach_trial_result(&row).await {
             Ok(()) | Err(StoreError::Conflict(_)) => Ok(Attach::Attached),
             Err(e) => Err(e.into()),

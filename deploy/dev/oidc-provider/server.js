@@ -10,7 +10,8 @@
 // the audience itself).
 //
 // The web console (client `serre-console`) signs people in with the authorization code
-// flow and PKCE on the same sign-in page.
+// flow and PKCE on the same sign-in page, and renews their access tokens with refresh
+// tokens (`offline_access`).
 //
 // People sign in with the device authorization grant (RFC 8628) through the public client
 // `serre-cli` (no secret; grants device_code and refresh_token), as `serre login` does:
@@ -86,7 +87,9 @@ server.listen(port, host, () => {
         client_name: 'Serre (console web)',
         application_type: 'native',
         token_endpoint_auth_method: 'none',
-        grant_types: ['authorization_code'],
+        // refresh_token: with `offline_access` (and prompt=consent) the console gets a
+        // refresh token and renews a lapsed access token without signing in again.
+        grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
         redirect_uris: [
           'http://127.0.0.1/console/auth/callback',

@@ -59,15 +59,18 @@ pub enum Runs {
         #[arg(long, requires = "download")]
         out: Option<PathBuf>,
     },
-    /// The run's frugality report: JSON (or -o yaml), or the HTML page.
+    /// The run's frugality report: JSON (or -o yaml), the HTML page, or CSV (one row per
+    /// figure with its method and uncertainty range).
     #[command(
-        after_help = "Examples:\n  serre runs report est-ensemble--traffic run-7k2m9\n  serre runs report est-ensemble--traffic run-7k2m9 --html > report.html"
+        after_help = "Examples:\n  serre runs report est-ensemble--traffic run-7k2m9\n  serre runs report est-ensemble--traffic run-7k2m9 --html > report.html\n  serre runs report est-ensemble--traffic run-7k2m9 --csv > report.csv"
     )]
     Report {
         sandbox: String,
         run: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "csv")]
         html: bool,
+        #[arg(long)]
+        csv: bool,
     },
 }
 
@@ -411,11 +414,17 @@ impl Runs {
                     eprintln!("Wrote {} ({n} bytes).", p.display());
                 }
             }
-            Runs::Report { sandbox, run, html } => {
+            Runs::Report {
+                sandbox,
+                run,
+                html,
+                csv,
+            } => {
                 let c = ctx.client().await?;
                 let url = c.url(&["sandboxes", &sandbox, "runs", &run, "report"]);
-                if html {
-                    let req = c.request(Method::GET, url).query(&[("format", "html")]);
+                if html || csv {
+                    let format = if html { "html" } else { "csv" };
+                    let req = c.request(Method::GET, url).query(&[("format", format)]);
                     copy_body(c.send(req).await?, None).await?;
                 } else {
                     let v = c.json(c.request(Method::GET, url)).await?;

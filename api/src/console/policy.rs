@@ -1,0 +1,56 @@
+//! The tenants' self-service policies, shown beside the sandbox request form: what is
+//! created at once and what waits for a tenant admin. Read through the API's own
+//! `GET /v1/tenants/{tenant}/policy` handler (`tenant.policy.read`, audited).
+
+use axum::Json;
+use axum::extract::{Path, State};
+
+use super::pages::Signed;
+use crate::http::AppState;
+use crate::http::tenants::get_policy;
+
+/// One tenant's policy, in French lines.
+pub struct PolicyBox {
+    pub tenant: String,
+    pub lines: Vec<String>,
+}
+
+/// The policies of the tenants the person may request sandboxes in (those they may read;
+/// a refusal leaves the tenant out rather than failing the page).
+pub async fn boxes(app: &AppState, signed: &Signed) -> Vec<PolicyBox> {
+    let mut out = Vec::new();
+    for t in &signed.ctx.caller.roles.member_of {
+        let Ok(Json(p)) = get_policy(State(app.clone()), signed.ctx(), Path(t.clone())).await
+        else {
+            continue;
+        };
+        let label = app
+            .tenants
+            .get(t)
+            .map_or_else(|| t.clone(), |x| x.spec.display_name.clone());
+        let mut lines = vec![format!(
+            "Durée de vie jusqu'à {} jours sans approbation",
+            p.max_days
+        )];
+        lines.push(if p.allow_gpu {
+            "GPU accordés sans approbation".into()
+        } else {
+            "Toute demande de GPU attend un administrateur".into()
+        });
+        for (what, max) in [
+            ("Processeurs", &p.max_cpu),
+            ("Mémoire", &p.max_memory),
+            ("Stockage", &p.max_storage),
+        ] {
+            if let Some(m) = max {
+                lines.push(format!("{what} : jusqu'à {m} sans approbation"));
+            }
+        }
+        lines.push("Au-delà : la demande attend un administrateur de la collectivité".into());
+        out.push(PolicyBox {
+            tenant: label,
+            lines,
+        });
+    }
+    out
+}
