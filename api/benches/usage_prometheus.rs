@@ -14,7 +14,10 @@
 //! of the pods being active trial runs. Reported: wall time per window (Serre and
 //! Prometheus together), Prometheus's CPU time per window (from /proc), the gateway side's
 //! peak RSS (this process, VmHWM) and Prometheus's RSS. Needs `prometheus` and `promtool`
-//! (Debian `prometheus`, which deploy/dev/test.sh installs); fails without them.
+//! (Debian `prometheus`, which deploy/dev/test.sh installs); fails without them. Also
+//! printed: Prometheus's own evaluation time of each query (its query log). With
+//! `SERRE_BENCH_QUERY_COST=1`, deploy/dev/prometheus_query_cost.py then measures the CPU
+//! time of each query shape (and of variants) on the same Prometheus.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -263,9 +266,14 @@ fn main() {
         .expect("a free port")
         .port();
     let config = dir.path().join("prometheus.yml");
+    // The query log gives each query's own evaluation time (Prometheus's share, by query).
+    let query_log = dir.path().join("queries.log");
     std::fs::write(
         &config,
-        "global:\n  scrape_interval: 1h\nscrape_configs: []\n",
+        format!(
+            "global:\n  scrape_interval: 1h\n  query_log_file: {}\nscrape_configs: []\n",
+            query_log.display()
+        ),
     )
     .expect("write prometheus.yml");
     let child = Command::new("prometheus")
@@ -387,5 +395,68 @@ fn main() {
             status_kb("self", "VmHWM:") as f64 / 1024.0,
             status_kb(&pid.to_string(), "VmHWM:") as f64 / 1024.0
         );
+        print_query_times(&query_log, lines.len());
+        // SERRE_BENCH_QUERY_COST=1: the CPU cost of each query shape, and of variants,
+        // on this same Prometheus (deploy/dev/prometheus_query_cost.py).
+        if std::env::var_os("SERRE_BENCH_QUERY_COST").is_some() {
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/dev/prometheus_query_cost.py");
+            let ok = Command::new("python3")
+                .arg(script)
+                .arg(&url)
+                .arg(pid.to_string())
+                .arg(end.to_string())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "prometheus_query_cost.py failed");
+        }
     });
+}
+
+/// Prometheus's own time by query, from its query log (`execTotalTime` of each query,
+/// summed over the warm windows and divided by their number; the window's queries partly
+/// run at the same time, so the sum may exceed the window's wall time).
+fn print_query_times(log: &Path, windows: usize) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let entries: Vec<(String, f64, u64)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            Some((
+                v["params"]["query"].as_str()?.to_owned(),
+                v["stats"]["timings"]["execTotalTime"].as_f64()?,
+                v["stats"]["samples"]["totalQueryableSamples"]
+                    .as_u64()
+                    .unwrap_or(0),
+            ))
+        })
+        .collect();
+    assert!(
+        !entries.is_empty(),
+        "Prometheus wrote no query log at {}",
+        log.display()
+    );
+    // The first window's queries are the cold ones: skip them.
+    let per_window = entries.len() / windows.max(1);
+    let mut by_query: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for (q, t, samples) in entries.iter().skip(per_window) {
+        let e = by_query.entry(q.clone()).or_default();
+        e.0 += t;
+        e.1 = *samples;
+    }
+    let warm = (windows.max(2) - 1) as f64;
+    let mut rows: Vec<(f64, u64, String)> = by_query
+        .into_iter()
+        .map(|(q, (t, s))| (t / warm, s, q))
+        .collect();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let total: f64 = rows.iter().map(|r| r.0).sum();
+    println!(
+        "  Prometheus's evaluation time per warm window: {:.0} ms summed over its {per_window} queries; by query:",
+        total * 1e3
+    );
+    for (t, samples, q) in &rows {
+        let short: String = q.chars().take(150).collect();
+        println!("    {:>6.1} ms  {samples:>8} samples  {short}", t * 1e3);
+    }
 }

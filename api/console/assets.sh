@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The DSFR files the web console ships (Système de Design de l'État, npm `@gouvfr/dsfr`,
-# Licence Ouverte / Etalab 2.0), copied from the package pinned — with its integrity hash — in
-# api/console/npm/package-lock.json into api/console/assets/dsfr, and the Rust table that
-# embeds them (api/src/console/assets_table.rs). The copies are committed, so the gateway
-# builds offline; this script is how they are made and checked.
+# Licence Ouverte / Etalab 2.0) and htmx (npm `htmx.org`, 0BSD), copied from the packages
+# pinned — with their integrity hashes — in api/console/npm/package-lock.json into
+# api/console/assets/dsfr and api/console/assets/htmx, and the Rust table that embeds them
+# (api/src/console/assets_table.rs). The copies are committed, so the gateway builds
+# offline; this script is how they are made and checked.
 #
-#   assets.sh update   npm ci the pinned package into ~/.cache/serre, copy the subset, write the table
+#   assets.sh update   npm ci the pinned packages into ~/.cache/serre, copy the subset, write the table
 #   assets.sh check    the same into a scratch directory; fail if the committed copies differ
 #
 # The subset: dist/dsfr.min.css, the woff2 fonts, and every icon that stylesheet refers to
-# (url(icons/…)). Environment: SERRE_CACHE (default ~/.cache/serre).
+# (url(icons/…)); of htmx, dist/htmx.min.js and its LICENSE. Environment: SERRE_CACHE
+# (default ~/.cache/serre).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,12 +33,19 @@ install() {
     touch "$MODULES/.complete"
   fi
   PKG=$MODULES/node_modules/@gouvfr/dsfr
+  HTMX=$MODULES/node_modules/htmx.org
 }
 
-# copy OUT_DIR TABLE_FILE
+# copy OUT_DIR HTMX_DIR TABLE_FILE
 copy() {
-  local out=$1 table=$2 dist=$PKG/dist version
+  local out=$1 htmx_out=$2 table=$3 dist=$PKG/dist version htmx_version
   version=$(node -p "require('$PKG/package.json').version")
+  htmx_version=$(node -p "require('$HTMX/package.json').version")
+  rm -rf "$htmx_out" && mkdir -p "$htmx_out"
+  cp "$HTMX/dist/htmx.min.js" "$htmx_out/"
+  cp "$HTMX/LICENSE" "$htmx_out/LICENSE"
+  printf 'htmx.org %s (npm), Zero-Clause BSD (0BSD): see LICENSE and https://htmx.org.\nCopied by api/console/assets.sh; do not edit.\n' \
+    "$htmx_version" >"$htmx_out/SOURCE"
   rm -rf "$out" && mkdir -p "$out/fonts"
   cp "$dist/dsfr.min.css" "$out/"
   cp "$PKG/LICENSE.md" "$out/LICENSE.md"
@@ -64,6 +73,11 @@ copy() {
         echo "    (\"$f\", \"$ct\", include_bytes!(\"../../console/assets/dsfr/$f\")),"
       done
     echo "];"
+    echo "/// htmx (progressive enhancement), served under \`/console/js/\`."
+    echo "pub const HTMX_VERSION: &str = \"$htmx_version\";"
+    echo "pub static SCRIPTS: &[(&str, &str, &[u8])] = &["
+    echo "    (\"htmx.min.js\", \"text/javascript; charset=utf-8\", include_bytes!(\"../../console/assets/htmx/htmx.min.js\")),"
+    echo "];"
   } >"$table"
   # As `cargo fmt` leaves it, so that `check` compares like with like.
   rustfmt --edition 2024 "$table"
@@ -72,17 +86,18 @@ copy() {
 case "${1:-}" in
   update)
     install
-    copy "$HERE/assets/dsfr" "$ROOT/api/src/console/assets_table.rs"
-    log "copied $(find "$HERE/assets/dsfr" -type f | wc -l) files ($(du -sh "$HERE/assets/dsfr" | cut -f1))"
+    copy "$HERE/assets/dsfr" "$HERE/assets/htmx" "$ROOT/api/src/console/assets_table.rs"
+    log "copied $(find "$HERE/assets/dsfr" "$HERE/assets/htmx" -type f | wc -l) files ($(du -sh "$HERE/assets" | cut -f1))"
     ;;
   check)
     install
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
-    copy "$tmp/dsfr" "$tmp/assets_table.rs"
+    copy "$tmp/dsfr" "$tmp/htmx" "$tmp/assets_table.rs"
     diff -r "$tmp/dsfr" "$HERE/assets/dsfr" >&2 || { log "api/console/assets/dsfr differs from the pinned package: run api/console/assets.sh update"; exit 1; }
+    diff -r "$tmp/htmx" "$HERE/assets/htmx" >&2 || { log "api/console/assets/htmx differs from the pinned package: run api/console/assets.sh update"; exit 1; }
     diff "$tmp/assets_table.rs" "$ROOT/api/src/console/assets_table.rs" >&2 || { log "assets_table.rs is stale: run api/console/assets.sh update"; exit 1; }
-    log "the console's DSFR files match @gouvfr/dsfr as pinned"
+    log "the console's DSFR and htmx files match @gouvfr/dsfr and htmx.org as pinned"
     ;;
   *) echo "usage: $0 update | check" >&2; exit 2 ;;
 esac

@@ -406,7 +406,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             };
             // The error's own text names the path and the OS reason once.
-            serre_api::energy::node_agent::run(cfg, listener, shutdown)
+            serre_api::node_agent::run(cfg, listener, shutdown)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot export node energy: {e}"))?;
             Ok(ExitCode::SUCCESS)

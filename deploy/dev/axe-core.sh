@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # axe-core (npm, MPL-2.0), the accessibility rules engine the console's browser test runs in
-# each page (api/tests/console_browser.rs). Pinned with its integrity in
+# each page (api/tests/gateway/console_browser.rs). Pinned with its integrity in
 # deploy/dev/axe-core/package-lock.json and installed with `npm ci` into the cache — never
 # fetched from a CDN.
 #

@@ -9,11 +9,20 @@
 #
 #   deploy/dev/bench-datasets.sh [SIZE_MB]     default 1024 (MB of Parquet input)
 #
-# Needs python3 with the PyPI duckdb package (installed with pip if missing) and Garage
+# Needs PyPI duckdb 2.0.1 in a cached venv (~/.cache/serre/python-duckdb-2.0.1, made here if
+# missing; the bench fails without it) and Garage
 # (deploy/dev/garage.sh builds it once under ~/.cache/serre). The synthetic dataset is
 # generated once into ~/.cache/serre/bench/ and reused.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE_MB=${1:-${SERRE_BENCH_SIZE_MB:-1024}}
-python3 -c 'import duckdb' 2>/dev/null || python3 -m pip install --quiet duckdb
-exec cargo bench -p serre-api --bench materialise -- --size-mb "$SIZE_MB" --serve
+CACHE=${SERRE_CACHE:-$HOME/.cache/serre}
+DUCKDB_VENV=$CACHE/python-duckdb-2.0.1
+if ! "$DUCKDB_VENV/bin/python3" -c 'import duckdb' 2>/dev/null; then
+  echo "[bench] PyPI duckdb 2.0.1 into $DUCKDB_VENV" >&2
+  rm -rf "$DUCKDB_VENV"
+  python3 -m venv "$DUCKDB_VENV"
+  "$DUCKDB_VENV/bin/python3" -m pip install -q --disable-pip-version-check duckdb==2.0.1
+fi
+export SERRE_BENCH_DUCKDB_PYTHON=$DUCKDB_VENV/bin/python3
+exec cargo bench -p serre-api --bench materialise -- --size-mb "$SIZE_MB" --serve "${@:2}"

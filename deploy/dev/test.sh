@@ -53,7 +53,7 @@ need_apt etcd-server openssl curl jq postgresql unzip python3 python3-venv prome
 ensure_kubectl
 ensure_helm
 
-step "Python Delta Sharing client (PyPI delta-sharing 1.4.2 in a cached venv; used by api/tests/datasets.rs)"
+step "Python Delta Sharing client (PyPI delta-sharing 1.4.2 in a cached venv; used by api/tests/gateway/datasets.rs)"
 VENV=$SERRE_CACHE/python-delta-sharing-1.4.2
 if [ ! -x "$VENV/bin/python3" ] || ! "$VENV/bin/python3" -c 'import delta_sharing' 2>/dev/null; then
   rm -rf "$VENV"
@@ -62,7 +62,7 @@ if [ ! -x "$VENV/bin/python3" ] || ! "$VENV/bin/python3" -c 'import delta_sharin
 fi
 export PATH=$VENV/bin:$PATH
 
-step "pySHACL (PyPI pyshacl 0.40.1 in a cached venv; api/tests/catalogue.rs validates the DCAT-AP export with it)"
+step "pySHACL (PyPI pyshacl 0.40.1 in a cached venv; api/tests/gateway/catalogue.rs validates the DCAT-AP export with it)"
 SHACL_VENV=$SERRE_CACHE/python-pyshacl-0.40.1
 if [ ! -x "$SHACL_VENV/bin/python3" ] || ! "$SHACL_VENV/bin/python3" -c 'import pyshacl' 2>/dev/null; then
   rm -rf "$SHACL_VENV"
@@ -108,6 +108,9 @@ step "Formatting"
 cargo fmt --all -- --check
 
 step "Dependency licences and sources (cargo-deny, deny.toml)"
+# cargo-deny reads `cargo metadata` for every platform, so the crates of other platforms
+# (windows-sys, …) must be in the local registry first: a fresh machine has only its own.
+cargo fetch --locked
 "$(cargo_tool cargo-deny 0.18.3)" deny --offline check licenses bans sources
 
 step "Rust tests (workspace)"

@@ -115,10 +115,7 @@ async fn sandbox_is_provisioned_enforced_resized_and_cleaned_up() {
         .map(|p| p.name_any())
         .collect();
     policies.sort();
-    assert_eq!(
-        policies,
-        ["allow-dns", "allow-serre-platform", "default-deny"]
-    );
+    assert_eq!(policies, ["allow-serre-platform", "default-deny"]);
     // No ServiceAccount of the namespace mounts a token, Kubernetes' `default` included.
     for account in ["sandbox-workload", "default"] {
         let sa = Api::<ServiceAccount>::namespaced(client.clone(), &ns)

@@ -401,21 +401,36 @@ async fn legacy_data_keys_move_in_and_a_lost_data_key_is_never_replaced() {
     )
     .await
     .unwrap();
-    // Make the operator provision again: its namespace Secret is gone.
-    Api::<Secret>::namespaced(client.clone(), &format!("serre-{sb}"))
-        .delete("sandbox-storage", &DeleteParams::default())
-        .await
-        .unwrap();
-    patch_sandbox(
-        &client,
-        &sb,
-        json!({"metadata": {"labels": {"serre-test/poke": "1"}}}),
-    )
-    .await;
+    // Make the operator provision again: its namespace Secret is gone. A reconcile still
+    // running from the sandbox's creation may have read the key before it was removed and
+    // write the Secret again after: then it is deleted and the sandbox poked once more.
+    let namespace_secrets = Api::<Secret>::namespaced(client.clone(), &format!("serre-{sb}"));
+    let pokes = std::sync::atomic::AtomicU32::new(0);
     let refused = eventually(60, "StorageReady=False naming the lost key", || async {
         let s = Api::<Sandbox>::all(client.clone()).get(&sb).await.ok()?;
         let c = condition(&s, "StorageReady").clone();
-        (c.status == serre_operator::resources::ConditionStatus::False).then_some(c)
+        if c.status == serre_operator::resources::ConditionStatus::False {
+            return Some(c);
+        }
+        if namespace_secrets
+            .get_opt("sandbox-storage")
+            .await
+            .ok()?
+            .is_some()
+        {
+            namespace_secrets
+                .delete("sandbox-storage", &DeleteParams::default())
+                .await
+                .ok()?;
+            let poke = pokes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            patch_sandbox(
+                &client,
+                &sb,
+                json!({"metadata": {"labels": {"serre-test/poke": poke.to_string()}}}),
+            )
+            .await;
+        }
+        None
     })
     .await;
     assert!(

@@ -14,6 +14,9 @@ pub const EXIT_AUTH: u8 = 3;
 pub const EXIT_NETWORK: u8 = 4;
 /// Exit status of `serre runs watch`: the run ended, but not `Succeeded`.
 pub const EXIT_RUN_FAILED: u8 = 5;
+/// Exit status of a check that ran and failed: `serre grants preview` (creating the grant
+/// would be refused) and `serre audit verify` (the chain is broken).
+pub const EXIT_CHECK_FAILED: u8 = 6;
 
 /// A failure with its own exit status; anything else exits with [`EXIT_REFUSED`].
 #[derive(Debug, thiserror::Error)]

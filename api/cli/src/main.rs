@@ -23,6 +23,9 @@ Exit codes:
   3  not signed in, or the sign-in expired or was refused: run `serre login`
   4  the gateway or the OpenID provider could not be reached
   5  `serre runs watch`: the run ended without succeeding
+  6  a check failed: `serre grants preview` (creating the grant would be refused by the
+     k-anonymity gate), `serre audit verify` (the chain is broken; the first broken entry
+     is named)
 
 Environment: SERRE_GATEWAY, SERRE_TOKEN, XDG_CONFIG_HOME (sign-in kept in
 $XDG_CONFIG_HOME/serre, else ~/.config/serre).";
@@ -31,7 +34,7 @@ $XDG_CONFIG_HOME/serre, else ~/.config/serre).";
 #[command(
     name = "serre",
     version,
-    about = "Serre's command line: sandboxes, datasets, grants, trial runs and usage through the gateway",
+    about = "Serre's command line: sandboxes, datasets, grants, trial runs, usage, the catalogue and the audit log through the gateway",
     after_help = EXIT_CODES
 )]
 struct Cli {

@@ -1,5 +1,5 @@
 //! The blob store on the Local backend, in a temp directory. The same round trip
-//! against a real Garage is in `api/tests/blobs.rs`.
+//! against a real Garage is in `api/tests/gateway/blobs.rs`.
 
 use std::io::Read;
 use std::sync::Arc;

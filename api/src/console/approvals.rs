@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::french;
+use super::lang::{tr, trf};
 use super::pages::{Layout, Signed, api_problem, page};
 use crate::authz::{Action, Resource};
 use crate::error::ApiError;
@@ -94,17 +95,19 @@ async fn approvals_page(
                 tenant: v.tenant.clone(),
                 purpose: v.purpose.clone(),
                 created_by: v.created_by.clone(),
-                resources: format!(
+                resources: trf(
                     "{} CPU, {} de mémoire, {} de stockage{}",
-                    v.resources.cpu,
-                    v.resources.memory,
-                    v.resources.storage,
-                    v.resources
-                        .gpu
-                        .as_ref()
-                        .map_or_else(String::new, |g| format!(", {} GPU", g.count))
+                    &[
+                        &v.resources.cpu,
+                        &v.resources.memory,
+                        &v.resources.storage,
+                        &v.resources
+                            .gpu
+                            .as_ref()
+                            .map_or_else(String::new, |g| format!(", {} GPU", g.count)),
+                    ],
                 ),
-                expires: v.expires_at.format("%d/%m/%Y").to_string(),
+                expires: french::day(v.expires_at),
                 countdown: french::countdown((v.expires_at - chrono::Utc::now()).num_days()),
                 reasons: v.request.approval_reasons.clone(),
                 reason,
@@ -115,7 +118,7 @@ async fn approvals_page(
     page(
         status,
         &ApprovalsPage {
-            layout: signed.layout("Approbations", "approvals"),
+            layout: signed.layout(tr("Approbations"), "approvals"),
             waiting,
             notice,
         },
@@ -135,8 +138,8 @@ pub async fn list(
     Query(q): Query<Notice>,
 ) -> Response {
     let notice = match (q.approuve, q.refuse) {
-        (Some(n), _) => Some(format!("Le bac à sable {n} est approuvé.")),
-        (None, Some(n)) => Some(format!("La demande {n} est refusée.")),
+        (Some(n), _) => Some(trf("Le bac à sable {} est approuvé.", &[&n])),
+        (None, Some(n)) => Some(trf("La demande {} est refusée.", &[&n])),
         (None, None) => None,
     };
     approvals_page(&app, &signed, notice, None, StatusCode::OK).await
@@ -190,7 +193,7 @@ pub async fn reject(
             let refused = (
                 name,
                 f.reason,
-                "Indiquez la raison du refus : la personne qui a demandé le bac à sable la lira."
+                tr("Indiquez la raison du refus : la personne qui a demandé le bac à sable la lira.")
                     .to_owned(),
             );
             approvals_page(

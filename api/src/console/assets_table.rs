@@ -363,3 +363,10 @@ pub static FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../console/assets/dsfr/icons/weather/typhoon-fill.svg"),
     ),
 ];
+/// htmx (progressive enhancement), served under `/console/js/`.
+pub const HTMX_VERSION: &str = "2.0.11";
+pub static SCRIPTS: &[(&str, &str, &[u8])] = &[(
+    "htmx.min.js",
+    "text/javascript; charset=utf-8",
+    include_bytes!("../../console/assets/htmx/htmx.min.js"),
+)];

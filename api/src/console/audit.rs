@@ -9,6 +9,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::french;
+use super::lang::tr;
 use super::pages::{Layout, Signed, api_problem, page};
 use crate::http::AppState;
 use crate::http::audit::{authorize_read, read_page};
@@ -18,11 +19,11 @@ const PAGE: i64 = 50;
 /// A decision in French.
 fn decision(d: &str) -> (&'static str, &'static str) {
     match d {
-        "allow" => ("autorisé", "fr-badge--success"),
-        "deny" => ("refusé", "fr-badge--error"),
-        "not_found" => ("introuvable", "fr-badge--warning"),
-        "change" => ("changement", "fr-badge--info"),
-        _ => ("autre", "fr-badge--info"),
+        "allow" => (tr("autorisé"), "fr-badge--success"),
+        "deny" => (tr("refusé"), "fr-badge--error"),
+        "not_found" => (tr("introuvable"), "fr-badge--warning"),
+        "change" => (tr("changement"), "fr-badge--info"),
+        _ => (tr("autre"), "fr-badge--info"),
     }
 }
 
@@ -47,6 +48,8 @@ struct AuditPage {
     all: bool,
     rows: Vec<EntryRow>,
     next: Option<i64>,
+    /// What « Vérifier la chaîne » found, after it was asked.
+    verdict: Option<super::audit_tools::Verdict>,
 }
 
 #[derive(Deserialize)]
@@ -62,17 +65,25 @@ pub async fn show(
     signed: Signed,
     Query(q): Query<AuditQuery>,
 ) -> Response {
+    let tenant = super::audit_tools::scope(&signed, q.collectivite);
+    render(&app, &signed, tenant, q.apres.max(0), None).await
+}
+
+/// The audit page of `tenant` (`None`: the whole log) from entry `after`, with the
+/// verdict of a verification when one was asked.
+pub(super) async fn render(
+    app: &AppState,
+    signed: &Signed,
+    tenant: Option<String>,
+    after: i64,
+    verdict: Option<super::audit_tools::Verdict>,
+) -> Response {
     let roles = &signed.ctx.caller.roles;
     let tenants: Vec<String> = roles.admin_of.iter().cloned().collect();
-    let tenant = q.collectivite.filter(|t| !t.is_empty()).or_else(|| {
-        (!roles.metropole_admin)
-            .then(|| tenants.first().cloned())
-            .flatten()
-    });
-    if let Err(e) = authorize_read(&app, &signed.ctx, tenant.as_deref()).await {
+    if let Err(e) = authorize_read(app, &signed.ctx, tenant.as_deref()).await {
         return api_problem(e);
     }
-    let p = match read_page(&app, tenant.as_deref(), q.apres.max(0), PAGE).await {
+    let p = match read_page(app, tenant.as_deref(), after, PAGE).await {
         Ok(p) => p,
         Err(e) => return api_problem(e),
     };
@@ -96,12 +107,13 @@ pub async fn show(
     page(
         StatusCode::OK,
         &AuditPage {
-            layout: signed.layout("Journal d'audit", "audit"),
+            layout: signed.layout(tr("Journal d'audit"), "audit"),
             tenants,
             all: roles.metropole_admin,
             tenant: tenant.unwrap_or_default(),
             rows,
             next: p.next,
+            verdict,
         },
     )
 }

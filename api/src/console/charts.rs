@@ -3,6 +3,7 @@
 //! beside a table of the same numbers (the page's job). Horizontal bars: one row per
 //! label, the value written at the end of its bar.
 
+use super::lang::tr;
 use std::fmt::Write;
 
 /// One bar: its label and value.
@@ -71,7 +72,8 @@ pub fn bars(
     if data.is_empty() {
         let _ = write!(
             svg,
-            r##"<text x="0" y="20" font-size="14" fill="#3a3a3a">Aucune donnée</text>"##
+            r##"<text x="0" y="20" font-size="14" fill="#3a3a3a">{}</text>"##,
+            escape(tr("Aucune donnée"))
         );
     }
     for (i, b) in data.iter().enumerate() {

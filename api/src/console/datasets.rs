@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::french;
+use super::lang::{Lang, tr, trf};
 use super::pages::{Layout, Signed, api_problem, page, problem};
 use crate::datasets::CLASSIFICATIONS;
 use crate::datasets::upload::UploadError;
@@ -36,7 +37,7 @@ const FILE: &str = "fichier";
 
 /// An upload form's values, as sent (kept when the upload is refused) and its errors.
 #[derive(Default)]
-struct UploadForm {
+pub(super) struct UploadForm {
     csrf: String,
     tenant: String,
     name: String,
@@ -53,7 +54,7 @@ struct UploadForm {
 }
 
 impl UploadForm {
-    fn blank(tenant: String) -> Self {
+    pub(super) fn blank(tenant: String) -> Self {
         Self {
             tenant,
             classification: "internal".into(),
@@ -100,7 +101,7 @@ impl UploadForm {
             _ => {
                 self.push(
                     "delimiter",
-                    "Le séparateur doit être un seul caractère (ex. « , » ou « ; »).".into(),
+                    tr("Le séparateur doit être un seul caractère (ex. « , » ou « ; »).").into(),
                 );
                 None
             }
@@ -136,36 +137,37 @@ impl UploadForm {
             }
             ApiError::Conflict(_) => self.push(
                 "name",
-                "Ce nom est déjà pris par un jeu de données de cette collectivité.".into(),
+                tr("Ce nom est déjà pris par un jeu de données de cette collectivité.").into(),
             ),
             ApiError::NotFound(_) if !self.tenant.is_empty() => self.push(
                 "tenant",
-                "Collectivité inconnue, ou dont vous n'êtes pas membre.".into(),
+                tr("Collectivité inconnue, ou dont vous n'êtes pas membre.").into(),
             ),
             ApiError::Upload(UploadError::TooLarge { limit }) => self.push(
                 FILE,
-                format!(
+                trf(
                     "Le fichier dépasse la taille maximale ({}).",
-                    french::bytes(i64::try_from(limit).unwrap_or(i64::MAX))
+                    &[&french::bytes(i64::try_from(limit).unwrap_or(i64::MAX))],
                 ),
             ),
             ApiError::Upload(UploadError::Empty) => self.push(
                 FILE,
-                "Choisissez un fichier (il est vide ou absent).".into(),
+                tr("Choisissez un fichier (il est vide ou absent).").into(),
             ),
-            ApiError::Upload(UploadError::Busy { retry_after, .. }) => self.general.push(format!(
+            ApiError::Upload(UploadError::Busy { retry_after, .. }) => self.general.push(trf(
                 "Le service reçoit déjà beaucoup de fichiers : renvoyez le vôtre dans {} secondes.",
-                retry_after.as_secs()
+                &[&retry_after.as_secs()],
             )),
-            ApiError::Upload(UploadError::Body(m)) => {
-                self.push(FILE, format!("L'envoi du fichier a été interrompu ({m})."))
-            }
+            ApiError::Upload(UploadError::Body(m)) => self.push(
+                FILE,
+                trf("L'envoi du fichier a été interrompu ({}).", &[&m]),
+            ),
             e if matches!(
                 e.code(),
                 "invalid_csv" | "invalid_parquet" | "invalid_schema" | "too_large"
             ) =>
             {
-                self.push(FILE, format!("Le fichier n'a pas pu être lu : {e}"))
+                self.push(FILE, trf("Le fichier n'a pas pu être lu : {}", &[&e]))
             }
             other => return Err(other),
         }
@@ -173,7 +175,7 @@ impl UploadForm {
         if self.error(FILE).is_none() {
             self.push(
                 FILE,
-                "Le fichier n'a pas été enregistré : choisissez-le de nouveau.".into(),
+                tr("Le fichier n'a pas été enregistré : choisissez-le de nouveau.").into(),
             );
         }
         Ok(())
@@ -196,6 +198,9 @@ fn form_field(field: &str) -> Option<&'static str> {
 
 /// One upload issue in French (the sandbox form's words for the rules they share).
 fn issue(i: &FieldIssue) -> String {
+    if Lang::current() == Lang::En {
+        return i.message.clone();
+    }
     match (i.field.as_str(), i.rule.as_str()) {
         ("name", "name_syntax") => "Le nom ne peut contenir que des lettres minuscules, des \
              chiffres, « - » et « _ », doit commencer par une lettre ou un chiffre et compter \
@@ -267,8 +272,8 @@ fn unreadable_form(e: FormError) -> Response {
     tracing::info!(error = %e, "console upload form refused");
     problem(
         StatusCode::BAD_REQUEST,
-        "Formulaire illisible",
-        "Le formulaire d'envoi n'a pas pu être lu. Rechargez la page et recommencez.",
+        tr("Formulaire illisible"),
+        tr("Le formulaire d'envoi n'a pas pu être lu. Rechargez la page et recommencez."),
     )
 }
 
@@ -383,7 +388,18 @@ struct DatasetPage {
     schema: Vec<Column>,
     form: UploadForm,
     limit: String,
-    created: bool,
+    notes: Notes,
+    /// Cedar allows `dataset.version.delete` (the tenant's admins).
+    may_delete: bool,
+}
+
+/// What a dataset page says above its content: just uploaded, a version just deleted,
+/// why a deletion was refused.
+#[derive(Default)]
+pub(super) struct Notes {
+    pub created: bool,
+    pub deleted: Option<i64>,
+    pub refusal: Option<String>,
 }
 
 fn tenants(app: &AppState, signed: &Signed) -> Vec<(String, String)> {
@@ -420,7 +436,10 @@ async fn list_page(
     page(
         status,
         &DatasetsPage {
-            layout: signed.layout("Jeux de données", "datasets"),
+            layout: Layout {
+                upload_progress: true,
+                ..signed.layout(tr("Jeux de données"), "datasets")
+            },
             rows: list.iter().map(DatasetRow::new).collect(),
             tenants: tenants(app, signed),
             classifications: CLASSIFICATIONS
@@ -451,21 +470,35 @@ pub async fn list(State(app): State<AppState>, signed: Signed) -> Response {
 pub struct DatasetQuery {
     version: Option<i64>,
     cree: Option<String>,
+    supprimee: Option<i64>,
 }
 
-async fn dataset_page(
+pub(super) async fn dataset_page(
     app: &AppState,
     signed: &Signed,
     id: &str,
     version: Option<i64>,
     form: UploadForm,
-    created: bool,
+    notes: Notes,
     status: StatusCode,
 ) -> Response {
     let d = match read_one(app, &signed.ctx, id).await {
         Ok(d) => d,
         Err(e) => return api_problem(e),
     };
+    let resource = crate::authz::Resource::Dataset {
+        id: &d.id,
+        tenant: &d.tenant,
+        classification: &d.classification,
+    };
+    let may_delete = app
+        .authz
+        .decide(
+            &signed.ctx.caller,
+            crate::authz::Action::DatasetVersionDelete,
+            &resource,
+        )
+        .is_ok_and(|x| x.allowed);
     let shown = version.or(d.latest_version);
     let schema = d
         .versions
@@ -483,7 +516,10 @@ async fn dataset_page(
     page(
         status,
         &DatasetPage {
-            layout: signed.layout(&format!("Jeu de données {}", d.name), "datasets"),
+            layout: Layout {
+                upload_progress: true,
+                ..signed.layout(&trf("Jeu de données {}", &[&d.name]), "datasets")
+            },
             row: DatasetRow::new(&d),
             description: d.description.clone(),
             created_by: d.created_by.clone(),
@@ -497,7 +533,8 @@ async fn dataset_page(
             schema,
             form,
             limit: limit(app),
-            created,
+            notes,
+            may_delete,
         },
     )
 }
@@ -518,7 +555,11 @@ pub async fn show(
         &id,
         q.version,
         form,
-        q.cree.is_some(),
+        Notes {
+            created: q.cree.is_some(),
+            deleted: q.supprimee,
+            refusal: None,
+        },
         StatusCode::OK,
     )
     .await
@@ -612,7 +653,7 @@ pub async fn create_version(
                     &id,
                     None,
                     form,
-                    false,
+                    Notes::default(),
                     StatusCode::UNPROCESSABLE_ENTITY,
                 )
                 .await

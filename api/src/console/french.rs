@@ -1,15 +1,17 @@
-//! The console's words: labels of states and criteria, and the API's validation issues in
-//! French (by field and rule; the API's English message is kept when no rule matches).
+//! The console's words: labels of states and criteria, sizes, numbers and dates in the
+//! request's language (`lang.rs`), and the API's validation issues in French (by field and
+//! rule; the API's English message is kept when no rule matches, and always in English).
 
+use super::lang::{Lang, tr, trf};
 use crate::sandboxes::FieldIssue;
 
 pub fn request_state(state: &str) -> &'static str {
     match state {
-        "PendingApproval" => "En attente d'approbation",
-        "Approved" => "Approuvé",
-        "Rejected" => "Refusé",
-        "Deleting" => "Suppression en cours",
-        _ => "État inconnu",
+        "PendingApproval" => tr("En attente d'approbation"),
+        "Approved" => tr("Approuvé"),
+        "Rejected" => tr("Refusé"),
+        "Deleting" => tr("Suppression en cours"),
+        _ => tr("État inconnu"),
     }
 }
 
@@ -25,34 +27,34 @@ pub fn request_badge(state: &str) -> &'static str {
 
 pub fn cluster_state(state: &str) -> &'static str {
     match state {
-        "NotRequested" => "Non demandé au cluster",
-        "WaitingForCluster" => "En attente du cluster",
-        "Applied" => "Créé sur le cluster",
-        "ApplyFailed" => "Échec de la création",
-        "Deleting" => "Suppression en cours",
-        "ClusterDisabled" | "Disabled" => "Sans cluster (mode local)",
-        _ => "Inconnu",
+        "NotRequested" => tr("Non demandé au cluster"),
+        "WaitingForCluster" => tr("En attente du cluster"),
+        "Applied" => tr("Créé sur le cluster"),
+        "ApplyFailed" => tr("Échec de la création"),
+        "Deleting" => tr("Suppression en cours"),
+        "ClusterDisabled" | "Disabled" => tr("Sans cluster (mode local)"),
+        _ => tr("Inconnu"),
     }
 }
 
 /// « dans 12 jours », « aujourd'hui », « expiré ».
 pub fn countdown(days: i64) -> String {
     match days {
-        d if d < 0 => "expiré".into(),
-        0 => "expire aujourd'hui".into(),
-        1 => "dans 1 jour".into(),
-        d => format!("dans {d} jours"),
+        d if d < 0 => tr("expiré").into(),
+        0 => tr("expire aujourd'hui").into(),
+        1 => tr("dans 1 jour").into(),
+        d => trf("dans {} jours", &[&d]),
     }
 }
 
 /// A dataset's classification.
 pub fn classification(c: &str) -> &'static str {
     match c {
-        "open" => "Ouvertes",
-        "internal" => "Internes",
-        "personal" => "Personnelles",
-        "anonymised" => "Anonymisées",
-        _ => "Inconnue",
+        "open" => tr("Ouvertes"),
+        "internal" => tr("Internes"),
+        "personal" => tr("Personnelles"),
+        "anonymised" => tr("Anonymisées"),
+        _ => tr("Inconnue"),
     }
 }
 
@@ -66,9 +68,13 @@ pub fn classification_badge(c: &str) -> &'static str {
     }
 }
 
-/// A size in bytes, « 12,3 Mo ».
+/// A size in bytes, « 12,3 Mo » (« 12.3 MB » in English).
 pub fn bytes(n: i64) -> String {
-    let units = ["octets", "Ko", "Mo", "Go", "To"];
+    let lang = Lang::current();
+    let units = match lang {
+        Lang::Fr => ["octets", "Ko", "Mo", "Go", "To"],
+        Lang::En => ["bytes", "kB", "MB", "GB", "TB"],
+    };
     let mut v = n.max(0) as f64;
     let mut u = 0;
     while v >= 1000.0 && u + 1 < units.len() {
@@ -76,39 +82,55 @@ pub fn bytes(n: i64) -> String {
         u += 1;
     }
     if u == 0 {
-        format!("{n} octets")
+        format!("{n} {}", units[0])
     } else {
-        format!("{v:.1} {}", units[u]).replace('.', ",")
+        format!("{} {}", lang.decimal(v, 1), units[u])
     }
 }
 
-/// A whole number with French digit groups (« 12 345 »; a narrow no-break space).
+/// A whole number with the language's digit groups (« 12 345 », a narrow no-break space;
+/// « 12,345 » in English).
 pub fn number(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push('\u{202f}');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
+    Lang::current().number(n)
 }
 
-/// « 1 ligne », « 12 lignes » (0 and 1 take the singular in French).
+/// A decimal number (« 1 234,5 »; « 1,234.5 » in English).
+pub fn decimal(v: f64, decimals: usize) -> String {
+    Lang::current().decimal(v, decimals)
+}
+
+/// « 1 ligne », « 12 lignes » (0 and 1 take the singular in French, 1 only in English).
 pub fn lines(n: u64) -> String {
-    let word = if n <= 1 { "ligne" } else { "lignes" };
+    let one = match Lang::current() {
+        Lang::Fr => n <= 1,
+        Lang::En => n == 1,
+    };
+    let word = if one { tr("ligne") } else { tr("lignes") };
     format!("{} {word}", number(i64::try_from(n).unwrap_or(i64::MAX)))
 }
 
-/// An RFC 3339 time as « 07/12/2026 14:05 UTC » (the text itself when unreadable).
+/// The `strftime` pattern of a day (« 07/12/2026 »; « 7 Dec 2026 » in English).
+pub fn day_pattern() -> &'static str {
+    match Lang::current() {
+        Lang::Fr => "%d/%m/%Y",
+        Lang::En => "%-d %b %Y",
+    }
+}
+
+/// A day (see [`day_pattern`]).
+pub fn day(d: chrono::DateTime<chrono::Utc>) -> String {
+    d.format(day_pattern()).to_string()
+}
+
+/// A UTC time (« 07/12/2026 14:05 UTC »; « 7 Dec 2026 14:05 UTC » in English).
+pub fn time(d: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{} UTC", d.format(&format!("{} %H:%M", day_pattern())))
+}
+
+/// An RFC 3339 time as [`time`] does (the text itself when unreadable).
 pub fn when(t: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(t)
-        .map(|d| {
-            d.with_timezone(&chrono::Utc)
-                .format("%d/%m/%Y %H:%M UTC")
-                .to_string()
-        })
+        .map(|d| time(d.with_timezone(&chrono::Utc)))
         .unwrap_or_else(|_| t.to_owned())
 }
 
@@ -126,8 +148,11 @@ pub fn form_field(field: &str) -> Option<&'static str> {
     })
 }
 
-/// One validation issue in French.
+/// One validation issue in French; in English, the API's own message.
 pub fn issue(i: &FieldIssue) -> String {
+    if Lang::current() == Lang::En {
+        return i.message.clone();
+    }
     let quantity =
         "Quantité invalide : un nombre, éventuellement suivi d'une unité (ex. 2, 500m, 4Gi).";
     match (i.field.as_str(), i.rule.as_str()) {
@@ -185,5 +210,6 @@ mod tests {
         assert_eq!(number(12), "12");
         assert_eq!((lines(1), lines(5)), ("1 ligne".into(), "5 lignes".into()));
         assert_eq!(when("2026-12-07T14:05:00Z"), "07/12/2026 14:05 UTC");
+        assert_eq!(decimal(1234.5, 1), "1\u{202f}234,5");
     }
 }

@@ -7,13 +7,14 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
 use super::datasets::columns;
 use super::french;
+use super::lang::{Lang, tr, trf};
 use super::pages::{Layout, Signed, api_problem, page};
 use crate::datasets::view::DatasetView;
 use crate::error::ApiError;
@@ -179,7 +180,7 @@ impl GrantForm {
             k => match k.parse::<u32>() {
                 Ok(k) if k >= 1 => recipe.k = Some(k),
                 _ => {
-                    self.push("k", "k doit être un nombre entier d'au moins 1.".into());
+                    self.push("k", tr("k doit être un nombre entier d'au moins 1.").into());
                     ok = false;
                 }
             },
@@ -188,7 +189,10 @@ impl GrantForm {
         let expires_at = match expiry(&self.expires) {
             Ok(t) => t,
             Err(_) => {
-                self.push("expires", "Indiquez une date d'expiration valide.".into());
+                self.push(
+                    "expires",
+                    tr("Indiquez une date d'expiration valide.").into(),
+                );
                 ok = false;
                 Utc::now()
             }
@@ -198,7 +202,7 @@ impl GrantForm {
             v => match v.parse::<i64>() {
                 Ok(n) => Some(n),
                 Err(_) => {
-                    self.push("version", "Choisissez une version.".into());
+                    self.push("version", tr("Choisissez une version.").into());
                     ok = false;
                     None
                 }
@@ -238,19 +242,23 @@ impl GrantForm {
                 "invalid_filter" => {
                     self.push(
                         "row_filter",
-                        format!("Filtre refusé : {e}. Ex. commune = 'Montreuil' AND age >= 18"),
+                        trf(
+                            "Filtre refusé : {}. Ex. commune = 'Montreuil' AND age >= 18",
+                            &[&e],
+                        ),
                     );
                     Ok(())
                 }
                 "invalid_recipe" => {
                     self.general
-                        .push(format!("Règles d'anonymisation refusées : {e}"));
+                        .push(trf("Règles d'anonymisation refusées : {}", &[&e]));
                     Ok(())
                 }
                 "k_anonymity" => {
-                    self.general.push(format!(
-                        "Le seuil de k-anonymat n'est pas atteint : {e}. Généralisez ou \
-                         supprimez des lignes, puis prévisualisez de nouveau."
+                    self.general.push(trf(
+                        "Le seuil de k-anonymat n'est pas atteint : {}. Généralisez ou \
+                         supprimez des lignes, puis prévisualisez de nouveau.",
+                        &[&e],
                     ));
                     Ok(())
                 }
@@ -280,22 +288,26 @@ fn rule(kind: &str, param: &str) -> Result<Option<crate::grants::ColumnRule>, St
         "bin" => match param.replace(',', ".").parse::<f64>() {
             Ok(w) if w > 0.0 && w.is_finite() => ColumnRule::Generalise(Generalisation::Bin(w)),
             _ => {
-                return Err("Indiquez la largeur des tranches, un nombre positif (ex. 10).".into());
+                return Err(
+                    tr("Indiquez la largeur des tranches, un nombre positif (ex. 10).").into(),
+                );
             }
         },
         "prefix" => match param.parse::<u32>() {
             Ok(n) => ColumnRule::Generalise(Generalisation::Prefix(n)),
             _ => {
-                return Err("Indiquez le nombre de caractères gardés, un entier (ex. 2).".into());
+                return Err(
+                    tr("Indiquez le nombre de caractères gardés, un entier (ex. 2).").into(),
+                );
             }
         },
         "truncate" => ColumnRule::Generalise(Generalisation::Truncate(match param {
             "jour" | "day" => DateUnit::Day,
             "mois" | "month" => DateUnit::Month,
             "annee" | "année" | "year" | "" => DateUnit::Year,
-            _ => return Err("Indiquez jour, mois ou année.".into()),
+            _ => return Err(tr("Indiquez jour, mois ou année.").into()),
         })),
-        _ => return Err("Choisissez une règle de la liste.".into()),
+        _ => return Err(tr("Choisissez une règle de la liste.").into()),
     }))
 }
 
@@ -326,6 +338,9 @@ fn form_field(field: &str, vendor: bool) -> Option<&'static str> {
 }
 
 fn issue(i: &FieldIssue) -> String {
+    if Lang::current() == Lang::En {
+        return i.message.clone();
+    }
     match (i.field.as_str(), i.rule.as_str()) {
         ("purpose", "required") => "Indiquez la finalité du partage.".into(),
         ("purpose", "max_length") => "La finalité doit tenir en 1 000 caractères.".into(),
@@ -361,14 +376,16 @@ struct GrantRow {
     rows: String,
     smallest: String,
     may_revoke: bool,
+    /// Cedar allows `grant.data`: the row offers the Delta Sharing profile.
+    may_profile: bool,
 }
 
 impl GrantRow {
     fn new(g: &GrantView, may_revoke: bool, names: &[DatasetView]) -> Self {
         let (state, badge) = match g.state.as_str() {
-            "active" => ("Actif", "fr-badge--success"),
-            "revoked" => ("Révoqué", "fr-badge--error"),
-            _ => ("Expiré", "fr-badge--info"),
+            "active" => (tr("Actif"), "fr-badge--success"),
+            "revoked" => (tr("Révoqué"), "fr-badge--error"),
+            _ => (tr("Expiré"), "fr-badge--info"),
         };
         let smallest = g.k_anonymity["smallestClassOut"]
             .as_u64()
@@ -389,7 +406,7 @@ impl GrantRow {
             grantee: if g.grantee_kind == "vendor" {
                 format!("prestataire {}", g.grantee)
             } else {
-                format!("bac à sable {}", g.grantee)
+                trf("bac à sable {}", &[&g.grantee])
             },
             columns: g.columns.join(", "),
             purpose: g.purpose.clone(),
@@ -399,6 +416,7 @@ impl GrantRow {
             rows: french::number(g.view.rows),
             smallest,
             may_revoke: may_revoke && g.state == "active",
+            may_profile: false,
         }
     }
 }
@@ -452,6 +470,9 @@ struct GrantFormPage {
     sandboxes: Vec<String>,
     form: GrantForm,
     preview: Option<PreviewBox>,
+    /// An htmx request of the live preview (`HX-Request`): the preview zone also lists
+    /// the fields' refusals, as only that zone is swapped into the page.
+    live: bool,
 }
 
 #[derive(Deserialize)]
@@ -476,18 +497,21 @@ pub async fn list(
         Err(e) => return api_problem(e),
     };
     let notice = match (q.cree, q.revoque) {
-        (Some(id), _) => Some(format!("Le partage {id} est créé.")),
-        (None, Some(id)) => Some(format!("Le partage {id} est révoqué.")),
+        (Some(id), _) => Some(trf("Le partage {} est créé.", &[&id])),
+        (None, Some(id)) => Some(trf("Le partage {} est révoqué.", &[&id])),
         (None, None) => None,
     };
+    let mut rows = Vec::with_capacity(grants.len());
+    for (g, may) in &grants {
+        let mut row = GrantRow::new(g, *may, &datasets);
+        row.may_profile = super::grant_profile::may_take(&app, &signed, g).await;
+        rows.push(row);
+    }
     page(
         StatusCode::OK,
         &GrantsPage {
-            layout: signed.layout("Partages", "grants"),
-            rows: grants
-                .iter()
-                .map(|(g, may)| GrantRow::new(g, *may, &datasets))
-                .collect(),
+            layout: signed.layout(tr("Partages"), "grants"),
+            rows,
             datasets: datasets
                 .iter()
                 .filter(|d| {
@@ -514,6 +538,7 @@ async fn form_page(
     form: GrantForm,
     preview: Option<PreviewBox>,
     status: StatusCode,
+    live: bool,
 ) -> Response {
     let sandboxes = match list_sandboxes(
         app,
@@ -536,7 +561,10 @@ async fn form_page(
     page(
         status,
         &GrantFormPage {
-            layout: signed.layout(&format!("Partager {}", dataset.name), "grants"),
+            layout: Layout {
+                htmx: true,
+                ..signed.layout(&format!("Partager {}", dataset.name), "grants")
+            },
             classification: french::classification(&dataset.classification).to_lowercase(),
             versions: dataset
                 .versions
@@ -549,6 +577,7 @@ async fn form_page(
             sandboxes,
             form,
             preview,
+            live,
         },
     )
 }
@@ -565,16 +594,21 @@ pub async fn new(
         Err(e) => return api_problem(e),
     };
     let form = GrantForm::blank(&d, String::new());
-    form_page(&app, &signed, d, form, None, StatusCode::OK).await
+    form_page(&app, &signed, d, form, None, StatusCode::OK, false).await
 }
 
 /// `POST /console/partages`: « Prévisualiser » (the API's preview) or « Créer le
 /// partage » (the API's creation), the form coming back as typed when refused.
+///
+/// The live preview (htmx, as the form changes) posts the same form with
+/// `action=apercu` and `HX-Request`, and swaps in the preview zone only.
 pub async fn create(
     State(app): State<AppState>,
     signed: Signed,
+    headers: HeaderMap,
     Form(posted): Form<Vec<(String, String)>>,
 ) -> Response {
+    let live = headers.contains_key("hx-request");
     let field = |k: &str| {
         posted
             .iter()
@@ -599,6 +633,7 @@ pub async fn create(
             form,
             None,
             StatusCode::UNPROCESSABLE_ENTITY,
+            live,
         )
         .await;
     };
@@ -616,6 +651,7 @@ pub async fn create(
                             form,
                             None,
                             StatusCode::UNPROCESSABLE_ENTITY,
+                            live,
                         )
                         .await
                     }
@@ -631,6 +667,7 @@ pub async fn create(
             form,
             Some(PreviewBox::new(&preview)),
             status,
+            live,
         )
         .await;
     }
@@ -645,6 +682,7 @@ pub async fn create(
                     form,
                     None,
                     StatusCode::UNPROCESSABLE_ENTITY,
+                    live,
                 )
                 .await
             }

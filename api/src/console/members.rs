@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::approvals::may;
 use super::french;
+use super::lang::{tr, trf};
 use super::pages::{Layout, Signed, api_problem, page};
 use crate::authz::Action;
 use crate::error::ApiError;
@@ -73,7 +74,7 @@ async fn members_page(
     page(
         status,
         &MembersPage {
-            layout: signed.layout(&format!("Membres de {name}"), "sandboxes"),
+            layout: signed.layout(&trf("Membres de {}", &[&name]), "sandboxes"),
             sandbox: view.name.clone(),
             members: view
                 .members
@@ -109,8 +110,8 @@ pub async fn list(
     Query(q): Query<Notice>,
 ) -> Response {
     let notice = match (q.ajoute, q.retire) {
-        (Some(s), _) => Some(format!("{s} est ajouté au bac à sable.")),
-        (None, Some(s)) => Some(format!("{s} est retiré du bac à sable.")),
+        (Some(s), _) => Some(trf("{} est ajouté au bac à sable.", &[&s])),
+        (None, Some(s)) => Some(trf("{} est retiré du bac à sable.", &[&s])),
         (None, None) => None,
     };
     members_page(&app, &signed, &name, notice, None, StatusCode::OK).await
@@ -152,24 +153,25 @@ pub async fn add(
         ApiError::Validation(issues) => Refusal {
             subject: f.subject,
             error: Some(match issues.first().map(|i| i.rule.as_str()) {
-                Some("required") => "Indiquez l'identifiant du prestataire.".into(),
-                _ => "L'identifiant doit tenir en 255 caractères imprimables.".into(),
+                Some("required") => tr("Indiquez l'identifiant du prestataire.").into(),
+                _ => tr("L'identifiant doit tenir en 255 caractères imprimables.").into(),
             }),
             general: None,
         },
         ApiError::Conflict(m) if m.contains("already a member") => Refusal {
             subject: f.subject,
-            error: Some("Ce prestataire est déjà membre du bac à sable.".into()),
+            error: Some(tr("Ce prestataire est déjà membre du bac à sable.").into()),
             general: None,
         },
         ApiError::Conflict(m) => Refusal {
             subject: f.subject,
             error: None,
-            general: Some(format!(
+            general: Some(trf(
                 "Le prestataire n'est pas ajouté : des partages de données personnelles de ce \
                  bac à sable n'atteignent pas le k-anonymat exigé pour un prestataire. \
                  Révoquez-les ou partagez de nouveau avec une anonymisation suffisante. \
-                 Détail : {m}"
+                 Détail : {}",
+                &[&m],
             )),
         },
         e => return api_problem(e),

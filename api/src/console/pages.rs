@@ -10,10 +10,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::Utc;
 use serde::Deserialize;
+use std::fmt::Display;
 use tower_http::request_id::RequestId;
 
-use super::assets_table::FILES;
+use super::assets_table::{FILES, SCRIPTS};
 use super::french;
+use super::lang::{self, Lang, tr, trf};
 use super::renewal::{Renewal, renew};
 use super::session::{SESSION_COOKIE, Session, clear_cookie, cookie_value, same_token};
 use crate::authz::{Action, Caller};
@@ -43,8 +45,10 @@ impl Signed {
             tracing::info!("console form refused: CSRF token missing or wrong");
             Some(problem(
                 StatusCode::FORBIDDEN,
-                "Requête refusée",
-                "Ce formulaire a expiré ou ne vient pas de la console. Rechargez la page et recommencez.",
+                tr("Requête refusée"),
+                tr(
+                    "Ce formulaire a expiré ou ne vient pas de la console. Rechargez la page et recommencez.",
+                ),
             ))
         }
     }
@@ -60,11 +64,14 @@ impl Signed {
     pub(super) fn layout(&self, title: &str, active: &'static str) -> Layout {
         let roles = &self.ctx.caller.roles;
         Layout {
-            title: title.to_owned(),
-            user: Some(self.ctx.caller.principal.subject.clone()),
-            csrf: self.csrf.clone(),
-            active,
             admin: roles.metropole_admin || !roles.admin_of.is_empty(),
+            metropole: roles.metropole_admin,
+            ..Layout::new(
+                title,
+                Some(self.ctx.caller.principal.subject.clone()),
+                self.csrf.clone(),
+                active,
+            )
         }
     }
 }
@@ -142,6 +149,94 @@ pub struct Layout {
     /// Whether the navigation offers the admins' pages (what they show is decided per
     /// item by Cedar).
     pub admin: bool,
+    /// Whether the navigation offers the Métropole admins' pages (« Libre-service »).
+    pub metropole: bool,
+    /// Whether the page loads htmx (the pages it enhances only; none depends on it).
+    pub htmx: bool,
+    /// Whether the page loads the upload progress bar (the upload forms' pages).
+    pub upload_progress: bool,
+    /// The page's language (`<html lang>`, the messages of `t`).
+    pub lang: Lang,
+    /// The language switch: (code, name, link to this page in it, whether current).
+    pub languages: Vec<(&'static str, &'static str, String, bool)>,
+}
+
+impl Layout {
+    /// The frame of a page for `user` (none: signed out), in the request's language.
+    pub fn new(title: &str, user: Option<String>, csrf: String, active: &'static str) -> Self {
+        let lang = Lang::current();
+        let here = lang::current_page();
+        Layout {
+            title: title.to_owned(),
+            user,
+            csrf,
+            active,
+            admin: false,
+            metropole: false,
+            htmx: false,
+            upload_progress: false,
+            lang,
+            languages: Layout::languages(lang, &here),
+        }
+    }
+
+    /// The language switch of a page in `lang`, its links going to `page`.
+    fn languages(lang: Lang, page: &str) -> Vec<(&'static str, &'static str, String, bool)> {
+        [Lang::Fr, Lang::En]
+            .into_iter()
+            .map(|l| (l.code(), l.name(), lang::switch_href(page, l), l == lang))
+            .collect()
+    }
+
+    /// The SRI hash of the upload progress script (`integrity` of its `<script>`).
+    pub fn upload_progress_integrity(&self) -> &'static str {
+        super::scripts::integrity(super::scripts::UPLOAD_PROGRESS)
+    }
+
+    /// A number from the API, in the page's language (« 1,58 », « 1.58 »).
+    pub fn num(&self, v: impl std::borrow::Borrow<f64>) -> String {
+        self.lang.plain(*v.borrow())
+    }
+
+    /// A message in the page's language (templates: `{{ layout.t("…") }}`; the French
+    /// text is the key, see `lang.rs`).
+    pub fn t(&self, fr: &'static str) -> &'static str {
+        self.lang.t(fr)
+    }
+
+    /// [`Layout::t`] with one `{}` filled.
+    pub fn t1(&self, fr: &'static str, a: impl Display) -> String {
+        self.lang.tf(fr, &[&a])
+    }
+
+    /// [`Layout::t`] with two `{}` filled, in order.
+    pub fn t2(&self, fr: &'static str, a: impl Display, b: impl Display) -> String {
+        self.lang.tf(fr, &[&a, &b])
+    }
+
+    /// [`Layout::t`] with three `{}` filled, in order.
+    pub fn t3(
+        &self,
+        fr: &'static str,
+        a: impl Display,
+        b: impl Display,
+        c: impl Display,
+    ) -> String {
+        self.lang.tf(fr, &[&a, &b, &c])
+    }
+
+    /// [`Layout::t`] with five `{}` filled, in order.
+    pub fn t5<A, B, C, D, E>(&self, fr: &'static str, args: &(A, B, C, D, E)) -> String
+    where
+        A: Display,
+        B: Display,
+        C: Display,
+        D: Display,
+        E: Display,
+    {
+        let (a, b, c, d, e) = args;
+        self.lang.tf(fr, &[a, b, c, d, e])
+    }
 }
 
 #[derive(Template)]
@@ -181,7 +276,7 @@ impl SandboxRow {
             state: french::request_state(&v.request.state),
             badge: french::request_badge(&v.request.state),
             cluster: french::cluster_state(&v.cluster.state),
-            expires: v.expires_at.format("%d/%m/%Y").to_string(),
+            expires: french::day(v.expires_at),
             countdown: french::countdown(days),
         }
     }
@@ -211,13 +306,32 @@ impl RequestForm {
     }
 }
 
-/// One text input of the request form.
-struct TextField {
-    id: &'static str,
-    label: &'static str,
-    hint: &'static str,
-    value: String,
-    error: Option<String>,
+/// A text input of a form: its id (and name), label, hint, value as typed and refusal.
+pub(super) struct TextField {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub hint: &'static str,
+    pub value: String,
+    pub error: Option<String>,
+}
+
+impl TextField {
+    /// The fields `(id, label, hint, value)` with the refusals `error` finds by id.
+    pub fn all<'a>(
+        specs: &[(&'static str, &'static str, &'static str, &str)],
+        error: impl Fn(&str) -> Option<&'a str>,
+    ) -> Vec<TextField> {
+        specs
+            .iter()
+            .map(|(id, label, hint, value)| TextField {
+                id,
+                label,
+                hint,
+                value: (*value).to_owned(),
+                error: error(id).map(str::to_owned),
+            })
+            .collect()
+    }
 }
 
 impl RequestForm {
@@ -225,13 +339,18 @@ impl RequestForm {
         [
             (
                 "name",
-                "Nom court",
-                "Lettres minuscules, chiffres et tirets (ex. prevision-bus)",
+                tr("Nom court"),
+                tr("Lettres minuscules, chiffres et tirets (ex. prevision-bus)"),
                 &self.name,
             ),
-            ("cpu", "Processeurs (CPU)", "Ex. 2 ou 500m", &self.cpu),
-            ("memory", "Mémoire", "Ex. 4Gi", &self.memory),
-            ("storage", "Stockage", "Ex. 10Gi", &self.storage),
+            (
+                "cpu",
+                tr("Processeurs (CPU)"),
+                tr("Ex. 2 ou 500m"),
+                &self.cpu,
+            ),
+            ("memory", tr("Mémoire"), tr("Ex. 4Gi"), &self.memory),
+            ("storage", tr("Stockage"), tr("Ex. 10Gi"), &self.storage),
         ]
         .into_iter()
         .map(|(id, label, hint, value)| TextField {
@@ -282,7 +401,7 @@ struct SolutionCard {
 impl SolutionCard {
     fn new(s: &SolutionView) -> Self {
         let score =
-            |c: Option<i64>| c.map_or_else(|| "non évalué".to_owned(), |v| format!("{v} / 5"));
+            |c: Option<i64>| c.map_or_else(|| tr("non évalué").to_owned(), |v| format!("{v} / 5"));
         let c: &crate::catalogue::CriteriaView = &s.criteria;
         let plain = |label, c: &Criterion| CriterionRow {
             label,
@@ -295,13 +414,16 @@ impl SolutionCard {
             description: s.description.clone(),
             licence: s.licence.spdx.clone(),
             criteria: vec![
-                plain("Valeur ajoutée technologique", &c.technological_added_value),
-                plain("Innovation", &c.innovation),
-                plain("Adéquation aux besoins", &c.fit_to_needs),
-                plain("Souveraineté des données", &c.data_sovereignty),
-                plain("Cadre juridique", &c.legal_framework),
+                plain(
+                    tr("Valeur ajoutée technologique"),
+                    &c.technological_added_value,
+                ),
+                plain(tr("Innovation"), &c.innovation),
+                plain(tr("Adéquation aux besoins"), &c.fit_to_needs),
+                plain(tr("Souveraineté des données"), &c.data_sovereignty),
+                plain(tr("Cadre juridique"), &c.legal_framework),
                 CriterionRow {
-                    label: "Impact environnemental (mesuré)",
+                    label: tr("Impact environnemental (mesuré)"),
                     score: score(c.environmental_impact.score),
                 },
             ],
@@ -351,12 +473,12 @@ pub fn problem(status: StatusCode, title: &str, message: &str) -> Response {
     page(
         status,
         &ProblemPage {
-            layout: Layout {
-                title: title.to_owned(),
-                user: None,
-                csrf: String::new(),
-                active: "",
-                admin: false,
+            layout: {
+                // An error page does not echo the address asked for: its language
+                // switch goes to the console's home.
+                let mut layout = Layout::new(title, None, String::new(), "");
+                layout.languages = Layout::languages(layout.lang, "/console");
+                layout
             },
             status: status.as_u16(),
             message: message.to_owned(),
@@ -371,20 +493,20 @@ pub(super) fn api_problem(e: ApiError) -> Response {
         StatusCode::UNAUTHORIZED => Redirect::to("/console").into_response(),
         StatusCode::NOT_FOUND => problem(
             status,
-            "Page introuvable",
-            "La page demandée n'existe pas, ou vous n'avez pas accès à ce qu'elle montre.",
+            tr("Page introuvable"),
+            tr("La page demandée n'existe pas, ou vous n'avez pas accès à ce qu'elle montre."),
         ),
         StatusCode::FORBIDDEN => problem(
             status,
-            "Accès refusé",
-            "Vous n'avez pas le droit de faire cette action.",
+            tr("Accès refusé"),
+            tr("Vous n'avez pas le droit de faire cette action."),
         ),
         s if s.is_server_error() => problem(
             status,
-            "Erreur du service",
-            "Le service a rencontré une erreur. Réessayez plus tard.",
+            tr("Erreur du service"),
+            tr("Le service a rencontré une erreur. Réessayez plus tard."),
         ),
-        _ => problem(status, "Requête refusée", &e.to_string()),
+        _ => problem(status, tr("Requête refusée"), &e.to_string()),
     }
 }
 
@@ -407,13 +529,7 @@ pub async fn home(
     page(
         StatusCode::OK,
         &HomePage {
-            layout: Layout {
-                title: "Connexion".into(),
-                user: None,
-                csrf: String::new(),
-                active: "",
-                admin: false,
-            },
+            layout: Layout::new(tr("Connexion"), None, String::new(), ""),
             signed_out: q.deconnecte.is_some(),
             can_sign_in: app.console.signin.is_some(),
         },
@@ -489,7 +605,7 @@ async fn sandboxes_page(
     page(
         status,
         &SandboxesPage {
-            layout: signed.layout("Mes bacs à sable", "sandboxes"),
+            layout: signed.layout(tr("Mes bacs à sable"), "sandboxes"),
             rows: list.items.iter().map(SandboxRow::new).collect(),
             tenants,
             text_fields: form.text_fields(),
@@ -601,7 +717,7 @@ pub async fn sandbox(
     page(
         StatusCode::OK,
         &SandboxPage {
-            layout: signed.layout(&format!("Bac à sable {}", view.name), "sandboxes"),
+            layout: signed.layout(&trf("Bac à sable {}", &[&view.name]), "sandboxes"),
             row: SandboxRow::new(&view),
             view,
         },
@@ -617,7 +733,7 @@ pub async fn catalogue(State(app): State<AppState>, signed: Signed) -> Response 
     page(
         StatusCode::OK,
         &CataloguePage {
-            layout: signed.layout("Catalogue des solutions", "catalogue"),
+            layout: signed.layout(tr("Catalogue des solutions"), "catalogue"),
             solutions: solutions.iter().map(SolutionCard::new).collect(),
         },
     )
@@ -638,11 +754,31 @@ pub async fn asset(Path(path): Path<String>) -> Response {
     }
 }
 
+/// `GET /console/js/{path}`: htmx and our own scripts, embedded in the binary
+/// (progressive enhancement: every page works without them).
+pub async fn script(Path(path): Path<String>) -> Response {
+    match SCRIPTS
+        .iter()
+        .chain(super::scripts::SCRIPTS)
+        .find(|(p, _, _)| *p == path)
+    {
+        Some((_, content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "public, max-age=86400"),
+            ],
+            *bytes,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "introuvable").into_response(),
+    }
+}
+
 /// Anything else under `/console`.
 pub async fn not_found() -> Response {
     problem(
         StatusCode::NOT_FOUND,
-        "Page introuvable",
-        "La page demandée n'existe pas, ou vous n'avez pas accès à ce qu'elle montre.",
+        tr("Page introuvable"),
+        tr("La page demandée n'existe pas, ou vous n'avez pas accès à ce qu'elle montre."),
     )
 }

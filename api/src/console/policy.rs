@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 
+use super::lang::{tr, trf};
 use super::pages::Signed;
 use crate::http::AppState;
 use crate::http::tenants::get_policy;
@@ -28,25 +29,25 @@ pub async fn boxes(app: &AppState, signed: &Signed) -> Vec<PolicyBox> {
             .tenants
             .get(t)
             .map_or_else(|| t.clone(), |x| x.spec.display_name.clone());
-        let mut lines = vec![format!(
+        let mut lines = vec![trf(
             "Durée de vie jusqu'à {} jours sans approbation",
-            p.max_days
+            &[&p.max_days],
         )];
         lines.push(if p.allow_gpu {
-            "GPU accordés sans approbation".into()
+            tr("GPU accordés sans approbation").into()
         } else {
-            "Toute demande de GPU attend un administrateur".into()
+            tr("Toute demande de GPU attend un administrateur").into()
         });
         for (what, max) in [
-            ("Processeurs", &p.max_cpu),
-            ("Mémoire", &p.max_memory),
-            ("Stockage", &p.max_storage),
+            (tr("Processeurs"), &p.max_cpu),
+            (tr("Mémoire"), &p.max_memory),
+            (tr("Stockage"), &p.max_storage),
         ] {
             if let Some(m) = max {
-                lines.push(format!("{what} : jusqu'à {m} sans approbation"));
+                lines.push(trf("{} : jusqu'à {} sans approbation", &[&what, &m]));
             }
         }
-        lines.push("Au-delà : la demande attend un administrateur de la collectivité".into());
+        lines.push(tr("Au-delà : la demande attend un administrateur de la collectivité").into());
         out.push(PolicyBox {
             tenant: label,
             lines,

@@ -62,6 +62,7 @@ pub(super) async fn renew(
         refresh_token: tokens
             .refresh_token
             .or_else(|| session.refresh_token.clone()),
+        id_token: tokens.id_token.or_else(|| session.id_token.clone()),
     };
     let max_age = session.expires - Utc::now().timestamp();
     if let Some(r) = renewal {

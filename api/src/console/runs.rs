@@ -6,23 +6,31 @@
 
 use askama::Template;
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 
 use super::french;
+use super::lang::{tr, trf};
 use super::pages::{Layout, Signed, api_problem, page};
+use super::run_actions::{QualityForm, StartForm, may_on_sandbox};
+use crate::authz::{Action, Resource};
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::grants::list_visible;
 use crate::http::run_outputs::{download_result, list_results, logs};
 use crate::http::run_report::build_report;
 use crate::http::runs::{RunView, get_one, list as list_runs};
+use crate::http::sandboxes::load_authorized;
 use crate::runs::report::RunReport;
 
 /// Bytes of log a page shows at most (the API's `limitBytes`; the log says when it is cut).
 const LOG_BYTES: u64 = 256 * 1024;
 /// Lines of log a page shows at most (the API's `tailLines`).
 const LOG_LINES: u32 = 2000;
+/// Seconds between two reloads of a followed log (`?suivre=1`).
+pub const FOLLOW_EVERY_S: u32 = 5;
 
 /// What the run pages can meet besides the API's own refusals.
 #[derive(Debug, thiserror::Error)]
@@ -35,14 +43,14 @@ pub enum RunPageError {
 /// when the error is the page's (404, 403, 5xx).
 fn unavailable(e: &ApiError) -> Option<String> {
     Some(match e.code() {
-        "run_not_started" => "L'exécution n'a pas encore démarré : son journal n'existe pas encore.".into(),
-        "run_logs_gone" => "L'exécution est terminée et son pod a été supprimé : le journal n'est plus disponible.".into(),
-        "storage_off" => "Ce bac à sable n'a pas de stockage objet : l'exécution n'a pas pu y écrire de résultats.".into(),
-        "conflict" => "Cette passerelle fonctionne sans cluster : le journal et les résultats \
-                       des exécutions en ont besoin."
+        "run_not_started" => tr("L'exécution n'a pas encore démarré : son journal n'existe pas encore.").into(),
+        "run_logs_gone" => tr("L'exécution est terminée et son pod a été supprimé : le journal n'est plus disponible.").into(),
+        "storage_off" => tr("Ce bac à sable n'a pas de stockage objet : l'exécution n'a pas pu y écrire de résultats.").into(),
+        "conflict" => tr("Cette passerelle fonctionne sans cluster : le journal et les résultats \
+                       des exécutions en ont besoin.")
             .into(),
         "cluster_unavailable" | "storage_unavailable" => {
-            "Le cluster ou le stockage ne répond pas ; réessayez plus tard.".into()
+            tr("Le cluster ou le stockage ne répond pas ; réessayez plus tard.").into()
         }
         _ => return None,
     })
@@ -50,31 +58,31 @@ fn unavailable(e: &ApiError) -> Option<String> {
 
 pub(super) fn phase(p: &str) -> (&'static str, &'static str) {
     match p {
-        "Pending" => ("En attente", "fr-badge--info"),
-        "Running" => ("En cours", "fr-badge--new"),
-        "Succeeded" => ("Réussie", "fr-badge--success"),
-        "Failed" => ("Échouée", "fr-badge--error"),
-        "TimedOut" => ("Délai dépassé", "fr-badge--error"),
-        "Cancelled" => ("Annulée", "fr-badge--warning"),
-        _ => ("État inconnu", "fr-badge--info"),
+        "Pending" => (tr("En attente"), "fr-badge--info"),
+        "Running" => (tr("En cours"), "fr-badge--new"),
+        "Succeeded" => (tr("Réussie"), "fr-badge--success"),
+        "Failed" => (tr("Échouée"), "fr-badge--error"),
+        "TimedOut" => (tr("Délai dépassé"), "fr-badge--error"),
+        "Cancelled" => (tr("Annulée"), "fr-badge--warning"),
+        _ => (tr("État inconnu"), "fr-badge--info"),
     }
 }
 
 /// « mesurée » or « modélisée » (the weakest method behind a figure).
 pub(super) fn method(m: &str) -> String {
     match m {
-        "modelled" | "declared" => "modélisée".into(),
-        "none" | "" => "aucune donnée".into(),
-        other => format!("mesurée ({other})"),
+        "modelled" | "declared" => tr("modélisée").into(),
+        "none" | "" => tr("aucune donnée").into(),
+        other => trf("mesurée ({})", &[&other]),
     }
 }
 
 fn kwh(v: f64) -> String {
-    format!("{v:.4} kWh").replace('.', ",")
+    format!("{} kWh", french::decimal(v, 4))
 }
 
 fn grams(v: f64) -> String {
-    format!("{v:.1} g CO₂e").replace('.', ",")
+    format!("{} g CO₂e", french::decimal(v, 1))
 }
 
 fn duration(seconds: f64) -> String {
@@ -119,12 +127,25 @@ impl RunRow {
     }
 }
 
+/// A grant the start form offers (active, to this sandbox or to the person).
+struct GrantChoice {
+    id: String,
+    label: String,
+    checked: bool,
+}
+
 #[derive(Template)]
 #[template(path = "console/runs.html")]
 struct RunsPage {
     layout: Layout,
     sandbox: String,
     rows: Vec<RunRow>,
+    /// The start form, where Cedar allows `run.create`.
+    start: Option<StartForm>,
+    start_fields: Vec<super::pages::TextField>,
+    grants: Vec<GrantChoice>,
+    kinds: [(&'static str, &'static str); 4],
+    refused_title: &'static str,
 }
 
 struct ResultRow {
@@ -145,6 +166,15 @@ struct RunPage {
     finished: String,
     results: Vec<ResultRow>,
     results_note: Option<String>,
+    /// Cedar allows `run.cancel` and the run is not over.
+    may_cancel: bool,
+    /// The quality form, where Cedar allows `run.quality` (the run's requester).
+    quality_form: Option<QualityForm>,
+    quality_fields: Vec<super::pages::TextField>,
+    /// What the last action did or why it was refused.
+    notice: Option<String>,
+    refusal: Option<String>,
+    running: bool,
 }
 
 #[derive(Template)]
@@ -155,6 +185,13 @@ struct LogPage {
     run: String,
     text: Option<String>,
     note: Option<String>,
+    state: &'static str,
+    badge: &'static str,
+    /// The run is still going: the page offers to follow its log.
+    running: bool,
+    /// The log is followed: the page reloads every `every` seconds.
+    following: bool,
+    every: u32,
 }
 
 struct FigureRow {
@@ -179,32 +216,128 @@ struct ReportPage {
     comparison: Vec<(String, String, String, String, String)>,
 }
 
-/// `GET /console/bacs-a-sable/{name}/executions`: the sandbox's runs the person may see.
+/// `GET /console/bacs-a-sable/{name}/executions`: the sandbox's runs the person may see,
+/// and the start form where Cedar allows `run.create`.
 pub async fn list(
     State(app): State<AppState>,
     signed: Signed,
     Path(name): Path<String>,
 ) -> Response {
-    let runs = match list_runs(State(app), signed.ctx(), Path(name.clone())).await {
+    render_list(&app, &signed, name, StartForm::default(), StatusCode::OK).await
+}
+
+/// The runs page with `form` (as typed, with its refusals, after a refused start).
+pub(super) async fn render_list(
+    app: &AppState,
+    signed: &Signed,
+    name: String,
+    form: StartForm,
+    status: StatusCode,
+) -> Response {
+    let runs = match list_runs(State(app.clone()), signed.ctx(), Path(name.clone())).await {
         Ok(Json(r)) => r,
         Err(e) => return api_problem(e),
     };
+    let record = match load_authorized(app, &signed.ctx, Action::SandboxRead, &name).await {
+        Ok(r) => r,
+        Err(e) => return api_problem(e),
+    };
+    let may_start = may_on_sandbox(app, signed, Action::RunCreate, &record);
+    let mut grants = Vec::new();
+    if may_start {
+        let me = &signed.ctx.caller.principal.subject;
+        let visible = match list_visible(app, &signed.ctx).await {
+            Ok(v) => v,
+            Err(e) => return api_problem(e),
+        };
+        for (g, _) in visible {
+            let usable = g.state == "active"
+                && ((g.grantee_kind == "sandbox" && g.grantee == name)
+                    || (g.grantee_kind == "vendor" && &g.grantee == me));
+            if usable {
+                grants.push(GrantChoice {
+                    checked: form.grants.contains(&g.id),
+                    label: format!(
+                        "{} — {} (v{}) : {}",
+                        g.id, g.dataset_id, g.version, g.purpose
+                    ),
+                    id: g.id,
+                });
+            }
+        }
+    }
     page(
-        StatusCode::OK,
+        status,
         &RunsPage {
-            layout: signed.layout(&format!("Exécutions de {name}"), "sandboxes"),
+            layout: signed.layout(&trf("Exécutions de {}", &[&name]), "sandboxes"),
             sandbox: name,
             rows: runs.iter().map(RunRow::new).collect(),
+            start_fields: form.text_fields(),
+            start: may_start.then_some(form),
+            grants,
+            kinds: super::run_actions::kinds(),
+            refused_title: tr("L'exécution n'a pas été lancée"),
         },
     )
 }
 
-/// `GET /console/bacs-a-sable/{name}/executions/{id}`: one run, its figures and results.
+#[derive(Deserialize)]
+pub struct RunQuery {
+    lancee: Option<String>,
+    annulee: Option<String>,
+    qualite: Option<String>,
+    suivre: Option<String>,
+}
+
+/// `GET /console/bacs-a-sable/{name}/executions/{id}`: one run, its figures and results,
+/// and what the person may do with it (cancel, report its quality).
 pub async fn show(
     State(app): State<AppState>,
     signed: Signed,
     Path((name, id)): Path<(String, String)>,
+    Query(q): Query<RunQuery>,
 ) -> Response {
+    let notice = if q.lancee.is_some() {
+        Some(tr(
+            "L'exécution est demandée : le cluster la lance dès que possible.",
+        ))
+    } else if q.annulee.is_some() {
+        Some(tr("L'exécution est annulée."))
+    } else if q.qualite.is_some() {
+        Some(tr("La qualité déclarée est enregistrée."))
+    } else {
+        None
+    };
+    let extras = RunExtras {
+        notice: notice.map(str::to_owned),
+        ..RunExtras::default()
+    };
+    render_run(&app, &signed, name, id, extras, StatusCode::OK).await
+}
+
+/// What a run page shows besides the run: the quality form as typed (after a refusal),
+/// what the last action did, why an action was refused.
+#[derive(Default)]
+pub(super) struct RunExtras {
+    pub quality_form: Option<QualityForm>,
+    pub notice: Option<String>,
+    pub refusal: Option<String>,
+}
+
+/// The run page, with its [`RunExtras`].
+pub(super) async fn render_run(
+    app: &AppState,
+    signed: &Signed,
+    name: String,
+    id: String,
+    extras: RunExtras,
+    status: StatusCode,
+) -> Response {
+    let RunExtras {
+        quality_form,
+        notice,
+        refusal,
+    } = extras;
     let view = match get_one(
         State(app.clone()),
         signed.ctx(),
@@ -215,11 +348,44 @@ pub async fn show(
         Ok(Json(v)) => v,
         Err(e) => return api_problem(e),
     };
+    let record = match load_authorized(app, &signed.ctx, Action::SandboxRead, &name).await {
+        Ok(r) => r,
+        Err(e) => return api_problem(e),
+    };
+    let vendors = record.vendor_subjects();
+    let resource = Resource::Run {
+        id: &view.name,
+        tenant: &view.tenant,
+        vendors: &vendors,
+        requested_by: &view.requested_by,
+    };
+    let may = |action| {
+        app.authz
+            .decide(&signed.ctx.caller, action, &resource)
+            .is_ok_and(|d| d.allowed)
+    };
+    let running = !crate::runs::is_final(&view.phase);
+    let may_cancel = running && may(Action::RunCancel);
+    let quality_form = may(Action::RunQuality).then(|| {
+        quality_form.unwrap_or_else(|| QualityForm {
+            metric: view
+                .quality
+                .as_ref()
+                .map(|q| q.metric.clone())
+                .unwrap_or_default(),
+            value: view
+                .quality
+                .as_ref()
+                .map(|q| q.value.to_string())
+                .unwrap_or_default(),
+            ..QualityForm::default()
+        })
+    });
     let (results, results_note) =
-        match list_results(State(app), signed.ctx(), Path((name.clone(), id))).await {
+        match list_results(State(app.clone()), signed.ctx(), Path((name.clone(), id))).await {
             Ok(Json(l)) => {
                 let note = l.truncated.then(|| {
-                    "La liste est tronquée : l'exécution a écrit plus d'objets.".to_owned()
+                    tr("La liste est tronquée : l'exécution a écrit plus d'objets.").to_owned()
                 });
                 let rows = l
                     .objects
@@ -227,7 +393,7 @@ pub async fn show(
                     .map(|o| ResultRow {
                         path: o.path.clone(),
                         size: french::bytes(i64::try_from(o.size).unwrap_or(i64::MAX)),
-                        modified: o.last_modified.format("%d/%m/%Y %H:%M UTC").to_string(),
+                        modified: french::time(o.last_modified),
                     })
                     .collect();
                 (rows, note)
@@ -239,9 +405,9 @@ pub async fn show(
         };
     let when = |t: &Option<String>| t.as_deref().map_or_else(|| "—".into(), french::when);
     page(
-        StatusCode::OK,
+        status,
         &RunPage {
-            layout: signed.layout(&format!("Exécution {}", view.name), "sandboxes"),
+            layout: signed.layout(&trf("Exécution {}", &[&view.name]), "sandboxes"),
             sandbox: name,
             row: RunRow::new(&view),
             quality: view
@@ -253,17 +419,45 @@ pub async fn show(
             view,
             results,
             results_note,
+            may_cancel,
+            quality_fields: quality_form
+                .as_ref()
+                .map(QualityForm::fields)
+                .unwrap_or_default(),
+            quality_form,
+            notice,
+            refusal,
+            running,
         },
     )
 }
 
 /// `GET /console/bacs-a-sable/{name}/executions/{id}/journal`: the end of the run's log
 /// (the API's `…/logs` with `tailLines` and `limitBytes`), as text in the page.
+///
+/// A run still going offers to follow its log: with `?suivre=1` the response carries
+/// `Refresh: 5`, so the browser reloads it every five seconds without JavaScript, until
+/// the run is over or the person follows « Arrêter le suivi » (an automatic refresh the
+/// person turned on and can turn off: WCAG 2.2.1).
 pub async fn log(
     State(app): State<AppState>,
     signed: Signed,
     Path((name, id)): Path<(String, String)>,
+    Query(q): Query<RunQuery>,
 ) -> Response {
+    let view = match get_one(
+        State(app.clone()),
+        signed.ctx(),
+        Path((name.clone(), id.clone())),
+    )
+    .await
+    {
+        Ok(Json(v)) => v,
+        Err(e) => return api_problem(e),
+    };
+    let running = !crate::runs::is_final(&view.phase);
+    let following = running && q.suivre.is_some();
+    let (state, badge) = phase(&view.phase);
     let query = vec![
         ("tailLines".to_owned(), LOG_LINES.to_string()),
         ("limitBytes".to_owned(), LOG_BYTES.to_string()),
@@ -288,7 +482,10 @@ pub async fn log(
                     tracing::warn!(error = %e, "console run log");
                     (
                         None,
-                        Some("Le journal n'a pas pu être lu jusqu'au bout ; réessayez.".to_owned()),
+                        Some(
+                            tr("Le journal n'a pas pu être lu jusqu'au bout ; réessayez.")
+                                .to_owned(),
+                        ),
                     )
                 }
             }
@@ -298,16 +495,26 @@ pub async fn log(
             None => return api_problem(e),
         },
     };
-    page(
+    let mut r = page(
         StatusCode::OK,
         &LogPage {
-            layout: signed.layout(&format!("Journal de {id}"), "sandboxes"),
+            layout: signed.layout(&trf("Journal de {}", &[&id]), "sandboxes"),
             sandbox: name,
             run: id,
             text,
             note,
+            state,
+            badge,
+            running,
+            following,
+            every: FOLLOW_EVERY_S,
         },
-    )
+    );
+    if following {
+        r.headers_mut()
+            .insert("refresh", HeaderValue::from(FOLLOW_EVERY_S));
+    }
+    r
 }
 
 /// `GET /console/bacs-a-sable/{name}/executions/{id}/resultats/{*path}`: one result
@@ -344,7 +551,7 @@ pub async fn report(
         .iter()
         .map(|(name, x)| FigureRow {
             label: name.clone(),
-            value: format!("{:.4} {}", x.value, x.unit).replace('.', ","),
+            value: format!("{} {}", french::decimal(x.value, 4), x.unit),
             method: method(&x.method),
         })
         .collect();
@@ -366,7 +573,7 @@ pub async fn report(
     page(
         StatusCode::OK,
         &ReportPage {
-            layout: signed.layout(&format!("Rapport de frugalité de {id}"), "sandboxes"),
+            layout: signed.layout(&trf("Rapport de frugalité de {}", &[&id]), "sandboxes"),
             state: phase(&r.phase).0,
             energy: kwh(f.kwh),
             emissions: grams(f.gco2e),

@@ -32,6 +32,10 @@ pub struct Session {
     /// token is renewed with it, until `expires`.
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// The provider's ID token, sent back as `id_token_hint` when the person signs out
+    /// (OpenID Connect RP-Initiated Logout 1.0).
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// What the sign-in cookie holds between the redirect to the provider and the callback.
@@ -178,14 +182,17 @@ mod tests {
             serde_json::from_str(r#"{"t":"tok","c":"csrf","e":5}"#).expect("an older cookie");
         assert_eq!(old.refresh_token, None);
         let s = Sealer::from_secret(&[7u8; 32]);
+        assert_eq!(old.id_token, None);
         let with = Session {
             refresh_token: Some("rt".into()),
+            id_token: Some("idt".into()),
             ..old
         };
         let back: Session = s
             .open(SESSION_COOKIE, &s.seal(SESSION_COOKIE, &with))
             .expect("opens");
         assert_eq!(back.refresh_token.as_deref(), Some("rt"));
+        assert_eq!(back.id_token.as_deref(), Some("idt"));
         assert!(
             !serde_json::to_string(&Session {
                 refresh_token: None,

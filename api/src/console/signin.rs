@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::OnceCell;
 
+use super::lang::{tr, trf};
 use super::pages::{self, Signed};
 use super::session::{
     self, LOGIN_COOKIE, Login, SESSION_COOKIE, Session, clear_cookie, set_cookie,
@@ -41,6 +42,10 @@ struct Endpoints {
     issuer: String,
     authorization_endpoint: String,
     token_endpoint: String,
+    /// RP-Initiated Logout 1.0: where signing out also ends the provider's session
+    /// (absent: the console signs out locally only).
+    #[serde(default)]
+    end_session_endpoint: Option<String>,
 }
 
 impl SignIn {
@@ -148,6 +153,7 @@ impl SignIn {
         Ok(Tokens {
             access_token,
             refresh_token: body["refresh_token"].as_str().map(str::to_owned),
+            id_token: body["id_token"].as_str().map(str::to_owned),
         })
     }
 }
@@ -156,6 +162,7 @@ impl SignIn {
 pub(crate) struct Tokens {
     pub access_token: String,
     pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
 }
 
 /// `GET /console/connexion`: off to the provider.
@@ -164,16 +171,18 @@ pub async fn start(State(app): State<AppState>, headers: HeaderMap) -> Response 
     let Some(signin) = &console.signin else {
         return pages::problem(
             StatusCode::SERVICE_UNAVAILABLE,
-            "Connexion indisponible",
-            "La passerelle n'a pas de fournisseur d'identité OpenID Connect configuré \
+            tr("Connexion indisponible"),
+            tr(
+                "La passerelle n'a pas de fournisseur d'identité OpenID Connect configuré \
              (--oidc-issuer) : la console ne peut pas vous connecter.",
+            ),
         );
     };
     let Some(base) = console.base_url(&headers) else {
         return pages::problem(
             StatusCode::SERVICE_UNAVAILABLE,
-            "Connexion indisponible",
-            "L'adresse publique de la console n'est pas configurée (--console-url).",
+            tr("Connexion indisponible"),
+            tr("L'adresse publique de la console n'est pas configurée (--console-url)."),
         );
     };
     let endpoints = match signin.endpoints().await {
@@ -182,8 +191,8 @@ pub async fn start(State(app): State<AppState>, headers: HeaderMap) -> Response 
             tracing::warn!(error = %e, "console sign-in: provider unavailable");
             return pages::problem(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Fournisseur d'identité injoignable",
-                "Le fournisseur d'identité ne répond pas. Réessayez dans quelques instants.",
+                tr("Fournisseur d'identité injoignable"),
+                tr("Le fournisseur d'identité ne répond pas. Réessayez dans quelques instants."),
             );
         }
     };
@@ -210,8 +219,8 @@ pub async fn start(State(app): State<AppState>, headers: HeaderMap) -> Response 
         Err(e) => {
             return pages::problem(
                 StatusCode::BAD_GATEWAY,
-                "Fournisseur d'identité mal configuré",
-                &format!("Adresse d'autorisation invalide : {e}"),
+                tr("Fournisseur d'identité mal configuré"),
+                &trf("Adresse d'autorisation invalide : {}", &[&e]),
             );
         }
     };
@@ -241,46 +250,55 @@ pub async fn callback(
     let secure = console.secure_cookies(&headers);
     let failed = |message: &str| {
         with_cookies(
-            pages::problem(StatusCode::BAD_REQUEST, "La connexion a échoué", message),
+            pages::problem(
+                StatusCode::BAD_REQUEST,
+                tr("La connexion a échoué"),
+                message,
+            ),
             &[clear_cookie(LOGIN_COOKIE, secure)],
         )
     };
     let (Some(signin), Some(base)) = (&console.signin, console.base_url(&headers)) else {
-        return failed("La connexion n'est pas configurée sur cette passerelle.");
+        return failed(tr(
+            "La connexion n'est pas configurée sur cette passerelle.",
+        ));
     };
     let login: Option<Login> = pages::cookie(&headers, LOGIN_COOKIE)
         .and_then(|c| console.sealer.open(LOGIN_COOKIE, c))
         .filter(|l: &Login| l.expires > Utc::now().timestamp());
     let Some(login) = login else {
-        return failed(
+        return failed(tr(
             "Votre tentative de connexion a expiré ou n'a pas été commencée ici. Recommencez.",
-        );
+        ));
     };
     if q.state
         .as_deref()
         .is_none_or(|s| !session::same_token(s, &login.state))
     {
         tracing::info!("console sign-in refused: state mismatch");
-        return failed(
+        return failed(tr(
             "La réponse du fournisseur d'identité ne correspond pas à votre tentative de connexion (paramètre state).",
-        );
+        ));
     }
     if let Some(e) = &q.error {
-        return failed(&format!(
-            "Le fournisseur d'identité a refusé la connexion ({e})."
+        return failed(&trf(
+            "Le fournisseur d'identité a refusé la connexion ({}).",
+            &[&e],
         ));
     }
     let Some(code) = &q.code else {
-        return failed("La réponse du fournisseur d'identité ne contient pas de code.");
+        return failed(tr(
+            "La réponse du fournisseur d'identité ne contient pas de code.",
+        ));
     };
     let redirect_uri = format!("{base}{CALLBACK_PATH}");
     let tokens = match signin.redeem(code, &login.verifier, &redirect_uri).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "console sign-in: code redemption failed");
-            return failed(
+            return failed(tr(
                 "Le code de connexion n'a pas pu être échangé auprès du fournisseur d'identité.",
-            );
+            ));
         }
     };
     // The same verification as a bearer token on the API.
@@ -292,7 +310,9 @@ pub async fn callback(
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(code = e.code(), "console sign-in: access token refused");
-            return failed("Le jeton délivré par le fournisseur d'identité a été refusé.");
+            return failed(tr(
+                "Le jeton délivré par le fournisseur d'identité a été refusé.",
+            ));
         }
     };
     let mut draft = Draft::new(
@@ -306,8 +326,8 @@ pub async fn callback(
         tracing::error!(error = %e, "console sign-in: audit");
         return pages::problem(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "Erreur interne",
-            "Réessayez plus tard.",
+            tr("Erreur interne"),
+            tr("Réessayez plus tard."),
         );
     }
     let ttl = console.session_ttl.as_secs() as i64;
@@ -316,6 +336,7 @@ pub async fn callback(
         csrf: session::random_token(),
         expires: Utc::now().timestamp() + ttl,
         refresh_token: tokens.refresh_token,
+        id_token: tokens.id_token,
     };
     with_cookies(
         Redirect::to("/console/bacs-a-sable").into_response(),
@@ -337,7 +358,14 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// `POST /console/deconnexion`: the session cookie is removed.
+/// Where the browser lands after signing out (`?deconnecte=1`: « Vous êtes déconnecté »).
+pub const SIGNED_OUT_PATH: &str = "/console?deconnecte=1";
+
+/// `POST /console/deconnexion`: the session cookie is removed and, where the provider
+/// publishes an `end_session_endpoint` (RP-Initiated Logout 1.0), the browser is sent
+/// there with `id_token_hint` and a `post_logout_redirect_uri` back to the console, so
+/// the provider's own session ends too. Without one (or without an ID token, or when
+/// discovery fails) the console signs out locally only.
 pub async fn logout(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -347,11 +375,60 @@ pub async fn logout(
     if let Some(r) = signed.csrf_refusal(&form.csrf) {
         return r;
     }
-    let secure = app.console.secure_cookies(&headers);
+    let console = &app.console;
+    let secure = console.secure_cookies(&headers);
+    let session: Option<Session> = pages::cookie(&headers, SESSION_COOKIE)
+        .and_then(|c| console.sealer.open(SESSION_COOKIE, c));
+    let id_token = session.and_then(|s| s.id_token);
+    let location = match (&console.signin, console.base_url(&headers), id_token) {
+        (Some(signin), Some(base), Some(id_token)) => {
+            match end_session_url(signin, &base, &id_token).await {
+                Ok(Some(u)) => u,
+                Ok(None) => SIGNED_OUT_PATH.to_owned(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "console sign-out: provider session not ended");
+                    SIGNED_OUT_PATH.to_owned()
+                }
+            }
+        }
+        _ => SIGNED_OUT_PATH.to_owned(),
+    };
+    let mut draft = Draft::new(
+        &signed.ctx.caller.principal.subject,
+        "console.signout",
+        format!("User::{:?}", signed.ctx.caller.principal.subject),
+        Outcome::Change,
+    );
+    draft.details = json!({ "providerLogout": location != SIGNED_OUT_PATH });
+    if let Err(e) = app.audit.append(vec![draft]).await {
+        tracing::error!(error = %e, "console sign-out: audit");
+    }
     with_cookies(
-        Redirect::to("/console?deconnecte=1").into_response(),
+        Redirect::to(&location).into_response(),
         &[clear_cookie(SESSION_COOKIE, secure)],
     )
+}
+
+/// The provider's `end_session_endpoint` with `id_token_hint`, `client_id` and the
+/// console's `post_logout_redirect_uri`; `None` when the provider has none.
+async fn end_session_url(
+    signin: &SignIn,
+    base: &str,
+    id_token: &str,
+) -> Result<Option<String>, String> {
+    let endpoints = signin.endpoints().await?;
+    let Some(end) = &endpoints.end_session_endpoint else {
+        return Ok(None);
+    };
+    let back = format!("{base}{SIGNED_OUT_PATH}");
+    let query = [
+        ("id_token_hint", id_token),
+        ("client_id", signin.client_id.as_str()),
+        ("post_logout_redirect_uri", back.as_str()),
+    ];
+    reqwest::Url::parse_with_params(end, query)
+        .map(|u| Some(u.to_string()))
+        .map_err(|e| format!("end_session_endpoint {end:?}: {e}"))
 }
 
 fn with_cookies(mut response: Response, cookies: &[String]) -> Response {

@@ -13,6 +13,7 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 use serde::Deserialize;
 
 use super::charts::{self, Bar};
+use super::lang::{tr, trf};
 use super::pages::{Layout, Signed, api_problem, page};
 use super::runs::method;
 use crate::http::AppState;
@@ -22,13 +23,26 @@ use crate::usage::budget::BudgetLevel;
 /// Months the monthly chart shows, the current one included.
 const MONTHS: u32 = 6;
 
-const MONTH_NAMES: [&str; 12] = [
-    "janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.",
-    "déc.",
-];
+/// A month's abbreviated name (0: January) in the request's language.
+fn month_name(i: u32) -> &'static str {
+    match i {
+        0 => tr("janv."),
+        1 => tr("févr."),
+        2 => tr("mars"),
+        3 => tr("avr."),
+        4 => tr("mai"),
+        5 => tr("juin"),
+        6 => tr("juil."),
+        7 => tr("août"),
+        8 => tr("sept."),
+        9 => tr("oct."),
+        10 => tr("nov."),
+        _ => tr("déc."),
+    }
+}
 
 fn kwh(v: f64) -> String {
-    format!("{v:.3} kWh").replace('.', ",")
+    format!("{} kWh", super::french::decimal(v, 3))
 }
 
 /// The first instant of the month `back` months before `now`'s, and of the next one.
@@ -42,7 +56,7 @@ fn month_bounds(now: DateTime<Utc>, back: u32) -> Option<(DateTime<Utc>, DateTim
 }
 
 fn month_label(t: DateTime<Utc>) -> String {
-    format!("{} {}", MONTH_NAMES[t.month0() as usize % 12], t.year())
+    format!("{} {}", month_name(t.month0()), t.year())
 }
 
 /// One chart and the rows of its table.
@@ -167,47 +181,49 @@ pub async fn show(
         .by_method
         .iter()
         .map(|(m, v)| Bar {
-            label: format!("énergie {}", method(m)),
+            label: trf("énergie {}", &[&method(m)]),
             value: *v,
         })
         .collect();
     let b = &current.budget;
     let level = match b.level {
-        BudgetLevel::Unlimited => "pas de budget fixé",
-        BudgetLevel::Ok => "dans le budget",
-        BudgetLevel::Warning => "80 % du budget atteint",
-        BudgetLevel::Exhausted => "budget épuisé : les nouvelles exécutions sont refusées",
+        BudgetLevel::Unlimited => tr("pas de budget fixé"),
+        BudgetLevel::Ok => tr("dans le budget"),
+        BudgetLevel::Warning => tr("80 % du budget atteint"),
+        BudgetLevel::Exhausted => tr("budget épuisé : les nouvelles exécutions sont refusées"),
     }
     .to_owned();
     page(
         StatusCode::OK,
         &UsagePage {
-            layout: signed.layout("Consommation et budget énergétique", "usage"),
+            layout: signed.layout(tr("Consommation et budget énergétique"), "usage"),
             tenants,
             tenant,
             used: kwh(b.used_kwh),
             budget: b.budget_kwh.map(kwh),
             share: b
                 .share
-                .map(|s| format!("{:.0} %", s * 100.0).replace('.', ",")),
+                .map(|s| format!("{} %", super::french::decimal(s * 100.0, 0))),
             level,
             charts: vec![
                 chart(
                     "par-mois",
-                    "Énergie au compteur par mois",
-                    "Énergie consommée par les bacs à sable de la collectivité, par mois, sur six mois",
+                    tr("Énergie au compteur par mois"),
+                    tr(
+                        "Énergie consommée par les bacs à sable de la collectivité, par mois, sur six mois",
+                    ),
                     monthly,
                 ),
                 chart(
                     "par-bac",
-                    "Énergie du mois par bac à sable",
-                    "Énergie consommée ce mois-ci, bac à sable par bac à sable",
+                    tr("Énergie du mois par bac à sable"),
+                    tr("Énergie consommée ce mois-ci, bac à sable par bac à sable"),
                     per_sandbox,
                 ),
                 chart(
                     "par-methode",
-                    "Énergie du mois selon la méthode",
-                    "Part de l'énergie de ce mois mesurée et part modélisée (estimée)",
+                    tr("Énergie du mois selon la méthode"),
+                    tr("Part de l'énergie de ce mois mesurée et part modélisée (estimée)"),
                     per_method,
                 ),
             ],

@@ -2,6 +2,7 @@
 //! read in three sections: validation, authorization, business logic.
 
 pub(crate) mod audit;
+pub(crate) mod audit_verify;
 pub(crate) mod catalogue;
 mod data_policy;
 pub(crate) mod datasets;
@@ -244,6 +245,7 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
         .route("/tenants/{tenant}/usage", get(usage::summary))
         .route("/tenants/{tenant}/usage/ledger", get(usage::ledger))
         .route("/audit", get(audit::list))
+        .route("/audit/verify", get(audit_verify::verify))
         .route("/admin/policies/reload", post(ops::reload_policies))
         .route("/datasets", get(datasets::list))
         .route("/datasets/{id}", get(datasets::get_one))
@@ -352,7 +354,7 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
         // The console answers HTML, errors included: outside `json_errors`.
         .nest(
             "/console",
-            crate::console::router(body_limit, timeout, data_timeout),
+            crate::console::router(&app, body_limit, timeout, data_timeout),
         )
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)

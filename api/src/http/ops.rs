@@ -27,6 +27,7 @@ use crate::error::{ApiError, ErrorBody};
         super::sandboxes::delete, super::sandboxes::approve, super::sandboxes::reject,
         super::sandbox_members::add_member, super::sandbox_members::remove_member,
         super::audit::list,
+        super::audit_verify::verify,
         super::catalogue::create, super::catalogue::list, super::catalogue::get_one,
         super::catalogue::update, super::catalogue::attach_result, super::catalogue::export,
         super::catalogue::signing_key,

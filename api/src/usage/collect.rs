@@ -102,11 +102,18 @@ const TAIL_RANGE_S: u64 = 120;
 const DECLARED: &str =
     "TrialRun requests × running time (no metrics source configured: an upper bound)";
 
-/// Why a run's figures are its requests × its running time when cAdvisor never sampled
-/// its trial container ([`trial_sampled`], [`modelled_run_rows`]).
-pub const NEVER_SAMPLED: &str = "TrialRun requests × running time (cAdvisor never sampled \
-     the run's trial container: one that lives less than the kubelet's housekeeping \
-     interval, 10 s by default, may never show; an upper bound)";
+/// The longest a run's trial container may run after cAdvisor's last sample of it for the
+/// run to count as measured: twice the kubelet's longest housekeeping interval (10 s,
+/// stretched up to 15 s while nothing changes). Past it, the extrapolated tail would be
+/// a guess rather than a short continuation of a measured rate.
+pub const MAX_UNSAMPLED_TAIL_S: f64 = 30.0;
+
+/// Why a run's figures are its requests × its running time when cAdvisor did not sample
+/// its trial container enough to measure it ([`trial_coverage`], [`modelled_run_rows`]).
+pub const NEVER_SAMPLED: &str = "TrialRun requests × running time (cAdvisor sampled the \
+     run's trial container fewer than twice, or not in its last 30 s: a container that \
+     lives less than the kubelet's housekeeping interval, 10 s by default, may never show, \
+     and without two samples near its end its CPU time cannot be measured; an upper bound)";
 
 /// Collect and account one window; the rows to record (namespace totals, then runs).
 pub async fn window_rows(
@@ -196,8 +203,8 @@ fn declared_inputs(window: Window, runs: &[&RunSpan]) -> (AccountInputs, Account
 
 /// The namespaces' and the runs' inputs from Prometheus. A run of which the window holds
 /// no sample gets no row here: cAdvisor's counter is cumulative, so the next sample
-/// counts that time; one never sampled at all is settled when it closes
-/// ([`trial_sampled`]).
+/// counts that time; one not sampled enough to be measured is settled when it closes
+/// ([`trial_coverage`]).
 async fn prometheus_inputs(
     client: &PrometheusClient,
     window: Window,
@@ -337,27 +344,52 @@ async fn prometheus_inputs(
     Ok((namespaces, by_run))
 }
 
-/// Whether cAdvisor sampled `run`'s trial container at least once between its start and
-/// `at` (a moment past its end and the ledger's settle time). Its CPU counter is
-/// cumulative, so one sample is enough for the windows to add up to the container's CPU
-/// time; none means the windows hold at most the init step's, not the run's.
-pub async fn trial_sampled(
+/// How well cAdvisor sampled a run's trial container: how many samples Prometheus holds
+/// and when the last one was taken (unix seconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Coverage {
+    pub samples: usize,
+    pub last: Option<f64>,
+}
+
+impl Coverage {
+    /// Whether the windows measured the container's CPU time: at least two samples (so
+    /// the time after the last one is extrapolated at a measured rate, see
+    /// [`resources::exit_tail`]) and the last one at most [`MAX_UNSAMPLED_TAIL_S`] before
+    /// `end`. One sample is not enough: the CPU time after it, up to the whole run, would
+    /// be missing from a figure presented as measured.
+    pub fn measures(&self, end: DateTime<Utc>) -> bool {
+        let end = end.timestamp_millis() as f64 / 1000.0;
+        self.samples >= 2 && self.last.is_some_and(|t| end - t <= MAX_UNSAMPLED_TAIL_S)
+    }
+}
+
+/// cAdvisor's samples of `run`'s trial container between its start and `at` (a moment
+/// past its end and the ledger's settle time).
+pub async fn trial_coverage(
     client: &PrometheusClient,
     run: &RunSpan,
     at: DateTime<Utc>,
-) -> Result<bool, EnergyError> {
+) -> Result<Coverage, EnergyError> {
     let range = (at - run.started).num_seconds().max(0) + TAIL_RANGE_S as i64;
     let selector = format!(
-        "container_cpu_usage_seconds_total{{container=\"{TRIAL_CONTAINER}\",image!=\"\",pod=~\"{}-.+\"}}",
+        "container_cpu_usage_seconds_total{{container=\"{TRIAL_CONTAINER}\",image!=\"\",pod=~\"{}-.+\"}}[{range}s]",
         run.name
     );
-    let found = client
-        .query(&format!("count_over_time({selector}[{range}s])"), at)
-        .await?;
-    Ok(!found.is_empty())
+    let mut coverage = Coverage::default();
+    for series in client.query_series(&selector, at).await? {
+        coverage.samples += series.points.len();
+        let last = series.points.iter().map(|(t, _)| *t).reduce(f64::max);
+        coverage.last = match (coverage.last, last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(coverage)
 }
 
-/// A finished run's ledger rows when cAdvisor never sampled its trial container: its
+/// A finished run's ledger rows when cAdvisor did not sample its trial container enough
+/// to measure it ([`Coverage::measures`]): its
 /// requests over its whole running time, one row per quantity spanning the run, every
 /// figure flagged `modelled` with why. Empty for a run that never ran.
 pub fn modelled_run_rows(
@@ -448,8 +480,8 @@ mod tests {
     }
 
     /// A Prometheus answering every instant query with `vector` (the JSON of its result)
-    /// and every range query (`…[120s]`) with an empty matrix.
-    async fn prometheus_answering(vector: &'static str) -> PrometheusClient {
+    /// and every range query (`…[120s]`) with `matrix`.
+    async fn prometheus_answering(vector: &'static str, matrix: &'static str) -> PrometheusClient {
         use axum::response::IntoResponse;
         crate::install_crypto_provider();
         let answer = move |axum::extract::Query(q): axum::extract::Query<
@@ -457,7 +489,7 @@ mod tests {
         >| async move {
             let range = q.get("query").is_some_and(|p| p.trim_end().ends_with(']'));
             let (kind, result) = if range {
-                ("matrix", "[]")
+                ("matrix", matrix)
             } else {
                 ("vector", vector)
             };
@@ -491,7 +523,7 @@ mod tests {
         // so a figure here (measured 0 or requests) would be wrong or counted twice.
         let w = Window::new(t(0), t(30)).unwrap();
         let scope = lab_scope(vec![run("run-0123456789ab", 10, None)]);
-        let source = Source::Prometheus(prometheus_answering("[]").await);
+        let source = Source::Prometheus(prometheus_answering("[]", "[]").await);
         let rows = window_rows(
             &source,
             w,
@@ -512,8 +544,10 @@ mod tests {
     async fn a_run_never_sampled_gets_its_requests_over_its_life_flagged_modelled() {
         // A 3 s run: cAdvisor (10 s housekeeping) never saw its trial container.
         let r = run("run-0123456789ab", 10, Some(13));
-        let empty = prometheus_answering("[]").await;
-        assert!(!trial_sampled(&empty, &r, t(60)).await.unwrap());
+        let empty = prometheus_answering("[]", "[]").await;
+        let coverage = trial_coverage(&empty, &r, t(60)).await.unwrap();
+        assert_eq!(coverage, Coverage::default());
+        assert!(!coverage.measures(t(13)));
         let rows = modelled_run_rows(&r, &PowerModel::default(), &CarbonParams::default()).unwrap();
         let cpu = rows
             .iter()
@@ -522,7 +556,7 @@ mod tests {
         // 2 cores requested × 3 s, not a measured 0 nor the init step's CPU time.
         assert_eq!(cpu.value, 6.0);
         assert_eq!((cpu.window_start, cpu.window_end), (t(10), t(13)));
-        assert!(cpu.source.contains("never sampled"), "{}", cpu.source);
+        assert!(cpu.source.contains("fewer than twice"), "{}", cpu.source);
         assert!(
             rows.iter().all(|x| x.method == "modelled"
                 && x.run == "run-0123456789ab"
@@ -542,13 +576,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_sample_of_the_trial_container_makes_the_run_measured() {
+    async fn a_run_is_measured_only_with_two_samples_the_last_near_its_end() {
+        // A 30 s run (t = 10 … 40 s); samples at t = 12 s and t = 25 s, in two pods' series.
         let r = run("run-0123456789ab", 10, Some(40));
-        let one = prometheus_answering(
-            r#"[{"metric":{"pod":"run-0123456789ab-x7k2p","container":"trial"},"value":[1800000060,"1"]}]"#,
-        )
-        .await;
-        assert!(trial_sampled(&one, &r, t(60)).await.unwrap());
+        let t0 = t(0).timestamp();
+        let matrix: &'static str = Box::leak(
+            format!(
+                r#"[{{"metric":{{"pod":"run-0123456789ab-x7k2p","container":"trial"}},"values":[[{},"0.01"]]}},
+                    {{"metric":{{"pod":"run-0123456789ab-q9z8w","container":"trial"}},"values":[[{},"13.0"]]}}]"#,
+                t0 + 12,
+                t0 + 25
+            )
+            .into_boxed_str(),
+        );
+        let two = prometheus_answering("[]", matrix).await;
+        let coverage = trial_coverage(&two, &r, t(60)).await.unwrap();
+        assert_eq!(coverage.samples, 2);
+        assert_eq!(coverage.last, Some((t0 + 25) as f64));
+        // 15 s from the last sample to the end: the tail is extrapolated, the run measured.
+        assert!(coverage.measures(t(40)));
+        // 31 s: too long a guess.
+        assert!(!coverage.measures(t(56)));
+        // One sample (the CI failure of 2026-12-07: 0.029 core-s "measured" for a 20 core-s
+        // burn, the only sample taken as the container started): not measured.
+        let one = Coverage {
+            samples: 1,
+            last: Some((t0 + 12) as f64),
+        };
+        assert!(!one.measures(t(20)));
     }
 
     #[tokio::test]

@@ -302,9 +302,10 @@ impl Accountant {
         Ok(true)
     }
 
-    /// A finished run of which cAdvisor never sampled the trial container (shorter than
-    /// the kubelet's housekeeping interval): its windows hold at most its init step's
-    /// figures, so its rows become its requests × its running time, flagged modelled
+    /// A finished run of which cAdvisor did not sample the trial container enough to
+    /// measure it ([`collect::Coverage::measures`]: fewer than two samples, or none in its
+    /// last 30 s): its windows hold at most its init step's figures and part of its own,
+    /// so its rows become its requests × its running time, flagged modelled
     /// ([`collect::modelled_run_rows`]). Measured runs, and every run without a metrics
     /// source (already modelled from its requests), are left as they are.
     async fn settle_unsampled(&self, run: &RunRow, now: DateTime<Utc>) -> Result<(), UsageError> {
@@ -314,11 +315,12 @@ impl Accountant {
         let Some(span) = span_of(run).filter(|s| s.finished.is_some()) else {
             return Ok(());
         };
-        if collect::trial_sampled(client, &span, now).await? {
+        let coverage = collect::trial_coverage(client, &span, now).await?;
+        if span.finished.is_some_and(|end| coverage.measures(end)) {
             return Ok(());
         }
         let rows = collect::modelled_run_rows(&span, &self.model, &self.carbon)?;
-        tracing::info!(run = %run.name, "cAdvisor never sampled the run's trial container: its figures are its requests × its running time, flagged modelled");
+        tracing::info!(run = %run.name, samples = coverage.samples, "cAdvisor did not sample the run's trial container enough to measure it: its figures are its requests × its running time, flagged modelled");
         self.store.replace_run_rows(&run.name, &rows).await?;
         Ok(())
     }

@@ -79,6 +79,29 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The gateway's binary, `serre-api`: cargo names it to serre-api's own tests
+/// (`CARGO_BIN_EXE_serre-api`); the cluster tests (`api/cluster-tests`, another package)
+/// find it beside their own binary, in `target/<profile>/`, where `cargo test --workspace`
+/// (or `cargo build -p serre-api`) put it.
+pub fn gateway_binary() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_serre-api") {
+        return PathBuf::from(bin);
+    }
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("path of this test binary");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("serre-api");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the gateway first (`cargo build -p serre-api`)",
+        bin.display()
+    );
+    bin
+}
+
 fn script(name: &str) -> PathBuf {
     repo_root().join("deploy/dev").join(name)
 }

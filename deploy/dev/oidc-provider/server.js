@@ -11,7 +11,8 @@
 //
 // The web console (client `serre-console`) signs people in with the authorization code
 // flow and PKCE on the same sign-in page, and renews their access tokens with refresh
-// tokens (`offline_access`).
+// tokens (`offline_access`); signing out of the console ends the session here too
+// (RP-Initiated Logout: /session/end with id_token_hint, then back to the console).
 //
 // People sign in with the device authorization grant (RFC 8628) through the public client
 // `serre-cli` (no secret; grants device_code and refresh_token), as `serre login` does:
@@ -26,7 +27,9 @@
 // Environment: PORT (default 15433; 0 = any free port), SERRE_OIDC_STATE_DIR (required),
 // SERRE_OIDC_CLIENTS (default ./clients.json), SERRE_OIDC_TOKEN_TTL (seconds, default 600),
 // SERRE_OIDC_HOST (address to listen on, default 127.0.0.1), SERRE_OIDC_TLS_CERT and
-// SERRE_OIDC_TLS_KEY (PEM files: serve HTTPS, as a production gateway requires).
+// SERRE_OIDC_TLS_KEY (PEM files: serve HTTPS, as a production gateway requires),
+// SERRE_OIDC_RP_LOGOUT (`0`: no end_session_endpoint, as a provider without RP-Initiated
+// Logout; the console's tests check its local sign-out against it).
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -95,6 +98,12 @@ server.listen(port, host, () => {
           'http://127.0.0.1/console/auth/callback',
           'http://localhost/console/auth/callback',
         ],
+        // RP-Initiated Logout: « Se déconnecter » ends this provider's session too, then
+        // comes back to the console (any loopback port, as above).
+        post_logout_redirect_uris: [
+          'http://127.0.0.1/console?deconnecte=1',
+          'http://localhost/console?deconnecte=1',
+        ],
       },
       {
         client_id: CLI_CLIENT,
@@ -113,6 +122,7 @@ server.listen(port, host, () => {
     jwks: { keys: [jwk] },
     features: {
       devInteractions: { enabled: false },
+      rpInitiatedLogout: { enabled: process.env.SERRE_OIDC_RP_LOGOUT !== '0' },
       clientCredentials: { enabled: true },
       deviceFlow: { enabled: true },
       introspection: { enabled: false },

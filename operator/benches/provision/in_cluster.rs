@@ -61,6 +61,40 @@ impl Installed {
         Ok(installed)
     }
 
+    /// The install's state directory (Garage, Prometheus, the OpenID provider).
+    pub(crate) fn state(&self) -> &Path {
+        &self.state
+    }
+
+    /// Every Pod of the cluster by uid: `namespace/component` (its
+    /// `app.kubernetes.io/component` label, else its name).
+    pub(crate) async fn pods(client: &Client) -> Result<HashMap<String, String>> {
+        let pods = Api::<Pod>::all(client.clone())
+            .list(&ListParams::default())
+            .await?;
+        Ok(pods
+            .items
+            .iter()
+            .filter_map(|p| {
+                let what = p
+                    .labels()
+                    .get("app.kubernetes.io/component")
+                    .cloned()
+                    .unwrap_or_else(|| p.name_any());
+                Some((p.uid()?, format!("{}/{what}", p.namespace()?)))
+            })
+            .collect())
+    }
+
+    /// Garage's `/metrics` (its admin port, no token: Garage's default), if it answers.
+    pub(crate) fn garage_metrics(&self) -> Option<Prom> {
+        let env = std::fs::read_to_string(self.state.join("garage/env")).ok()?;
+        let url = env
+            .lines()
+            .find_map(|l| l.strip_prefix("SERRE_GARAGE_ADMIN_ENDPOINT="))?;
+        scrape(url.trim().trim_start_matches("http://"))
+    }
+
     /// The Pod that holds the leader Lease: its metrics address and host process.
     async fn find_leader(&mut self, client: &Client) -> Result<()> {
         let leases = Api::<Lease>::namespaced(client.clone(), OPERATOR_NAMESPACE);

@@ -6,7 +6,13 @@
 //! kube-apiserver's `apiserver_request_total`), the writes of a full resync with nothing
 //! changed (target 0) and the operator's peak RSS; and, to show where the time goes,
 //! per-sandbox create → admitted → Ready spans, reconciles per sandbox, the status
-//! changes seen by a watch, CPU seconds per process and the apiserver's time by request.
+//! changes seen by a watch, CPU seconds per component and the apiserver's time by request.
+//! In a cluster, every process of the stack is counted by what it is (by pid file, by
+//! the node's Pod cgroups and mount namespace): kubelet, containerd and its shims,
+//! kube-proxy, kube-scheduler, the registry, Garage, Prometheus, the OpenID provider,
+//! the gateway Pod, the standby operator, this bench; what is left is "outside the bench"
+//! (other sessions' builds). The apiserver's requests per sandbox and Garage's requests
+//! by endpoint (its `/metrics`) show what each sandbox asks of them.
 //! Prints a summary and writes the figures to `target/bench/provision.json` (the
 //! operator's log to `target/bench/provision-operator.log`). `cargo bench` builds the
 //! operator binary (bench profile = release) before running this.
@@ -55,6 +61,7 @@ use serre_operator::resources::{
 };
 
 mod control_plane;
+mod cpu;
 mod in_cluster;
 mod metrics;
 mod process;
@@ -63,6 +70,7 @@ mod resync;
 mod workload;
 
 use control_plane::*;
+use cpu::*;
 use in_cluster::*;
 use metrics::*;
 use process::*;
@@ -240,15 +248,23 @@ async fn run(p: Params) -> Result<()> {
     settle(&op, Duration::from_secs(2), Duration::from_secs(30)).await;
 
     // 1. Provisioning.
+    let pods = match &installed {
+        Some(_) => Installed::pods(&client).await?,
+        None => HashMap::new(),
+    };
     let pids = Pids {
         operator: operator_pid,
         apiserver: cp.pid("apiserver"),
         etcd: cp.pid("etcd"),
         controller_manager: cp.pid("controller-manager"),
+        node: installed
+            .as_ref()
+            .and_then(|i| NodeProcesses::find(&cp.dir, i.state(), pods)),
     };
     let op0 = scrape(&op).context("operator metrics")?;
     let api0 = cp.apiserver_metrics()?;
     let kcm0 = cp.controller_manager_metrics();
+    let garage0 = installed.as_ref().and_then(Installed::garage_metrics);
     let cpu0 = CpuSample::take(&pids);
     let progress = Arc::new(Mutex::new(Progress::default()));
     let watch = tokio::spawn(track_ready(client.clone(), progress.clone()));
@@ -273,6 +289,7 @@ async fn run(p: Params) -> Result<()> {
     let op1 = scrape(&op).context("operator metrics")?;
     let api1 = cp.apiserver_metrics()?;
     let kcm1 = cp.controller_manager_metrics();
+    let garage1 = installed.as_ref().and_then(Installed::garage_metrics);
     watch.abort();
     let objects = count_children(&client).await?;
 
@@ -293,6 +310,11 @@ async fn run(p: Params) -> Result<()> {
     let attributed = attribute(&api_writes, p.sandboxes as f64);
     let api_errors = apiserver_write_errors(&api1, &api0);
     let api_time = apiserver_time(&api_ready, &api0);
+    let api_requests = apiserver_requests(&api1, &api0, n);
+    let garage_calls = match (&garage1, &garage0) {
+        (Some(a), Some(b)) => garage_requests(a, b, n),
+        _ => Value::Null,
+    };
     let kcm_writes = match (&kcm1, &kcm0) {
         (Some(a), Some(b)) => Some(a.delta(b, "rest_client_requests_total", &["method"])),
         _ => None,
@@ -369,6 +391,10 @@ async fn run(p: Params) -> Result<()> {
             "status_history": status_history,
             "apiserver_time": api_time,
         },
+        "requests_until_settled": {
+            "apiserver": api_requests,
+            "garage": garage_calls,
+        },
         "writes": {
             "objects": objects.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "objects_per_sandbox": objects_per_sandbox,
@@ -405,6 +431,8 @@ async fn run(p: Params) -> Result<()> {
         latencies: &latencies,
         status_history: &status_history,
         api_time: &api_time,
+        api_requests: &api_requests,
+        garage_calls: &garage_calls,
         op_writes: &op_writes,
         op_writes_total,
         attributed: &attributed,

@@ -166,6 +166,43 @@ pub(crate) fn apiserver_time(after: &Prom, before: &Prom) -> Vec<Value> {
         .collect()
 }
 
+/// Every apiserver request between two scrapes (long-running WATCH and CONNECT left
+/// out) by (verb, resource, subresource), per sandbox, most frequent first.
+pub(crate) fn apiserver_requests(after: &Prom, before: &Prom, n: f64) -> Vec<Value> {
+    let keys = ["verb", "resource", "subresource"];
+    let count = after.delta(before, "apiserver_request_duration_seconds_count", &keys);
+    let mut rows: Vec<_> = count
+        .into_iter()
+        .filter(|(k, _)| k[0] != "WATCH" && k[0] != "CONNECT")
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    rows.into_iter()
+        .take(16)
+        .map(|(k, c)| {
+            json!({
+                "request": k.join(" ").trim_end(),
+                "count": c,
+                "per_sandbox": (c / n * 100.0).round() / 100.0,
+            })
+        })
+        .collect()
+}
+
+/// Garage's requests between two scrapes of its `/metrics`, by API and endpoint
+/// (admin calls: what the operator asks of Garage per sandbox).
+pub(crate) fn garage_requests(after: &Prom, before: &Prom, n: f64) -> Value {
+    let mut out = serde_json::Map::new();
+    for name in ["api_admin_request_counter", "api_s3_request_counter"] {
+        for (k, c) in after.delta(before, name, &["api_endpoint"]) {
+            out.insert(
+                format!("{} {}", name.trim_end_matches("_request_counter"), k[0]),
+                json!({"count": c, "per_sandbox": (c / n * 100.0).round() / 100.0}),
+            );
+        }
+    }
+    out.into()
+}
+
 /// Who sent each apiserver write. The metric has no client label, so writes are
 /// attributed by what only one party does here:
 /// - the benchmark client: `POST sandboxes` (exactly N);

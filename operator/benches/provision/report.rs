@@ -35,6 +35,8 @@ pub(crate) struct SummaryInput<'a> {
     pub(crate) latencies: &'a Latencies,
     pub(crate) status_history: &'a Value,
     pub(crate) api_time: &'a [Value],
+    pub(crate) api_requests: &'a [Value],
+    pub(crate) garage_calls: &'a Value,
     pub(crate) op_writes: &'a BTreeMap<Vec<String>, f64>,
     pub(crate) op_writes_total: f64,
     pub(crate) attributed: &'a BTreeMap<&'static str, f64>,
@@ -183,7 +185,7 @@ pub(crate) fn print_summary(s: &SummaryInput<'_>) {
             seq["steps"].as_str().unwrap_or("")
         );
     }
-    println!("CPU seconds until all Ready: {}", s.cpu);
+    print_cpu(s.cpu);
     println!("apiserver time until all Ready, by request (count, summed duration, response size):");
     for r in s.api_time {
         let num = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{x}"));
@@ -195,6 +197,21 @@ pub(crate) fn print_summary(s: &SummaryInput<'_>) {
             num(&r["response_mb"])
         );
     }
+    println!("apiserver requests until settled, per sandbox (WATCH left out):");
+    for r in s.api_requests {
+        println!(
+            "  {:<36} {:>7} {:>7}",
+            r["request"].as_str().unwrap_or(""),
+            r["count"],
+            r["per_sandbox"]
+        );
+    }
+    if let Some(g) = s.garage_calls.as_object() {
+        println!("Garage requests until settled (count, per sandbox):");
+        for (k, v) in g {
+            println!("  {k:<36} {:>7} {:>7}", v["count"], v["per_sandbox"]);
+        }
+    }
     println!(
         "resync: {} sandbox reconciles in {} s, operator writes {}, apiserver writes {} (+ {} Lease)",
         s.resync.reconciles,
@@ -204,5 +221,38 @@ pub(crate) fn print_summary(s: &SummaryInput<'_>) {
         to_json(&s.resync.operator_writes),
         to_json(&s.resync.apiserver_writes),
         s.resync.lease_writes
+    );
+}
+
+/// CPU seconds by component, largest first, then the totals.
+fn print_cpu(cpu: &Value) {
+    let Some(map) = cpu.as_object() else {
+        return;
+    };
+    let totals = [
+        "stack_total",
+        "outside_the_bench",
+        "machine_busy",
+        "machine_capacity",
+        "wall",
+    ];
+    let mut parts: Vec<(&String, f64)> = map
+        .iter()
+        .filter(|(k, _)| !totals.contains(&k.as_str()))
+        .filter_map(|(k, v)| Some((k, v.as_f64()?)))
+        .collect();
+    parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("CPU seconds until all Ready, by component:");
+    for (k, v) in parts {
+        println!("  {k:<28} {v:>8.1}");
+    }
+    let num = |k: &str| map.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    println!(
+        "  = the bench's stack {:.1}; outside it (other sessions, system) {:.1}; machine busy {:.1} of {:.1} CPU-s in {:.1} s",
+        num("stack_total"),
+        num("outside_the_bench"),
+        num("machine_busy"),
+        num("machine_capacity"),
+        num("wall")
     );
 }

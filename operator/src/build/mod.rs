@@ -196,7 +196,6 @@ mod tests {
                 "ServiceAccount/serre-traffic-forecast/default",
                 "RoleBinding/serre-traffic-forecast/sandbox-editors",
                 "NetworkPolicy/serre-traffic-forecast/default-deny",
-                "NetworkPolicy/serre-traffic-forecast/allow-dns",
                 "NetworkPolicy/serre-traffic-forecast/allow-serre-platform",
                 "NetworkPolicy/serre-traffic-forecast/allow-extra-egress",
             ]

@@ -51,6 +51,8 @@ pub struct Context {
     tenant_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Admissions written and maybe not cached yet (admission counts them).
     admissions: reservations::Written,
+    /// When each sandbox's bucket usage was last read (storage spaces the reads out).
+    usage_reads: storage::UsageReads,
 }
 
 impl Context {
@@ -175,6 +177,7 @@ pub async fn run(
         events_namespace: options.events_namespace,
         tenant_locks: Mutex::default(),
         admissions: reservations::Written::default(),
+        usage_reads: storage::UsageReads::default(),
     });
 
     let by_tenant = sandbox_store.clone();

@@ -1,8 +1,12 @@
 //! The storage steps of sandbox reconciliation (see [`crate::storage`]).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
-use kube::ResourceExt;
 use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
 
 use super::Context;
 use super::error::Result;
@@ -12,6 +16,38 @@ use crate::resources::{
 use crate::storage::keys::StorageKeys;
 use crate::storage::lifecycle::{SANDBOX_SECRET, Target};
 use crate::storage::{StorageError, bucket_name};
+
+/// How often an idle reconcile reads a sandbox bucket's usage from the store. A burst of
+/// sandboxes reconciles each one several times (its own status writes and its children
+/// trigger reconciles); reading the usage each time was most of the store's admin calls,
+/// and each costs the store an Argon2 check of the admin token (Garage: about 20 ms of
+/// CPU). The usage shown in the status (`status.storage.used`) is then at most this old
+/// after a reconcile; the ledger reads it per window of 5 minutes.
+pub const USAGE_EVERY: Duration = Duration::from_secs(30);
+
+/// When each sandbox's bucket usage was last read (by sandbox uid).
+#[derive(Default)]
+pub struct UsageReads(Mutex<HashMap<String, Instant>>);
+
+impl UsageReads {
+    /// Whether `uid`'s usage is due for a read at `now`.
+    fn due(&self, uid: &str, now: Instant) -> bool {
+        let reads = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        reads
+            .get(uid)
+            .is_none_or(|at| now.duration_since(*at) >= USAGE_EVERY)
+    }
+
+    fn record(&self, uid: &str, now: Instant) {
+        let mut reads = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        reads.insert(uid.to_owned(), now);
+    }
+
+    fn forget(&self, uid: &str) {
+        let mut reads = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        reads.remove(uid);
+    }
+}
 
 fn condition(
     status: &mut SandboxStatus,
@@ -51,11 +87,29 @@ pub async fn provision(
         }
         return Ok(true);
     };
+    // What storage the sandbox has recorded decides whether a data key may be made: none
+    // recorded and none in the data keys Secret means a new key. A reconcile may hold a
+    // Sandbox from the cache older than the status a previous reconcile wrote (during a
+    // burst, events queue reconciles faster than the cache catches up), so "none recorded"
+    // is confirmed from the API server first: otherwise a key removed meanwhile would be
+    // silently replaced by a fresh one, leaving the bucket's objects unreadable.
+    let recorded = match &status.storage {
+        Some(s) => Some(s.clone()),
+        None => Api::<Sandbox>::all(ctx.client.clone())
+            .get_opt(&sandbox.name_any())
+            .await?
+            .and_then(|live| live.status)
+            .and_then(|live| live.storage),
+    };
+    let read_usage = ctx.usage_reads.due(target.uid, Instant::now());
     match store
-        .provision(&ctx.client, target, storage, status.storage.as_ref())
+        .provision(&ctx.client, target, storage, recorded.as_ref(), read_usage)
         .await
     {
         Ok(s) => {
+            if read_usage {
+                ctx.usage_reads.record(target.uid, Instant::now());
+            }
             let message = format!(
                 "Bucket {} on {} with a {} byte quota; credentials and the SSE-C key are in Secret {}/{}.",
                 s.bucket, s.endpoint, s.max_size, target.namespace, SANDBOX_SECRET
@@ -96,6 +150,7 @@ pub async fn teardown(
     target: &Target<'_>,
     status: &mut SandboxStatus,
 ) -> Result<(), StorageError> {
+    ctx.usage_reads.forget(target.uid);
     let Some(store) = &ctx.storage else {
         return Ok(());
     };
@@ -164,4 +219,22 @@ pub async fn teardown(
     }
     tracing::info!(sandbox = %sandbox.name_any(), "storage destroyed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buckets_usage_is_read_at_most_every_30_s() {
+        let reads = UsageReads::default();
+        let t0 = Instant::now();
+        assert!(reads.due("u1", t0), "never read");
+        reads.record("u1", t0);
+        assert!(!reads.due("u1", t0 + Duration::from_secs(29)));
+        assert!(reads.due("u1", t0 + USAGE_EVERY));
+        assert!(reads.due("u2", t0), "another sandbox");
+        reads.forget("u1");
+        assert!(reads.due("u1", t0));
+    }
 }

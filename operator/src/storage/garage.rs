@@ -50,6 +50,32 @@ struct KeyResponse {
     access_key_id: String,
     #[serde(default)]
     secret_access_key: Option<String>,
+    /// The buckets this key may use, with its permissions on each.
+    #[serde(default)]
+    buckets: Vec<KeyBucket>,
+}
+
+#[derive(Deserialize)]
+struct KeyBucket {
+    id: String,
+    #[serde(default)]
+    permissions: KeyBucketPermissions,
+}
+
+#[derive(Deserialize, Default)]
+struct KeyBucketPermissions {
+    #[serde(default)]
+    read: bool,
+    #[serde(default)]
+    write: bool,
+}
+
+impl KeyResponse {
+    fn may_read_and_write(&self, bucket_id: &str) -> bool {
+        self.buckets
+            .iter()
+            .any(|b| b.id == bucket_id && b.permissions.read && b.permissions.write)
+    }
 }
 
 #[derive(Deserialize)]
@@ -154,7 +180,56 @@ impl GarageAdmin {
         Ok(keys.into_iter().find(|k| k.name == name).map(|k| k.id))
     }
 
-    async fn key_with_secret(&self, id: &str) -> Result<Option<KeyCredentials>> {
+    /// Create a bucket with this global alias; None if one already has it.
+    async fn create_bucket(&self, alias: &str) -> Result<Option<BucketInfo>> {
+        match self
+            .call(
+                "CreateBucket",
+                Method::POST,
+                &[],
+                Some(json!({"globalAlias": alias})),
+            )
+            .await
+        {
+            Ok(v) => Ok(Some(
+                Self::parse::<BucketResponse>("CreateBucket", v.unwrap_or(Value::Null))?.into(),
+            )),
+            Err(StorageError::Api { status: 409, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The key named `name`, with its secret and its buckets, in one call:
+    /// `GetKeyInfo?search=` matches a key's exact name (or a prefix of its id, `GK…`,
+    /// which Serre's names never look like). It answers 400 when several keys match (a
+    /// CreateKey whose answer was lost, then retried): the first of ListKeys is taken
+    /// then, as before. ListKeys every time would cost the whole key list per sandbox,
+    /// which grows with the sandboxes.
+    async fn key_by_name(&self, name: &str) -> Result<Option<KeyResponse>> {
+        let found = self
+            .call(
+                "GetKeyInfo",
+                Method::GET,
+                &[("search", name), ("showSecretKey", "true")],
+                None,
+            )
+            .await;
+        match found {
+            Ok(Some(v)) => Self::parse("GetKeyInfo", v).map(Some),
+            Ok(None) => Ok(None),
+            Err(StorageError::Api {
+                status: 400,
+                message,
+                ..
+            }) if message.contains("matching keys") => match self.key_id_by_name(name).await? {
+                Some(id) => self.key_with_secret(&id).await,
+                None => Ok(None),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn key_with_secret(&self, id: &str) -> Result<Option<KeyResponse>> {
         let Some(v) = self
             .call(
                 "GetKeyInfo",
@@ -166,16 +241,19 @@ impl GarageAdmin {
         else {
             return Ok(None);
         };
-        let k: KeyResponse = Self::parse("GetKeyInfo", v)?;
-        let secret = k.secret_access_key.ok_or(StorageError::Api {
-            operation: "GetKeyInfo",
+        Self::parse("GetKeyInfo", v).map(Some)
+    }
+
+    fn credentials(operation: &'static str, k: &KeyResponse) -> Result<KeyCredentials> {
+        let secret = k.secret_access_key.clone().ok_or(StorageError::Api {
+            operation,
             status: 200,
             message: "no secret key in the answer".into(),
         })?;
-        Ok(Some(KeyCredentials {
-            access_key_id: k.access_key_id,
+        Ok(KeyCredentials {
+            access_key_id: k.access_key_id.clone(),
             secret_access_key: secret,
-        }))
+        })
     }
 }
 
@@ -198,21 +276,29 @@ impl StorageProvisioner for GarageAdmin {
         }
     }
 
-    async fn ensure_bucket(&self, alias: &str, max_size: u64) -> Result<BucketInfo> {
-        let bucket = match self.bucket(alias).await? {
+    async fn ensure_bucket(
+        &self,
+        alias: &str,
+        max_size: u64,
+        likely_new: bool,
+    ) -> Result<BucketInfo> {
+        // Every admin call costs Garage an Argon2 check of the token (about 20 ms of CPU):
+        // a bucket likely new is created first, and read only if it was there after all.
+        let existing = if likely_new {
+            None
+        } else {
+            self.bucket(alias).await?
+        };
+        let bucket = match existing {
             Some(b) => b,
-            None => {
-                let v = self
-                    .call(
-                        "CreateBucket",
-                        Method::POST,
-                        &[],
-                        Some(json!({"globalAlias": alias})),
-                    )
-                    .await?
-                    .unwrap_or(Value::Null);
-                Self::parse::<BucketResponse>("CreateBucket", v)?.into()
-            }
+            None => match self.create_bucket(alias).await? {
+                Some(created) => created,
+                None => self.bucket(alias).await?.ok_or(StorageError::Api {
+                    operation: "GetBucketInfo",
+                    status: 404,
+                    message: format!("bucket {alias} exists by CreateBucket, not by GetBucketInfo"),
+                })?,
+            },
         };
         if bucket.max_size == Some(max_size) {
             return Ok(bucket);
@@ -230,42 +316,41 @@ impl StorageProvisioner for GarageAdmin {
     }
 
     async fn key(&self, name: &str) -> Result<Option<KeyCredentials>> {
-        match self.key_id_by_name(name).await? {
-            Some(id) => self.key_with_secret(&id).await,
+        match self.key_by_name(name).await? {
+            Some(k) => Self::credentials("GetKeyInfo", &k).map(Some),
             None => Ok(None),
         }
     }
 
     async fn ensure_key(&self, name: &str, bucket_id: &str) -> Result<KeyCredentials> {
-        let creds = match self.key(name).await? {
-            Some(c) => c,
+        let (creds, allowed) = match self.key_by_name(name).await? {
+            Some(k) => (
+                Self::credentials("GetKeyInfo", &k)?,
+                k.may_read_and_write(bucket_id),
+            ),
             None => {
                 let v = self
                     .call("CreateKey", Method::POST, &[], Some(json!({"name": name})))
                     .await?
                     .unwrap_or(Value::Null);
                 let k: KeyResponse = Self::parse("CreateKey", v)?;
-                KeyCredentials {
-                    secret_access_key: k.secret_access_key.ok_or(StorageError::Api {
-                        operation: "CreateKey",
-                        status: 200,
-                        message: "no secret key in the answer".into(),
-                    })?,
-                    access_key_id: k.access_key_id,
-                }
+                (Self::credentials("CreateKey", &k)?, false)
             }
         };
-        self.call(
-            "AllowBucketKey",
-            Method::POST,
-            &[],
-            Some(json!({
-                "bucketId": bucket_id,
-                "accessKeyId": creds.access_key_id,
-                "permissions": {"read": true, "write": true, "owner": false}
-            })),
-        )
-        .await?;
+        // Granted once: a key found with read and write on the bucket is left as it is.
+        if !allowed {
+            self.call(
+                "AllowBucketKey",
+                Method::POST,
+                &[],
+                Some(json!({
+                    "bucketId": bucket_id,
+                    "accessKeyId": creds.access_key_id,
+                    "permissions": {"read": true, "write": true, "owner": false}
+                })),
+            )
+            .await?;
+        }
         Ok(creds)
     }
 

@@ -13,6 +13,11 @@
 //! other Secret there, the gateway's keys included. Entries are added with a merge patch
 //! carrying the Secret's `resourceVersion` (compare-and-swap: a concurrent writer makes
 //! it fail with 409 and it is retried on the new version) and never overwritten.
+//!
+//! That Secret grows with every sandbox (one entry each), so each read costs more the more
+//! sandboxes there are: a new entry is written on the version just read to look for it
+//! (one read, one patch), and this process adds one entry at a time rather than racing
+//! itself into conflicts and re-reads.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +45,18 @@ const LEGACY_PREFIX: &str = "serre-dk-";
 pub struct StorageKeys {
     pub keks: KekRing,
     pub signer: CertificateSigner,
+    /// Held while a sandbox's entry is read and, if missing, added: one at a time.
+    writing: tokio::sync::Mutex<()>,
+}
+
+/// A sandbox's data key, and what the storage status records of it.
+pub struct SandboxDataKey {
+    pub key: DataKey,
+    /// Fingerprint of the wrapped key (`data_key_id` in the status, the certificate's
+    /// `key_id_destroyed`).
+    pub fingerprint: String,
+    /// Whether it was made now.
+    pub created: bool,
 }
 
 fn text(secret: &Secret, key: &str) -> Option<String> {
@@ -91,7 +108,11 @@ impl StorageKeys {
         })?;
         let signer = CertificateSigner::load(&pem)
             .map_err(|e| StorageError::Keys(format!("Secret {what}: signing-key.pem: {e}")))?;
-        Ok(Self { keks, signer })
+        Ok(Self {
+            keks,
+            signer,
+            writing: tokio::sync::Mutex::default(),
+        })
     }
 
     /// A new key Secret (for `serre-operator storage-keys` and development installs).
@@ -159,6 +180,9 @@ impl StorageKeys {
     /// to this sandbox object (name and uid). `recorded` is the fingerprint the sandbox's
     /// status holds, if any: a sandbox that had a key whose entry is gone gets an error,
     /// never a new key (which would leave its bucket unreadable).
+    ///
+    /// The Secret is read once (always: it, not a copy in memory, says whether a key was
+    /// destroyed) and a missing entry is added on the version read.
     pub async fn data_key(
         &self,
         client: &Client,
@@ -167,11 +191,13 @@ impl StorageKeys {
         sandbox: &str,
         uid: &str,
         recorded: Option<&str>,
-    ) -> Result<(DataKey, bool)> {
+    ) -> Result<SandboxDataKey> {
         let api = Api::<Secret>::namespaced(client.clone(), namespace);
         let context = format!("sandbox/{sandbox}/{uid}");
-        if let Some(blob) = entry(&api, secret, sandbox).await? {
-            return Ok((self.unwrap_blob(&blob, &context)?, false));
+        let _one_at_a_time = self.writing.lock().await;
+        let mut seen = api.get_opt(secret).await?;
+        if let Some(found) = seen.as_ref().and_then(|s| text(s, sandbox)) {
+            return self.existing(&found, &context);
         }
         if let Some(fingerprint) = recorded.filter(|f| !f.is_empty()) {
             return Err(StorageError::Keys(format!(
@@ -183,17 +209,26 @@ impl StorageKeys {
             )));
         }
         let key = DataKey::generate()?;
-        let wrapped = self.keks.wrap_key(&key, &context)?.to_string();
-        match store_entry(&api, secret, sandbox, &wrapped).await? {
-            Stored::New => Ok((key, true)),
+        let wrapped = self.keks.wrap_key(&key, &context)?;
+        match store_entry(&api, secret, sandbox, &wrapped.to_string(), &mut seen).await? {
+            Stored::New => Ok(SandboxDataKey {
+                key,
+                fingerprint: wrapped.fingerprint(),
+                created: true,
+            }),
             // Another attempt stored one first: use that one.
-            Stored::Existing(blob) => Ok((self.unwrap_blob(&blob, &context)?, false)),
+            Stored::Existing(blob) => self.existing(&blob, &context),
         }
     }
 
-    fn unwrap_blob(&self, blob: &str, context: &str) -> Result<DataKey> {
+    /// An entry found in the Secret, unwrapped in its sandbox's context.
+    fn existing(&self, blob: &str, context: &str) -> Result<SandboxDataKey> {
         let wrapped: WrappedKey = blob.trim().parse()?;
-        Ok(self.keks.unwrap_key(&wrapped, context)?)
+        Ok(SandboxDataKey {
+            key: self.keks.unwrap_key(&wrapped, context)?,
+            fingerprint: wrapped.fingerprint(),
+            created: false,
+        })
     }
 
     /// Fingerprint of the sandbox's wrapped key (for the certificate), if it exists.
@@ -251,11 +286,20 @@ async fn entry(api: &Api<Secret>, secret: &str, sandbox: &str) -> Result<Option<
 /// Add `sandbox` → `blob` to the data keys Secret (created when missing), never
 /// overwriting an entry: a merge patch conditioned on the version read, retried when the
 /// Secret changed meanwhile.
-async fn store_entry(api: &Api<Secret>, secret: &str, sandbox: &str, blob: &str) -> Result<Stored> {
-    for _ in 0..CAS_ATTEMPTS {
-        let written = match api.get_opt(secret).await? {
+async fn store_entry(
+    api: &Api<Secret>,
+    secret: &str,
+    sandbox: &str,
+    blob: &str,
+    seen: &mut Option<Secret>,
+) -> Result<Stored> {
+    for attempt in 0..CAS_ATTEMPTS {
+        if attempt > 0 {
+            *seen = api.get_opt(secret).await?;
+        }
+        let written = match seen.as_ref() {
             Some(existing) => {
-                if let Some(found) = text(&existing, sandbox) {
+                if let Some(found) = text(existing, sandbox) {
                     return Ok(Stored::Existing(found));
                 }
                 let patch = serde_json::json!({
@@ -265,7 +309,6 @@ async fn store_entry(api: &Api<Secret>, secret: &str, sandbox: &str, blob: &str)
                 });
                 api.patch(secret, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
-                    .map(|_| ())
             }
             None => {
                 let new = Secret {
@@ -284,11 +327,14 @@ async fn store_entry(api: &Api<Secret>, secret: &str, sandbox: &str, blob: &str)
                     )])),
                     ..Default::default()
                 };
-                api.create(&PostParams::default(), &new).await.map(|_| ())
+                api.create(&PostParams::default(), &new).await
             }
         };
         match written {
-            Ok(()) => return Ok(Stored::New),
+            Ok(now) => {
+                *seen = Some(now);
+                return Ok(Stored::New);
+            }
             // Changed (or created) by someone else meanwhile: read it again.
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
             Err(e) => return Err(e.into()),
@@ -337,7 +383,8 @@ pub async fn migrate_data_keys(
             ))
         })?;
         let blob = blob.trim().to_owned();
-        match store_entry(&api, secret, &sandbox, &blob).await? {
+        let mut seen = api.get_opt(secret).await?;
+        match store_entry(&api, secret, &sandbox, &blob, &mut seen).await? {
             Stored::New => done.moved.push(sandbox),
             Stored::Existing(found) if found.trim() == blob => done.already.push(sandbox),
             Stored::Existing(_) => {

@@ -14,7 +14,7 @@ use kube::{Api, Client};
 
 use super::config::StorageConfig;
 use super::keys::StorageKeys;
-use super::{Result, StorageProvisioner, bucket_name, objects};
+use super::{BucketInfo, Result, StorageProvisioner, bucket_name, objects};
 use crate::crypto::{DeletionCertificate, SignedCertificate};
 use crate::quantity::Quantity;
 use crate::resources::{
@@ -51,13 +51,16 @@ impl Storage {
 
     /// Make sure the sandbox has its bucket (with quota), key, data key and Secret.
     /// Calls the store only when the recorded status differs from what is wanted or
-    /// the namespace Secret is missing, so an idle resync costs one read.
+    /// the namespace Secret is missing, so an idle reconcile costs one read of that
+    /// Secret, and one of the bucket's usage when `read_usage` (the controller spaces
+    /// those out: each admin call costs the store an Argon2 check of its token).
     pub async fn provision(
         &self,
         client: &Client,
         t: &Target<'_>,
         storage: &str,
         current: Option<&StorageStatus>,
+        read_usage: bool,
     ) -> Result<StorageStatus> {
         let bucket = bucket_name(t.sandbox);
         let max_size = Self::quota_bytes(storage);
@@ -69,21 +72,24 @@ impl Storage {
             && secrets.get_opt(SANDBOX_SECRET).await?.is_some()
         {
             let mut same = cur.clone();
-            same.used = self.used(&bucket, cur.used.as_ref()).await;
+            if read_usage {
+                same.used = self.used(&bucket, cur.used.as_ref()).await;
+            }
             return Ok(same);
         }
-        let info = self.provisioner.ensure_bucket(&bucket, max_size).await?;
+        let info = self
+            .provisioner
+            .ensure_bucket(&bucket, max_size, current.is_none())
+            .await?;
         let creds = self.provisioner.ensure_key(&bucket, &info.id).await?;
         let secret = &self.config.data_keys_secret;
         let recorded = current.map(|c| c.data_key_id.as_str());
-        let (data_key, _) = self
+        let data_key = self
             .keys
             .data_key(client, &self.namespace, secret, t.sandbox, t.uid, recorded)
             .await?;
-        let data_key_id = StorageKeys::wrapped_key_id(client, &self.namespace, secret, t.sandbox)
-            .await?
-            .unwrap_or_default();
-        let sse_c = data_key.sse_c_key_base64();
+        let data_key_id = data_key.fingerprint;
+        let sse_c = data_key.key.sse_c_key_base64();
         let data = BTreeMap::from([
             (
                 "AWS_ENDPOINT_URL".to_owned(),
@@ -128,9 +134,8 @@ impl Storage {
                 &Patch::Apply(&value),
             )
             .await?;
-        let used = self
-            .used(&bucket, current.and_then(|c| c.used.as_ref()))
-            .await;
+        // The bucket's figures as ensure_bucket just read them: no second read.
+        let used = Some(usage_figures(&info, current.and_then(|c| c.used.as_ref())));
         Ok(StorageStatus {
             bucket,
             endpoint: self.config.s3_endpoint.clone(),
@@ -147,15 +152,7 @@ impl Storage {
     /// previous figures: usage never fails provisioning.
     async fn used(&self, bucket: &str, previous: Option<&StorageUsed>) -> Option<StorageUsed> {
         match self.provisioner.bucket(bucket).await {
-            Ok(Some(info)) => {
-                let unchanged =
-                    previous.filter(|p| p.bytes == info.bytes && p.objects == info.objects);
-                Some(unchanged.cloned().unwrap_or(StorageUsed {
-                    bytes: info.bytes,
-                    objects: info.objects,
-                    since: Utc::now(),
-                }))
-            }
+            Ok(Some(info)) => Some(usage_figures(&info, previous)),
             Ok(None) => previous.cloned(),
             Err(e) => {
                 tracing::debug!(%bucket, error = %e, "bucket usage not read; keeping the last figures");
@@ -263,6 +260,19 @@ impl Storage {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The bucket's figures for the status: the previous ones (and their `since`) while
+/// they have not changed.
+fn usage_figures(info: &BucketInfo, previous: Option<&StorageUsed>) -> StorageUsed {
+    previous
+        .filter(|p| p.bytes == info.bytes && p.objects == info.objects)
+        .cloned()
+        .unwrap_or(StorageUsed {
+            bytes: info.bytes,
+            objects: info.objects,
+            since: Utc::now(),
+        })
 }
 
 /// Name of a sandbox's deletion certificate ConfigMap (the uid prefix tells apart

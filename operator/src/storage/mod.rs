@@ -72,8 +72,14 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 pub trait StorageProvisioner: Send + Sync {
     /// The bucket with this global alias, if it exists.
     async fn bucket(&self, alias: &str) -> Result<Option<BucketInfo>>;
-    /// Create the bucket if missing and set its size quota.
-    async fn ensure_bucket(&self, alias: &str, max_size: u64) -> Result<BucketInfo>;
+    /// Create the bucket if missing and set its size quota. `likely_new`: the caller
+    /// has never seen it (creating first then saves a read).
+    async fn ensure_bucket(
+        &self,
+        alias: &str,
+        max_size: u64,
+        likely_new: bool,
+    ) -> Result<BucketInfo>;
     /// The key with exactly this name, with its secret, if it exists.
     async fn key(&self, name: &str) -> Result<Option<KeyCredentials>>;
     /// Find or create the key named `name`, allowed to read and write `bucket_id` only.

@@ -1,14 +1,15 @@
 //! `serre grants …`: `/v1/grants` (docs/datasets.md, *Grants*).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
-use serde_json::{Map, Value, json};
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::Value;
 
-use super::{Ctx, after, duration};
-use crate::error::Failure;
+use super::Ctx;
+use super::grant_request::Create;
+use crate::error::EXIT_CHECK_FAILED;
 use crate::output::{self, Table, field, pairs};
 
 #[derive(Subcommand)]
@@ -18,153 +19,34 @@ pub enum Grants {
     List,
     /// Grant a dataset version's view to a sandbox or a vendor (tenant admins).
     #[command(
-        after_help = "Example:\n  serre grants create --dataset 6f1c… --vendor acme --columns id,age,postcode,income \\\n    --pseudonymise id --generalise age=bin:20 --generalise postcode=prefix:2 \\\n    --quasi-identifiers age,postcode --k 5 --suppress --row-filter 'age >= 18' \\\n    --purpose 'Trial of a mobility model' --expires-in 30d"
+        after_help = "Examples:\n  serre grants create --dataset 6f1c… --vendor acme --columns id,age,postcode,income \\\n    --pseudonymise id --generalise age=bin:20 --generalise postcode=prefix:2 \\\n    --quasi-identifiers age,postcode --k 5 --suppress --row-filter 'age >= 18' \\\n    --purpose 'Trial of a mobility model' --expires-in 30d\n  serre grants create --from-file grant.yaml --expires-in 30d\n\ngrant.yaml holds the API body's fields:\n  datasetId: 6f1c…\n  grantee: {vendor: acme}\n  columns: [id, age, postcode]\n  recipe: {columns: {id: pseudonymise}, quasiIdentifiers: [age, postcode], k: 5}\n  purpose: Trial of a mobility model\n  expiresAt: 2027-01-31T00:00:00Z"
     )]
     Create(Box<Create>),
+    /// The k-anonymity a grant would have, without creating it: smallest class, rows
+    /// suppressed, and why creating it would be refused (exit 6 then).
+    #[command(
+        after_help = "Example:\n  serre grants preview --dataset 6f1c… --vendor acme --columns age,postcode \\\n    --generalise age=bin:20 --quasi-identifiers age,postcode --k 5 --suppress \\\n    --purpose 'Trial' --expires-in 30d\n  serre grants preview --from-file grant.yaml -o json"
+    )]
+    Preview(Box<Create>),
     /// One grant: its view, its k-anonymity, its state.
     #[command(after_help = "Example:\n  serre grants show 0b7e…")]
     Show { id: String },
+    /// Write the grant's Delta Sharing profile (endpoint and a bearer token), owner-only.
+    #[command(
+        after_help = "Example:\n  serre grants profile 0b7e… --out ~/acme.share\n  python -c 'import delta_sharing; print(delta_sharing.SharingClient(\"/home/me/acme.share\").list_all_tables())'"
+    )]
+    Profile {
+        id: String,
+        /// Where to write it (default: ./<id>.share); created with mode 0600.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Revoke a grant; reads stop at once.
     #[command(after_help = "Example:\n  serre grants revoke 0b7e…")]
     Revoke { id: String },
-}
-
-#[derive(Args, Debug)]
-pub struct Create {
-    /// The dataset's id.
-    #[arg(long)]
-    dataset: String,
-    /// Its version (default: the latest).
-    #[arg(long)]
-    version: Option<i64>,
-    /// Grant to this sandbox (`<tenant>--<name>`): its tenant's members and its vendors read.
-    #[arg(long, conflicts_with = "vendor", required_unless_present = "vendor")]
-    sandbox: Option<String>,
-    /// Grant to this vendor principal (the `sub` of its tokens).
-    #[arg(long)]
-    vendor: Option<String>,
-    /// Columns of the view, in order (comma-separated).
-    #[arg(long, value_delimiter = ',', required = true)]
-    columns: Vec<String>,
-    /// Drop this column from the view (repeatable or comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    drop: Vec<String>,
-    /// Replace this column by a keyed pseudonym (repeatable or comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pseudonymise: Vec<String>,
-    /// COLUMN=bin:WIDTH, COLUMN=truncate:day|month|year or COLUMN=prefix:N (repeatable).
-    #[arg(long)]
-    generalise: Vec<String>,
-    /// Columns that together could identify a person (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    quasi_identifiers: Vec<String>,
-    /// Least number of rows sharing the same quasi-identifiers.
-    #[arg(long)]
-    k: Option<u32>,
-    /// Remove rows of classes smaller than k instead of refusing the view.
-    #[arg(long)]
-    suppress: bool,
-    /// A whole recipe as JSON (a file path, or the JSON itself); the flags above add to it.
-    #[arg(long)]
-    recipe: Option<String>,
-    /// Rows kept: an SQL predicate, e.g. "age >= 18 AND commune = 'Montreuil'".
-    #[arg(long)]
-    row_filter: Option<String>,
-    /// What the data is for.
-    #[arg(long)]
-    purpose: String,
-    /// Lifetime from now, e.g. 30d.
-    #[arg(long, value_parser = duration, conflicts_with = "expires_at", required_unless_present = "expires_at")]
-    expires_in: Option<Duration>,
-    /// Expiry as RFC 3339.
-    #[arg(long)]
-    expires_at: Option<String>,
-}
-
-/// `bin:20`, `truncate:month`, `prefix:2` as the recipe's generalisation.
-fn generalisation(spec: &str) -> Result<Value> {
-    let bad = || {
-        Failure::Usage(format!(
-            "--generalise {spec:?}: say COLUMN=bin:WIDTH, COLUMN=truncate:day|month|year or COLUMN=prefix:N"
-        ))
-    };
-    let (how, arg) = spec.split_once(':').ok_or_else(bad)?;
-    Ok(match how {
-        "bin" => json!({ "bin": arg.parse::<f64>().map_err(|_| bad())? }),
-        "truncate" if ["day", "month", "year"].contains(&arg) => json!({ "truncate": arg }),
-        "prefix" => json!({ "prefix": arg.parse::<u32>().map_err(|_| bad())? }),
-        _ => return Err(bad().into()),
-    })
-}
-
-impl Create {
-    /// The body of `POST /v1/grants`.
-    pub fn body(&self) -> Result<Value> {
-        let mut recipe: Map<String, Value> = match &self.recipe {
-            None => Map::new(),
-            Some(r) => {
-                let text = if r.trim_start().starts_with('{') {
-                    r.clone()
-                } else {
-                    std::fs::read_to_string(r).with_context(|| format!("read the recipe {r}"))?
-                };
-                serde_json::from_str(&text)
-                    .map_err(|e| Failure::Usage(format!("--recipe: not a JSON object: {e}")))?
-            }
-        };
-        let columns = recipe
-            .entry("columns")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .ok_or_else(|| Failure::Usage("--recipe: `columns` must be an object".into()))?;
-        for c in &self.drop {
-            columns.insert(c.clone(), json!("drop"));
-        }
-        for c in &self.pseudonymise {
-            columns.insert(c.clone(), json!("pseudonymise"));
-        }
-        for g in &self.generalise {
-            let (col, spec) = g
-                .split_once('=')
-                .ok_or_else(|| Failure::Usage(format!("--generalise {g:?}: say COLUMN=HOW:ARG")))?;
-            columns.insert(
-                col.to_owned(),
-                json!({ "generalise": generalisation(spec)? }),
-            );
-        }
-        if !self.quasi_identifiers.is_empty() {
-            recipe.insert("quasiIdentifiers".into(), json!(self.quasi_identifiers));
-        }
-        if let Some(k) = self.k {
-            recipe.insert("k".into(), json!(k));
-        }
-        if self.suppress {
-            recipe.insert("suppress".into(), json!(true));
-        }
-        let grantee = match (&self.sandbox, &self.vendor) {
-            (Some(s), _) => json!({ "sandbox": s }),
-            (None, Some(v)) => json!({ "vendor": v }),
-            (None, None) => return Err(Failure::Usage("say --sandbox or --vendor".into()).into()),
-        };
-        let expires_at = match (&self.expires_at, self.expires_in) {
-            (Some(at), _) => at.clone(),
-            (None, Some(d)) => after(d)?,
-            (None, None) => {
-                return Err(Failure::Usage("say --expires-in or --expires-at".into()).into());
-            }
-        };
-        let mut body = json!({
-            "datasetId": self.dataset, "grantee": grantee, "columns": self.columns,
-            "recipe": recipe, "purpose": self.purpose, "expiresAt": expires_at,
-        });
-        if let Some(v) = self.version {
-            body["version"] = json!(v);
-        }
-        if let Some(f) = &self.row_filter {
-            body["rowFilter"] = json!(f);
-        }
-        Ok(body)
-    }
 }
 
 fn list_table(v: &Value) -> String {
@@ -212,6 +94,25 @@ fn detail(g: &Value) -> String {
     ])
 }
 
+/// A preview's counts for people.
+fn preview(p: &Value) -> String {
+    let verdict = match p.get("refusal").and_then(Value::as_str) {
+        Some(r) => format!("would be refused: {r}"),
+        None => "would be accepted".into(),
+    };
+    pairs(&[
+        ("quasi-identifiers", field(p, "/quasiIdentifiers")),
+        ("smallest class", field(p, "/smallestClass")),
+        ("classes", field(p, "/classes")),
+        ("classes below k", field(p, "/classesBelowK")),
+        ("rows suppressed", field(p, "/rowsSuppressed")),
+        ("rows in the view", field(p, "/rowsOut")),
+        ("smallest class kept", field(p, "/smallestClassOut")),
+        ("tenant's minimum k", field(p, "/minK")),
+        ("k-anonymity gate", verdict),
+    ])
+}
+
 impl Grants {
     pub async fn run(self, ctx: &Ctx) -> Result<ExitCode> {
         let fmt = ctx.global.output;
@@ -224,6 +125,35 @@ impl Grants {
                 let body = c.body()?;
                 let v = ctx.client().await?.post(&["grants"], &body).await?;
                 output::emit(fmt, &v, detail);
+            }
+            Grants::Preview(c) => {
+                let body = c.body()?;
+                let v = ctx
+                    .client()
+                    .await?
+                    .post(&["grants", "preview"], &body)
+                    .await?;
+                output::emit(fmt, &v, preview);
+                if let Some(r) = v.get("refusal").and_then(Value::as_str) {
+                    eprintln!("serre: creating this grant would be refused: {r}");
+                    return Ok(ExitCode::from(EXIT_CHECK_FAILED));
+                }
+            }
+            Grants::Profile { id, out, force } => {
+                let v = ctx
+                    .client()
+                    .await?
+                    .get(&["grants", &id, "profile"], &[])
+                    .await?;
+                let path = out.unwrap_or_else(|| PathBuf::from(format!("{id}.share")));
+                let written = super::profile_file::write(&path, &v, force)?;
+                output::emit(fmt, &written, |w| {
+                    pairs(&[
+                        ("file", field(w, "/file")),
+                        ("endpoint", field(w, "/endpoint")),
+                        ("expires", field(w, "/expirationTime")),
+                    ])
+                });
             }
             Grants::Show { id } => {
                 let v = ctx.client().await?.get(&["grants", &id], &[]).await?;
@@ -239,108 +169,5 @@ impl Grants {
             }
         }
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct T {
-        #[command(flatten)]
-        c: Create,
-    }
-
-    #[test]
-    fn flags_build_the_documented_recipe() {
-        let t = T::parse_from([
-            "t",
-            "--dataset",
-            "d1",
-            "--vendor",
-            "acme",
-            "--columns",
-            "id,age,postcode,income",
-            "--pseudonymise",
-            "id",
-            "--generalise",
-            "age=bin:20",
-            "--generalise",
-            "postcode=prefix:2",
-            "--quasi-identifiers",
-            "age,postcode",
-            "--k",
-            "5",
-            "--suppress",
-            "--row-filter",
-            "age >= 18",
-            "--purpose",
-            "Trial",
-            "--expires-at",
-            "2027-01-31T00:00:00Z",
-        ]);
-        assert_eq!(
-            t.c.body().unwrap(),
-            json!({
-                "datasetId": "d1", "grantee": {"vendor": "acme"},
-                "columns": ["id", "age", "postcode", "income"],
-                "recipe": {"columns": {"id": "pseudonymise", "age": {"generalise": {"bin": 20.0}},
-                                       "postcode": {"generalise": {"prefix": 2}}},
-                           "quasiIdentifiers": ["age", "postcode"], "k": 5, "suppress": true},
-                "rowFilter": "age >= 18", "purpose": "Trial", "expiresAt": "2027-01-31T00:00:00Z"
-            })
-        );
-    }
-
-    #[test]
-    fn a_recipe_file_is_merged_and_bad_generalisations_are_usage_errors() {
-        let t = T::parse_from([
-            "t",
-            "--dataset",
-            "d1",
-            "--sandbox",
-            "est-ensemble--traffic",
-            "--columns",
-            "a",
-            "--recipe",
-            r#"{"columns": {"b": "drop"}, "k": 3}"#,
-            "--drop",
-            "c",
-            "--purpose",
-            "p",
-            "--expires-in",
-            "1d",
-        ]);
-        let body = t.c.body().unwrap();
-        assert_eq!(
-            body["recipe"],
-            json!({"columns": {"b": "drop", "c": "drop"}, "k": 3})
-        );
-        assert_eq!(body["grantee"], json!({"sandbox": "est-ensemble--traffic"}));
-        for bad in ["age=bin:x", "age=round:2", "age"] {
-            let t = T::parse_from([
-                "t",
-                "--dataset",
-                "d",
-                "--vendor",
-                "v",
-                "--columns",
-                "a",
-                "--generalise",
-                bad,
-                "--purpose",
-                "p",
-                "--expires-in",
-                "1d",
-            ]);
-            let e = t.c.body().unwrap_err();
-            assert_eq!(
-                crate::error::exit_code(&e),
-                crate::error::EXIT_USAGE,
-                "{bad}"
-            );
-        }
     }
 }

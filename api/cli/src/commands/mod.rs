@@ -1,8 +1,13 @@
 //! The commands, one file per area; each maps to the gateway's routes (docs/gateway.md).
 
+mod audit;
+mod catalogue;
 mod datasets;
+mod download;
+mod grant_request;
 mod grants;
 mod login;
+mod profile_file;
 mod runs;
 mod sandboxes;
 mod usage;
@@ -47,6 +52,12 @@ pub enum Command {
         after_help = "Example:\n  serre usage est-ensemble\n  serre usage est-ensemble --from 2026-01-01T00:00:00Z --to 2026-02-01T00:00:00Z -o json"
     )]
     Usage(usage::Usage),
+    /// The catalogue of AI solutions: list, show, export (JSON, CSV, DCAT-AP).
+    #[command(subcommand)]
+    Catalogue(catalogue::Catalogue),
+    /// The hash-chained audit log: export as JSON lines, verify the chain.
+    #[command(subcommand)]
+    Audit(audit::Audit),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Examples:\n  serre completions bash > ~/.local/share/bash-completion/completions/serre\n  serre completions zsh > \"${fpath[1]}/_serre\"\n  serre completions fish > ~/.config/fish/completions/serre.fish"
@@ -118,6 +129,8 @@ pub async fn run(global: Global, command: Command) -> Result<ExitCode> {
         Command::Grants(c) => c.run(&ctx).await,
         Command::Runs(c) => c.run(&ctx).await,
         Command::Usage(c) => c.run(&ctx).await,
+        Command::Catalogue(c) => c.run(&ctx).await,
+        Command::Audit(c) => c.run(&ctx).await,
         // Printed by main, which holds the whole command tree.
         Command::Completions { .. } => Ok(ExitCode::SUCCESS),
     }
