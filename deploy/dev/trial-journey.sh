@@ -96,8 +96,10 @@ run_logs() { # CONTAINER: the run's log, as the vendor reads it
 }
 
 STEP=run
-# 15 s of CPU first: long enough for cAdvisor (10 s housekeeping) to measure the run.
-run '["--group","commune","--x","year","--y","value","--burn-cpu-seconds","15"]'
+# 40 s of CPU first: cAdvisor samples a busy container every 10–20 s (10 s plus up to
+# 100 % jitter), so it gets at least two samples, the last within 20 s of its end, and
+# the gateway counts it as measured. 15 s was too short: CI once got a single sample.
+run '["--group","commune","--x","year","--y","value","--burn-cpu-seconds","40"]'
 wait_run
 if [ "$(body .phase)" != Succeeded ]; then
   reason=$(body '.exitReason // "no exit reason"')

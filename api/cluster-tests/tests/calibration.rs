@@ -2,8 +2,8 @@
 //! (`deploy/dev/prometheus.sh`) scrapes the test node's kubelet cAdvisor endpoint over
 //! HTTPS with a ServiceAccount token allowed only `nodes/metrics`, the gateway reads it
 //! (`--prometheus-url`), and a trial run of the example model burns a known amount of CPU
-//! (`--burn-cpu-seconds 20`, one thread, counted by the model with
-//! CLOCK_PROCESS_CPUTIME_ID). Once the run is closed, its ledger says it used 20
+//! (`--burn-cpu-seconds 30`, one thread, counted by the model with
+//! CLOCK_PROCESS_CPUTIME_ID). Once the run is closed, its ledger says it used 30
 //! core-seconds within ±10 %, measured (`cadvisor`), its memory measured too, and its
 //! energy modelled from that CPU time (no RAPL, Kepler or DCGM on this node), which the
 //! frugality report says. Nothing is skipped: without Prometheus, the cluster or the
@@ -24,7 +24,7 @@ use serre_resources::Tenant;
 use support::{Backend, Gateway, Setup, eventually, unique_name};
 use trial_cluster::{client, run_body, start_operator, tenant_spec};
 
-const BURN_CORE_S: f64 = 20.0;
+const BURN_CORE_S: f64 = 30.0;
 const SCRAPER: &str = "serre-test-prometheus";
 
 /// A token of a ServiceAccount allowed only `nodes/metrics` (as a cluster's Prometheus
@@ -198,7 +198,7 @@ fn run_rows(csv: &str, run: &str) -> Vec<(String, f64, String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_burning_20_core_seconds_is_measured_within_10_percent() {
+async fn a_run_burning_30_core_seconds_is_measured_within_10_percent() {
     let kube = client().await;
     serre_operator::manifests::install(&kube, "serre-system")
         .await
@@ -251,7 +251,8 @@ async fn a_run_burning_20_core_seconds_is_measured_within_10_percent() {
         prometheus.url.clone(),
         "--usage-step".into(),
         "5s".into(),
-        // Past the kubelet's housekeeping (≤ 15 s) and a scrape, the window's samples are in.
+        // cAdvisor stamps each sample with its housekeeping time and Prometheus scrapes every
+        // second: 20 s after a window's end its samples are in.
         "--usage-settle".into(),
         "20s".into(),
         "--usage-interval".into(),
@@ -295,7 +296,7 @@ async fn a_run_burning_20_core_seconds_is_measured_within_10_percent() {
         .await;
     assert!(s == 200 || s == 201, "{v}");
 
-    // -- The run: 20 core-seconds of CPU on one core.
+    // -- The run: 30 core-seconds of CPU on one core.
     let runs = format!("/v1/sandboxes/{sb}/runs");
     let burn = BURN_CORE_S.to_string();
     let (s, run) = gw
@@ -320,7 +321,7 @@ async fn a_run_burning_20_core_seconds_is_measured_within_10_percent() {
     })
     .await;
 
-    // -- Its figures: CPU time measured within ±10 % of 20 core-s, memory measured,
+    // -- Its figures: CPU time measured within ±10 % of 30 core-s, memory measured,
     // energy modelled from the measured CPU time.
     let f = &done["figures"]["figures"];
     let cpu = f["cpu_used"]["value"].as_f64().expect("cpu_used");

@@ -96,24 +96,26 @@ pub const TRIAL_CONTAINER: &str = "trial";
 
 /// How far before a window's end the samples of a run's last window are read for the
 /// CPU time after cAdvisor's last sample ([`resources::exit_tail`]): more than the
-/// kubelet's longest housekeeping interval (15 s) plus a scrape interval.
+/// kubelet's longest wait between two housekeepings (15 s plus 100 % jitter) plus a
+/// scrape interval.
 const TAIL_RANGE_S: u64 = 120;
 
 const DECLARED: &str =
     "TrialRun requests × running time (no metrics source configured: an upper bound)";
 
 /// The longest a run's trial container may run after cAdvisor's last sample of it for the
-/// run to count as measured: twice the kubelet's longest housekeeping interval (10 s,
-/// stretched up to 15 s while nothing changes). Past it, the extrapolated tail would be
-/// a guess rather than a short continuation of a measured rate.
+/// run to count as measured: the kubelet's longest wait between two housekeepings (10 s,
+/// stretched up to 15 s while nothing changes, plus cAdvisor's jitter of up to 100 %).
+/// Past it, the extrapolated tail would be a guess rather than a short continuation of a
+/// measured rate.
 pub const MAX_UNSAMPLED_TAIL_S: f64 = 30.0;
 
 /// Why a run's figures are its requests × its running time when cAdvisor did not sample
 /// its trial container enough to measure it ([`trial_coverage`], [`modelled_run_rows`]).
 pub const NEVER_SAMPLED: &str = "TrialRun requests × running time (cAdvisor sampled the \
      run's trial container fewer than twice, or not in its last 30 s: a container that \
-     lives less than the kubelet's housekeeping interval, 10 s by default, may never show, \
-     and without two samples near its end its CPU time cannot be measured; an upper bound)";
+     lives less than the kubelet's housekeeping interval, 10–20 s by default, may never \
+     show, and without two samples near its end its CPU time cannot be measured; an upper bound)";
 
 /// Collect and account one window; the rows to record (namespace totals, then runs).
 pub async fn window_rows(
