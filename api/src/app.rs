@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -12,6 +13,7 @@ use crate::audit::{AuditLog, Draft, Outcome};
 use crate::authz::Authorizer;
 use crate::cluster::{self, Cluster, SYSTEM_PRINCIPAL};
 use crate::config::Config;
+use crate::console::{self, Console, Web};
 use crate::http::{self, App};
 use crate::identity::dev::DevIssuer;
 use crate::identity::oidc::RemoteKeys;
@@ -49,6 +51,8 @@ pub enum StartError {
 pub struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
+    /// The console's state (its session cookies' sealer, its sign-in client).
+    pub web: Arc<Web>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -57,17 +61,21 @@ impl Running {
     /// Stop as on SIGTERM and wait until everything has stopped.
     pub async fn shutdown(self) {
         let Running {
-            app, stop, task, ..
+            app,
+            web,
+            stop,
+            task,
+            ..
         } = self;
-        drop(app);
+        drop((app, web));
         let _ = stop.send(true);
         let _ = task.await;
     }
 
     /// Wait until the gateway stops (on SIGTERM or Ctrl-C).
     pub async fn wait(self) {
-        let Running { app, task, .. } = self;
-        drop(app);
+        let Running { app, web, task, .. } = self;
+        drop((app, web));
         let _ = task.await;
     }
 }
@@ -176,6 +184,8 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
         .map_err(|e| StartError::Usage(e.to_string()))?
         .with_signer(data.audit_signer.clone()),
     );
+    let console =
+        Console::new(&config.console, &config.oidc, data.secret()).map_err(StartError::Identity)?;
     let push = Arc::new(Notify::new());
     let app = Arc::new(App {
         verifier,
@@ -187,8 +197,6 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
         metrics: metrics.clone(),
         push: push.clone(),
         sandboxes: config.sandboxes.clone(),
-        console: crate::console::Console::new(&config.console, &config.oidc, data.secret())
-            .map_err(StartError::Identity)?,
         data,
         accountant,
     });
@@ -213,7 +221,7 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
         config.audit_checkpoint_interval,
         stopped(stop_rx.clone()),
     )));
-    background.push(tokio::spawn(crate::usage::run(
+    background.push(tokio::spawn(record_usage(
         app.clone(),
         config.usage.usage_interval,
         stopped(stop_rx.clone()),
@@ -257,11 +265,22 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
             }
         }));
     }
+    let web = Arc::new(Web {
+        app: app.clone(),
+        console,
+    });
+    let pages = console::router(
+        web.clone(),
+        config.body_limit,
+        config.request_timeout,
+        config.data.upload_timeout,
+    );
     let router = http::router(
         app.clone(),
         config.body_limit,
         config.request_timeout,
         config.metrics_listen.is_none(),
+        pages,
     );
     let grace = config.shutdown_grace;
     let rx = stop_rx.clone();
@@ -297,6 +316,7 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
     Ok(Running {
         addr,
         app,
+        web,
         stop,
         task,
     })
@@ -349,6 +369,31 @@ async fn reload_on_sighup(app: Arc<App>, stopped: impl std::future::Future<Outpu
         draft.details = details;
         if let Err(e) = app.audit.append(vec![draft]).await {
             tracing::error!(error = %e, "could not record the policy reload");
+        }
+    }
+}
+
+/// Usage accounting passes ([`crate::usage::Accountant::pass`]) every `interval` until
+/// `shutdown` resolves.
+async fn record_usage(
+    app: Arc<App>,
+    interval: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        match app.accountant.pass(Utc::now(), &app.tenants).await {
+            Ok(r) if r.windows > 0 || !r.closed.is_empty() => {
+                tracing::info!(windows = r.windows, closed = ?r.closed, "usage recorded");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "usage pass failed; the next pass resumes from the last recorded window")
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(interval) => {}
         }
     }
 }

@@ -10,12 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::WebState;
 use super::french;
 use super::lang::{tr, trf};
 use super::pages::{Layout, Signed, api_problem, page};
 use crate::authz::{Action, Resource};
 use crate::error::ApiError;
-use crate::http::AppState;
 use crate::http::sandboxes::{
     ListQuery, approve as api_approve, list_sandboxes, reject as api_reject,
 };
@@ -24,7 +24,7 @@ use crate::sandboxes::{Decide, SandboxView};
 
 /// Whether Cedar lets the person take `action` on the sandbox (what the page offers; the
 /// API decides again, recorded, when they do).
-pub(super) fn may(app: &AppState, signed: &Signed, action: Action, v: &SandboxView) -> bool {
+pub(super) fn may(app: &WebState, signed: &Signed, action: Action, v: &SandboxView) -> bool {
     let vendors: Vec<String> = v.members.iter().map(|m| m.subject.clone()).collect();
     let resource = Resource::Sandbox {
         name: &v.name,
@@ -60,14 +60,14 @@ struct ApprovalsPage {
 }
 
 async fn approvals_page(
-    app: &AppState,
+    app: &WebState,
     signed: &Signed,
     notice: Option<String>,
     refused: Option<(String, String, String)>,
     status: StatusCode,
 ) -> Response {
     let list = match list_sandboxes(
-        app,
+        &app.app,
         &signed.ctx,
         ListQuery {
             tenant: None,
@@ -133,7 +133,7 @@ pub struct Notice {
 
 /// `GET /console/approbations`: the requests waiting for the person's decision.
 pub async fn list(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Query(q): Query<Notice>,
 ) -> Response {
@@ -160,7 +160,7 @@ fn reason(f: &DecisionForm) -> Option<String> {
 
 /// `POST /console/approbations/{name}/approuver`: the API's approval (reason optional).
 pub async fn approve(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path(name): Path<String>,
     Form(f): Form<DecisionForm>,
@@ -169,7 +169,14 @@ pub async fn approve(
         return r;
     }
     let body = MaybeBody(Some(Decide { reason: reason(&f) }));
-    match api_approve(State(app), signed.ctx(), Path(name.clone()), body).await {
+    match api_approve(
+        State(app.app.clone()),
+        signed.ctx(),
+        Path(name.clone()),
+        body,
+    )
+    .await
+    {
         Ok(_) => Redirect::to(&format!("/console/approbations?approuve={name}")).into_response(),
         Err(e) => api_problem(e),
     }
@@ -178,7 +185,7 @@ pub async fn approve(
 /// `POST /console/approbations/{name}/refuser`: the API's rejection (reason required; its
 /// absence comes back beside the field).
 pub async fn reject(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path(name): Path<String>,
     Form(f): Form<DecisionForm>,
@@ -187,7 +194,14 @@ pub async fn reject(
         return r;
     }
     let body = Body(Decide { reason: reason(&f) });
-    match api_reject(State(app.clone()), signed.ctx(), Path(name.clone()), body).await {
+    match api_reject(
+        State(app.app.clone()),
+        signed.ctx(),
+        Path(name.clone()),
+        body,
+    )
+    .await
+    {
         Ok(_) => Redirect::to(&format!("/console/approbations?refuse={name}")).into_response(),
         Err(ApiError::Validation(_)) => {
             let refused = (

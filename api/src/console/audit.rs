@@ -8,10 +8,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::WebState;
 use super::french;
 use super::lang::tr;
 use super::pages::{Layout, Signed, api_problem, page};
-use crate::http::AppState;
 use crate::http::audit::{authorize_read, read_page};
 
 const PAGE: i64 = 50;
@@ -61,7 +61,7 @@ pub struct AuditQuery {
 
 /// `GET /console/journal[?collectivite=<tenant>&apres=<seq>]`.
 pub async fn show(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Query(q): Query<AuditQuery>,
 ) -> Response {
@@ -72,7 +72,7 @@ pub async fn show(
 /// The audit page of `tenant` (`None`: the whole log) from entry `after`, with the
 /// verdict of a verification when one was asked.
 pub(super) async fn render(
-    app: &AppState,
+    app: &WebState,
     signed: &Signed,
     tenant: Option<String>,
     after: i64,
@@ -80,10 +80,10 @@ pub(super) async fn render(
 ) -> Response {
     let roles = &signed.ctx.caller.roles;
     let tenants: Vec<String> = roles.admin_of.iter().cloned().collect();
-    if let Err(e) = authorize_read(app, &signed.ctx, tenant.as_deref()).await {
+    if let Err(e) = authorize_read(&app.app, &signed.ctx, tenant.as_deref()).await {
         return api_problem(e);
     }
-    let p = match read_page(app, tenant.as_deref(), after, PAGE).await {
+    let p = match read_page(&app.app, tenant.as_deref(), after, PAGE).await {
         Ok(p) => p,
         Err(e) => return api_problem(e),
     };

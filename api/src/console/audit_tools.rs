@@ -12,10 +12,10 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::WebState;
 use super::lang::{tr, trf};
 use super::pages::{Signed, api_problem};
 use crate::error::ApiError;
-use crate::http::AppState;
 use crate::http::audit::{AuditQuery as ApiQuery, authorize_read, list};
 use crate::http::audit_verify::Verification;
 
@@ -38,7 +38,7 @@ pub struct ExportQuery {
 /// `GET /console/journal/export[?collectivite=<tenant>]`: every entry as JSON lines, as a
 /// file (the API's export, streamed).
 pub async fn export(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Query(q): Query<ExportQuery>,
 ) -> Response {
@@ -49,7 +49,14 @@ pub async fn export(
         limit: None,
         format: Some("jsonl".into()),
     };
-    let mut r = match list(State(app), signed.ctx(), HeaderMap::new(), Query(query)).await {
+    let mut r = match list(
+        State(app.app.clone()),
+        signed.ctx(),
+        HeaderMap::new(),
+        Query(query),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => return api_problem(e),
     };
@@ -80,9 +87,9 @@ pub struct Verdict {
 /// Recompute the chain: the whole log against the latest signed checkpoint (`tenant`
 /// `None`), or one tenant's entries (the API's `GET /v1/audit/verify`). Call
 /// [`authorize_read`] first.
-async fn check(app: &AppState, tenant: Option<&str>) -> Result<Verdict, ApiError> {
+async fn check(app: &WebState, tenant: Option<&str>) -> Result<Verdict, ApiError> {
     Ok(verdict(
-        &crate::http::audit_verify::check(app, tenant).await?,
+        &crate::http::audit_verify::check(&app.app, tenant).await?,
     ))
 }
 
@@ -169,7 +176,7 @@ pub struct VerifyForm {
 
 /// `POST /console/journal/verifier`: the audit page with the verdict above the entries.
 pub async fn verify(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Form(f): Form<VerifyForm>,
 ) -> Response {
@@ -177,7 +184,7 @@ pub async fn verify(
         return r;
     }
     let tenant = scope(&signed, f.collectivite);
-    if let Err(e) = authorize_read(&app, &signed.ctx, tenant.as_deref()).await {
+    if let Err(e) = authorize_read(&app.app, &signed.ctx, tenant.as_deref()).await {
         return api_problem(e);
     }
     let verdict = match check(&app, tenant.as_deref()).await {

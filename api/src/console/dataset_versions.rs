@@ -8,10 +8,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::WebState;
 use super::datasets::{Notes, UploadForm, dataset_page};
 use super::lang::trf;
 use super::pages::{Signed, api_problem};
-use crate::http::AppState;
 use crate::http::datasets::delete_version;
 
 #[derive(serde::Deserialize)]
@@ -22,7 +22,7 @@ pub struct CsrfForm {
 
 /// `POST /console/donnees/{id}/versions/{version}/supprimer`.
 pub async fn delete(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path((id, version)): Path<(String, i64)>,
     Form(form): Form<CsrfForm>,
@@ -31,7 +31,7 @@ pub async fn delete(
         return r;
     }
     match delete_version(
-        State(app.clone()),
+        State(app.app.clone()),
         signed.ctx(),
         Path((id.clone(), version)),
     )

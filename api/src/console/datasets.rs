@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::WebState;
 use super::french;
 use super::lang::{Lang, tr, trf};
 use super::pages::{Layout, Signed, api_problem, page, problem};
@@ -17,7 +18,6 @@ use crate::datasets::CLASSIFICATIONS;
 use crate::datasets::upload::UploadError;
 use crate::datasets::view::{DatasetView, VersionView};
 use crate::error::ApiError;
-use crate::http::AppState;
 use crate::http::datasets::{
     UploadParams, drain, list_visible, read_one, upload_new, upload_version,
 };
@@ -402,7 +402,7 @@ pub(super) struct Notes {
     pub refusal: Option<String>,
 }
 
-fn tenants(app: &AppState, signed: &Signed) -> Vec<(String, String)> {
+fn tenants(app: &WebState, signed: &Signed) -> Vec<(String, String)> {
     signed
         .ctx
         .caller
@@ -419,17 +419,17 @@ fn tenants(app: &AppState, signed: &Signed) -> Vec<(String, String)> {
         .collect()
 }
 
-fn limit(app: &AppState) -> String {
+fn limit(app: &WebState) -> String {
     french::bytes(i64::try_from(app.data.config.upload_limit).unwrap_or(i64::MAX))
 }
 
 async fn list_page(
-    app: &AppState,
+    app: &WebState,
     signed: &Signed,
     form: UploadForm,
     status: StatusCode,
 ) -> Response {
-    let list = match list_visible(app, &signed.ctx).await {
+    let list = match list_visible(&app.app, &signed.ctx).await {
         Ok(l) => l,
         Err(e) => return api_problem(e),
     };
@@ -453,7 +453,7 @@ async fn list_page(
 }
 
 /// `GET /console/donnees`: the datasets the person may see and the upload form.
-pub async fn list(State(app): State<AppState>, signed: Signed) -> Response {
+pub async fn list(State(app): State<WebState>, signed: Signed) -> Response {
     let tenant = signed
         .ctx
         .caller
@@ -474,7 +474,7 @@ pub struct DatasetQuery {
 }
 
 pub(super) async fn dataset_page(
-    app: &AppState,
+    app: &WebState,
     signed: &Signed,
     id: &str,
     version: Option<i64>,
@@ -482,7 +482,7 @@ pub(super) async fn dataset_page(
     notes: Notes,
     status: StatusCode,
 ) -> Response {
-    let d = match read_one(app, &signed.ctx, id).await {
+    let d = match read_one(&app.app, &signed.ctx, id).await {
         Ok(d) => d,
         Err(e) => return api_problem(e),
     };
@@ -543,7 +543,7 @@ pub(super) async fn dataset_page(
 /// latest version (or `?version=N`) — and the form for a new version. Another tenant's
 /// dataset answers 404, as the API does.
 pub async fn show(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path(id): Path<String>,
     Query(q): Query<DatasetQuery>,
@@ -584,7 +584,7 @@ async fn checked_form(
 
 /// `POST /console/donnees`: a new dataset, through the API's `upload_new`.
 pub async fn create(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     headers: HeaderMap,
     body: Body,
@@ -598,7 +598,7 @@ pub async fn create(
     let result = if form.errors.is_empty() {
         // -- Authorization and business logic: the API's (no Content-Type: the format is
         // named; no Content-Length: the upload limit is applied while the file streams).
-        upload_new(&app, &signed.ctx, params, &HeaderMap::new(), &mut file).await
+        upload_new(&app.app, &signed.ctx, params, &HeaderMap::new(), &mut file).await
     } else {
         Err(ApiError::Validation(Vec::new()))
     };
@@ -617,7 +617,7 @@ pub async fn create(
 /// `POST /console/donnees/{id}/versions`: a new version, through the API's
 /// `upload_version`.
 pub async fn create_version(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -631,7 +631,7 @@ pub async fn create_version(
     let params = form.params(false);
     let result = match (form.errors.is_empty(), file.take()) {
         (true, Some(body)) => {
-            upload_version(&app, &signed.ctx, &id, params, &HeaderMap::new(), body).await
+            upload_version(&app.app, &signed.ctx, &id, params, &HeaderMap::new(), body).await
         }
         (_, unread) => {
             if let Some(b) = unread {

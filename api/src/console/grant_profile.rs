@@ -9,23 +9,23 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
+use super::WebState;
 use super::pages::{Signed, api_problem};
 use crate::authz::{Action, Resource};
 use crate::error::ApiError;
 use crate::grants::view::GrantView;
-use crate::http::AppState;
 use crate::http::grants::{profile as api_profile, readers};
 
 /// Whether Cedar lets the person read the grant's data (and so take its profile); only
 /// active grants have one.
-pub(super) async fn may_take(app: &AppState, signed: &Signed, g: &GrantView) -> bool {
+pub(super) async fn may_take(app: &WebState, signed: &Signed, g: &GrantView) -> bool {
     if g.state != "active" {
         return false;
     }
     let Ok(Some(row)) = app.store.get_grant(&g.id).await else {
         return false;
     };
-    let Ok(readers) = readers(app, &row).await else {
+    let Ok(readers) = readers(&app.app, &row).await else {
         return false;
     };
     let resource = Resource::Grant {
@@ -48,7 +48,7 @@ pub struct CsrfForm {
 /// `POST /console/partages/{id}/profil`: the profile, as the file `serre-<id>.share`
 /// (a POST with the CSRF token: it issues a credential, and is recorded).
 pub async fn download(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
@@ -56,7 +56,7 @@ pub async fn download(
     if let Some(r) = signed.csrf_refusal(&form.csrf) {
         return r;
     }
-    let profile = match api_profile(State(app), signed.ctx(), Path(id.clone())).await {
+    let profile = match api_profile(State(app.app.clone()), signed.ctx(), Path(id.clone())).await {
         Ok(axum::Json(p)) => p,
         Err(e) => return api_problem(e),
     };

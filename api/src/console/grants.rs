@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
+use super::WebState;
 use super::datasets::columns;
 use super::french;
 use super::lang::{Lang, tr, trf};
@@ -20,7 +21,6 @@ use crate::datasets::view::DatasetView;
 use crate::error::ApiError;
 use crate::grants::view::GrantView;
 use crate::grants::{CreateGrant, Grantee};
-use crate::http::AppState;
 use crate::http::datasets::{list_visible as list_datasets, read_one};
 use crate::http::grants::{KPreview, create_grant, list_visible, preview_grant, revoke_grant};
 use crate::http::sandboxes::{ListQuery, list_sandboxes};
@@ -484,15 +484,15 @@ pub struct ListNotice {
 /// `GET /console/partages`: the grants the person may see, with « Révoquer » where the
 /// policy lets them; a dataset to start a new grant from.
 pub async fn list(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Query(q): Query<ListNotice>,
 ) -> Response {
-    let grants = match list_visible(&app, &signed.ctx).await {
+    let grants = match list_visible(&app.app, &signed.ctx).await {
         Ok(g) => g,
         Err(e) => return api_problem(e),
     };
-    let datasets = match list_datasets(&app, &signed.ctx).await {
+    let datasets = match list_datasets(&app.app, &signed.ctx).await {
         Ok(d) => d,
         Err(e) => return api_problem(e),
     };
@@ -532,7 +532,7 @@ pub struct NewQuery {
 }
 
 async fn form_page(
-    app: &AppState,
+    app: &WebState,
     signed: &Signed,
     dataset: DatasetView,
     form: GrantForm,
@@ -541,7 +541,7 @@ async fn form_page(
     live: bool,
 ) -> Response {
     let sandboxes = match list_sandboxes(
-        app,
+        &app.app,
         &signed.ctx,
         ListQuery {
             tenant: None,
@@ -585,11 +585,11 @@ async fn form_page(
 /// `GET /console/partages/nouveau?jeu=<dataset id>`: the grant form for a dataset the
 /// person may read (creating it is the API's decision, on submit).
 pub async fn new(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Query(q): Query<NewQuery>,
 ) -> Response {
-    let d = match read_one(&app, &signed.ctx, &q.jeu).await {
+    let d = match read_one(&app.app, &signed.ctx, &q.jeu).await {
         Ok(d) => d,
         Err(e) => return api_problem(e),
     };
@@ -603,7 +603,7 @@ pub async fn new(
 /// The live preview (htmx, as the form changes) posts the same form with
 /// `action=apercu` and `HX-Request`, and swaps in the preview zone only.
 pub async fn create(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     headers: HeaderMap,
     Form(posted): Form<Vec<(String, String)>>,
@@ -620,7 +620,7 @@ pub async fn create(
     if let Some(r) = signed.csrf_refusal(field("csrf")) {
         return r;
     }
-    let d = match read_one(&app, &signed.ctx, field("dataset")).await {
+    let d = match read_one(&app.app, &signed.ctx, field("dataset")).await {
         Ok(d) => d,
         Err(e) => return api_problem(e),
     };
@@ -639,7 +639,7 @@ pub async fn create(
     };
     // -- Authorization and business logic: the API's.
     if field("action") == "apercu" {
-        let preview = match preview_grant(&app, &signed.ctx, &req).await {
+        let preview = match preview_grant(&app.app, &signed.ctx, &req).await {
             Ok(p) => p,
             Err(e) => {
                 return match form.refused(e) {
@@ -671,7 +671,7 @@ pub async fn create(
         )
         .await;
     }
-    match create_grant(&app, &signed.ctx, req).await {
+    match create_grant(&app.app, &signed.ctx, req).await {
         Ok(g) => Redirect::to(&format!("/console/partages?cree={}", g.id)).into_response(),
         Err(e) => match form.refused(e) {
             Ok(()) => {
@@ -699,7 +699,7 @@ pub struct CsrfForm {
 
 /// `POST /console/partages/{id}/revoquer`: the API's revocation.
 pub async fn revoke(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
@@ -707,7 +707,7 @@ pub async fn revoke(
     if let Some(r) = signed.csrf_refusal(&f.csrf) {
         return r;
     }
-    match revoke_grant(&app, &signed.ctx, &id).await {
+    match revoke_grant(&app.app, &signed.ctx, &id).await {
         Ok(g) => Redirect::to(&format!("/console/partages?revoque={}", g.id)).into_response(),
         Err(e) => api_problem(e),
     }

@@ -15,7 +15,7 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::http::AppState;
+use super::WebState;
 
 /// The cookie that remembers a language chosen with `?lang=`.
 pub const LANG_COOKIE: &str = "serre_lang";
@@ -182,7 +182,7 @@ pub fn current_page() -> String {
 
 /// The request's language (see the module's doc); `?lang=` is remembered in a cookie
 /// (`SameSite=Lax`, a year, `Path=/console`). Responses say `Content-Language`.
-pub async fn middleware(State(app): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn middleware(State(app): State<WebState>, req: Request, next: Next) -> Response {
     let query = req.uri().query().unwrap_or_default().to_owned();
     let asked = query
         .split('&')

@@ -10,13 +10,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::WebState;
 use super::approvals::may;
 use super::french;
 use super::lang::{tr, trf};
 use super::pages::{Layout, Signed, api_problem, page};
 use crate::authz::Action;
 use crate::error::ApiError;
-use crate::http::AppState;
 use crate::http::Body;
 use crate::http::sandbox_members::{add_member, remove_member};
 use crate::http::sandboxes::{load_authorized, render};
@@ -51,18 +51,18 @@ struct Refusal {
 }
 
 async fn members_page(
-    app: &AppState,
+    app: &WebState,
     signed: &Signed,
     name: &str,
     notice: Option<String>,
     refusal: Option<Refusal>,
     status: StatusCode,
 ) -> Response {
-    let record = match load_authorized(app, &signed.ctx, Action::SandboxRead, name).await {
+    let record = match load_authorized(&app.app, &signed.ctx, Action::SandboxRead, name).await {
         Ok(r) => r,
         Err(e) => return api_problem(e),
     };
-    let view = match render(app, &record) {
+    let view = match render(&app.app, &record) {
         Ok(v) => v,
         Err(e) => return api_problem(e),
     };
@@ -104,7 +104,7 @@ pub struct Notice {
 
 /// `GET /console/bacs-a-sable/{name}/membres`: the sandbox's vendors.
 pub async fn list(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path(name): Path<String>,
     Query(q): Query<Notice>,
@@ -127,7 +127,7 @@ pub struct MemberForm {
 
 /// `POST /console/bacs-a-sable/{name}/membres`: the API's `add_member`.
 pub async fn add(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path(name): Path<String>,
     Form(f): Form<MemberForm>,
@@ -139,7 +139,14 @@ pub async fn add(
     let body = Body(AddMember {
         subject: subject.clone(),
     });
-    let e = match add_member(State(app.clone()), signed.ctx(), Path(name.clone()), body).await {
+    let e = match add_member(
+        State(app.app.clone()),
+        signed.ctx(),
+        Path(name.clone()),
+        body,
+    )
+    .await
+    {
         Ok(_) => {
             let to = format!(
                 "/console/bacs-a-sable/{name}/membres?ajoute={}",
@@ -190,7 +197,7 @@ pub async fn add(
 /// `POST /console/bacs-a-sable/{name}/membres/{subject}/retirer`: the API's
 /// `remove_member`.
 pub async fn remove(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path((name, subject)): Path<(String, String)>,
     Form(f): Form<MemberForm>,
@@ -199,7 +206,7 @@ pub async fn remove(
         return r;
     }
     match remove_member(
-        State(app),
+        State(app.app.clone()),
         signed.ctx(),
         Path((name.clone(), subject.clone())),
     )

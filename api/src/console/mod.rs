@@ -55,37 +55,10 @@ use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::config::{OidcConfig, parse_duration};
-use crate::http::AppState;
+use crate::config::{ConsoleConfig, OidcConfig};
+use crate::http::{App, AppState};
 pub use assets_table::{DSFR_VERSION, HTMX_VERSION};
 use session::Sealer;
-
-/// Console settings (flags and environment).
-#[derive(Clone, Debug, clap::Args)]
-pub struct ConsoleConfig {
-    /// Public address of the gateway as browsers reach it (e.g. `https://serre.example.fr`);
-    /// the console's redirect URI is `<url>/console/auth/callback`. Unset: the request's
-    /// `Host`, accepted on loopback only (development).
-    #[arg(long, env = "SERRE_API_CONSOLE_URL")]
-    pub console_url: Option<String>,
-
-    /// OpenID client of the console at the issuer (authorization code flow with PKCE).
-    #[arg(
-        long,
-        env = "SERRE_API_CONSOLE_CLIENT_ID",
-        default_value = "serre-console"
-    )]
-    pub console_client_id: String,
-
-    /// File holding the console client's secret, for a confidential client (unset: a
-    /// public client, PKCE only).
-    #[arg(long, env = "SERRE_API_CONSOLE_CLIENT_SECRET_FILE")]
-    pub console_client_secret_file: Option<std::path::PathBuf>,
-
-    /// Longest a console session lasts (the access token's own expiry ends it earlier).
-    #[arg(long, env = "SERRE_API_CONSOLE_SESSION_TTL", default_value = "8h", value_parser = parse_duration)]
-    pub console_session_ttl: Duration,
-}
 
 /// The console's state, built once at start.
 pub struct Console {
@@ -196,12 +169,29 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The routes under `/console` (nested there by [`crate::http::router`]); HTML errors,
-/// not the API's JSON ones. Pages and forms get the API's body limit and timeout
+/// What the console's handlers hold: the gateway's [`App`] (through `Deref`) and the
+/// console's own state. The console sits on the HTTP layer; the HTTP layer does not know it.
+pub struct Web {
+    pub app: AppState,
+    pub console: Console,
+}
+
+impl std::ops::Deref for Web {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+pub type WebState = std::sync::Arc<Web>;
+
+/// The routes under `/console` (given to [`crate::http::router`], which nests them there,
+/// by [`crate::app`]), with their state; HTML errors, not the API's JSON ones. Pages and forms get the API's body limit and timeout
 /// (`body_limit`, `timeout`); uploads stream to the API's upload functions, which apply
 /// `--upload-limit`, under the data routes' timeout (`upload_timeout`).
 pub fn router(
-    app: &AppState,
+    app: WebState,
     body_limit: usize,
     timeout: Duration,
     upload_timeout: Duration,
@@ -293,11 +283,12 @@ pub fn router(
             lang::middleware,
         ))
         .layer(middleware::from_fn_with_state(app.clone(), policy_header))
+        .with_state(app)
 }
 
 /// Pages carry the console's Content-Security-Policy (see [`Console::csp`]).
 async fn policy_header(
-    axum::extract::State(app): axum::extract::State<AppState>,
+    axum::extract::State(app): axum::extract::State<WebState>,
     req: Request,
     next: Next,
 ) -> Response {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use std::fmt::Display;
 use tower_http::request_id::RequestId;
 
+use super::WebState;
 use super::assets_table::{FILES, SCRIPTS};
 use super::french;
 use super::lang::{self, Lang, tr, trf};
@@ -21,9 +22,9 @@ use super::session::{SESSION_COOKIE, Session, clear_cookie, cookie_value, same_t
 use crate::authz::{Action, Caller};
 use crate::catalogue::{Criterion, SolutionView};
 use crate::error::ApiError;
+use crate::http::Ctx;
 use crate::http::catalogue::list_solutions;
 use crate::http::sandboxes::{ListQuery, create_sandbox, list_sandboxes, load_authorized, render};
-use crate::http::{AppState, Ctx};
 use crate::identity::AuthError;
 use crate::sandboxes::{CreateSandbox, SandboxView};
 
@@ -84,10 +85,10 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
         .find_map(|h| cookie_value(h, name))
 }
 
-impl FromRequestParts<AppState> for Signed {
+impl FromRequestParts<WebState> for Signed {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, app: &WebState) -> Result<Self, Response> {
         let secure = app.console.secure_cookies(&parts.headers);
         let signed_out = || {
             let mut r = Redirect::to("/console").into_response();
@@ -519,7 +520,7 @@ pub struct HomeQuery {
 
 /// `GET /console`: the sign-in page, or the person's sandboxes when signed in.
 pub async fn home(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Result<Signed, Response>,
     Query(q): Query<HomeQuery>,
 ) -> Response {
@@ -543,7 +544,7 @@ pub struct CreatedQuery {
 
 /// `GET /console/bacs-a-sable`: « Mes bacs à sable » and the request form.
 pub async fn sandboxes(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Query(q): Query<CreatedQuery>,
 ) -> Response {
@@ -569,14 +570,14 @@ pub async fn sandboxes(
 }
 
 async fn sandboxes_page(
-    app: &AppState,
+    app: &WebState,
     signed: &Signed,
     form: RequestForm,
     created: Option<String>,
     status: StatusCode,
 ) -> Response {
     let list = match list_sandboxes(
-        app,
+        &app.app,
         &signed.ctx,
         ListQuery {
             tenant: None,
@@ -638,7 +639,7 @@ pub struct SandboxForm {
 
 /// `POST /console/bacs-a-sable`: the request form, through the API's own request logic.
 pub async fn request_sandbox(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Form(f): Form<SandboxForm>,
 ) -> Response {
@@ -666,7 +667,7 @@ pub async fn request_sandbox(
         extra_egress_cidrs: Vec::new(),
     };
     // -- Authorization and business logic: the API's.
-    let issues = match create_sandbox(&app, &signed.ctx, body).await {
+    let issues = match create_sandbox(&app.app, &signed.ctx, body).await {
         Ok(view) => {
             let to = format!("/console/bacs-a-sable?cree={}", view.name);
             return Redirect::to(&to).into_response();
@@ -702,15 +703,15 @@ pub async fn request_sandbox(
 /// `GET /console/bacs-a-sable/{name}`: one sandbox, if the person may see it (else 404,
 /// as the API answers).
 pub async fn sandbox(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path(name): Path<String>,
 ) -> Response {
-    let record = match load_authorized(&app, &signed.ctx, Action::SandboxRead, &name).await {
+    let record = match load_authorized(&app.app, &signed.ctx, Action::SandboxRead, &name).await {
         Ok(r) => r,
         Err(e) => return api_problem(e),
     };
-    let view = match render(&app, &record) {
+    let view = match render(&app.app, &record) {
         Ok(v) => v,
         Err(e) => return api_problem(e),
     };
@@ -725,8 +726,8 @@ pub async fn sandbox(
 }
 
 /// `GET /console/catalogue`: the published solutions with the six criteria.
-pub async fn catalogue(State(app): State<AppState>, signed: Signed) -> Response {
-    let solutions = match list_solutions(&app, &signed.ctx, Some("published".into())).await {
+pub async fn catalogue(State(app): State<WebState>, signed: Signed) -> Response {
+    let solutions = match list_solutions(&app.app, &signed.ctx, Some("published".into())).await {
         Ok(s) => s,
         Err(e) => return api_problem(e),
     };

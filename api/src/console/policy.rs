@@ -5,9 +5,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 
+use super::WebState;
 use super::lang::{tr, trf};
 use super::pages::Signed;
-use crate::http::AppState;
 use crate::http::tenants::get_policy;
 
 /// One tenant's policy, in French lines.
@@ -18,10 +18,10 @@ pub struct PolicyBox {
 
 /// The policies of the tenants the person may request sandboxes in (those they may read;
 /// a refusal leaves the tenant out rather than failing the page).
-pub async fn boxes(app: &AppState, signed: &Signed) -> Vec<PolicyBox> {
+pub async fn boxes(app: &WebState, signed: &Signed) -> Vec<PolicyBox> {
     let mut out = Vec::new();
     for t in &signed.ctx.caller.roles.member_of {
-        let Ok(Json(p)) = get_policy(State(app.clone()), signed.ctx(), Path(t.clone())).await
+        let Ok(Json(p)) = get_policy(State(app.app.clone()), signed.ctx(), Path(t.clone())).await
         else {
             continue;
         };

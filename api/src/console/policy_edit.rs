@@ -14,12 +14,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use kube::ResourceExt;
 use serde::Deserialize;
 
+use super::WebState;
 use super::lang::{Lang, tr};
 use super::pages::{Layout, Signed, api_problem, page};
 use crate::authz::{Action, Resource};
 use crate::error::ApiError;
+use crate::http::Body;
 use crate::http::tenants::{get_policy, put_policy};
-use crate::http::{AppState, Body};
 use crate::sandboxes::{FieldIssue, SelfServicePolicy};
 
 /// The form's values as typed, and the refusals beside their fields (by input id).
@@ -122,7 +123,7 @@ pub struct PolicyQuery {
 }
 
 /// The tenants whose policy Cedar lets the person set, with their names.
-fn writable(app: &AppState, signed: &Signed) -> Vec<(String, String)> {
+fn writable(app: &WebState, signed: &Signed) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = app
         .tenants
         .all()
@@ -143,7 +144,7 @@ fn writable(app: &AppState, signed: &Signed) -> Vec<(String, String)> {
 }
 
 async fn render(
-    app: &AppState,
+    app: &WebState,
     signed: &Signed,
     tenant: Option<String>,
     form: Option<PolicyForm>,
@@ -167,10 +168,12 @@ async fn render(
     }
     let form = match form {
         Some(f) => f,
-        None => match get_policy(State(app.clone()), signed.ctx(), Path(tenant.clone())).await {
-            Ok(Json(p)) => PolicyForm::of(&p),
-            Err(e) => return api_problem(e),
-        },
+        None => {
+            match get_policy(State(app.app.clone()), signed.ctx(), Path(tenant.clone())).await {
+                Ok(Json(p)) => PolicyForm::of(&p),
+                Err(e) => return api_problem(e),
+            }
+        }
     };
     page(
         status,
@@ -217,7 +220,7 @@ async fn render(
 
 /// `GET /console/libre-service[?collectivite=<tenant>]`.
 pub async fn show(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Query(q): Query<PolicyQuery>,
 ) -> Response {
@@ -252,7 +255,7 @@ pub struct Posted {
 /// `POST /console/libre-service/{tenant}`: the API's `put_policy`; refusals beside their
 /// fields with the form as typed.
 pub async fn save(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path(tenant): Path<String>,
     Form(p): Form<Posted>,
@@ -270,7 +273,7 @@ pub async fn save(
     };
     if let Some(policy) = form.policy() {
         match put_policy(
-            State(app.clone()),
+            State(app.app.clone()),
             signed.ctx(),
             Path(tenant.clone()),
             Body(policy),

@@ -5,8 +5,8 @@
 
 use chrono::Utc;
 
+use super::WebState;
 use super::session::{SESSION_COOKIE, Session, set_cookie};
-use crate::http::AppState;
 
 /// Where the session extractor leaves a renewed session cookie for the response (see
 /// `renewed_cookie` in `console/mod.rs`, which puts one in every console request).
@@ -30,7 +30,7 @@ impl Renewal {
 /// verified like any other; the session keeps its CSRF token and its end. `None` (the
 /// person signs in again) when the provider refuses or the new token does not verify.
 pub(super) async fn renew(
-    app: &AppState,
+    app: &WebState,
     session: &Session,
     secure: bool,
     renewal: Option<&Renewal>,

@@ -9,15 +9,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::WebState;
 use super::lang::{Lang, tr, trf};
 use super::pages::{Signed, api_problem};
 use super::runs::{RunExtras, render_list, render_run};
 use crate::authz::{Action, Resource};
 use crate::error::ApiError;
+use crate::http::Body;
 use crate::http::runs::{
     Quality, cancel as api_cancel, create as api_create, quality as api_quality,
 };
-use crate::http::{AppState, Body};
 use crate::runs::{CreateRun, FunctionalUnitBody, MAX_TIMEOUT_S, RunResourcesBody};
 use crate::sandboxes::FieldIssue;
 use crate::store::SandboxRecord;
@@ -336,7 +337,7 @@ fn start_issue(i: &FieldIssue) -> String {
 }
 
 /// Whether Cedar lets the person take `action` on the sandbox's runs (`run.create`).
-pub fn may_on_sandbox(app: &AppState, signed: &Signed, action: Action, s: &SandboxRecord) -> bool {
+pub fn may_on_sandbox(app: &WebState, signed: &Signed, action: Action, s: &SandboxRecord) -> bool {
     let vendors = s.vendor_subjects();
     let resource = Resource::Sandbox {
         name: &s.row.name,
@@ -352,7 +353,7 @@ pub fn may_on_sandbox(app: &AppState, signed: &Signed, action: Action, s: &Sandb
 /// `POST /console/bacs-a-sable/{name}/executions`: start a run (the API's `create`);
 /// refusals come back beside their fields with the form as typed.
 pub async fn start(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path(name): Path<String>,
     Form(pairs): Form<Vec<(String, String)>>,
@@ -363,7 +364,7 @@ pub async fn start(
     }
     if let Some(req) = form.request() {
         match api_create(
-            State(app.clone()),
+            State(app.app.clone()),
             signed.ctx(),
             Path(name.clone()),
             Body(req),
@@ -440,7 +441,7 @@ impl QualityForm {
 /// `POST /console/bacs-a-sable/{name}/executions/{id}/qualite`: report the quality the
 /// run's model reached (the API's `quality`: its requester only).
 pub async fn quality(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path((name, id)): Path<(String, String)>,
     Form(mut form): Form<QualityForm>,
@@ -462,7 +463,7 @@ pub async fn quality(
         value,
     };
     match api_quality(
-        State(app.clone()),
+        State(app.app.clone()),
         signed.ctx(),
         Path((name.clone(), id.clone())),
         Body(q),
@@ -509,7 +510,7 @@ pub async fn quality(
 /// The run page again with the quality form as typed: 422 beside the field, or 409 with
 /// `refusal` (the result is attached: immutable).
 async fn refused(
-    app: &AppState,
+    app: &WebState,
     signed: &Signed,
     name: String,
     id: String,
@@ -538,7 +539,7 @@ pub struct CsrfOnly {
 /// `POST /console/bacs-a-sable/{name}/executions/{id}/annuler`: cancel a run (the API's
 /// `cancel`: its requester or the tenant's admins).
 pub async fn cancel(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path((name, id)): Path<(String, String)>,
     Form(form): Form<CsrfOnly>,
@@ -547,7 +548,7 @@ pub async fn cancel(
         return r;
     }
     match api_cancel(
-        State(app.clone()),
+        State(app.app.clone()),
         signed.ctx(),
         Path((name.clone(), id.clone())),
     )

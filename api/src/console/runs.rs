@@ -11,13 +11,13 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::WebState;
 use super::french;
 use super::lang::{tr, trf};
 use super::pages::{Layout, Signed, api_problem, page};
 use super::run_actions::{QualityForm, StartForm, may_on_sandbox};
 use crate::authz::{Action, Resource};
 use crate::error::ApiError;
-use crate::http::AppState;
 use crate::http::grants::list_visible;
 use crate::http::run_outputs::{download_result, list_results, logs};
 use crate::http::run_report::build_report;
@@ -219,7 +219,7 @@ struct ReportPage {
 /// `GET /console/bacs-a-sable/{name}/executions`: the sandbox's runs the person may see,
 /// and the start form where Cedar allows `run.create`.
 pub async fn list(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path(name): Path<String>,
 ) -> Response {
@@ -228,17 +228,17 @@ pub async fn list(
 
 /// The runs page with `form` (as typed, with its refusals, after a refused start).
 pub(super) async fn render_list(
-    app: &AppState,
+    app: &WebState,
     signed: &Signed,
     name: String,
     form: StartForm,
     status: StatusCode,
 ) -> Response {
-    let runs = match list_runs(State(app.clone()), signed.ctx(), Path(name.clone())).await {
+    let runs = match list_runs(State(app.app.clone()), signed.ctx(), Path(name.clone())).await {
         Ok(Json(r)) => r,
         Err(e) => return api_problem(e),
     };
-    let record = match load_authorized(app, &signed.ctx, Action::SandboxRead, &name).await {
+    let record = match load_authorized(&app.app, &signed.ctx, Action::SandboxRead, &name).await {
         Ok(r) => r,
         Err(e) => return api_problem(e),
     };
@@ -246,7 +246,7 @@ pub(super) async fn render_list(
     let mut grants = Vec::new();
     if may_start {
         let me = &signed.ctx.caller.principal.subject;
-        let visible = match list_visible(app, &signed.ctx).await {
+        let visible = match list_visible(&app.app, &signed.ctx).await {
             Ok(v) => v,
             Err(e) => return api_problem(e),
         };
@@ -292,7 +292,7 @@ pub struct RunQuery {
 /// `GET /console/bacs-a-sable/{name}/executions/{id}`: one run, its figures and results,
 /// and what the person may do with it (cancel, report its quality).
 pub async fn show(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path((name, id)): Path<(String, String)>,
     Query(q): Query<RunQuery>,
@@ -326,7 +326,7 @@ pub(super) struct RunExtras {
 
 /// The run page, with its [`RunExtras`].
 pub(super) async fn render_run(
-    app: &AppState,
+    app: &WebState,
     signed: &Signed,
     name: String,
     id: String,
@@ -339,7 +339,7 @@ pub(super) async fn render_run(
         refusal,
     } = extras;
     let view = match get_one(
-        State(app.clone()),
+        State(app.app.clone()),
         signed.ctx(),
         Path((name.clone(), id.clone())),
     )
@@ -348,7 +348,7 @@ pub(super) async fn render_run(
         Ok(Json(v)) => v,
         Err(e) => return api_problem(e),
     };
-    let record = match load_authorized(app, &signed.ctx, Action::SandboxRead, &name).await {
+    let record = match load_authorized(&app.app, &signed.ctx, Action::SandboxRead, &name).await {
         Ok(r) => r,
         Err(e) => return api_problem(e),
     };
@@ -381,28 +381,33 @@ pub(super) async fn render_run(
             ..QualityForm::default()
         })
     });
-    let (results, results_note) =
-        match list_results(State(app.clone()), signed.ctx(), Path((name.clone(), id))).await {
-            Ok(Json(l)) => {
-                let note = l.truncated.then(|| {
-                    tr("La liste est tronquée : l'exécution a écrit plus d'objets.").to_owned()
-                });
-                let rows = l
-                    .objects
-                    .iter()
-                    .map(|o| ResultRow {
-                        path: o.path.clone(),
-                        size: french::bytes(i64::try_from(o.size).unwrap_or(i64::MAX)),
-                        modified: french::time(o.last_modified),
-                    })
-                    .collect();
-                (rows, note)
-            }
-            Err(e) => match unavailable(&e) {
-                Some(note) => (Vec::new(), Some(note)),
-                None => return api_problem(e),
-            },
-        };
+    let (results, results_note) = match list_results(
+        State(app.app.clone()),
+        signed.ctx(),
+        Path((name.clone(), id)),
+    )
+    .await
+    {
+        Ok(Json(l)) => {
+            let note = l.truncated.then(|| {
+                tr("La liste est tronquée : l'exécution a écrit plus d'objets.").to_owned()
+            });
+            let rows = l
+                .objects
+                .iter()
+                .map(|o| ResultRow {
+                    path: o.path.clone(),
+                    size: french::bytes(i64::try_from(o.size).unwrap_or(i64::MAX)),
+                    modified: french::time(o.last_modified),
+                })
+                .collect();
+            (rows, note)
+        }
+        Err(e) => match unavailable(&e) {
+            Some(note) => (Vec::new(), Some(note)),
+            None => return api_problem(e),
+        },
+    };
     let when = |t: &Option<String>| t.as_deref().map_or_else(|| "—".into(), french::when);
     page(
         status,
@@ -440,13 +445,13 @@ pub(super) async fn render_run(
 /// the run is over or the person follows « Arrêter le suivi » (an automatic refresh the
 /// person turned on and can turn off: WCAG 2.2.1).
 pub async fn log(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path((name, id)): Path<(String, String)>,
     Query(q): Query<RunQuery>,
 ) -> Response {
     let view = match get_one(
-        State(app.clone()),
+        State(app.app.clone()),
         signed.ctx(),
         Path((name.clone(), id.clone())),
     )
@@ -463,7 +468,7 @@ pub async fn log(
         ("limitBytes".to_owned(), LOG_BYTES.to_string()),
     ];
     let answer = logs(
-        State(app),
+        State(app.app.clone()),
         signed.ctx(),
         Path((name.clone(), id.clone())),
         axum::extract::Query(query),
@@ -520,11 +525,11 @@ pub async fn log(
 /// `GET /console/bacs-a-sable/{name}/executions/{id}/resultats/{*path}`: one result
 /// object, streamed by the API's own handler (attachment).
 pub async fn result(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path((name, id, path)): Path<(String, String, String)>,
 ) -> Response {
-    match download_result(State(app), signed.ctx(), Path((name, id, path))).await {
+    match download_result(State(app.app.clone()), signed.ctx(), Path((name, id, path))).await {
         Ok(r) => r.into_response(),
         Err(e) => api_problem(e),
     }
@@ -533,11 +538,11 @@ pub async fn result(
 /// `GET /console/bacs-a-sable/{name}/executions/{id}/rapport`: the frugality report
 /// (the API's `…/report`, same figures, caveats and comparison).
 pub async fn report(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Path((name, id)): Path<(String, String)>,
 ) -> Response {
-    let r = match build_report(&app, &signed.ctx, &name, &id).await {
+    let r = match build_report(&app.app, &signed.ctx, &name, &id).await {
         Ok(r) => r,
         Err(e) => return api_problem(e),
     };

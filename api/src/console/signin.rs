@@ -16,13 +16,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::OnceCell;
 
+use super::WebState;
 use super::lang::{tr, trf};
 use super::pages::{self, Signed};
 use super::session::{
     self, LOGIN_COOKIE, Login, SESSION_COOKIE, Session, clear_cookie, set_cookie,
 };
 use crate::audit::{Draft, Outcome};
-use crate::http::AppState;
 
 /// A sign-in attempt must come back within this time.
 const LOGIN_TTL_S: i64 = 600;
@@ -166,7 +166,7 @@ pub(crate) struct Tokens {
 }
 
 /// `GET /console/connexion`: off to the provider.
-pub async fn start(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn start(State(app): State<WebState>, headers: HeaderMap) -> Response {
     let console = &app.console;
     let Some(signin) = &console.signin else {
         return pages::problem(
@@ -242,7 +242,7 @@ pub struct CallbackQuery {
 
 /// `GET /console/auth/callback`: check `state`, redeem the code, open the session.
 pub async fn callback(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
@@ -367,7 +367,7 @@ pub const SIGNED_OUT_PATH: &str = "/console?deconnecte=1";
 /// the provider's own session ends too. Without one (or without an ID token, or when
 /// discovery fails) the console signs out locally only.
 pub async fn logout(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     headers: HeaderMap,
     signed: Signed,
     Form(form): Form<CsrfForm>,

@@ -12,11 +12,11 @@ use axum::response::Response;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use serde::Deserialize;
 
+use super::WebState;
 use super::charts::{self, Bar};
 use super::lang::{tr, trf};
 use super::pages::{Layout, Signed, api_problem, page};
 use super::runs::method;
-use crate::http::AppState;
 use crate::http::usage::{TenantUsage, UsageParams, summary};
 use crate::usage::budget::BudgetLevel;
 
@@ -100,7 +100,7 @@ pub struct UsageQuery {
 }
 
 async fn usage_of(
-    app: &AppState,
+    app: &WebState,
     signed: &Signed,
     tenant: &str,
     window: Option<(DateTime<Utc>, DateTime<Utc>)>,
@@ -112,7 +112,7 @@ async fn usage_of(
     };
     let ok: Result<Query<UsageParams>, QueryRejection> = Ok(Query(params));
     summary(
-        State(app.clone()),
+        State(app.app.clone()),
         signed.ctx(),
         Path(tenant.to_owned()),
         ok,
@@ -123,7 +123,7 @@ async fn usage_of(
 
 /// `GET /console/consommation[?collectivite=<tenant>]`: the tenant's usage and budget.
 pub async fn show(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     signed: Signed,
     Query(q): Query<UsageQuery>,
 ) -> Response {

@@ -70,8 +70,6 @@ pub struct App {
     pub data: Arc<DataPlane>,
     /// Usage accounting: trial-run figures, ledger, budgets.
     pub accountant: Arc<crate::usage::Accountant>,
-    /// The web console under `/console`.
-    pub console: crate::console::Console,
 }
 
 pub type AppState = Arc<App>;
@@ -202,7 +200,13 @@ pub fn metrics_router(app: AppState) -> Router {
 }
 
 /// The API. With `metrics_here` false, `/metrics` is left to [`metrics_router`].
-pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here: bool) -> Router {
+pub fn router(
+    app: AppState,
+    body_limit: usize,
+    timeout: Duration,
+    metrics_here: bool,
+    pages: Router<AppState>,
+) -> Router {
     let v1 = Router::new()
         .route("/me", get(tenants::me))
         .route("/sandboxes", post(sandboxes::create).get(sandboxes::list))
@@ -352,10 +356,7 @@ pub fn router(app: AppState, body_limit: usize, timeout: Duration, metrics_here:
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(json_errors))
         // The console answers HTML, errors included: outside `json_errors`.
-        .nest(
-            "/console",
-            crate::console::router(&app, body_limit, timeout, data_timeout),
-        )
+        .nest("/console", pages)
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
         .layer(

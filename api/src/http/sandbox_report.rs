@@ -17,10 +17,10 @@ use crate::authz::{Action, Resource};
 use crate::error::{ApiError, ErrorBody};
 use crate::runs::figures::{RunFigures, summarise};
 use crate::runs::report::{CarbonNote, caveats};
-use crate::runs::sandbox_report::{self, RunLine, SandboxReport};
 use crate::sandboxes::FieldIssue;
 use crate::store::{LedgerQuery, parse_timestamp};
 use crate::usage::budget;
+use crate::usage::sandbox_report::{self, RunLine, SandboxReport};
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -20,7 +20,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use crate::config::OidcConfig;
+use crate::config::{OidcConfig, parse_allowed_algorithm};
 use cache::{TokenCache, Validity};
 
 /// Who is calling, as the identity provider says.
@@ -82,18 +82,6 @@ impl AuthError {
             AuthError::ProviderUnavailable(_) => "identity_provider_unavailable",
         }
     }
-}
-
-/// Parse one entry of `--oidc-algorithms`; HMAC and `none` are refused.
-pub fn parse_allowed_algorithm(s: &str) -> Result<Algorithm, String> {
-    let alg = Algorithm::from_str(s.trim())
-        .map_err(|_| format!("{s:?} is not a JWS algorithm (e.g. RS256, ES256, EdDSA)"))?;
-    if alg.family() == AlgorithmFamily::Hmac {
-        return Err(format!(
-            "{s:?} is a shared-secret (HMAC) algorithm; only asymmetric ones are accepted"
-        ));
-    }
-    Ok(alg)
 }
 
 /// A public key and what it may verify.

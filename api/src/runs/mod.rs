@@ -7,8 +7,8 @@ pub mod fetch;
 pub mod figures;
 pub mod frugality;
 pub mod outputs;
+pub mod practices;
 pub mod report;
-pub mod sandbox_report;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;

@@ -5,17 +5,16 @@
 
 pub mod budget;
 pub mod collect;
-mod config;
+pub mod sandbox_report;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serre_resources::quantity::Quantity;
 use serre_resources::{EnergyBudgetStatus, RunUsageSummary, TrialRunSpec};
 
-pub use config::UsageConfig;
+pub use crate::config::UsageConfig;
 
 use crate::audit::{AuditLog, Draft, Outcome};
 use crate::catalogue;
@@ -552,30 +551,6 @@ fn span_of(run: &RunRow) -> Option<RunSpan> {
         memory_gb,
         gpus: spec.resources.gpu.map_or(0.0, |g| f64::from(g.count)),
     })
-}
-
-/// Run passes every `interval` until `shutdown` resolves.
-pub async fn run(
-    app: Arc<crate::http::App>,
-    interval: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        match app.accountant.pass(Utc::now(), &app.tenants).await {
-            Ok(r) if r.windows > 0 || !r.closed.is_empty() => {
-                tracing::info!(windows = r.windows, closed = ?r.closed, "usage recorded");
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "usage pass failed; the next pass resumes from the last recorded window")
-            }
-        }
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-    }
 }
 
 /// Whether a run was recorded less than a minute before `now` (an unreadable time is not).

@@ -67,7 +67,7 @@ fn html_lang(html: &str) -> &str {
 async fn the_language_comes_from_the_query_the_cookie_or_accept_language() {
     let gw = local_gateway(Backend::Sqlite).await;
     let alice = gw.token("alice", EE_DATA);
-    let session = serre_api::console::session_cookie(&gw.app().console, &alice, "csrf-a");
+    let session = serre_api::console::session_cookie(&gw.web().console, &alice, "csrf-a");
 
     // Nothing asked: French, with the switch to English.
     let a = get(&gw, "/console/bacs-a-sable", &session, None).await;
@@ -168,7 +168,7 @@ async fn dates_refusals_and_error_pages_read_in_english() {
     let expires =
         chrono::DateTime::parse_from_rfc3339(created["expiresAt"].as_str().expect("expiresAt"))
             .expect("a time");
-    let session = serre_api::console::session_cookie(&gw.app().console, &alice, "csrf-a");
+    let session = serre_api::console::session_cookie(&gw.web().console, &alice, "csrf-a");
     let english = format!("{session}; serre_lang=en");
 
     // Dates per language; the countdown too.

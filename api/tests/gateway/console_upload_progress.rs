@@ -27,7 +27,7 @@ fn attribute<'a>(html: &'a str, before: &str, name: &str) -> &'a str {
 async fn the_upload_forms_carry_the_progress_bar_and_its_script_as_pinned() {
     let gw = local_gateway(Backend::Sqlite).await;
     let alice = gw.token("alice", EE_DATA);
-    let session = serre_api::console::session_cookie(&gw.app().console, &alice, "csrf-a");
+    let session = serre_api::console::session_cookie(&gw.web().console, &alice, "csrf-a");
     let http = reqwest::Client::new();
 
     let html = http

@@ -31,12 +31,18 @@ mod blobs;
 mod catalogue;
 #[path = "console.rs"]
 mod console;
+#[path = "console_admin.rs"]
+mod console_admin;
 #[path = "console_browser.rs"]
 mod console_browser;
+#[path = "console_data.rs"]
+mod console_data;
 #[path = "console_i18n.rs"]
 mod console_i18n;
 #[path = "console_i18n_catalogue.rs"]
 mod console_i18n_catalogue;
+#[path = "console_runs.rs"]
+mod console_runs;
 #[path = "console_upload_progress.rs"]
 mod console_upload_progress;
 #[path = "datasets.rs"]
@@ -49,6 +55,8 @@ mod frugality_report;
 mod http;
 #[path = "identity.rs"]
 mod identity;
+#[path = "layering.rs"]
+mod layering;
 #[path = "policies.rs"]
 mod policies;
 #[path = "policies_data.rs"]

@@ -122,6 +122,11 @@ impl Gateway {
         &self.running.as_ref().expect("running").app
     }
 
+    /// The console's state (to seal a session cookie as the sign-in flow would).
+    pub fn web(&self) -> &serre_api::console::Web {
+        &self.running.as_ref().expect("running").web
+    }
+
     /// A development token for `sub` with `groups`.
     pub fn token(&self, sub: &str, groups: &[&str]) -> String {
         DevIssuer::load_or_create(&self.data_dir)

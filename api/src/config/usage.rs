@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::parse_duration;
+use super::parse_duration;
 use crate::energy::{CarbonParams, Intensity, Ledger, PowerModel};
 
 #[derive(Clone, Debug, clap::Args)]

@@ -6,6 +6,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod console;
+mod data;
+mod oidc;
+mod usage;
+
+pub use console::ConsoleConfig;
+pub use data::{DataConfig, DataStoreKind};
+pub use oidc::{OidcConfig, parse_allowed_algorithm};
+pub use usage::UsageConfig;
+
 /// Where the gateway runs. `production` refuses development conveniences.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Environment {
@@ -92,10 +102,10 @@ pub struct Config {
     pub data: DataConfig,
 
     #[command(flatten)]
-    pub usage: crate::usage::UsageConfig,
+    pub usage: UsageConfig,
 
     #[command(flatten)]
-    pub console: crate::console::ConsoleConfig,
+    pub console: ConsoleConfig,
 
     /// How often the audit log's head is signed and published to the object store when it
     /// has moved (`audit-checkpoints/`): entries deleted from the database's tail after
@@ -133,73 +143,6 @@ pub struct DatabaseConfig {
     /// Connections in the pool.
     #[arg(long, env = "SERRE_API_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     pub database_max_connections: u32,
-}
-
-#[derive(Clone, Debug, clap::Args)]
-pub struct OidcConfig {
-    /// OpenID Connect issuer URL (discovery at `<issuer>/.well-known/openid-configuration`).
-    #[arg(long, env = "SERRE_API_OIDC_ISSUER")]
-    pub oidc_issuer: Option<String>,
-
-    /// Audience the tokens must carry (`aud`); also the dev issuer's audience.
-    #[arg(long, env = "SERRE_API_OIDC_AUDIENCE", default_value = "serre-api")]
-    pub oidc_audience: String,
-
-    /// Claim holding the principal's stable identifier.
-    #[arg(long, env = "SERRE_API_OIDC_SUBJECT_CLAIM", default_value = "sub")]
-    pub oidc_subject_claim: String,
-
-    /// Claim holding the principal's groups (array of strings, or one string).
-    #[arg(long, env = "SERRE_API_OIDC_GROUPS_CLAIM", default_value = "groups")]
-    pub oidc_groups_claim: String,
-
-    /// Claim holding the principal's organisation (e.g. `siret` for ProConnect).
-    #[arg(
-        long,
-        env = "SERRE_API_OIDC_ORGANISATION_CLAIM",
-        default_value = "organisation"
-    )]
-    pub oidc_organisation_claim: String,
-
-    /// Signature algorithms accepted (asymmetric only; `none` and HMAC are never accepted).
-    #[arg(
-        long,
-        env = "SERRE_API_OIDC_ALGORITHMS",
-        value_delimiter = ',',
-        default_value = "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,EdDSA"
-    )]
-    pub oidc_algorithms: Vec<String>,
-
-    /// Clock skew tolerated on `exp` and `nbf`.
-    #[arg(long, env = "SERRE_API_OIDC_CLOCK_SKEW", default_value = "60s", value_parser = parse_duration)]
-    pub oidc_clock_skew: Duration,
-
-    /// Shortest interval between two JWKS fetches (a token with an unknown `kid`
-    /// triggers a refresh at most this often).
-    #[arg(long, env = "SERRE_API_OIDC_JWKS_MIN_REFRESH", default_value = "10s", value_parser = parse_duration)]
-    pub oidc_jwks_min_refresh: Duration,
-
-    /// Age after which the JWKS is fetched again on the next request.
-    #[arg(long, env = "SERRE_API_OIDC_JWKS_MAX_AGE", default_value = "1h", value_parser = parse_duration)]
-    pub oidc_jwks_max_age: Duration,
-
-    /// Timeout of each request to the identity provider.
-    #[arg(long, env = "SERRE_API_OIDC_HTTP_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
-    pub oidc_http_timeout: Duration,
-
-    /// Verified tokens kept (by SHA-256 digest) so a repeated token skips the signature
-    /// check; `exp`/`nbf` are still checked on every request. 0 disables the cache.
-    #[arg(
-        long,
-        env = "SERRE_API_OIDC_TOKEN_CACHE_SIZE",
-        default_value_t = 10_000
-    )]
-    pub oidc_token_cache_size: usize,
-
-    /// Longest time a verified token is trusted without re-checking its signature (so a
-    /// key withdrawn from the issuer's key set stops working within this time).
-    #[arg(long, env = "SERRE_API_OIDC_TOKEN_CACHE_TTL", default_value = "60s", value_parser = parse_duration)]
-    pub oidc_token_cache_ttl: Duration,
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -253,149 +196,6 @@ pub struct SandboxConfig {
     pub egress: serre_validation::egress::EgressRules,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum DataStoreKind {
-    /// Encrypted files under `<data-dir>/datasets` (embedded, development).
-    Local,
-    /// Encrypted objects in an S3 bucket (Garage in production).
-    S3,
-}
-
-#[derive(Clone, Debug, clap::Args)]
-pub struct DataConfig {
-    /// Where dataset bytes are stored (always encrypted client-side).
-    #[arg(
-        long,
-        env = "SERRE_API_DATA_STORE",
-        value_enum,
-        default_value = "local"
-    )]
-    pub data_store: DataStoreKind,
-
-    /// S3 endpoint of the data store (e.g. Garage's `http://127.0.0.1:3900`).
-    #[arg(long, env = "SERRE_API_DATA_S3_ENDPOINT")]
-    pub data_s3_endpoint: Option<String>,
-
-    #[arg(
-        long,
-        env = "SERRE_API_DATA_S3_BUCKET",
-        default_value = "serre-datasets"
-    )]
-    pub data_s3_bucket: String,
-
-    #[arg(long, env = "SERRE_API_DATA_S3_REGION", default_value = "garage")]
-    pub data_s3_region: String,
-
-    #[arg(long, env = "SERRE_API_DATA_S3_ACCESS_KEY_ID")]
-    pub data_s3_access_key_id: Option<String>,
-
-    /// File holding the S3 secret access key.
-    #[arg(long, env = "SERRE_API_DATA_S3_SECRET_KEY_FILE")]
-    pub data_s3_secret_key_file: Option<PathBuf>,
-
-    /// Directory of the data keys (`kek-active`, `kek.<id>`, `data-secret`; a mounted
-    /// Secret in Kubernetes). Default `<data-dir>/keys`, created in development only.
-    #[arg(long, env = "SERRE_API_DATA_KEYS_DIR")]
-    pub data_keys_dir: Option<PathBuf>,
-
-    /// Largest dataset upload, in bytes (larger bodies get 413 and leave nothing).
-    #[arg(long, env = "SERRE_API_UPLOAD_LIMIT", default_value_t = 2 << 30)]
-    pub upload_limit: u64,
-
-    /// Time allowed for one upload or one grant's materialisation.
-    #[arg(long, env = "SERRE_API_UPLOAD_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
-    pub upload_timeout: Duration,
-
-    /// Largest file a trial run may send to its results
-    /// (`PUT /v1/runs/{run}/results/{path}`, streamed to the sandbox bucket), in bytes:
-    /// larger bodies get 413 and leave nothing. The sandbox's bucket quota bounds the total.
-    #[arg(long, env = "SERRE_API_MAX_RUN_RESULT_BYTES", default_value_t = 1 << 30)]
-    pub max_run_result_bytes: u64,
-
-    /// Most rows in one dataset version.
-    #[arg(long, env = "SERRE_API_MAX_ROWS", default_value_t = 1_000_000_000)]
-    pub max_rows: u64,
-
-    /// Bytes one upload's ingest may hold at once, in bytes, whatever the file's
-    /// compression: half for the Parquet pages decoded at once, a quarter for a decoded
-    /// batch, a quarter for the output row group. A file that needs more is refused (422
-    /// `too_large`, naming the row group, the rows or the column, and the figures).
-    #[arg(long, env = "SERRE_API_MAX_INGEST_MEMORY", default_value_t = 128 << 20)]
-    pub max_ingest_memory: u64,
-
-    /// Longest CSV field, in bytes (422 `too_large` naming the line and the column).
-    #[arg(long, env = "SERRE_API_MAX_CSV_FIELD", default_value_t = 1 << 20)]
-    pub max_csv_field: u64,
-
-    /// Longest CSV record, in bytes (at most an eighth of `--max-ingest-memory`).
-    #[arg(long, env = "SERRE_API_MAX_CSV_RECORD", default_value_t = 4 << 20)]
-    pub max_csv_record: u64,
-
-    /// Uploads ingested at once (parsed and converted, each on its own thread); more wait
-    /// for `--ingest-queue-wait` once their body is received.
-    #[arg(long, env = "SERRE_API_MAX_CONCURRENT_INGESTS", default_value_t = 2)]
-    pub max_concurrent_ingests: usize,
-
-    /// How long a received upload waits for an ingest to finish before it is refused with
-    /// 503 and `Retry-After`.
-    #[arg(long, env = "SERRE_API_INGEST_QUEUE_WAIT", default_value = "30s", value_parser = parse_duration)]
-    pub ingest_queue_wait: Duration,
-
-    /// Smallest equivalence class a `personal` dataset's view must reach (k-anonymity over
-    /// the recipe's quasi-identifiers) before it is granted to a vendor.
-    #[arg(long, env = "SERRE_API_MIN_K", default_value_t = 5)]
-    pub min_k: u32,
-
-    /// Longest lifetime of a grant, in days.
-    #[arg(long, env = "SERRE_API_MAX_GRANT_DAYS", default_value_t = 90)]
-    pub max_grant_days: u32,
-
-    /// Lifetime of a Delta Sharing profile token (capped by the grant's expiry).
-    #[arg(long, env = "SERRE_API_PROFILE_TTL", default_value = "24h", value_parser = parse_duration)]
-    pub profile_ttl: Duration,
-
-    /// Lifetime of a pre-signed file link returned by a Delta Sharing query.
-    #[arg(long, env = "SERRE_API_FILE_LINK_TTL", default_value = "15m", value_parser = parse_duration)]
-    pub file_link_ttl: Duration,
-
-    /// The gateway's URL as clients reach it (profile endpoints and file links).
-    /// Default: `http://<listen>`.
-    #[arg(long, env = "SERRE_API_PUBLIC_URL")]
-    pub public_url: Option<String>,
-}
-
-impl DataConfig {
-    /// The ingest limits fit together: the flag at fault and why.
-    fn check(&self) -> Result<(), (&'static str, String)> {
-        const MIB: u64 = 1 << 20;
-        if self.max_ingest_memory < 16 * MIB {
-            return Err((
-                "--max-ingest-memory",
-                "must be at least 16 MiB (16777216)".into(),
-            ));
-        }
-        if self.max_csv_field < 1024 || self.max_csv_field > self.max_csv_record {
-            return Err((
-                "--max-csv-field",
-                "must be at least 1024 bytes and at most --max-csv-record".into(),
-            ));
-        }
-        if self.max_csv_record > self.max_ingest_memory / 8 {
-            return Err((
-                "--max-csv-record",
-                format!(
-                    "must be at most an eighth of --max-ingest-memory ({} bytes)",
-                    self.max_ingest_memory / 8
-                ),
-            ));
-        }
-        if self.max_concurrent_ingests == 0 {
-            return Err(("--max-concurrent-ingests", "must be at least 1".into()));
-        }
-        Ok(())
-    }
-}
-
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{e} (expected e.g. \"30s\", \"10m\", \"90d\")"))
@@ -438,8 +238,7 @@ impl Config {
             }
         }
         for alg in &self.oidc.oidc_algorithms {
-            crate::identity::parse_allowed_algorithm(alg)
-                .map_err(|m| invalid("--oidc-algorithms", m))?;
+            parse_allowed_algorithm(alg).map_err(|m| invalid("--oidc-algorithms", m))?;
         }
         if self.oidc.oidc_subject_claim.is_empty() {
             return Err(invalid("--oidc-subject-claim", "must not be empty"));

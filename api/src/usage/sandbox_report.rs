@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::figures::RunFigures;
-use super::report::{CarbonNote, energy_chart, esc, num, page_head};
-use crate::usage::budget::BudgetState;
+use super::budget::BudgetState;
+use crate::runs::figures::RunFigures;
+use crate::runs::report::{CarbonNote, energy_chart, esc, num, page_head};
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
