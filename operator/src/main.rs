@@ -251,6 +251,13 @@ async fn run(
         None
     };
 
+    // SIGTERM (the kubelet) or Ctrl-C: listened to from here on, standing by or leading.
+    let mut stop = Box::pin(async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("interrupted"),
+            () = terminate() => info!("terminated"),
+        }
+    });
     let (leader_lost_tx, leader_lost_rx) = tokio::sync::oneshot::channel::<()>();
     let mut _lease_task = None;
     if runtime.leader_election {
@@ -273,7 +280,16 @@ async fn run(
         info!(lease = %runtime.lease_name, namespace = %runtime.namespace, %identity, "waiting for leadership");
         ready.store(true, Ordering::Relaxed); // a standby replica is healthy and ready
         while !*channel.borrow_and_update() {
-            channel.changed().await.context("leader election stopped")?;
+            // A standby stops on SIGTERM at once: otherwise the kubelet waits the whole
+            // grace period (30 s) before killing it, on every rollout and uninstall.
+            tokio::select! {
+                changed = channel.changed() => changed.context("leader election stopped")?,
+                () = &mut stop => {
+                    info!("stopped while standing by");
+                    http.abort();
+                    return Ok(());
+                }
+            }
         }
         info!("leader: starting controllers");
         metrics.leader.set(1);
@@ -295,8 +311,7 @@ async fn run(
     let lost_flag = leader_lost.clone();
     let shutdown = async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => info!("interrupted; shutting down"),
-            _ = terminate() => info!("terminated; shutting down"),
+            () = stop => info!("shutting down"),
             r = leader_lost_rx => if r.is_ok() {
                 error!("lost the leader Lease; stopping so a fresh start can compete again");
                 lost_flag.store(true, Ordering::Relaxed);

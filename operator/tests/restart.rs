@@ -1,5 +1,6 @@
 //! The operator binary killed mid-provisioning and restarted converges with nothing
-//! duplicated or orphaned; a restart with nothing changed writes nothing.
+//! duplicated or orphaned; a restart with nothing changed writes nothing; replicas stop at
+//! once on SIGTERM, standing by or leading.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -147,4 +148,40 @@ async fn killed_mid_provisioning_converges_and_idle_restart_writes_nothing() {
         .await
         .unwrap();
     third.stop();
+}
+
+/// The kubelet sends SIGTERM on every rollout and uninstall, then kills after the grace
+/// period (30 s): a replica standing by for the Lease must stop at once, as the leader does.
+/// (A standby used to wait for leadership without listening, and took the whole grace
+/// period: helm uninstall left its pod for 30 s.)
+#[tokio::test]
+async fn replicas_stop_at_once_on_sigterm_standing_by_or_leading() {
+    let client = client().await;
+    install(&client).await;
+    let lease = unique("stop-lease");
+    let args = [
+        "--lease-name",
+        lease.as_str(),
+        "--platform-egress",
+        "127.0.0.1/32:13900",
+    ];
+    let leader = OperatorProcess::start(16484, &args);
+    eventually(60, "the first replica to lead", || async {
+        (leader.gauge("serre_operator_leader")? == 1.0).then_some(())
+    })
+    .await;
+    let standby = OperatorProcess::start(16485, &args);
+    eventually(60, "the second replica to stand by, ready", || async {
+        support::process::http_get(&standby.http, "/readyz").map(|_| ())
+    })
+    .await;
+    assert_eq!(standby.gauge("serre_operator_leader"), Some(0.0));
+    let limit = std::time::Duration::from_secs(10);
+    let took = standby.stop_within(limit);
+    assert!(
+        took.is_some(),
+        "the standby replica still ran 10 s after SIGTERM"
+    );
+    let took = leader.stop_within(limit);
+    assert!(took.is_some(), "the leader still ran 10 s after SIGTERM");
 }

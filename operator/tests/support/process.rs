@@ -50,6 +50,29 @@ impl OperatorProcess {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, then how long the process took to exit; `None` if it still runs after
+    /// `limit` (it is then killed).
+    pub fn stop_within(mut self, limit: std::time::Duration) -> Option<std::time::Duration> {
+        let sent = std::time::Instant::now();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        while sent.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(sent.elapsed());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// A gauge from `/metrics` (no labels).
+    pub fn gauge(&self, name: &str) -> Option<f64> {
+        let body = http_get(&self.http, "/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
     /// Sum of a counter family from `/metrics` (all label sets).
     pub fn counter(&self, family: &str) -> Option<f64> {
         let body = http_get(&self.http, "/metrics")?;
