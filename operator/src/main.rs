@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
@@ -17,7 +18,7 @@ use serre_operator::storage::lifecycle::Storage;
 use serre_operator::telemetry::{Metrics, init_logging};
 use serre_operator::webhook::{self, WebhookConfig};
 use serre_operator::{manifests, server};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -309,6 +310,7 @@ async fn run(
 
     let leader_lost = Arc::new(AtomicBool::new(false));
     let lost_flag = leader_lost.clone();
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         tokio::select! {
             () = stop => info!("shutting down"),
@@ -319,6 +321,7 @@ async fn run(
                 std::future::pending::<()>().await
             },
         }
+        let _ = stopping_tx.send(());
     };
     let options = RunOptions {
         concurrency: runtime.concurrency,
@@ -326,13 +329,30 @@ async fn run(
         resync: runtime.resync,
         events_namespace: runtime.namespace.clone(),
     };
-    controller::run(client, build, options, metrics, shutdown).await;
+    // Reconciles in flight get SHUTDOWN_GRACE to finish (each is idempotent: the next
+    // leader redoes what is cut short), then the process exits, well inside the kubelet's
+    // 30 s. kube-runtime's graceful shutdown was seen never to finish when the stop came
+    // within a second of the controllers starting (operator/tests/restart.rs).
+    let grace = async {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = controller::run(client, build, options, metrics, shutdown) => {}
+        () = grace => warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running after the grace period; exiting without them"),
+    }
     http.abort();
     if leader_lost.load(Ordering::Relaxed) {
         bail!("leadership lost");
     }
     Ok(())
 }
+
+/// How long reconciles in flight may take to finish once the operator is told to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 async fn terminate() {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -152,25 +152,37 @@ async fn killed_mid_provisioning_converges_and_idle_restart_writes_nothing() {
 
 /// The kubelet sends SIGTERM on every rollout and uninstall, then kills after the grace
 /// period (30 s): a replica standing by for the Lease must stop at once, as the leader does.
-/// (A standby used to wait for leadership without listening, and took the whole grace
-/// period: helm uninstall left its pod for 30 s.)
+/// Each runs as PID 1 of its own PID namespace, as in its container, where a signal
+/// without a handler is dropped. (A standby used to wait for leadership before listening
+/// for signals, so in its pod it ignored SIGTERM and took the whole grace period; a leader
+/// stopped within a second of starting its controllers could wait forever for
+/// kube-runtime's graceful shutdown, now bounded by the operator's 5 s.)
 #[tokio::test]
 async fn replicas_stop_at_once_on_sigterm_standing_by_or_leading() {
     let client = client().await;
     install(&client).await;
     let lease = unique("stop-lease");
-    let args = [
-        "--lease-name",
-        lease.as_str(),
-        "--platform-egress",
-        "127.0.0.1/32:13900",
-    ];
-    let leader = OperatorProcess::start(16484, &args);
+    // Both are PID 1: the identity in the Lease cannot default to the process id.
+    let args = |identity: &'static str| {
+        [
+            "--lease-name".to_owned(),
+            lease.clone(),
+            "--identity".to_owned(),
+            identity.to_owned(),
+            "--platform-egress".to_owned(),
+            "127.0.0.1/32:13900".to_owned(),
+        ]
+    };
+    let leader_args = args("stop-test-leader");
+    let leader_args: Vec<&str> = leader_args.iter().map(String::as_str).collect();
+    let leader = OperatorProcess::start_as_init(16484, &leader_args);
     eventually(60, "the first replica to lead", || async {
         (leader.gauge("serre_operator_leader")? == 1.0).then_some(())
     })
     .await;
-    let standby = OperatorProcess::start(16485, &args);
+    let standby_args = args("stop-test-standby");
+    let standby_args: Vec<&str> = standby_args.iter().map(String::as_str).collect();
+    let standby = OperatorProcess::start_as_init(16485, &standby_args);
     eventually(60, "the second replica to stand by, ready", || async {
         support::process::http_get(&standby.http, "/readyz").map(|_| ())
     })
