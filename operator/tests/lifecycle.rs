@@ -17,10 +17,21 @@ use support::operator::shared_operator;
 use support::*;
 
 fn hard(q: &ResourceQuota) -> std::collections::BTreeMap<String, String> {
-    q.spec
-        .as_ref()
-        .and_then(|s| s.hard.clone())
-        .unwrap_or_default()
+    quantities(q.spec.as_ref().and_then(|s| s.hard.clone()))
+}
+
+/// The limits quota admission enforces: the controller manager copies `spec.hard` to
+/// `status.hard`, and admission reads the status, so a raised quota admits more only then.
+fn enforced(q: &ResourceQuota) -> std::collections::BTreeMap<String, String> {
+    quantities(q.status.as_ref().and_then(|s| s.hard.clone()))
+}
+
+fn quantities(
+    map: Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
+) -> std::collections::BTreeMap<String, String> {
+    map.unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k, v.0))
         .collect()
@@ -146,6 +157,12 @@ async fn sandbox_is_provisioned_enforced_resized_and_cleaned_up() {
     );
 
     // Real ResourceQuota admission: within quota accepted, over quota refused.
+    let quotas = Api::<ResourceQuota>::namespaced(client.clone(), &ns);
+    eventually(30, "quota enforced", || async {
+        let q = quotas.get("sandbox-quota").await.ok()?;
+        (enforced(&q) == hard(&q)).then_some(())
+    })
+    .await;
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
     pods.create(&PostParams::default(), &pod("500m"))
         .await
@@ -166,10 +183,11 @@ async fn sandbox_is_provisioned_enforced_resized_and_cleaned_up() {
 
     // Resize: the quota follows the spec.
     patch_sandbox(&client, &name, json!({"spec": {"resources": {"cpu": "3"}}})).await;
-    let quotas = Api::<ResourceQuota>::namespaced(client.clone(), &ns);
-    eventually(30, "quota raised to 3 cpu", || async {
+    eventually(30, "quota raised to 3 cpu and enforced", || async {
         let q = quotas.get("sandbox-quota").await.ok()?;
-        (hard(&q)["requests.cpu"] == "3").then_some(())
+        let cpu = |m: std::collections::BTreeMap<String, String>| m.get("requests.cpu").cloned();
+        (cpu(hard(&q)).as_deref() == Some("3") && cpu(enforced(&q)).as_deref() == Some("3"))
+            .then_some(())
     })
     .await;
     pods.create(&PostParams::default(), &pod("1800m"))
