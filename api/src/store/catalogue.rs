@@ -1,59 +1,64 @@
 //! The catalogue of AI solutions and the measured trial results attached to its entries.
 
+use super::rows::row;
 use super::{Pool, Store, StoreError};
 
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
-pub struct SolutionRow {
-    pub id: String,
-    pub status: String,
-    pub vendor: String,
-    pub name: String,
-    pub version: String,
-    pub description: String,
-    pub licence_spdx: String,
-    pub hosting_provider: String,
-    pub hosting_location: String,
-    pub extra_eu_transfer: bool,
-    pub ai_act_risk_class: String,
-    pub gdpr_notes: String,
-    pub criteria_json: String,
-    pub proposed_by: Option<String>,
-    pub created_by: String,
-    pub created_at: String,
-    pub updated_by: String,
-    pub updated_at: String,
-    pub published_at: Option<String>,
+row! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct SolutionRow {
+        pub id: String,
+        pub status: String,
+        pub vendor: String,
+        pub name: String,
+        pub version: String,
+        pub description: String,
+        pub licence_spdx: String,
+        pub hosting_provider: String,
+        pub hosting_location: String,
+        pub extra_eu_transfer: bool,
+        pub ai_act_risk_class: String,
+        pub gdpr_notes: String,
+        pub criteria_json: String,
+        pub proposed_by: Option<String>,
+        pub created_by: String,
+        pub created_at: String,
+        pub updated_by: String,
+        pub updated_at: String,
+        pub published_at: Option<String>,
+    }
 }
 
-/// One measured phase of one trial run of a solution.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
-pub struct TrialResultRow {
-    pub id: String,
-    pub solution_id: String,
-    pub run_id: String,
-    pub tenant: String,
-    pub sandbox: String,
-    /// training, fine-tuning, inference or evaluation.
-    pub phase: String,
-    pub kwh: f64,
-    pub gco2e: f64,
-    pub duration_s: f64,
-    pub functional_units: Option<f64>,
-    pub quality_metric: Option<String>,
-    pub quality_value: Option<f64>,
-    pub measured_at: String,
-    /// JSON object of method flags.
-    pub method_json: String,
-    pub recorded_by: String,
-    pub recorded_at: String,
-    /// JSON object of the resources used (`cpuCoreSeconds`, `memoryGbSeconds`,
-    /// `gpuSeconds`), when known.
-    pub resources_json: Option<String>,
-    /// The gateway's Ed25519 signature (standard base64) over the result's canonical
-    /// form (`catalogue::attestation`); null for hand-entered (declared) results.
-    pub signature: Option<String>,
-    /// The signing key's id (`ed25519:<16 hex>`).
-    pub key_id: Option<String>,
+row! {
+    /// One measured phase of one trial run of a solution.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct TrialResultRow {
+        pub id: String,
+        pub solution_id: String,
+        pub run_id: String,
+        pub tenant: String,
+        pub sandbox: String,
+        /// training, fine-tuning, inference or evaluation.
+        pub phase: String,
+        pub kwh: f64,
+        pub gco2e: f64,
+        pub duration_s: f64,
+        pub functional_units: Option<f64>,
+        pub quality_metric: Option<String>,
+        pub quality_value: Option<f64>,
+        pub measured_at: String,
+        /// JSON object of method flags.
+        pub method_json: String,
+        pub recorded_by: String,
+        pub recorded_at: String,
+        /// JSON object of the resources used (`cpuCoreSeconds`, `memoryGbSeconds`,
+        /// `gpuSeconds`), when known.
+        pub resources_json: Option<String>,
+        /// The gateway's Ed25519 signature (standard base64) over the result's canonical
+        /// form (`catalogue::attestation`); null for hand-entered (declared) results.
+        pub signature: Option<String>,
+        /// The signing key's id (`ed25519:<16 hex>`).
+        pub key_id: Option<String>,
+    }
 }
 
 macro_rules! bind_solution {

@@ -1,61 +1,68 @@
 //! Datasets, dataset versions and grants.
 
+use super::rows::row;
 use super::{Pool, Store, StoreError};
 
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
-pub struct DatasetRow {
-    pub id: String,
-    pub tenant: String,
-    pub name: String,
-    pub description: String,
-    pub classification: String,
-    pub created_by: String,
-    pub created_at: String,
+row! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct DatasetRow {
+        pub id: String,
+        pub tenant: String,
+        pub name: String,
+        pub description: String,
+        pub classification: String,
+        pub created_by: String,
+        pub created_at: String,
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
-pub struct VersionRow {
-    pub dataset_id: String,
-    pub version: i64,
-    pub source_format: String,
-    pub source_sha256: String,
-    pub object_key: String,
-    pub wrapped_key: String,
-    pub size: i64,
-    pub sha256: String,
-    pub rows: i64,
-    pub schema_json: String,
-    pub created_by: String,
-    pub created_at: String,
-    pub deleted_at: Option<String>,
-    pub deleted_by: Option<String>,
+row! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct VersionRow {
+        pub dataset_id: String,
+        pub version: i64,
+        pub source_format: String,
+        pub source_sha256: String,
+        pub object_key: String,
+        pub wrapped_key: String,
+        pub size: i64,
+        pub sha256: String,
+        pub rows: i64,
+        pub schema_json: String,
+        pub created_by: String,
+        pub created_at: String,
+        pub deleted_at: Option<String>,
+        pub deleted_by: Option<String>,
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
-pub struct GrantRow {
-    pub id: String,
-    pub tenant: String,
-    pub dataset_id: String,
-    pub version: i64,
-    pub grantee_kind: String,
-    pub grantee: String,
-    pub columns_json: String,
-    pub recipe_json: String,
-    pub row_filter: Option<String>,
-    pub purpose: String,
-    pub expires_at: String,
-    pub created_by: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
-    pub revoked_by: Option<String>,
-    pub pseudonym_key: String,
-    pub view_key: String,
-    pub view_wrapped_key: String,
-    pub view_size: i64,
-    pub view_sha256: String,
-    pub view_rows: i64,
-    pub view_schema_json: String,
-    pub kanon_json: String,
+row! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct GrantRow {
+        pub id: String,
+        pub tenant: String,
+        pub dataset_id: String,
+        pub version: i64,
+        pub grantee_kind: String,
+        pub grantee: String,
+        pub columns_json: String,
+        pub recipe_json: String,
+        pub row_filter: Option<String>,
+        pub purpose: String,
+        pub expires_at: String,
+        pub created_by: String,
+        pub created_at: String,
+        pub revoked_at: Option<String>,
+        pub revoked_by: Option<String>,
+        pub pseudonym_key: String,
+        pub view_key: String,
+        pub view_wrapped_key: String,
+        pub view_size: i64,
+        pub view_sha256: String,
+        pub view_rows: i64,
+        pub view_schema_json: String,
+        pub kanon_json: String,
+    }
 }
 
 const INSERT_VERSION: &str = "INSERT INTO dataset_versions (dataset_id, version, \
@@ -79,12 +86,14 @@ macro_rules! bind_version {
     };
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
-pub struct DataPolicyRow {
-    pub tenant: String,
-    pub min_k: i64,
-    pub updated_by: String,
-    pub updated_at: String,
+row! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct DataPolicyRow {
+        pub tenant: String,
+        pub min_k: i64,
+        pub updated_by: String,
+        pub updated_at: String,
+    }
 }
 
 impl Store {

@@ -13,7 +13,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub mod migrations;
 mod model;
+mod rows;
 pub mod sqlite_audit;
 mod sqlite_reader;
 pub use model::*;
@@ -142,7 +144,7 @@ impl Store {
             // before the pool's connections attach the audit file.
             if migrate && on_disk {
                 let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
-                sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+                migrations::sqlite().await?.run(&mut conn).await?;
                 if let Some(audit) = &audit_file {
                     attach_audit(&mut conn, audit).await?;
                     let moved = sqlite_audit::move_rows(&mut conn).await?;
@@ -169,7 +171,7 @@ impl Store {
                 .await?;
             if migrate && !on_disk {
                 // In memory: the database lives as long as the pool's connection.
-                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                migrations::sqlite().await?.run(&pool).await?;
             }
             if on_disk {
                 reader = Some(std::sync::Arc::new(SqliteReader::new(&file)));
@@ -183,7 +185,7 @@ impl Store {
                 .connect_with(options)
                 .await?;
             if migrate {
-                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+                migrations::postgres().await?.run(&pool).await?;
             }
             Pool::Postgres(pool)
         } else {

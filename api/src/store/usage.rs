@@ -3,46 +3,50 @@
 
 use chrono::{DateTime, Utc};
 
+use super::rows::row;
 use super::{Pool, Store, StoreError, parse_timestamp, timestamp};
 use crate::energy::LedgerRow;
 
-/// A trial run as recorded by the gateway.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
-pub struct RunRow {
-    pub name: String,
-    pub namespace: String,
-    pub sandbox: String,
-    pub tenant: String,
-    pub solution: Option<String>,
-    pub kind: String,
-    pub requested_by: String,
-    /// The `TrialRunSpec` as JSON.
-    pub spec_json: String,
-    pub created_at: String,
-    pub phase: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub exit_reason: Option<String>,
-    /// The run's figures once final (JSON of `runs::RunFigures`).
-    pub summary_json: Option<String>,
-    pub closed_at: Option<String>,
-    /// The quality the requester reported (e.g. `rougeL` 0.41), if any.
-    pub quality_metric: Option<String>,
-    pub quality_value: Option<f64>,
+row! {
+    /// A trial run as recorded by the gateway.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct RunRow {
+        pub name: String,
+        pub namespace: String,
+        pub sandbox: String,
+        pub tenant: String,
+        pub solution: Option<String>,
+        pub kind: String,
+        pub requested_by: String,
+        /// The `TrialRunSpec` as JSON.
+        pub spec_json: String,
+        pub created_at: String,
+        pub phase: String,
+        pub started_at: Option<String>,
+        pub finished_at: Option<String>,
+        pub exit_reason: Option<String>,
+        /// The run's figures once final (JSON of `runs::RunFigures`).
+        pub summary_json: Option<String>,
+        pub closed_at: Option<String>,
+        /// The quality the requester reported (e.g. `rougeL` 0.41), if any.
+        pub quality_metric: Option<String>,
+        pub quality_value: Option<f64>,
+    }
 }
 
-#[derive(sqlx::FromRow)]
-struct LedgerRecord {
-    window_start: String,
-    window_end: String,
-    tenant: String,
-    namespace: String,
-    run: String,
-    quantity: String,
-    value: f64,
-    unit: String,
-    method: String,
-    source: String,
+row! {
+    struct LedgerRecord {
+        window_start: String,
+        window_end: String,
+        tenant: String,
+        namespace: String,
+        run: String,
+        quantity: String,
+        value: f64,
+        unit: String,
+        method: String,
+        source: String,
+    }
 }
 
 impl LedgerRecord {

@@ -396,7 +396,9 @@ async fn sqlite_audit_log_moves_to_its_own_file_with_its_chain() {
         let mut conn = sqlx::SqliteConnection::connect_with(&options)
             .await
             .unwrap();
-        sqlx::migrate!("./migrations/sqlite")
+        serre_api::store::migrations::sqlite()
+            .await
+            .unwrap()
             .run(&mut conn)
             .await
             .unwrap();
