@@ -4,15 +4,13 @@
 //! tenant admin on a gateway without a cluster. Runs need a cluster and a node: their
 //! request bodies are unit-tested in `src/commands/runs.rs`.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
-mod support_cli;
-
 use std::os::unix::fs::PermissionsExt;
 
+use crate::support::{
+    Backend, Gateway, Setup, TENANTS_YAML, fresh_database, groups, new_dir, oidc,
+};
+use crate::support_cli::{Serre, approve, start_login};
 use serde_json::Value;
-use support::{Backend, Gateway, Setup, TENANTS_YAML, fresh_database, groups, new_dir, oidc};
-use support_cli::{Serre, approve, start_login};
 
 /// A gateway without a cluster that trusts the real provider.
 async fn gateway_with_provider() -> Gateway {

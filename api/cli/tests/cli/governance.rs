@@ -2,16 +2,11 @@
 //! `serre audit …` against the real gateway started in-process (`api/tests/support`, no
 //! cluster): each command's happy path and its main refusals, with their exit codes.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
-#[allow(dead_code)] // the device sign-in helpers are cli.rs's
-mod support_cli;
-
 use std::os::unix::fs::PermissionsExt;
 
+use crate::support::{Backend, Gateway, Setup, fresh_database, groups, new_dir};
+use crate::support_cli::{Out, Serre};
 use serde_json::{Value, json};
-use support::{Backend, Gateway, Setup, fresh_database, groups, new_dir};
-use support_cli::{Out, Serre};
 
 const CSV: &str =
     "id,age,postcode,income\n1,34,93100,2100\n2,41,93100,2500\n3,29,93170,1900\n4,52,93170,3100\n";
