@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use chrono::Utc;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -285,6 +286,14 @@ pub async fn start(config: Config, signals: bool) -> Result<Running, StartError>
     let grace = config.shutdown_grace;
     let rx = stop_rx.clone();
     let (blobs, signer) = (app.data.blobs.clone(), app.data.audit_signer.clone());
+    // TCP_NODELAY on every connection: a streamed body (a view, a Delta Sharing range)
+    // ends in a short segment, which Nagle's algorithm would hold until the client's
+    // delayed ACK (up to 40 ms on Linux) on every response.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set on a connection");
+        }
+    });
     let task = tokio::spawn(async move {
         let server = axum::serve(listener, router).with_graceful_shutdown(stopped(rx.clone()));
         tokio::select! {
