@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::ClientOptions;
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
@@ -135,6 +136,14 @@ pub struct BlobStore {
 
 struct Inner {
     store: Arc<dyn ObjectStore>,
+    /// The same store for the large body reads (object and range streams, downloads).
+    /// S3: its connections are not reused. A keep-alive connection turns interactive
+    /// (Linux delays its ACKs) after a few request/response exchanges, and a store that
+    /// leaves Nagle's algorithm on (Garage 2.5 does) then holds the last short segment
+    /// of a response until the delayed ACK fires: ~40 ms on every range read whose end
+    /// is not aligned to the store's blocks. A new connection per body read costs a
+    /// handshake instead (`docs/benchmarks.md`, *Delta Sharing serving*).
+    bodies: Arc<dyn ObjectStore>,
     backend: Backend,
     keks: KekRing,
     /// Openers of recently range-read blobs (most recent last), so repeated range reads
@@ -204,7 +213,8 @@ pub fn validate_key(key: &str) -> Result<Path, BlobError> {
 
 impl BlobStore {
     pub fn new(backend: BlobBackend, keks: KekRing) -> Result<Self, BlobError> {
-        let (store, backend): (Arc<dyn ObjectStore>, Backend) = match backend {
+        type Stores = (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, Backend);
+        let (store, bodies, backend): Stores = match backend {
             BlobBackend::Local { dir } => {
                 std::fs::create_dir_all(&dir).map_err(|source| BlobError::LocalFile {
                     path: dir.clone(),
@@ -215,7 +225,7 @@ impl BlobStore {
                         .map_err(|e| BlobError::Config(format!("{}: {e}", dir.display())))?
                         .with_automatic_cleanup(true),
                 );
-                (fs.clone(), Backend::Local { dir, fs })
+                (fs.clone(), fs.clone(), Backend::Local { dir, fs })
             }
             BlobBackend::S3 {
                 endpoint,
@@ -224,22 +234,30 @@ impl BlobStore {
                 access_key_id,
                 secret_access_key,
             } => {
-                let s3: AmazonS3 = AmazonS3Builder::new()
-                    .with_endpoint(&endpoint)
-                    .with_allow_http(true)
-                    .with_virtual_hosted_style_request(false)
-                    .with_region(&region)
-                    .with_bucket_name(&bucket)
-                    .with_access_key_id(&access_key_id)
-                    .with_secret_access_key(&secret_access_key)
-                    .build()
-                    .map_err(|e| BlobError::Config(e.to_string()))?;
-                (Arc::new(s3), Backend::S3 { bucket })
+                // Client options first: `with_client_options` replaces them all, and
+                // `with_allow_http` is one of them.
+                let s3 = |options: ClientOptions| {
+                    AmazonS3Builder::new()
+                        .with_client_options(options)
+                        .with_allow_http(true)
+                        .with_endpoint(&endpoint)
+                        .with_virtual_hosted_style_request(false)
+                        .with_region(&region)
+                        .with_bucket_name(&bucket)
+                        .with_access_key_id(&access_key_id)
+                        .with_secret_access_key(&secret_access_key)
+                        .build()
+                        .map_err(|e| BlobError::Config(e.to_string()))
+                };
+                let store = s3(ClientOptions::new())?;
+                let bodies = s3(ClientOptions::new().with_pool_max_idle_per_host(0))?;
+                (Arc::new(store), Arc::new(bodies), Backend::S3 { bucket })
             }
         };
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
+                bodies,
                 backend,
                 keks,
                 openers: Mutex::new(VecDeque::with_capacity(CACHED_OPENERS)),
@@ -359,7 +377,7 @@ impl BlobStore {
             .map_err(|e| BlobError::from_crypto(&blob.key, e))?;
         let got = self
             .inner
-            .store
+            .bodies
             .get_opts(
                 &path,
                 GetOptions {
@@ -411,7 +429,7 @@ impl BlobStore {
         let data_key = self.data_key(blob)?;
         let got = self
             .inner
-            .store
+            .bodies
             .get(&path)
             .await
             .map_err(|e| BlobError::from_store(&blob.key, e))?;
@@ -455,7 +473,7 @@ impl BlobStore {
                 .map_err(|e| BlobError::Task(e.to_string()))??
             }
             Backend::S3 { .. } => {
-                upload::download_to_temp(self.inner.store.as_ref(), &path, &blob.key).await?
+                upload::download_to_temp(self.inner.bodies.as_ref(), &path, &blob.key).await?
             }
         };
         let key = blob.key.clone();
