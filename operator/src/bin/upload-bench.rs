@@ -162,8 +162,8 @@ async fn run(args: &Args, garage: &Garage) -> Result<()> {
         .saturating_add(1 << 30)
         .saturating_mul(3 * args.rounds as u64 + 3)
         .min(i64::MAX as u64);
-    let bucket = admin.ensure_bucket(BUCKET, quota, false).await?;
-    let creds = admin.ensure_key(BUCKET, &bucket.id).await?;
+    let bucket = admin.ensure_bucket(BUCKET, quota, false).await?.info;
+    let creds = admin.ensure_key(BUCKET, &bucket.id, false).await?;
     let endpoint = garage.get("SERRE_S3_ENDPOINT")?;
     let region = garage.get("SERRE_S3_REGION")?;
     let key = DataKey::generate()?;

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{BucketInfo, KeyCredentials, Result, StorageError, StorageProvisioner};
+use super::{BucketInfo, EnsuredBucket, KeyCredentials, Result, StorageError, StorageProvisioner};
 
 /// Talks to one Garage cluster's admin API with a bearer token.
 pub struct GarageAdmin {
@@ -281,7 +281,7 @@ impl StorageProvisioner for GarageAdmin {
         alias: &str,
         max_size: u64,
         likely_new: bool,
-    ) -> Result<BucketInfo> {
+    ) -> Result<EnsuredBucket> {
         // Every admin call costs Garage an Argon2 check of the token (about 20 ms of CPU):
         // a bucket likely new is created first, and read only if it was there after all.
         let existing = if likely_new {
@@ -289,19 +289,27 @@ impl StorageProvisioner for GarageAdmin {
         } else {
             self.bucket(alias).await?
         };
-        let bucket = match existing {
-            Some(b) => b,
+        let (bucket, created) = match existing {
+            Some(b) => (b, false),
             None => match self.create_bucket(alias).await? {
-                Some(created) => created,
-                None => self.bucket(alias).await?.ok_or(StorageError::Api {
-                    operation: "GetBucketInfo",
-                    status: 404,
-                    message: format!("bucket {alias} exists by CreateBucket, not by GetBucketInfo"),
-                })?,
+                Some(created) => (created, true),
+                None => {
+                    let found = self.bucket(alias).await?.ok_or(StorageError::Api {
+                        operation: "GetBucketInfo",
+                        status: 404,
+                        message: format!(
+                            "bucket {alias} exists by CreateBucket, not by GetBucketInfo"
+                        ),
+                    })?;
+                    (found, false)
+                }
             },
         };
         if bucket.max_size == Some(max_size) {
-            return Ok(bucket);
+            return Ok(EnsuredBucket {
+                info: bucket,
+                created,
+            });
         }
         let v = self
             .call(
@@ -312,7 +320,10 @@ impl StorageProvisioner for GarageAdmin {
             )
             .await?
             .unwrap_or(Value::Null);
-        Ok(Self::parse::<BucketResponse>("UpdateBucket", v)?.into())
+        Ok(EnsuredBucket {
+            info: Self::parse::<BucketResponse>("UpdateBucket", v)?.into(),
+            created,
+        })
     }
 
     async fn key(&self, name: &str) -> Result<Option<KeyCredentials>> {
@@ -322,8 +333,20 @@ impl StorageProvisioner for GarageAdmin {
         }
     }
 
-    async fn ensure_key(&self, name: &str, bucket_id: &str) -> Result<KeyCredentials> {
-        let (creds, allowed) = match self.key_by_name(name).await? {
+    async fn ensure_key(
+        &self,
+        name: &str,
+        bucket_id: &str,
+        bucket_created: bool,
+    ) -> Result<KeyCredentials> {
+        // A key is created after its bucket: a bucket this reconcile created has no key
+        // yet, so the search (one more Argon2-checked call) is skipped.
+        let found = if bucket_created {
+            None
+        } else {
+            self.key_by_name(name).await?
+        };
+        let (creds, allowed) = match found {
             Some(k) => (
                 Self::credentials("GetKeyInfo", &k)?,
                 k.may_read_and_write(bucket_id),

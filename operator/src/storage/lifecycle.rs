@@ -77,11 +77,15 @@ impl Storage {
             }
             return Ok(same);
         }
-        let info = self
+        let ensured = self
             .provisioner
             .ensure_bucket(&bucket, max_size, current.is_none())
             .await?;
-        let creds = self.provisioner.ensure_key(&bucket, &info.id).await?;
+        let info = ensured.info;
+        let creds = self
+            .provisioner
+            .ensure_key(&bucket, &info.id, ensured.created)
+            .await?;
         let secret = &self.config.data_keys_secret;
         let recorded = current.map(|c| c.data_key_id.as_str());
         let data_key = self
@@ -171,7 +175,10 @@ impl Storage {
         if info.objects == 0 && info.bytes == 0 {
             // Counters are approximate in Garage: list anyway, it is cheap when empty.
         }
-        let creds = self.provisioner.ensure_key(&bucket, &info.id).await?;
+        let creds = self
+            .provisioner
+            .ensure_key(&bucket, &info.id, false)
+            .await?;
         let store = objects::bucket_store(
             &self.config.s3_endpoint,
             &self.config.s3_region,

@@ -28,6 +28,14 @@ pub struct BucketInfo {
     pub bytes: u64,
 }
 
+/// What [`StorageProvisioner::ensure_bucket`] left: the bucket, and whether this call
+/// created it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnsuredBucket {
+    pub info: BucketInfo,
+    pub created: bool,
+}
+
 /// An access key; the secret is only present when asked for.
 #[derive(Clone)]
 pub struct KeyCredentials {
@@ -79,11 +87,19 @@ pub trait StorageProvisioner: Send + Sync {
         alias: &str,
         max_size: u64,
         likely_new: bool,
-    ) -> Result<BucketInfo>;
+    ) -> Result<EnsuredBucket>;
     /// The key with exactly this name, with its secret, if it exists.
     async fn key(&self, name: &str) -> Result<Option<KeyCredentials>>;
     /// Find or create the key named `name`, allowed to read and write `bucket_id` only.
-    async fn ensure_key(&self, name: &str, bucket_id: &str) -> Result<KeyCredentials>;
+    /// `bucket_created`: [`Self::ensure_bucket`] has just created that bucket. A sandbox's
+    /// key is only ever created after its bucket, so no key of that name can exist yet:
+    /// it is created without a search.
+    async fn ensure_key(
+        &self,
+        name: &str,
+        bucket_id: &str,
+        bucket_created: bool,
+    ) -> Result<KeyCredentials>;
     /// Delete a bucket (must be empty); a missing bucket is not an error.
     async fn delete_bucket(&self, id: &str) -> Result<()>;
     /// Delete a key; a missing key is not an error.
