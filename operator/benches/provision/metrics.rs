@@ -206,9 +206,11 @@ pub(crate) fn garage_requests(after: &Prom, before: &Prom, n: f64) -> Value {
 /// Who sent each apiserver write. The metric has no client label, so writes are
 /// attributed by what only one party does here:
 /// - the benchmark client: `POST sandboxes` (exactly N);
-/// - the operator: every server-side apply (`APPLY`), every `PATCH` (the finalizer
-///   helper's JSON patch), and `events.k8s.io` Events (kube-rs' Recorder; the
-///   controller-manager writes core/v1 Events);
+/// - the operator: every server-side apply (`APPLY`), every `PATCH` but those of core/v1
+///   Events (the finalizer helper's JSON patch), and `events.k8s.io` Events (kube-rs'
+///   Recorder). Core/v1 Events, created or PATCHed when they repeat, are the
+///   controller-manager's and, in the cluster, the kubelet's: the operator never sends
+///   them;
 /// - its leader Lease: `coordination.k8s.io` leases;
 /// - the controller-manager: the rest (default ServiceAccounts, token Secrets,
 ///   `kube-root-ca.crt` ConfigMaps, quota status `PUT`s, core Events, and the
@@ -231,7 +233,10 @@ pub(crate) fn attribute(
                 *out.entry("unattributed").or_default() += v - client;
             }
             continue;
-        } else if verb == "APPLY" || verb == "PATCH" || group == "events.k8s.io" {
+        } else if verb == "APPLY"
+            || (verb == "PATCH" && !(group.is_empty() && resource == "events"))
+            || group == "events.k8s.io"
+        {
             "operator"
         } else {
             "controller-manager"
