@@ -189,14 +189,17 @@ impl Storage {
         objects::empty_bucket(store.as_ref()).await
     }
 
-    /// Delete the bucket and key in the store and the wrapped data key in Kubernetes.
+    /// Delete the key and bucket in the store and the wrapped data key in Kubernetes.
+    /// The key goes first: created after its bucket and deleted before it, a sandbox's
+    /// key never outlives its bucket, which lets provisioning create the key of a bucket
+    /// it has just created without searching for one (`ensure_key`).
     pub async fn destroy(&self, client: &Client, t: &Target<'_>) -> Result<()> {
         let bucket = bucket_name(t.sandbox);
-        if let Some(info) = self.provisioner.bucket(&bucket).await? {
-            self.provisioner.delete_bucket(&info.id).await?;
-        }
         if let Some(key) = self.provisioner.key(&bucket).await? {
             self.provisioner.delete_key(&key.access_key_id).await?;
+        }
+        if let Some(info) = self.provisioner.bucket(&bucket).await? {
+            self.provisioner.delete_bucket(&info.id).await?;
         }
         StorageKeys::destroy_data_key(
             client,

@@ -92,8 +92,8 @@ pub trait StorageProvisioner: Send + Sync {
     async fn key(&self, name: &str) -> Result<Option<KeyCredentials>>;
     /// Find or create the key named `name`, allowed to read and write `bucket_id` only.
     /// `bucket_created`: [`Self::ensure_bucket`] has just created that bucket. A sandbox's
-    /// key is only ever created after its bucket, so no key of that name can exist yet:
-    /// it is created without a search.
+    /// key is only ever created after its bucket and deleted before it, so no key of that
+    /// name can exist yet: it is created without a search.
     async fn ensure_key(
         &self,
         name: &str,
